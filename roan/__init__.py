@@ -1,0 +1,82 @@
+"""roan keeps HTTP caches fresh: purge rules as data, purges sent after commit, an audit log.
+
+Public API (importing roan touches neither settings nor the app registry)::
+
+    from roan import purge
+    purge("/posts/").on_save(Post)          # roan 0.1, still supported
+
+    import roan
+    roan.purge_urls(["/posts/", "https://example.com/about/"])
+    roan.purge_object(post)
+    with roan.suppress_purges():
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django.db.models import Model
+
+__all__ = ["purge", "purge_object", "purge_urls", "suppress_purges"]
+
+
+class purge:  # noqa: N801 - the roan 0.1 name, kept on purpose
+    """roan 0.1's API: ``purge("/posts").on_save(Post)``.
+
+    Registers a code rule: after a ``Post`` is saved (or deleted, with ``on_delete``) and
+    the transaction commits, ``/posts`` is purged on every configured backend (with only
+    ``ROAN_PURGE_URL`` set, that is ``GET {ROAN_PURGE_URL}/posts``, like roan 0.1).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def on_save(self, model: type[Model] | str) -> purge:
+        from roan.rules import SAVE, register_code_rule
+
+        register_code_rule(self.url, model, SAVE)
+        return self
+
+    def on_delete(self, model: type[Model] | str) -> purge:
+        from roan.rules import DELETE, register_code_rule
+
+        register_code_rule(self.url, model, DELETE)
+        return self
+
+
+def purge_urls(
+    urls: Iterable[str] | str,
+    *,
+    backends: Iterable[str] | None = None,
+    kind: str = "url",
+    trigger: str = "api",
+    user: Any = None,
+) -> int:
+    """Purge ``urls`` (paths, or absolute URLs whose host a backend allows) after commit.
+
+    ``kind`` is ``"url"``, ``"prefix"``, ``"tag"`` or ``"all"``. Returns the number of
+    attempt rows written.
+    """
+    from roan.api import purge_urls as _purge_urls
+
+    return _purge_urls(urls, backends=backends, kind=kind, trigger=trigger, user=user)
+
+
+def purge_object(obj: Model, *, trigger: str = "api", user: Any = None) -> int:
+    """Purge every URL the rules of ``obj``'s model render for it, as if it were saved."""
+    from roan.api import purge_object as _purge_object
+
+    return _purge_object(obj, trigger=trigger, user=user)
+
+
+@contextmanager
+def suppress_purges() -> Iterator[None]:
+    """Collect no purges in this block (data migrations, seeding, bulk fixes)."""
+    from roan.pipeline import suppress_purges as _suppress
+
+    with _suppress():
+        yield

@@ -1,0 +1,81 @@
+"""The code behind roan's public functions (``roan.purge_urls``, ``roan.purge_object``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import models
+
+from roan import pipeline, rules
+from roan.backends.base import KINDS, PurgeRequest
+from roan.conf import roan_settings
+from roan.templating import MAX_LENGTH
+
+_CONTROL = {chr(c) for c in range(0x21)} | {"\x7f"}
+
+
+def parse_target(value: str, kind: str) -> PurgeRequest:
+    """A request from what a person or program typed: a path, a URL, a prefix or a tag."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+    value = value.strip()
+    if kind == "all":
+        return PurgeRequest("all", "")
+    if not value:
+        raise ValueError("empty target")
+    if len(value) > MAX_LENGTH:
+        raise ValueError(f"longer than {MAX_LENGTH} characters")
+    if any(ch in _CONTROL for ch in value):
+        raise ValueError(f"{value[:80]!r} contains spaces or control characters")
+    if kind == "tag":
+        return PurgeRequest("tag", value)
+    host = ""
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"{value[:80]!r} is not an http(s) URL or a path")
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        value = parts.path or "/"
+        if parts.query:
+            value += "?" + parts.query
+    if not value.startswith("/") or value.startswith("//"):
+        raise ValueError(f"{value[:80]!r} is not a path starting with '/'")
+    value = value.split("#", 1)[0]
+    if kind == "prefix":
+        value = value.removesuffix("*")
+    return PurgeRequest(kind, value, host)
+
+
+def purge_urls(
+    urls: Iterable[str] | str,
+    *,
+    backends: Iterable[str] | None = None,
+    kind: str = "url",
+    trigger: str = "api",
+    user: Any = None,
+) -> int:
+    if isinstance(urls, str):
+        urls = [urls]
+    requests = list(dict.fromkeys(parse_target(url, kind) for url in urls))
+    if kind == "all" and not requests:
+        requests = [PurgeRequest("all", "")]
+    aliases = list(backends) if backends is not None else list(roan_settings.BACKENDS)
+    user_id = getattr(user, "pk", None) if user is not None else pipeline.current_user_id()
+    origin = pipeline.Origin(trigger=trigger, user_id=user_id)
+    return pipeline.submit(pipeline.Purge(alias, request, origin) for alias in aliases for request in requests)
+
+
+def purge_object(obj: models.Model, *, trigger: str = "api", user: Any = None) -> int:
+    fired: list[rules.CompiledRule] = []
+    for event in rules.EVENTS:
+        for rule in rules.rules_for(type(obj), event):
+            if rule not in fired:
+                fired.append(rule)
+    user_id = getattr(user, "pk", None) if user is not None else None
+    purges: list[pipeline.Purge] = []
+    for rule in fired:
+        requests = pipeline.render_rule(rule, obj)
+        purges += pipeline.purges_for(obj, rule, requests, trigger=trigger, user_id=user_id)
+    return pipeline.submit(purges)

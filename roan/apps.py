@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class RoanConfig(AppConfig):
+    name = "roan"
+    verbose_name = _("Roan")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from roan import checks, receivers
+
+        receivers.connect()
+        checks.register()

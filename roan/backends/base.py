@@ -1,0 +1,201 @@
+"""The contract every roan backend fulfils.
+
+A backend is built once per process from one entry of ``ROAN_BACKENDS``. It validates its
+options in ``__init__`` (raising ``ImproperlyConfigured`` with a clear message), declares
+what it can purge (``capabilities``) and how many requests one call may carry
+(``batch_size``), and names its nodes. roan's dispatcher then calls
+:meth:`BaseBackend.purge` with the requests for one node at a time and records one
+:class:`PurgeResult` per request.
+
+Backends never raise for a cache's failure and never log or return credentials: a failure
+is a ``PurgeResult`` with ``status="failed"`` and a short, redacted ``error``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+#: What a backend may be asked to purge.
+URL = "url"
+PREFIX = "prefix"
+TAG = "tag"
+ALL = "all"
+KINDS = (URL, PREFIX, TAG, ALL)
+
+#: Outcomes a backend reports; they map one to one onto ``PurgeAttempt.Status``.
+OK = "ok"
+NOT_CACHED = "not_cached"
+FAILED = "failed"
+GAVE_UP = "gave_up"
+SKIPPED = "skipped"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PurgeRequest:
+    """One thing to purge on one backend.
+
+    ``target`` is a path (with its query string) for ``url``, a path prefix for
+    ``prefix``, a tag for ``tag`` and ``""`` for ``all``. ``host`` is the page's host
+    name, sent as the ``Host`` header; ``""`` means the backend's default host.
+    """
+
+    kind: str
+    target: str
+    host: str = ""
+
+
+@dataclasses.dataclass(slots=True)
+class PurgeResult:
+    """The outcome of one :class:`PurgeRequest` on one node."""
+
+    status: str
+    http_status: int | None = None
+    latency_ms: float | None = None
+    error: str = ""
+    purge_id: str = ""
+    #: Seconds the cache asked us to wait (``Retry-After``), if it said.
+    retry_after: float | None = None
+    #: False when sending again cannot help (a 403 means configuration, not bad luck).
+    retryable: bool = True
+
+
+class BaseBackend:
+    """Base class for roan backends.
+
+    Subclasses set ``capabilities`` and ``batch_size`` and implement :meth:`purge`.
+    ``options`` is the backend's dict from ``ROAN_BACKENDS`` without ``"BACKEND"``.
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({URL})
+    batch_size: int = 1
+    #: Option names this backend accepts (besides the common ones below).
+    options_accepted: ClassVar[frozenset[str]] = frozenset()
+    common_options: ClassVar[frozenset[str]] = frozenset({"HOSTS", "TIMEOUT", "LABEL"})
+
+    def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
+        self.alias = alias
+        unknown = set(options) - self.options_accepted - self.common_options - {"BACKEND"}
+        if unknown:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{alias!r}]: unknown option(s) {', '.join(sorted(unknown))} "
+                f"for {type(self).__name__}."
+            )
+        self.hosts: tuple[str, ...] = tuple(
+            h.lower() for h in self._list_option(options, "HOSTS", default=())
+        )
+        self.connect_timeout, self.read_timeout = self._timeout_option(options)
+        self.label: str = str(options.get("LABEL") or alias)
+
+    # -- what the dispatcher calls ------------------------------------------------------
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Names of the nodes one request fans out to (one attempt row each).
+
+        Node names are shown in the admin and stored in the database, so they never
+        contain credentials.
+        """
+        return ("default",)
+
+    def refuse(self, request: PurgeRequest) -> str:
+        """Why this backend will not send ``request`` (``""`` when it will).
+
+        Checked before a pending row is written, so a refused request is recorded as
+        ``skipped`` with this reason instead of being retried forever.
+        """
+        if request.kind not in self.capabilities:
+            can = ", ".join(sorted(self.capabilities))
+            return f"{type(self).__name__} cannot purge by {request.kind} (it can: {can})"
+        if request.host and self.hosts and request.host.lower() not in self.hosts:
+            return f"host {request.host!r} is not in this backend's HOSTS"
+        if request.host and not self.hosts:
+            return f"host {request.host!r} given, but this backend has no HOSTS allow-list"
+        return ""
+
+    def purge(self, node: str, requests: Sequence[PurgeRequest]) -> list[PurgeResult]:
+        """Send ``requests`` (at most ``batch_size``) to ``node``; one result each.
+
+        Must not raise for anything the cache does (down, slow, an error status): that
+        is a ``failed`` result. Must always use ``connect_timeout``/``read_timeout``.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections (called when settings change and in tests)."""
+
+    # -- helpers for subclasses --------------------------------------------------------
+
+    def default_host(self) -> str:
+        return self.hosts[0] if self.hosts else ""
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+    def _list_option(
+        self, options: Mapping[str, Any], name: str, default: Iterable[str]
+    ) -> tuple[str, ...]:
+        value = options.get(name, default)
+        if isinstance(value, str):
+            value = [value]
+        try:
+            items = tuple(str(v) for v in value)
+        except TypeError:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{self.alias!r}][{name!r}] must be a list of strings."
+            ) from None
+        return items
+
+    def _timeout_option(self, options: Mapping[str, Any]) -> tuple[float, float]:
+        """``TIMEOUT`` is seconds, or ``(connect, read)``; default ``(2, 5)``."""
+        value = options.get("TIMEOUT", (2.0, 5.0))
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            pair: tuple[Any, ...] = (value, value)
+        elif isinstance(value, list | tuple) and len(value) == 2:
+            pair = tuple(value)
+        else:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{self.alias!r}]['TIMEOUT'] must be seconds or a "
+                f"(connect, read) pair, not {value!r}."
+            )
+        try:
+            connect, read = float(pair[0]), float(pair[1])
+        except (TypeError, ValueError):
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{self.alias!r}]['TIMEOUT'] must be numbers, not {value!r}."
+            ) from None
+        if not (0 < connect <= 60 and 0 < read <= 300):
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{self.alias!r}]['TIMEOUT'] must be positive and at most "
+                f"60 s to connect and 300 s to read (got {value!r})."
+            )
+        return connect, read
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``, without user info or query string."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.ms``: wall time in milliseconds."""
+
+    __slots__ = ("_start", "ms")
+
+    def __enter__(self) -> Timer:
+        self.ms = 0.0
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.ms = (time.perf_counter() - self._start) * 1000.0

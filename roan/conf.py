@@ -1,0 +1,80 @@
+"""roan's settings, read from ``django.conf.settings`` each time they are used.
+
+Nothing here is read at import time and nothing is written back into ``settings``, so
+``override_settings`` works for every one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULT_PURGE_URL = "http://localhost/purge"
+
+DEFAULT_RETRY: dict[str, float] = {
+    # Attempts in all, the first send included, before an attempt ends ``gave_up``.
+    "MAX_ATTEMPTS": 5,
+    # Backoff: BASE * FACTOR ** (attempt - 1) seconds, capped at MAX, with jitter.
+    "BASE": 5.0,
+    "FACTOR": 3.0,
+    "MAX": 3600.0,
+    # A worker that claimed an attempt owns it this long; then anyone may take it again.
+    "LEASE": 120.0,
+}
+
+
+class RoanSettings:
+    """One property per ``ROAN_*`` setting, with its default."""
+
+    @property
+    def BACKENDS(self) -> dict[str, dict[str, Any]]:
+        """``ROAN_BACKENDS``; when unset, one nginx backend at ``ROAN_PURGE_URL`` (0.1)."""
+        value = getattr(settings, "ROAN_BACKENDS", None)
+        if value is None:
+            return {
+                "default": {
+                    "BACKEND": "roan.backends.nginx.NginxBackend",
+                    "LOCATION": self.PURGE_URL,
+                }
+            }
+        return dict(value)
+
+    @property
+    def PURGE_URL(self) -> str:
+        return str(getattr(settings, "ROAN_PURGE_URL", DEFAULT_PURGE_URL))
+
+    @property
+    def DISPATCH(self) -> str:
+        return str(getattr(settings, "ROAN_DISPATCH", "inline"))
+
+    @property
+    def TASK_BACKEND(self) -> str:
+        return str(getattr(settings, "ROAN_TASK_BACKEND", "default"))
+
+    @property
+    def TASK_QUEUE(self) -> str:
+        return str(getattr(settings, "ROAN_TASK_QUEUE", "default"))
+
+    @property
+    def RETRY(self) -> dict[str, float]:
+        return {**DEFAULT_RETRY, **getattr(settings, "ROAN_RETRY", {})}
+
+    @property
+    def CACHE(self) -> str:
+        return str(getattr(settings, "ROAN_CACHE", "default"))
+
+    @property
+    def RULES_TTL(self) -> float:
+        return float(getattr(settings, "ROAN_RULES_TTL", 1.0))
+
+    @property
+    def MAX_URLS_PER_EVENT(self) -> int:
+        return int(getattr(settings, "ROAN_MAX_URLS_PER_EVENT", 1000))
+
+    @property
+    def ENABLED(self) -> bool:
+        return bool(getattr(settings, "ROAN_ENABLED", True))
+
+
+roan_settings = RoanSettings()

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
+
+from roan import api
+from roan.conf import roan_settings
+
+
+class Command(BaseCommand):
+    help = (
+        "Purge URLs, prefixes or tags, one object (app_label.Model PK), or everything on "
+        "one backend. Attempts are recorded with trigger 'command'."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("targets", nargs="*", help="Paths or http(s) URLs (or tags, prefixes).")
+        parser.add_argument("--kind", choices=["url", "prefix", "tag"], default="url")
+        parser.add_argument("--backend", action="append", dest="backends", help="Only this alias (repeatable).")
+        parser.add_argument("--object", nargs=2, metavar=("MODEL", "PK"), help="Purge what the rules give for one object.")
+        parser.add_argument("--all", action="store_true", help="Purge everything (needs --backend).")
+
+    def handle(self, *args: Any, targets: list[str], kind: str, backends: list[str] | None, object: list[str] | None, all: bool, **options: Any) -> None:
+        known = set(roan_settings.BACKENDS)
+        for alias in backends or ():
+            if alias not in known:
+                raise CommandError(f"unknown backend {alias!r}; configured: {', '.join(sorted(known))}")
+        with transaction.atomic():
+            if all:
+                if not backends:
+                    raise CommandError("--all needs --backend: purging everything everywhere is too wide.")
+                written = api.purge_urls([], backends=backends, kind="all", trigger="command")
+            elif object:
+                label, pk = object
+                try:
+                    model = apps.get_model(label)
+                except (LookupError, ValueError) as exc:
+                    raise CommandError(f"no model {label!r}") from exc
+                try:
+                    obj = model._default_manager.get(pk=pk)
+                except model.DoesNotExist as exc:
+                    raise CommandError(f"no {label} with pk {pk!r}") from exc
+                written = api.purge_object(obj, trigger="command")
+            elif targets:
+                try:
+                    written = api.purge_urls(targets, backends=backends, kind=kind, trigger="command")
+                except ValueError as exc:
+                    raise CommandError(str(exc)) from exc
+            else:
+                raise CommandError("give URLs, --object MODEL PK, or --all --backend ALIAS")
+        self.stdout.write(f"roan_purge: {written} attempt(s) recorded; see the purge log for results.")

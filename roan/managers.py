@@ -1,0 +1,201 @@
+"""QuerySets for roan's models, and the one write path for attempt rows."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections, models, router, transaction
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from roan.models import PurgeAttempt, PurgeRule
+
+
+class PurgeRuleQuerySet(models.QuerySet["PurgeRule"]):
+    """Every bulk write route bumps the rule stamp after commit, like ``save()`` does."""
+
+    def _changed(self) -> None:
+        from roan.rules import invalidate_on_commit
+
+        invalidate_on_commit(using=self.db)
+
+    def update(self, **kwargs: Any) -> int:
+        kwargs.setdefault("updated_at", timezone.now())
+        count = super().update(**kwargs)
+        self._changed()
+        return count
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        result = super().delete()
+        self._changed()
+        return result
+
+    def bulk_create(self, objs: Iterable[PurgeRule], *args: Any, **kwargs: Any) -> list[PurgeRule]:
+        created = super().bulk_create(objs, *args, **kwargs)
+        self._changed()
+        return created
+
+    def bulk_update(self, objs: Iterable[PurgeRule], fields: Sequence[str], *args: Any, **kwargs: Any) -> int:
+        objs = list(objs)
+        now = timezone.now()
+        for obj in objs:
+            obj.updated_at = now
+        count = super().bulk_update(objs, [*fields, "updated_at"], *args, **kwargs)
+        self._changed()
+        return count
+
+
+class PurgeRuleManager(models.Manager["PurgeRule"]):
+    def get_queryset(self) -> PurgeRuleQuerySet:
+        return PurgeRuleQuerySet(self.model, using=self._db)
+
+    def get_by_natural_key(self, name: str) -> PurgeRule:
+        return self.get(name=name)
+
+
+# Columns the pending-row upsert writes, in order.
+_PENDING_COLUMNS = (
+    "created_at",
+    "updated_at",
+    "status",
+    "backend",
+    "node",
+    "host",
+    "kind",
+    "target",
+    "http_status",
+    "latency_ms",
+    "error",
+    "purge_id",
+    "tries",
+    "coalesced",
+    "next_attempt_at",
+    "claimed_until",
+    "finished_at",
+    "trigger",
+    "rule_id",
+    "rule_name",
+    "content_type_id",
+    "object_pk",
+    "object_repr",
+    "user_id",
+)
+_CONFLICT_COLUMNS = ("backend", "node", "host", "kind", "target")
+# SQLite caps bound parameters per statement (32766 since 3.32); stay well below.
+_UPSERT_CHUNK = 500
+
+
+class PurgeAttemptQuerySet(models.QuerySet["PurgeAttempt"]):
+    def due(self, now: datetime.datetime | None = None) -> PurgeAttemptQuerySet:
+        """Pending or failed attempts whose time has come and that nobody holds."""
+        now = now or timezone.now()
+        return self.filter(
+            models.Q(status="pending") | models.Q(status="failed"),
+            models.Q(next_attempt_at__isnull=True) | models.Q(next_attempt_at__lte=now),
+        ).filter(models.Q(claimed_until__isnull=True) | models.Q(claimed_until__lt=now))
+
+
+class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
+    """Attempt rows are written here and nowhere else."""
+
+    def get_queryset(self) -> PurgeAttemptQuerySet:
+        return PurgeAttemptQuerySet(self.model, using=self._db)
+
+    def due(self, now: datetime.datetime | None = None) -> PurgeAttemptQuerySet:
+        return self.get_queryset().due(now)
+
+    def write(self, rows: Sequence[dict[str, Any]], using: str | None = None) -> list[int]:
+        """Insert attempt rows in as few statements as possible; return their ids.
+
+        A pending row whose (backend, node, host, kind, target) matches a pending row
+        nobody has claimed yet is merged into it (``coalesced`` + 1) instead; its id is
+        returned. On PostgreSQL the merge locks that row until this transaction ends, so a
+        sender cannot send it before this transaction's change is committed.
+        """
+        if not rows:
+            return []
+        db = using or router.db_for_write(self.model)
+        ids: list[int] = []
+        for start in range(0, len(rows), _UPSERT_CHUNK):
+            ids.extend(self._upsert(rows[start : start + _UPSERT_CHUNK], db))
+        return ids
+
+    def _upsert(self, rows: Sequence[dict[str, Any]], db: str) -> list[int]:
+        connection = connections[db]
+        opts = self.model._meta
+        qn = connection.ops.quote_name
+        table = qn(opts.db_table)
+        now = timezone.now()
+        by_attname = {f.attname: f for f in opts.concrete_fields}
+        fields = [by_attname[column] for column in _PENDING_COLUMNS]
+        defaults: dict[str, Any] = {
+            "created_at": now,
+            "updated_at": now,
+            "status": "pending",
+            "host": "",
+            "kind": "url",
+            "http_status": None,
+            "latency_ms": None,
+            "error": "",
+            "purge_id": "",
+            "tries": 0,
+            "coalesced": 0,
+            "next_attempt_at": None,
+            "claimed_until": None,
+            "finished_at": None,
+            "rule_id": None,
+            "rule_name": "",
+            "content_type_id": None,
+            "object_pk": "",
+            "object_repr": "",
+            "user_id": None,
+        }
+        params: list[Any] = []
+        for row in rows:
+            values = {**defaults, **row}
+            for column, field in zip(_PENDING_COLUMNS, fields, strict=True):
+                params.append(field.get_db_prep_save(values[column], connection))
+        one = "(" + ", ".join(["%s"] * len(_PENDING_COLUMNS)) + ")"
+        sql = (
+            f"INSERT INTO {table} ({', '.join(qn(c) for c in _PENDING_COLUMNS)}) "
+            f"VALUES {', '.join([one] * len(rows))} "
+            f"ON CONFLICT ({', '.join(qn(c) for c in _CONFLICT_COLUMNS)}) "
+            # SQLite matches this against the partial index's WHERE as written, so it
+            # repeats the migration's SQL term for term and in the same order.
+            f"WHERE ({qn('claimed_until')} IS NULL AND {qn('status')} = 'pending') "
+            f"DO UPDATE SET {qn('coalesced')} = {table}.{qn('coalesced')} + 1, "
+            f"{qn('updated_at')} = EXCLUDED.{qn('updated_at')} "
+            f"RETURNING {qn('id')}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [row[0] for row in cursor.fetchall()]
+
+    def claim(self, ids: Sequence[int] | None, *, limit: int = 1000, using: str | None = None) -> list[PurgeAttempt]:
+        """Take due attempts (these ``ids``, or any) for sending, under a lease.
+
+        On PostgreSQL rows locked by another sender (or by a transaction that just merged
+        a request into them) are skipped, never waited for.
+        """
+        from roan.conf import roan_settings
+
+        db = using or router.db_for_write(self.model)
+        now = timezone.now()
+        lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
+        with transaction.atomic(using=db):
+            qs = self.get_queryset().using(db).due(now)
+            if ids is not None:
+                qs = qs.filter(pk__in=list(ids))
+            connection = connections[db]
+            if connection.features.has_select_for_update_skip_locked:
+                qs = qs.select_for_update(skip_locked=True)
+            claimed = list(qs.order_by("id")[:limit])
+            if claimed:
+                self.get_queryset().using(db).filter(pk__in=[a.pk for a in claimed]).update(
+                    claimed_until=lease, updated_at=now
+                )
+                for attempt in claimed:
+                    attempt.claimed_until = lease
+        return claimed

@@ -1,0 +1,216 @@
+"""roan's schema: purge rules (edited by people) and purge attempts (the audit log).
+
+The attempt table is also roan's outbox: pending rows are written in the transaction that
+changed the content and sent after it commits, so a crash between the two loses nothing.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from roan.managers import PurgeAttemptManager, PurgeRuleManager
+
+
+class PurgeRule(models.Model):
+    """When an object of ``content_type`` changes, purge the URLs its templates render."""
+
+    name = models.CharField(
+        _("name"),
+        max_length=200,
+        unique=True,
+        help_text=_("A unique name, used as the key in imports and exports."),
+    )
+    content_type = models.ForeignKey(
+        ContentType,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("model"),
+        help_text=_("The model whose changes fire this rule."),
+    )
+    on_save = models.BooleanField(
+        _("on save"), default=True, help_text=_("Fire when an object is created or changed.")
+    )
+    on_delete = models.BooleanField(
+        _("on delete"), default=True, help_text=_("Fire when an object is deleted.")
+    )
+    on_m2m = models.BooleanField(
+        _("on many-to-many change"),
+        default=False,
+        help_text=_("Fire when a many-to-many relation of the object is added to or cleared."),
+    )
+    templates = models.TextField(
+        _("URL templates"),
+        help_text=_(
+            "One path per line, such as /posts/ or /posts/{slug}/. A placeholder is a "
+            "field or a path through forward relations ({author.username}); "
+            "{get_absolute_url} is the object's own URL. End a line with * to purge a prefix."
+        ),
+    )
+    backends = models.JSONField(
+        _("backends"),
+        default=list,
+        blank=True,
+        help_text=_("Aliases from ROAN_BACKENDS to purge on; empty means all of them."),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    description = models.TextField(_("description"), blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = PurgeRuleManager()
+
+    class Meta:
+        verbose_name = _("purge rule")
+        verbose_name_plural = _("purge rules")
+        ordering = ["name"]
+        permissions = [
+            ("purge_now", _("Can purge caches by hand")),
+            ("purge_all", _("Can purge everything on a backend")),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def natural_key(self) -> tuple[str]:
+        return (self.name,)
+
+    @property
+    def template_lines(self) -> list[str]:
+        return [line.strip() for line in self.templates.splitlines() if line.strip()]
+
+    def clean(self) -> None:
+        from roan.forms import clean_rule
+
+        clean_rule(self)
+
+
+class PurgeAttempt(models.Model):
+    """One purge of one target on one node of one backend, and how it went."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        OK = "ok", _("ok")
+        NOT_CACHED = "not_cached", _("not cached")
+        FAILED = "failed", _("failed")
+        GAVE_UP = "gave_up", _("gave up")
+        SKIPPED = "skipped", _("skipped")
+
+    class Kind(models.TextChoices):
+        URL = "url", _("URL")
+        PREFIX = "prefix", _("prefix")
+        TAG = "tag", _("tag")
+        ALL = "all", _("everything")
+
+    class Trigger(models.TextChoices):
+        SAVE = "save", _("save")
+        DELETE = "delete", _("delete")
+        M2M = "m2m", _("many-to-many change")
+        ADMIN = "admin", _("admin")
+        COMMAND = "command", _("command")
+        API = "api", _("API")
+        RETRY = "retry", _("retry")
+        CODE_RULE = "code_rule", _("code rule")
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    status = models.CharField(
+        _("status"), max_length=12, choices=Status.choices, default=Status.PENDING
+    )
+    backend = models.CharField(
+        _("backend"), max_length=100, help_text=_("The alias in ROAN_BACKENDS.")
+    )
+    node = models.CharField(
+        _("node"), max_length=200, blank=True, help_text=_("The cache server this went to.")
+    )
+    host = models.CharField(
+        _("host"), max_length=255, blank=True, help_text=_("The Host header sent, if any.")
+    )
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices, default=Kind.URL)
+    target = models.CharField(
+        _("target"), max_length=2048, help_text=_("The path, prefix or tag purged.")
+    )
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    latency_ms = models.FloatField(_("latency (ms)"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=500, blank=True)
+    purge_id = models.CharField(
+        _("purge id"), max_length=200, blank=True, help_text=_("The provider's id, if any.")
+    )
+    tries = models.PositiveSmallIntegerField(
+        _("tries"), default=0, help_text=_("How many times this was sent.")
+    )
+    coalesced = models.PositiveIntegerField(
+        _("coalesced"),
+        default=0,
+        help_text=_("Later requests for the same target merged into this one while pending."),
+    )
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    claimed_until = models.DateTimeField(
+        _("claimed until"),
+        null=True,
+        blank=True,
+        help_text=_("A sender owns this attempt until then."),
+    )
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    trigger = models.CharField(_("trigger"), max_length=12, choices=Trigger.choices)
+    rule = models.ForeignKey(
+        PurgeRule,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="attempts",
+        verbose_name=_("rule"),
+    )
+    rule_name = models.CharField(_("rule name"), max_length=200, blank=True)
+    content_type = models.ForeignKey(
+        ContentType,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("object type"),
+    )
+    object_pk = models.CharField(_("object id"), max_length=255, blank=True)
+    object_repr = models.CharField(_("object"), max_length=200, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+
+    objects = PurgeAttemptManager()
+
+    class Meta:
+        verbose_name = _("purge attempt")
+        verbose_name_plural = _("purge attempts")
+        ordering = ["-created_at", "-id"]
+        get_latest_by = "created_at"
+        constraints = [
+            # Pending, unclaimed rows coalesce: a burst of saves across transactions
+            # becomes one purge. Once a sender claims a row, new requests start a new one
+            # so that a change committed after the send is purged again.
+            models.UniqueConstraint(
+                fields=["backend", "node", "host", "kind", "target"],
+                condition=models.Q(status="pending", claimed_until__isnull=True),
+                name="roan_attempt_pending_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="roan_attempt_due"),
+            models.Index(fields=["backend", "node", "-created_at"], name="roan_attempt_backend"),
+            models.Index(fields=["trigger", "-created_at"], name="roan_attempt_trigger"),
+            models.Index(fields=["rule", "-created_at"], name="roan_attempt_rule"),
+            models.Index(fields=["status", "-created_at"], name="roan_attempt_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.target} on {self.backend} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status not in {self.Status.PENDING, self.Status.FAILED}

@@ -1,0 +1,417 @@
+"""Collect purges per transaction, write them as pending attempts, send them after commit.
+
+The flow, for every route in (signals, admin, commands, the public API):
+
+1. :func:`submit` takes purge requests for one event. It drops what this transaction
+   already asked for, caps the event at ``ROAN_MAX_URLS_PER_EVENT``, expands each
+   request to the backend's nodes, and writes the attempt rows in the same transaction
+   (pending, or skipped with the reason). The audit log is the outbox.
+2. ``transaction.on_commit`` hands the pending ids to :func:`dispatch`: sent right away
+   (``ROAN_DISPATCH = "inline"``) or by a task (``"task"``). Nothing is sent before commit,
+   and a rollback leaves neither rows nor purges.
+3. :func:`send` claims the rows, fans out to every node in parallel with strict timeouts,
+   and records each outcome on its row. Failures never raise into the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import datetime
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, models, router, transaction
+from django.utils import timezone
+
+from roan import backends as backend_registry
+from roan.backends.base import (
+    FAILED,
+    GAVE_UP,
+    PREFIX,
+    SKIPPED,
+    URL,
+    BaseBackend,
+    PurgeRequest,
+    PurgeResult,
+)
+from roan.conf import roan_settings
+from roan.rules import CompiledRule
+from roan.templating import RenderError, render
+
+logger = logging.getLogger(__name__)
+
+#: When set to False (``suppress_purges()``), nothing is collected in this context.
+_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("roan_enabled", default=True)
+#: When set (``roan.testing.capture_purges()``), requests are recorded here instead.
+_capture: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "roan_capture", default=None
+)
+#: The user to name on attempts collected in this context (see ``acting_user``).
+_user_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("roan_user", default=None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Origin:
+    """What caused a purge; copied onto each attempt row for the audit log."""
+
+    trigger: str
+    rule_id: int | None = None
+    rule_name: str = ""
+    content_type_id: int | None = None
+    object_pk: str = ""
+    object_repr: str = ""
+    user_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Purge:
+    """A request for one backend, with its origin."""
+
+    backend: str
+    request: PurgeRequest
+    origin: Origin
+
+
+@contextlib.contextmanager
+def suppress_purges() -> Iterator[None]:
+    """Collect no purges inside the block (data migrations, seeding, bulk fixes)."""
+    token = _enabled.set(False)
+    try:
+        yield
+    finally:
+        _enabled.reset(token)
+
+
+def is_active() -> bool:
+    return roan_settings.ENABLED and _enabled.get()
+
+
+# -- from rules to requests -----------------------------------------------------------------
+
+
+def current_user_id() -> int | None:
+    return _user_id.get()
+
+
+@contextlib.contextmanager
+def acting_user(user: Any) -> Iterator[None]:
+    """Attribute purges collected inside the block to ``user`` (a user or ``None``)."""
+    token = _user_id.set(getattr(user, "pk", None) if user is not None else None)
+    try:
+        yield
+    finally:
+        _user_id.reset(token)
+
+
+def render_rule(rule: CompiledRule, obj: models.Model) -> list[PurgeRequest]:
+    """The requests ``rule`` makes for ``obj`` as it is now (no host: the backend's own)."""
+    requests: list[PurgeRequest] = []
+    for template in rule.templates:
+        try:
+            paths = render(template, obj)
+        except RenderError as exc:
+            logger.error("roan: rule %r cannot render %r for %r: %s", rule.name, template.source, obj, exc)
+            continue
+        kind = PREFIX if template.prefix else URL
+        requests.extend(PurgeRequest(kind, path) for path in paths)
+    return requests
+
+
+def purges_for(
+    obj: models.Model,
+    rule: CompiledRule,
+    requests: Iterable[PurgeRequest],
+    *,
+    trigger: str,
+    user_id: int | None = None,
+) -> list[Purge]:
+    """Wrap ``requests`` for every backend of ``rule``, with ``obj`` as their origin."""
+    from django.contrib.contenttypes.models import ContentType
+
+    origin = Origin(
+        trigger="code_rule" if rule.is_code_rule and trigger != "admin" else trigger,
+        rule_id=rule.pk,
+        rule_name=rule.name,
+        content_type_id=ContentType.objects.get_for_model(obj).pk,
+        object_pk=str(obj.pk) if obj.pk is not None else "",
+        object_repr=_safe_repr(obj),
+        user_id=user_id if user_id is not None else current_user_id(),
+    )
+    aliases = rule.backends or tuple(roan_settings.BACKENDS)
+    unique = list(dict.fromkeys(requests))
+    return [Purge(alias, request, origin) for alias in aliases for request in unique]
+
+
+def _safe_repr(obj: models.Model) -> str:
+    try:
+        return str(obj)[:200]
+    except Exception:
+        return f"{type(obj).__name__} object ({obj.pk})"
+
+
+# -- collecting ----------------------------------------------------------------------------
+
+
+class _TransactionState:
+    """What one database transaction has asked to purge so far."""
+
+    __slots__ = ("flushed", "hooks", "ids", "seen", "using")
+
+    def __init__(self, using: str, hooks: object) -> None:
+        self.using = using
+        self.hooks = hooks
+        self.seen: set[tuple[str, str, str, str]] = set()
+        self.ids: list[int] = []
+        self.flushed = False
+
+    def flush(self) -> None:
+        # One hook is registered per write so that a rolled-back savepoint cannot take
+        # them all with it; the first that runs sends everything, the others do nothing.
+        if self.flushed:
+            return
+        self.flushed = True
+        if self.ids:
+            dispatch(self.ids, using=self.using)
+
+
+def _state(using: str) -> _TransactionState:
+    connection = connections[using]
+    state: _TransactionState | None = getattr(connection, "_roan_state", None)
+    # Django replaces its list of commit hooks at every commit, rollback and savepoint
+    # rollback, so a new list means a new transaction (or a partly rolled-back one, where
+    # forgetting what was seen costs at most a merged duplicate row).
+    if (
+        state is None
+        or state.flushed
+        or not connection.in_atomic_block
+        or state.hooks is not connection.run_on_commit
+    ):
+        state = _TransactionState(using, connection.run_on_commit)
+        connection._roan_state = state  # type: ignore[attr-defined]
+    return state
+
+
+def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
+    """Record ``purges`` (one event's worth) and send them after commit.
+
+    Returns how many attempt rows were written (merged duplicates included).
+    """
+    if not is_active():
+        return 0
+    purges = list(purges)
+    captured = _capture.get()
+    if captured is not None:
+        captured.extend(purges)
+        return 0
+    from roan.models import PurgeAttempt
+
+    db = using or router.db_for_write(PurgeAttempt)
+    state = _state(db)
+    rows: list[dict[str, Any]] = []
+    limit = roan_settings.MAX_URLS_PER_EVENT
+    kept = 0
+    for purge in purges:
+        key = (purge.backend, purge.request.kind, purge.request.target, purge.request.host)
+        if key in state.seen:
+            continue
+        state.seen.add(key)
+        reason = ""
+        if kept >= limit:
+            reason = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) for one event"
+        else:
+            kept += 1
+        rows.extend(_rows_for(purge, reason))
+    if not rows:
+        return 0
+    pending = [row for row in rows if row["status"] == "pending"]
+    final = [row for row in rows if row["status"] != "pending"]
+    ids = PurgeAttempt.objects.write(pending, using=db)
+    if final:
+        PurgeAttempt.objects.write(final, using=db)
+    if ids:
+        state.ids.extend(ids)
+        transaction.on_commit(state.flush, using=db, robust=True)
+    return len(rows)
+
+
+def _rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:
+    request, origin = purge.request, purge.origin
+    base: dict[str, Any] = {
+        "backend": purge.backend,
+        "host": request.host,
+        "kind": request.kind,
+        "target": request.target[:2048],
+        "trigger": origin.trigger,
+        "rule_id": origin.rule_id,
+        "rule_name": origin.rule_name[:200],
+        "content_type_id": origin.content_type_id,
+        "object_pk": origin.object_pk[:255],
+        "object_repr": origin.object_repr[:200],
+        "user_id": origin.user_id,
+    }
+    try:
+        backend: BaseBackend | None = backend_registry.get_backend(purge.backend)
+    except ImproperlyConfigured as exc:
+        backend = None
+        reason = reason or str(exc)
+    if backend is not None and not reason:
+        reason = backend.refuse(request)
+    now = timezone.now()
+    if reason or backend is None:
+        return [{**base, "node": "", "status": SKIPPED, "error": reason[:500], "finished_at": now}]
+    return [{**base, "node": node[:200], "status": "pending"} for node in backend.nodes]
+
+
+# -- dispatching ---------------------------------------------------------------------------
+
+
+def dispatch(ids: Sequence[int], *, using: str | None = None) -> None:
+    """Hand committed pending attempts to the configured sender. Never raises."""
+    try:
+        if roan_settings.DISPATCH == "task":
+            from roan.tasks import enqueue_send
+
+            enqueue_send(list(ids), using=using)
+        else:
+            send(ids, using=using)
+    except Exception:
+        # The rows stay pending (or claimed until the lease ends): roan_dispatch, a
+        # retry task or the next dispatch picks them up. The editor's save goes on.
+        logger.exception("roan: dispatching %d attempt(s) failed; they stay queued", len(ids))
+
+
+def send(ids: Sequence[int] | None = None, *, using: str | None = None, limit: int = 1000) -> list[Any]:
+    """Claim due attempts (these ``ids``, or any due ones), send them, record outcomes.
+
+    Returns the attempts it handled, with their new status.
+    """
+    from roan.models import PurgeAttempt
+
+    attempts = PurgeAttempt.objects.claim(ids, limit=limit, using=using)
+    if not attempts:
+        return []
+    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for attempt in attempts:
+        groups[(attempt.backend, attempt.node)].append(attempt)
+    results: dict[int, PurgeResult] = {}
+    jobs = list(groups.items())
+    if len(jobs) == 1:
+        results.update(_send_group(*jobs[0]))
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="roan") as pool:
+            for group_results in pool.map(lambda job: _send_group(*job), jobs):
+                results.update(group_results)
+    _record(attempts, results, using=using or router.db_for_write(PurgeAttempt))
+    return attempts
+
+
+def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeResult]:
+    alias, node = key
+    results: dict[int, PurgeResult] = {}
+    try:
+        backend = backend_registry.get_backend(alias)
+    except ImproperlyConfigured as exc:
+        for attempt in attempts:
+            results[attempt.pk] = PurgeResult(status=FAILED, error=str(exc)[:500], retryable=False)
+        return results
+    size = max(1, backend.batch_size)
+    down: PurgeResult | None = None
+    for start in range(0, len(attempts), size):
+        chunk = attempts[start : start + size]
+        if down is not None:
+            # The node did not answer: don't make the caller wait a timeout per URL.
+            for attempt in chunk:
+                results[attempt.pk] = dataclasses.replace(
+                    down, latency_ms=None, error=f"not sent: {down.error}"[:500]
+                )
+            continue
+        requests = [PurgeRequest(a.kind, a.target, a.host) for a in chunk]
+        try:
+            chunk_results = backend.purge(node, requests)
+        except Exception as exc:  # a backend bug must not lose the rows
+            logger.exception("roan: backend %r raised while purging", alias)
+            chunk_results = [
+                PurgeResult(status=FAILED, error=f"backend error: {type(exc).__name__}")
+            ] * len(chunk)
+        if len(chunk_results) != len(chunk):
+            chunk_results = [
+                PurgeResult(status=FAILED, error="backend returned the wrong number of results")
+            ] * len(chunk)
+        for attempt, result in zip(chunk, chunk_results, strict=True):
+            results[attempt.pk] = result
+            if result.status == FAILED and result.http_status is None and result.retryable:
+                down = result
+    return results
+
+
+def backoff_seconds(tries: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before try number ``tries + 1``: exponential, jittered, capped."""
+    retry = roan_settings.RETRY
+    delay = min(float(retry["MAX"]), float(retry["BASE"]) * float(retry["FACTOR"]) ** max(0, tries - 1))
+    delay *= random.uniform(0.75, 1.25)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str) -> None:
+    from roan.models import PurgeAttempt
+
+    now = timezone.now()
+    max_tries = int(roan_settings.RETRY["MAX_ATTEMPTS"])
+    for attempt in attempts:
+        result = results.get(attempt.pk) or PurgeResult(status=FAILED, error="no result")
+        attempt.tries += 1
+        attempt.status = result.status
+        attempt.http_status = result.http_status
+        attempt.latency_ms = result.latency_ms
+        attempt.error = result.error[:500]
+        attempt.purge_id = result.purge_id[:200]
+        attempt.claimed_until = None
+        attempt.updated_at = now
+        attempt.next_attempt_at = None
+        attempt.finished_at = now
+        if result.status == FAILED:
+            if not result.retryable:
+                attempt.status = GAVE_UP
+            elif attempt.tries >= max_tries:
+                attempt.status = GAVE_UP
+                attempt.error = f"{attempt.error} (gave up after {attempt.tries} tries)"[:500]
+            else:
+                delay = backoff_seconds(attempt.tries, result.retry_after)
+                attempt.next_attempt_at = now + datetime.timedelta(seconds=delay)
+                attempt.finished_at = None
+    PurgeAttempt.objects.using(using).bulk_update(
+        attempts,
+        [
+            "status",
+            "http_status",
+            "latency_ms",
+            "error",
+            "purge_id",
+            "tries",
+            "claimed_until",
+            "updated_at",
+            "next_attempt_at",
+            "finished_at",
+        ],
+        batch_size=500,
+    )
+    for attempt in attempts:
+        log = logger.warning if attempt.status in {FAILED, GAVE_UP} else logger.debug
+        log(
+            "roan: %s %s on %s/%s: %s %s",
+            attempt.kind,
+            attempt.target,
+            attempt.backend,
+            attempt.node,
+            attempt.status,
+            attempt.error,
+        )

@@ -1,0 +1,188 @@
+"""Signal receivers: ask ``rules`` what fires, render, hand the requests to ``purge``.
+
+They are connected for every model (the rules are data, so any model may gain one at run
+time); for a model without rules each costs one dictionary lookup. Values before a change
+are rendered in the ``pre_*`` signal and kept on the instance until the ``post_*`` one,
+so a changed slug purges the old URL too. Fixture loading (``raw=True``) purges nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
+
+from roan import pipeline, rules
+from roan.backends.base import PurgeRequest
+from roan.rules import CompiledRule
+
+_OLD = "_roan_before"
+
+
+def _stash(instance: models.Model, key: object, rendered: dict[int, list[PurgeRequest]]) -> None:
+    instance.__dict__.setdefault(_OLD, {})[key] = rendered
+
+
+def _unstash(instance: models.Model, key: object) -> dict[int, list[PurgeRequest]]:
+    stash = instance.__dict__.get(_OLD, {})
+    return stash.pop(key, {})  # type: ignore[no-any-return]
+
+
+def _render_all(
+    active: tuple[CompiledRule, ...], instance: models.Model
+) -> dict[int, list[PurgeRequest]]:
+    return {index: pipeline.render_rule(rule, instance) for index, rule in enumerate(active)}
+
+
+def _submit(
+    instance: models.Model,
+    active: tuple[CompiledRule, ...],
+    before: dict[int, list[PurgeRequest]],
+    *,
+    trigger: str,
+    using: str,
+    after: bool = True,
+) -> None:
+    purges: list[pipeline.Purge] = []
+    for index, rule in enumerate(active):
+        requests = list(before.get(index, ()))
+        if after:
+            requests += pipeline.render_rule(rule, instance)
+        purges += pipeline.purges_for(instance, rule, requests, trigger=trigger)
+    pipeline.submit(purges, using=using)
+
+
+def on_pre_save(sender: type[models.Model], instance: models.Model, raw: bool = False, using: str = "default", **kwargs: Any) -> None:
+    if raw or not pipeline.is_active():
+        return
+    active = rules.rules_for(sender, rules.SAVE)
+    if not active or all(rule.is_static for rule in active):
+        return
+    if instance.pk is None:
+        return
+    # The row as it is in the database now: the URLs it had are stale after this save.
+    old = sender._base_manager.using(using).filter(pk=instance.pk).first()
+    if old is not None:
+        _stash(instance, rules.SAVE, _render_all(active, old))
+
+
+def on_post_save(sender: type[models.Model], instance: models.Model, raw: bool = False, using: str = "default", **kwargs: Any) -> None:
+    if raw or not pipeline.is_active():
+        _unstash(instance, rules.SAVE)
+        return
+    active = rules.rules_for(sender, rules.SAVE)
+    if active:
+        _submit(instance, active, _unstash(instance, rules.SAVE), trigger="save", using=using)
+
+
+def on_pre_delete(sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any) -> None:
+    if not pipeline.is_active():
+        return
+    active = rules.rules_for(sender, rules.DELETE)
+    if active:
+        # Render now, while the row and its relations still exist.
+        _stash(instance, rules.DELETE, _render_all(active, instance))
+
+
+def on_post_delete(sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any) -> None:
+    before = _unstash(instance, rules.DELETE)
+    if not before or not pipeline.is_active():
+        return
+    active = rules.rules_for(sender, rules.DELETE)
+    _submit(instance, active, before, trigger="delete", using=using, after=False)
+
+
+def _m2m_rules(model: type[models.Model], field_name: str | None) -> tuple[CompiledRule, ...]:
+    """Rules of ``model`` that a change of relation ``field_name`` fires."""
+    fired = list(rules.rules_for(model, rules.M2M))
+    if field_name:
+        fired += [
+            rule
+            for rule in rules.rules_for(model, rules.SAVE)
+            if rule.uses_relation(field_name) and rule not in fired
+        ]
+    return tuple(fired)
+
+
+def _m2m_field(sender: type[models.Model], instance: models.Model, model: type[models.Model], reverse: bool) -> models.ManyToManyField[Any, Any] | None:
+    owner = model if reverse else type(instance)
+    for field in owner._meta.many_to_many:
+        if field.remote_field.through is sender:  # type: ignore[union-attr]
+            return field  # type: ignore[return-value]
+    return None
+
+
+def on_m2m_changed(
+    sender: type[models.Model],
+    instance: models.Model,
+    action: str,
+    reverse: bool,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str = "default",
+    **kwargs: Any,
+) -> None:
+    if not pipeline.is_active() or action not in {"pre_add", "post_add", "pre_remove", "post_remove", "pre_clear", "post_clear"}:
+        return
+    field = _m2m_field(sender, instance, model, reverse)
+    if field is None:
+        return
+    # The field's name on the side that declares it; the other side has no usable name
+    # (templates cannot follow reverse relations).
+    own_name = None if reverse else field.name
+    other_name = field.name if reverse else None
+    key = ("m2m", sender, instance.pk)
+    if action.startswith("pre_"):
+        if action == "pre_clear":
+            pk_set = set(_related_pks(field, instance, reverse, using))
+        mine = _m2m_rules(type(instance), own_name)
+        theirs = _m2m_rules(model, other_name)
+        others = list(model._base_manager.using(using).filter(pk__in=pk_set or ())) if theirs else []
+        _stash(
+            instance,
+            key,
+            {
+                "mine": _render_all(mine, instance),  # type: ignore[dict-item]
+                "others": [(other, _render_all(theirs, other)) for other in others],  # type: ignore[dict-item]
+            },
+        )
+        return
+    before: dict[str, Any] = _unstash(instance, key)  # type: ignore[assignment]
+    mine = _m2m_rules(type(instance), own_name)
+    if mine:
+        _submit(instance, mine, before.get("mine", {}), trigger="m2m", using=using)
+    theirs = _m2m_rules(model, other_name)
+    for other, rendered in before.get("others", []):
+        # Re-read the other side: its relation has changed in the database.
+        _submit(other, theirs, rendered, trigger="m2m", using=using)
+
+
+def _related_pks(field: Any, instance: models.Model, reverse: bool, using: str) -> list[Any]:
+    through = field.remote_field.through
+    source, target = field.m2m_field_name(), field.m2m_reverse_field_name()
+    if reverse:
+        source, target = target, source
+    return list(
+        through._base_manager.using(using)
+        .filter(**{f"{source}_id": instance.pk})
+        .values_list(f"{target}_id", flat=True)
+    )
+
+
+def on_rule_changed(sender: type[models.Model], using: str = "default", **kwargs: Any) -> None:
+    rules.invalidate_on_commit(using=using)
+
+
+def connect() -> None:
+    """Connect every receiver once (called from ``RoanConfig.ready``)."""
+    from roan.models import PurgeRule
+
+    rules.connect_migration_signals()
+    post_save.connect(on_rule_changed, sender=PurgeRule, dispatch_uid="roan.rule_saved")
+    post_delete.connect(on_rule_changed, sender=PurgeRule, dispatch_uid="roan.rule_deleted")
+    pre_save.connect(on_pre_save, dispatch_uid="roan.pre_save")
+    post_save.connect(on_post_save, dispatch_uid="roan.post_save")
+    pre_delete.connect(on_pre_delete, dispatch_uid="roan.pre_delete")
+    post_delete.connect(on_post_delete, dispatch_uid="roan.post_delete")
+    m2m_changed.connect(on_m2m_changed, dispatch_uid="roan.m2m_changed")

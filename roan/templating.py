@@ -1,0 +1,294 @@
+"""Parse, validate and render purge URL templates. Pure functions, no I/O but the ORM reads
+that rendering through relations needs.
+
+The language is deliberately tiny: literal path text and placeholders ``{name}`` where
+``name`` is a field of the model, or a dotted path through forward relations
+(``{author.username}``, ``{tags.slug}``); ``get_absolute_url`` may end a path. There are
+no method calls, indexing, conversions or format specs, and no name may start with an
+underscore, so a template cannot reach into Python objects. Each rendered value is
+percent-encoded as one path segment. A template ending in ``*`` is a prefix purge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from django.core.exceptions import FieldDoesNotExist
+from django.db import models
+from django.db.models import ForeignObjectRel
+
+MAX_LENGTH = 2048
+ABSOLUTE_URL = "get_absolute_url"
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+class TemplateError(ValueError):
+    """A template that cannot be used; ``str()`` names the line and the reason."""
+
+    def __init__(self, message: str, *, line: int | None = None, template: str = "") -> None:
+        self.reason = message
+        self.line = line
+        self.template = template
+        prefix = f"Line {line}: " if line is not None else ""
+        super().__init__(f"{prefix}{message}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Step:
+    """One name in a placeholder, resolved against a model."""
+
+    name: str
+    #: "field" (a value), "fk" (follow one object), "m2m" (expand to many),
+    #: or "url" (get_absolute_url: the value is a path, not a segment).
+    kind: str
+    attname: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Placeholder:
+    source: str
+    steps: tuple[Step, ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(step.name for step in self.steps)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Template:
+    """A parsed template: literal parts interleaved with placeholders."""
+
+    source: str
+    #: literal, placeholder, literal, placeholder, ..., literal (always odd length).
+    parts: tuple[str | Placeholder, ...]
+    prefix: bool
+
+    @property
+    def is_static(self) -> bool:
+        return len(self.parts) == 1
+
+    @property
+    def placeholders(self) -> tuple[Placeholder, ...]:
+        return tuple(p for p in self.parts if isinstance(p, Placeholder))
+
+    @property
+    def local_attnames(self) -> frozenset[str]:
+        """Columns of the model itself that the rendering reads (for old/new values)."""
+        return frozenset(p.steps[0].attname for p in self.placeholders if p.steps[0].attname)
+
+
+def parse(source: str, model: type[models.Model], *, line: int | None = None) -> Template:
+    """Parse and validate one template against ``model``; raise ``TemplateError``."""
+
+    def fail(message: str) -> TemplateError:
+        return TemplateError(message, line=line, template=source)
+
+    if not source:
+        raise fail("the template is empty.")
+    if len(source) > MAX_LENGTH:
+        raise fail(f"the template is longer than {MAX_LENGTH} characters.")
+    control = _CONTROL.search(source)
+    if control:
+        what = "a space" if control.group() == " " else "a control character"
+        raise fail(f"the template contains {what} (encode it as %XX).")
+    prefix = source.endswith("*")
+    body = source[:-1] if prefix else source
+    if "*" in body:
+        raise fail("'*' may only end a template (a prefix purge).")
+    parts: list[str | Placeholder] = []
+    pos = 0
+    for match in _PLACEHOLDER.finditer(body):
+        parts.append(_literal(body[pos : match.start()], fail))
+        parts.append(_placeholder(match.group(1), model, fail))
+        pos = match.end()
+    parts.append(_literal(body[pos:], fail))
+    template = Template(source=source, parts=tuple(parts), prefix=prefix)
+    _check_is_path(template, fail)
+    return template
+
+
+def parse_lines(text: str | Iterable[str], model: type[models.Model]) -> list[Template]:
+    """Parse one template per non-blank line; raise a ``TemplateErrors`` naming every bad line."""
+    lines = text.splitlines() if isinstance(text, str) else list(text)
+    templates: list[Template] = []
+    errors: list[TemplateError] = []
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            templates.append(parse(line, model, line=number))
+        except TemplateError as exc:
+            errors.append(exc)
+    if errors:
+        raise TemplateErrors(errors)
+    if not templates:
+        raise TemplateErrors([TemplateError("give at least one URL template.")])
+    return templates
+
+
+class TemplateErrors(ValueError):
+    """Every bad line of a multi-line template field."""
+
+    def __init__(self, errors: Sequence[TemplateError]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(str(e) for e in self.errors))
+
+
+def _literal(text: str, fail: Any) -> str:
+    if "{" in text or "}" in text:
+        raise fail("unbalanced '{' or '}' (placeholders look like {slug}).")
+    return text
+
+
+def _check_is_path(template: Template, fail: Any) -> None:
+    first = template.parts[0]
+    assert isinstance(first, str)
+    if first == "":
+        # Only an object's own URL may stand first: it renders to a path itself.
+        placeholder = template.parts[1] if len(template.parts) > 1 else None
+        if not (isinstance(placeholder, Placeholder) and placeholder.steps[-1].kind == "url"):
+            raise fail("a template must start with '/' (a path on the site, not a URL).")
+        return
+    if first.startswith("//") or "://" in first or not first.startswith("/"):
+        raise fail("a template must be a path starting with a single '/', not a URL.")
+    if any("#" in p for p in template.parts if isinstance(p, str)):
+        raise fail("a template cannot contain '#' (fragments never reach a cache).")
+
+
+def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder:
+    if expr == "":
+        raise fail("'{}' names nothing: write a field name, such as {slug}.")
+    names = expr.split(".")
+    for name in names:
+        if not _NAME.match(name):
+            raise fail(
+                f"'{{{expr}}}' is not allowed: a placeholder is a field name or a dotted path "
+                "of field names (letters, digits, underscores; no leading underscore, "
+                "no '!', ':', '[' or calls)."
+            )
+    steps: list[Step] = []
+    current: type[models.Model] = model
+    for index, name in enumerate(names):
+        last = index == len(names) - 1
+        label = current._meta.label
+        if name == ABSOLUTE_URL:
+            if not last:
+                raise fail(f"'{{{expr}}}': get_absolute_url must end the placeholder.")
+            if not callable(getattr(current, ABSOLUTE_URL, None)):
+                raise fail(f"'{{{expr}}}': {label} has no get_absolute_url().")
+            steps.append(Step(name, "url", ""))
+            break
+        if name == "pk":
+            if not last:
+                raise fail(f"'{{{expr}}}': nothing can follow pk.")
+            steps.append(Step(name, "field", current._meta.pk.attname))  # type: ignore[union-attr]
+            break
+        try:
+            field: Any = current._meta.get_field(name)
+        except FieldDoesNotExist:
+            raise fail(f"'{{{expr}}}': {label} has no field named {name!r}.") from None
+        if isinstance(field, ForeignObjectRel) or field.one_to_many:
+            raise fail(
+                f"'{{{expr}}}': {name!r} is a reverse relation of {label}; only fields "
+                "and forward relations can be used."
+            )
+        if field.is_relation:
+            if field.related_model is None:
+                raise fail(f"'{{{expr}}}': {name!r} is a generic relation; it cannot be used.")
+            if last:
+                raise fail(
+                    f"'{{{expr}}}': {name!r} is a relation; name a field of it, such as "
+                    f"{{{expr}.pk}}."
+                )
+            kind = "m2m" if field.many_to_many else "fk"
+            steps.append(Step(name, kind, "" if kind == "m2m" else field.attname))
+            current = field.related_model
+            continue
+        if not last:
+            raise fail(f"'{{{expr}}}': {name!r} is not a relation, so nothing can follow it.")
+        steps.append(Step(name, "field", field.attname))
+    return Placeholder(source=expr, steps=tuple(steps))
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+class RenderError(ValueError):
+    """A template rendered to something that is not a usable path."""
+
+
+def encode_segment(value: object) -> str:
+    """Percent-encode ``value`` so it stays one path segment (``/``, ``?``, ``#`` included)."""
+    text = str(value)
+    encoded = quote(text, safe="")
+    if encoded.strip(".") == "":
+        # "." and ".." are dot-segments that servers and caches would resolve away.
+        encoded = encoded.replace(".", "%2E")
+    return encoded
+
+
+def render(template: Template, obj: models.Model) -> list[str]:
+    """Every path ``template`` renders to for ``obj`` (many with a many-to-many step).
+
+    A placeholder whose value is missing (``None``, ``""``, no related object) renders
+    nothing for that template. A ``get_absolute_url`` that is not a site path raises
+    ``RenderError``.
+    """
+    choices: list[list[str]] = []
+    for part in template.parts:
+        if isinstance(part, str):
+            choices.append([part])
+            continue
+        values = [_format(part, value) for value in _resolve(obj, part.steps)]
+        values = [v for v in values if v]
+        if not values:
+            return []
+        choices.append(sorted(set(values)))
+    return ["".join(combo) for combo in itertools.product(*choices)]
+
+
+def _format(placeholder: Placeholder, value: object) -> str:
+    if value is None:
+        return ""
+    if placeholder.steps[-1].kind == "url":
+        return _site_path(str(value))
+    text = str(value)
+    return encode_segment(text) if text else ""
+
+
+def _site_path(url: str) -> str:
+    """The path (and query) of a ``get_absolute_url`` result, which must stay on the site."""
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or not url.startswith("/") or url.startswith("//"):
+        raise RenderError(f"get_absolute_url() returned {url[:100]!r}, not a path on the site.")
+    if _CONTROL.search(url.replace(" ", "%20")):
+        raise RenderError("get_absolute_url() returned a path with control characters.")
+    return url.split("#", 1)[0]
+
+
+def _resolve(obj: Any, steps: Sequence[Step]) -> Iterator[object]:
+    if obj is None:
+        return
+    step, rest = steps[0], steps[1:]
+    if step.kind == "field":
+        yield obj.pk if step.name == "pk" else getattr(obj, step.attname)
+    elif step.kind == "url":
+        yield obj.get_absolute_url()
+    elif step.kind == "fk":
+        if getattr(obj, step.attname) is None:
+            return
+        yield from _resolve(getattr(obj, step.name), rest)
+    else:  # m2m
+        if obj.pk is None:
+            return
+        for related in getattr(obj, step.name).all():
+            yield from _resolve(related, rest)

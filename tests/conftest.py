@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from roan import rules
+from roan.models import PurgeRule
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rules() -> Iterator[None]:
+    """Each test starts with no code rules and a rule index that knows nothing."""
+    saved = list(rules._code_rules)
+    rules._code_rules.clear()
+    rules.invalidate()
+    yield
+    rules._code_rules[:] = saved
+    rules.invalidate()
+
+
+@pytest.fixture
+def outbox() -> Iterator[list[Any]]:
+    from roan.backends import locmem
+
+    locmem.outbox.clear()
+    yield locmem.outbox
+    locmem.outbox.clear()
+
+
+@pytest.fixture
+def make_rule(db: None) -> Callable[..., PurgeRule]:
+    from django.contrib.contenttypes.models import ContentType
+
+    from tests.testapp.models import Post
+
+    def make(name: str, templates: str, model: Any = Post, **fields: Any) -> PurgeRule:
+        rule = PurgeRule(
+            name=name,
+            content_type=ContentType.objects.get_for_model(model),
+            templates=templates,
+            **fields,
+        )
+        rule.full_clean()
+        rule.save()
+        return rule
+
+    return make
+
+
+@pytest.fixture
+def post_rule(make_rule: Callable[..., PurgeRule]) -> PurgeRule:
+    return make_rule("posts", "/posts/\n/posts/{slug}/")

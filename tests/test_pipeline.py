@@ -1,0 +1,236 @@
+"""The after-commit pipeline: collect per transaction, write pending rows, send, record."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.db import transaction
+
+import roan
+from roan.backends import locmem
+from roan.models import PurgeAttempt
+from tests.testapp.models import Author, Post, Tag
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sent_targets() -> list[str]:
+    return [request.target for _node, request in locmem.outbox]
+
+
+def test_purges_are_sent_only_after_commit(post_rule, outbox) -> None:
+    with transaction.atomic():
+        Post.objects.create(title="One", slug="one")
+        assert outbox == []
+        pending = PurgeAttempt.objects.get(target="/posts/one/")
+        assert pending.status == "pending"
+    assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
+    attempt = PurgeAttempt.objects.get(target="/posts/one/")
+    assert attempt.status == "ok"
+    assert attempt.trigger == "save"
+    assert attempt.rule_name == "posts"
+    assert attempt.object_repr == "One"
+    assert attempt.tries == 1
+
+
+def test_a_rolled_back_transaction_sends_nothing_and_leaves_no_row(post_rule, outbox) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Post.objects.create(title="One", slug="one")
+        raise RuntimeError("editor cancelled")
+    assert outbox == []
+    assert not PurgeAttempt.objects.exists()
+
+
+def test_a_rolled_back_savepoint_keeps_the_outer_purges(post_rule, outbox) -> None:
+    with transaction.atomic():
+        Post.objects.create(title="Kept", slug="kept")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            Post.objects.create(title="Gone", slug="gone")
+            raise RuntimeError
+        Post.objects.create(title="Later", slug="later")
+    assert sorted(set(sent_targets())) == ["/posts/", "/posts/kept/", "/posts/later/"]
+    assert not PurgeAttempt.objects.filter(target="/posts/gone/").exists()
+
+
+def test_ten_thousand_saves_in_one_transaction_purge_each_url_once(post_rule, outbox) -> None:
+    posts = Post.objects.bulk_create(Post(title=f"P{i}", slug=f"p{i}") for i in range(100))
+    outbox.clear()
+    with transaction.atomic():
+        for round_ in range(100):
+            for post in posts:
+                post.views = round_
+                post.save()
+    targets = sent_targets()
+    assert targets.count("/posts/") == 1
+    assert len(targets) == 101
+    assert len(set(targets)) == 101
+    assert PurgeAttempt.objects.count() == 101
+
+
+def test_pending_rows_coalesce_across_transactions() -> None:
+    row = {"backend": "default", "node": "default", "target": "/a/", "trigger": "api"}
+    first = PurgeAttempt.objects.write([row])
+    second = PurgeAttempt.objects.write([row])
+    assert first == second
+    assert PurgeAttempt.objects.get().coalesced == 1
+    # Once a sender has claimed the row, a new request starts a new one: the change it
+    # stands for may have committed after the send began.
+    assert [a.pk for a in PurgeAttempt.objects.claim(first)] == first
+    third = PurgeAttempt.objects.write([row])
+    assert third != first
+    assert PurgeAttempt.objects.count() == 2
+
+
+def test_a_slug_change_purges_the_old_and_the_new_url(post_rule, outbox) -> None:
+    post = Post.objects.create(title="T", slug="old")
+    outbox.clear()
+    post.slug = "new"
+    post.save()
+    assert sorted(sent_targets()) == ["/posts/", "/posts/new/", "/posts/old/"]
+
+
+def test_a_delete_purges_the_urls_the_row_had(post_rule, outbox) -> None:
+    post = Post.objects.create(title="T", slug="gone")
+    outbox.clear()
+    post.delete()
+    assert sorted(sent_targets()) == ["/posts/", "/posts/gone/"]
+    assert PurgeAttempt.objects.filter(trigger="delete").count() == 2
+
+
+def test_queryset_delete_purges_every_row(post_rule, outbox) -> None:
+    Post.objects.create(title="A", slug="a")
+    Post.objects.create(title="B", slug="b")
+    outbox.clear()
+    Post.objects.all().delete()
+    assert sorted(sent_targets()) == ["/posts/", "/posts/a/", "/posts/b/"]
+
+
+@pytest.fixture
+def tag_rule(make_rule):
+    return make_rule("post tags", "/tags/{tags.slug}/", on_save=True, on_m2m=False)
+
+
+def test_m2m_add_remove_and_clear_fire_rules_that_use_the_relation(tag_rule, outbox) -> None:
+    post = Post.objects.create(title="T", slug="t")
+    x, y = Tag.objects.create(slug="x"), Tag.objects.create(slug="y")
+    outbox.clear()
+    post.tags.add(x)
+    assert sent_targets() == ["/tags/x/"]
+    outbox.clear()
+    post.tags.add(y)
+    assert sorted(sent_targets()) == ["/tags/x/", "/tags/y/"]
+    outbox.clear()
+    post.tags.remove(x)
+    assert sorted(sent_targets()) == ["/tags/x/", "/tags/y/"]
+    outbox.clear()
+    post.tags.clear()
+    assert sent_targets() == ["/tags/y/"]
+    assert set(PurgeAttempt.objects.values_list("trigger", flat=True)) >= {"m2m"}
+
+
+def test_m2m_changes_from_the_other_side_fire_too(tag_rule, outbox) -> None:
+    post = Post.objects.create(title="T", slug="t")
+    x = Tag.objects.create(slug="x")
+    outbox.clear()
+    x.posts.add(post)
+    assert sent_targets() == ["/tags/x/"]
+
+
+def test_m2m_event_rules_fire_on_any_relation_change(make_rule, outbox) -> None:
+    make_rule("post page", "/posts/{slug}/", on_save=False, on_m2m=True)
+    post = Post.objects.create(title="T", slug="t")
+    assert outbox == []
+    post.tags.add(Tag.objects.create(slug="x"))
+    assert sent_targets() == ["/posts/t/"]
+
+
+def test_related_fields_render_through_foreign_keys(make_rule, outbox) -> None:
+    make_rule("author page", "/authors/{author.username}/")
+    ann, bob = Author.objects.create(username="ann"), Author.objects.create(username="bob")
+    post = Post.objects.create(title="T", slug="t", author=ann)
+    outbox.clear()
+    post.author = bob
+    post.save()
+    assert sorted(sent_targets()) == ["/authors/ann/", "/authors/bob/"]
+
+
+def test_loaddata_purges_nothing(post_rule, outbox, tmp_path) -> None:
+    fixture = tmp_path / "posts.json"
+    fixture.write_text(
+        '[{"model": "testapp.post", "pk": 50, "fields": {"title": "F", "slug": "f", "body": ""}}]'
+    )
+    call_command("loaddata", str(fixture), verbosity=0)
+    assert Post.objects.filter(slug="f").exists()
+    assert outbox == []
+    assert not PurgeAttempt.objects.exists()
+
+
+def test_suppress_purges_switches_purging_off_for_a_block(post_rule, outbox) -> None:
+    with roan.suppress_purges():
+        Post.objects.create(title="Quiet", slug="quiet")
+    assert outbox == []
+    Post.objects.create(title="Loud", slug="loud")
+    assert "/posts/loud/" in sent_targets()
+
+
+def test_roan_enabled_false_switches_everything_off(post_rule, outbox, settings) -> None:
+    settings.ROAN_ENABLED = False
+    Post.objects.create(title="Quiet", slug="quiet")
+    assert outbox == []
+    assert not PurgeAttempt.objects.exists()
+
+
+def test_max_urls_per_event_records_the_excess_as_skipped(make_rule, outbox, settings) -> None:
+    settings.ROAN_MAX_URLS_PER_EVENT = 2
+    make_rule("many", "/a/{slug}/\n/b/{slug}/\n/c/{slug}/")
+    Post.objects.create(title="T", slug="t")
+    assert len(outbox) == 2
+    skipped = PurgeAttempt.objects.get(status="skipped")
+    assert skipped.target == "/c/t/"
+    assert "ROAN_MAX_URLS_PER_EVENT (2)" in skipped.error
+
+
+def test_a_rule_naming_an_unknown_backend_is_recorded_as_skipped(make_rule, outbox) -> None:
+    make_rule("elsewhere", "/posts/", backends=["nowhere"])
+    Post.objects.create(title="T", slug="t")
+    row = PurgeAttempt.objects.get()
+    assert row.status == "skipped"
+    assert "nowhere" in row.error
+
+
+def test_disabled_rules_do_not_fire(post_rule, outbox) -> None:
+    post_rule.enabled = False
+    post_rule.save()
+    Post.objects.create(title="T", slug="t")
+    assert outbox == []
+
+
+def test_a_failing_backend_marks_the_row_failed_with_a_retry_time(post_rule, settings) -> None:
+    settings.ROAN_BACKENDS = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "FAIL": 503}}
+    Post.objects.create(title="T", slug="t")
+    rows = PurgeAttempt.objects.filter(target="/posts/t/")
+    row = rows.get()
+    assert row.status == "failed"
+    assert row.http_status == 503
+    assert row.next_attempt_at is not None and row.next_attempt_at > row.created_at
+    assert row.error
+
+
+def test_code_rules_and_database_rules_both_fire(post_rule, outbox) -> None:
+    roan.purge("/from-code/").on_save(Post)
+    Post.objects.create(title="T", slug="t")
+    assert sorted(sent_targets()) == ["/from-code/", "/posts/", "/posts/t/"]
+    assert PurgeAttempt.objects.get(target="/from-code/").trigger == "code_rule"
+
+
+def test_purge_object_renders_every_rule_of_the_model(post_rule, outbox) -> None:
+    post = Post.objects.create(title="T", slug="t")
+    outbox.clear()
+    with transaction.atomic():
+        written = roan.purge_object(post)
+    assert written == 2
+    assert sorted(sent_targets()) == ["/posts/", "/posts/t/"]
+    assert set(PurgeAttempt.objects.filter(trigger="api").values_list("target", flat=True)) == {
+        "/posts/",
+        "/posts/t/",
+    }
