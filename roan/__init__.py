@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["purge", "purge_object", "purge_urls", "suppress_purges"]
 
 
-class purge:  # noqa: N801 - the roan 0.1 name, kept on purpose
+class purge:
     """roan 0.1's API: ``purge("/posts").on_save(Post)``.
 
     Registers a code rule: after a ``Post`` is saved (or deleted, with ``on_delete``) and

@@ -14,7 +14,15 @@ from roan.models import PurgeAttempt, PurgeRule
 @admin.register(PurgeRule)
 class PurgeRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = PurgeRuleForm
-    list_display = ["name", "content_type", "on_save", "on_delete", "on_m2m", "enabled", "updated_at"]
+    list_display = [
+        "name",
+        "content_type",
+        "on_save",
+        "on_delete",
+        "on_m2m",
+        "enabled",
+        "updated_at",
+    ]
     list_filter = ["enabled", "content_type"]
     search_fields = ["name", "templates", "description"]
     fieldsets = [

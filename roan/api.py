@@ -64,7 +64,9 @@ def purge_urls(
     aliases = list(backends) if backends is not None else list(roan_settings.BACKENDS)
     user_id = getattr(user, "pk", None) if user is not None else pipeline.current_user_id()
     origin = pipeline.Origin(trigger=trigger, user_id=user_id)
-    return pipeline.submit(pipeline.Purge(alias, request, origin) for alias in aliases for request in requests)
+    return pipeline.submit(
+        pipeline.Purge(alias, request, origin) for alias in aliases for request in requests
+    )
 
 
 def purge_object(obj: models.Model, *, trigger: str = "api", user: Any = None) -> int:

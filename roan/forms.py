@@ -27,7 +27,7 @@ def clean_rule(rule: PurgeRule) -> None:
         except TemplateErrors as exc:
             errors["templates"] = [str(e) for e in exc.errors]
     if not isinstance(rule.backends, list) or not all(isinstance(b, str) for b in rule.backends):
-        errors["backends"] = [_("Give a list of backend aliases, such as [\"nginx\"].")]
+        errors["backends"] = [_('Give a list of backend aliases, such as ["nginx"].')]
     else:
         known = set(roan_settings.BACKENDS)
         unknown = [b for b in rule.backends if b not in known]
@@ -57,5 +57,17 @@ class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
     backends = BackendsField(help_text="None checked means every backend.")
 
     class Meta:
-        fields = "__all__"
-        widgets = {"templates": forms.Textarea(attrs={"rows": 5, "cols": 80, "spellcheck": "false"})}
+        fields = [
+            "name",
+            "content_type",
+            "templates",
+            "backends",
+            "enabled",
+            "on_save",
+            "on_delete",
+            "on_m2m",
+            "description",
+        ]
+        widgets = {
+            "templates": forms.Textarea(attrs={"rows": 5, "cols": 80, "spellcheck": "false"})
+        }

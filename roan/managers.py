@@ -37,12 +37,14 @@ class PurgeRuleQuerySet(models.QuerySet["PurgeRule"]):
         self._changed()
         return created
 
-    def bulk_update(self, objs: Iterable[PurgeRule], fields: Sequence[str], *args: Any, **kwargs: Any) -> int:
+    def bulk_update(
+        self, objs: Iterable[PurgeRule], fields: Iterable[str], batch_size: int | None = None
+    ) -> int:
         objs = list(objs)
         now = timezone.now()
         for obj in objs:
             obj.updated_at = now
-        count = super().bulk_update(objs, [*fields, "updated_at"], *args, **kwargs)
+        count = super().bulk_update(objs, [*fields, "updated_at"], batch_size=batch_size)
         self._changed()
         return count
 
@@ -159,7 +161,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                 params.append(field.get_db_prep_save(values[column], connection))
         one = "(" + ", ".join(["%s"] * len(_PENDING_COLUMNS)) + ")"
         sql = (
-            f"INSERT INTO {table} ({', '.join(qn(c) for c in _PENDING_COLUMNS)}) "
+            f"INSERT INTO {table} ({', '.join(qn(c) for c in _PENDING_COLUMNS)}) "  # noqa: S608 - quoted names, bound values
             f"VALUES {', '.join([one] * len(rows))} "
             f"ON CONFLICT ({', '.join(qn(c) for c in _CONFLICT_COLUMNS)}) "
             # SQLite matches this against the partial index's WHERE as written, so it
@@ -173,7 +175,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             cursor.execute(sql, params)
             return [row[0] for row in cursor.fetchall()]
 
-    def claim(self, ids: Sequence[int] | None, *, limit: int = 1000, using: str | None = None) -> list[PurgeAttempt]:
+    def claim(
+        self, ids: Sequence[int] | None, *, limit: int = 1000, using: str | None = None
+    ) -> list[PurgeAttempt]:
         """Take due attempts (these ``ids``, or any) for sending, under a lease.
 
         On PostgreSQL rows locked by another sender (or by a transaction that just merged

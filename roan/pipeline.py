@@ -22,7 +22,7 @@ import datetime
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,8 +53,10 @@ _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("roan_enabled", 
 _capture: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
     "roan_capture", default=None
 )
-#: The user to name on attempts collected in this context (see ``acting_user``).
-_user_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("roan_user", default=None)
+#: Who to name on attempts collected in this context: a user id, or a function giving one.
+_user_id: contextvars.ContextVar[int | Callable[[], int | None] | None] = contextvars.ContextVar(
+    "roan_user", default=None
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,13 +99,20 @@ def is_active() -> bool:
 
 
 def current_user_id() -> int | None:
-    return _user_id.get()
+    value = _user_id.get()
+    return value() if callable(value) else value
 
 
 @contextlib.contextmanager
 def acting_user(user: Any) -> Iterator[None]:
     """Attribute purges collected inside the block to ``user`` (a user or ``None``)."""
-    token = _user_id.set(getattr(user, "pk", None) if user is not None else None)
+    with acting_user_lookup(getattr(user, "pk", None) if user is not None else None):
+        yield
+
+
+@contextlib.contextmanager
+def acting_user_lookup(value: int | Callable[[], int | None] | None) -> Iterator[None]:
+    token = _user_id.set(value)
     try:
         yield
     finally:
@@ -117,7 +126,9 @@ def render_rule(rule: CompiledRule, obj: models.Model) -> list[PurgeRequest]:
         try:
             paths = render(template, obj)
         except RenderError as exc:
-            logger.error("roan: rule %r cannot render %r for %r: %s", rule.name, template.source, obj, exc)
+            logger.error(
+                "roan: rule %r cannot render %r for %r: %s", rule.name, template.source, obj, exc
+            )
             continue
         kind = PREFIX if template.prefix else URL
         requests.extend(PurgeRequest(kind, path) for path in paths)
@@ -278,7 +289,7 @@ def dispatch(ids: Sequence[int], *, using: str | None = None) -> None:
         if roan_settings.DISPATCH == "task":
             from roan.tasks import enqueue_send
 
-            enqueue_send(list(ids), using=using)
+            enqueue_send(list(ids))
         else:
             send(ids, using=using)
     except Exception:
@@ -287,7 +298,9 @@ def dispatch(ids: Sequence[int], *, using: str | None = None) -> None:
         logger.exception("roan: dispatching %d attempt(s) failed; they stay queued", len(ids))
 
 
-def send(ids: Sequence[int] | None = None, *, using: str | None = None, limit: int = 1000) -> list[Any]:
+def send(
+    ids: Sequence[int] | None = None, *, using: str | None = None, limit: int = 1000
+) -> list[Any]:
     """Claim due attempts (these ``ids``, or any due ones), send them, record outcomes.
 
     Returns the attempts it handled, with their new status.
@@ -354,7 +367,9 @@ def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeRes
 def backoff_seconds(tries: int, retry_after: float | None = None) -> float:
     """Seconds to wait before try number ``tries + 1``: exponential, jittered, capped."""
     retry = roan_settings.RETRY
-    delay = min(float(retry["MAX"]), float(retry["BASE"]) * float(retry["FACTOR"]) ** max(0, tries - 1))
+    delay = min(
+        float(retry["MAX"]), float(retry["BASE"]) * float(retry["FACTOR"]) ** max(0, tries - 1)
+    )
     delay *= random.uniform(0.75, 1.25)
     if retry_after is not None:
         delay = max(delay, retry_after)

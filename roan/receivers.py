@@ -8,37 +8,46 @@ so a changed slug purges the old URL too. Fixture loading (``raw=True``) purges 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.db import models
-from django.db.models.signals import m2m_changed, post_delete, post_save, pre_delete, pre_save
+from django.db.models.signals import (
+    m2m_changed,
+    post_delete,
+    post_init,
+    post_save,
+    pre_delete,
+    pre_save,
+)
 
 from roan import pipeline, rules
 from roan.backends.base import PurgeRequest
 from roan.rules import CompiledRule
 
 _OLD = "_roan_before"
+_LOADED = "_roan_loaded"
 
 
-def _stash(instance: models.Model, key: object, rendered: dict[int, list[PurgeRequest]]) -> None:
-    instance.__dict__.setdefault(_OLD, {})[key] = rendered
+Rendered = dict[int, list[PurgeRequest]]
 
 
-def _unstash(instance: models.Model, key: object) -> dict[int, list[PurgeRequest]]:
-    stash = instance.__dict__.get(_OLD, {})
-    return stash.pop(key, {})  # type: ignore[no-any-return]
+def _stash(instance: models.Model, key: object, value: Any) -> None:
+    instance.__dict__.setdefault(_OLD, {})[key] = value
 
 
-def _render_all(
-    active: tuple[CompiledRule, ...], instance: models.Model
-) -> dict[int, list[PurgeRequest]]:
+def _unstash(instance: models.Model, key: object, default: Any = None) -> Any:
+    return instance.__dict__.get(_OLD, {}).pop(key, default)
+
+
+def _render_all(active: tuple[CompiledRule, ...], instance: models.Model) -> Rendered:
     return {index: pipeline.render_rule(rule, instance) for index, rule in enumerate(active)}
 
 
 def _submit(
     instance: models.Model,
     active: tuple[CompiledRule, ...],
-    before: dict[int, list[PurgeRequest]],
+    before: Rendered,
     *,
     trigger: str,
     using: str,
@@ -53,7 +62,49 @@ def _submit(
     pipeline.submit(purges, using=using)
 
 
-def on_pre_save(sender: type[models.Model], instance: models.Model, raw: bool = False, using: str = "default", **kwargs: Any) -> None:
+def track_model(model: type[models.Model]) -> None:
+    """Keep the loaded values of ``model``'s objects from now on (see ``on_post_init``)."""
+    post_init.connect(
+        on_post_init, sender=model, dispatch_uid=f"roan.post_init.{model._meta.label}"
+    )
+
+
+def on_post_init(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    _remember(sender, instance)
+
+
+def _remember(model: type[models.Model], instance: models.Model) -> None:
+    names = rules.tracked_attnames(model)
+    if names:
+        values = instance.__dict__
+        values[_LOADED] = {name: values[name] for name in names if name in values}
+
+
+def _as_loaded(instance: models.Model, names: frozenset[str]) -> models.Model | None:
+    """A copy of ``instance`` with the values it was loaded with, or None if unknown."""
+    loaded = instance.__dict__.get(_LOADED)
+    if loaded is None or not names <= loaded.keys():
+        return None
+    old = copy.copy(instance)
+    old._state = copy.copy(instance._state)
+    old._state.fields_cache = dict(instance._state.fields_cache)
+    for name, value in loaded.items():
+        if old.__dict__.get(name) != value:
+            old.__dict__[name] = value
+            # A changed foreign key: forget the cached new object, load the old one lazily.
+            for field in type(instance)._meta.concrete_fields:
+                if field.attname == name and field.is_relation:
+                    old._state.fields_cache.pop(field.name, None)
+    return old
+
+
+def on_pre_save(
+    sender: type[models.Model],
+    instance: models.Model,
+    raw: bool = False,
+    using: str = "default",
+    **kwargs: Any,
+) -> None:
     if raw or not pipeline.is_active():
         return
     active = rules.rules_for(sender, rules.SAVE)
@@ -61,22 +112,38 @@ def on_pre_save(sender: type[models.Model], instance: models.Model, raw: bool = 
         return
     if instance.pk is None:
         return
-    # The row as it is in the database now: the URLs it had are stale after this save.
-    old = sender._base_manager.using(using).filter(pk=instance.pk).first()
+    # The URLs the object had are stale after this save. Its values as loaded tell them
+    # without a query; otherwise (created with an explicit pk, deferred fields, loaded
+    # before the rules were) read the row as it is in the database now.
+    old = None
+    if not instance._state.adding:
+        needed = frozenset().union(*(rule.local_attnames for rule in active))
+        old = _as_loaded(instance, needed)
+    if old is None:
+        old = sender._base_manager.using(using).filter(pk=instance.pk).first()
     if old is not None:
         _stash(instance, rules.SAVE, _render_all(active, old))
 
 
-def on_post_save(sender: type[models.Model], instance: models.Model, raw: bool = False, using: str = "default", **kwargs: Any) -> None:
+def on_post_save(
+    sender: type[models.Model],
+    instance: models.Model,
+    raw: bool = False,
+    using: str = "default",
+    **kwargs: Any,
+) -> None:
     if raw or not pipeline.is_active():
         _unstash(instance, rules.SAVE)
         return
     active = rules.rules_for(sender, rules.SAVE)
     if active:
-        _submit(instance, active, _unstash(instance, rules.SAVE), trigger="save", using=using)
+        _submit(instance, active, _unstash(instance, rules.SAVE, {}), trigger="save", using=using)
+        _remember(sender, instance)  # the next save's "before" is this save's "after"
 
 
-def on_pre_delete(sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any) -> None:
+def on_pre_delete(
+    sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any
+) -> None:
     if not pipeline.is_active():
         return
     active = rules.rules_for(sender, rules.DELETE)
@@ -85,8 +152,10 @@ def on_pre_delete(sender: type[models.Model], instance: models.Model, using: str
         _stash(instance, rules.DELETE, _render_all(active, instance))
 
 
-def on_post_delete(sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any) -> None:
-    before = _unstash(instance, rules.DELETE)
+def on_post_delete(
+    sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any
+) -> None:
+    before = _unstash(instance, rules.DELETE, {})
     if not before or not pipeline.is_active():
         return
     active = rules.rules_for(sender, rules.DELETE)
@@ -105,11 +174,13 @@ def _m2m_rules(model: type[models.Model], field_name: str | None) -> tuple[Compi
     return tuple(fired)
 
 
-def _m2m_field(sender: type[models.Model], instance: models.Model, model: type[models.Model], reverse: bool) -> models.ManyToManyField[Any, Any] | None:
+def _m2m_field(
+    sender: type[models.Model], instance: models.Model, model: type[models.Model], reverse: bool
+) -> models.ManyToManyField[Any, Any] | None:
     owner = model if reverse else type(instance)
     for field in owner._meta.many_to_many:
-        if field.remote_field.through is sender:  # type: ignore[union-attr]
-            return field  # type: ignore[return-value]
+        if field.remote_field.through is sender:
+            return field
     return None
 
 
@@ -123,7 +194,14 @@ def on_m2m_changed(
     using: str = "default",
     **kwargs: Any,
 ) -> None:
-    if not pipeline.is_active() or action not in {"pre_add", "post_add", "pre_remove", "post_remove", "pre_clear", "post_clear"}:
+    if not pipeline.is_active() or action not in {
+        "pre_add",
+        "post_add",
+        "pre_remove",
+        "post_remove",
+        "pre_clear",
+        "post_clear",
+    }:
         return
     field = _m2m_field(sender, instance, model, reverse)
     if field is None:
@@ -138,22 +216,24 @@ def on_m2m_changed(
             pk_set = set(_related_pks(field, instance, reverse, using))
         mine = _m2m_rules(type(instance), own_name)
         theirs = _m2m_rules(model, other_name)
-        others = list(model._base_manager.using(using).filter(pk__in=pk_set or ())) if theirs else []
+        others = (
+            list(model._base_manager.using(using).filter(pk__in=pk_set or ())) if theirs else []
+        )
         _stash(
             instance,
             key,
-            {
-                "mine": _render_all(mine, instance),  # type: ignore[dict-item]
-                "others": [(other, _render_all(theirs, other)) for other in others],  # type: ignore[dict-item]
-            },
+            (
+                _render_all(mine, instance),
+                [(other, _render_all(theirs, other)) for other in others],
+            ),
         )
         return
-    before: dict[str, Any] = _unstash(instance, key)  # type: ignore[assignment]
+    mine_before, others_before = _unstash(instance, key, ({}, []))
     mine = _m2m_rules(type(instance), own_name)
     if mine:
-        _submit(instance, mine, before.get("mine", {}), trigger="m2m", using=using)
+        _submit(instance, mine, mine_before, trigger="m2m", using=using)
     theirs = _m2m_rules(model, other_name)
-    for other, rendered in before.get("others", []):
+    for other, rendered in others_before:
         # Re-read the other side: its relation has changed in the database.
         _submit(other, theirs, rendered, trigger="m2m", using=using)
 
@@ -179,6 +259,7 @@ def connect() -> None:
     from roan.models import PurgeRule
 
     rules.connect_migration_signals()
+    rules.track_hook = track_model
     post_save.connect(on_rule_changed, sender=PurgeRule, dispatch_uid="roan.rule_saved")
     post_delete.connect(on_rule_changed, sender=PurgeRule, dispatch_uid="roan.rule_deleted")
     pre_save.connect(on_pre_save, dispatch_uid="roan.pre_save")

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.apps import apps
@@ -84,6 +84,9 @@ class RuleIndex:
     by_key: dict[tuple[str, str], tuple[CompiledRule, ...]]
     #: Rule name -> why it could not be compiled (shown by checks and the admin).
     broken: dict[str, str]
+    #: Model label -> columns whose loaded values the receivers keep, to render the URLs
+    #: an object had before a save without reading the row again.
+    tracked: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
     checked_at: float = 0.0
 
     def get(self, model: type[models.Model], event: str) -> tuple[CompiledRule, ...]:
@@ -240,9 +243,13 @@ def load_index(stamp: object) -> RuleIndex:
     for row in rows:
         model = row.content_type.model_class()
         if model is None:
-            broken[row.name] = f"model {row.content_type.app_label}.{row.content_type.model} is gone"
+            broken[row.name] = (
+                f"model {row.content_type.app_label}.{row.content_type.model} is gone"
+            )
             continue
-        events = {e for e, on in ((SAVE, row.on_save), (DELETE, row.on_delete), (M2M, row.on_m2m)) if on}
+        events = {
+            e for e, on in ((SAVE, row.on_save), (DELETE, row.on_delete), (M2M, row.on_m2m)) if on
+        }
         try:
             compiled = CompiledRule(
                 name=row.name,
@@ -259,7 +266,28 @@ def load_index(stamp: object) -> RuleIndex:
         _add(by_key, compiled)
     for code in _compile_code_rules():
         _add(by_key, code)
-    return RuleIndex(stamp=stamp, by_key={k: tuple(v) for k, v in by_key.items()}, broken=broken)
+    index = RuleIndex(stamp=stamp, by_key={k: tuple(v) for k, v in by_key.items()}, broken=broken)
+    for (label, event), compiled_rules in index.by_key.items():
+        if event == SAVE:
+            names = frozenset().union(*(rule.local_attnames for rule in compiled_rules))
+            if names:
+                index.tracked[label] = names
+    if track_hook is not None:
+        for label in index.tracked:
+            track_hook(apps.get_model(label))
+    return index
+
+
+#: Called with each model whose loaded values should be kept (set by ``receivers``).
+track_hook: Callable[[type[models.Model]], None] | None = None
+
+
+def tracked_attnames(model: type[models.Model]) -> frozenset[str]:
+    """Columns to keep for ``model`` per the index as loaded (no freshness check)."""
+    index = _registry._index
+    if index is None:
+        return frozenset()
+    return index.tracked.get(model._meta.concrete_model._meta.label_lower, frozenset())  # type: ignore[union-attr]
 
 
 def _add(by_key: dict[tuple[str, str], list[CompiledRule]], rule: CompiledRule) -> None:

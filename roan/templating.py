@@ -190,7 +190,7 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
         if name == "pk":
             if not last:
                 raise fail(f"'{{{expr}}}': nothing can follow pk.")
-            steps.append(Step(name, "field", current._meta.pk.attname))  # type: ignore[union-attr]
+            steps.append(Step(name, "field", current._meta.pk.attname))
             break
         try:
             field: Any = current._meta.get_field(name)

@@ -46,7 +46,9 @@ class CapturedPurges:
 
     @property
     def prefixes(self) -> list[str]:
-        return list(dict.fromkeys(p.request.target for p in self.purges if p.request.kind == "prefix"))
+        return list(
+            dict.fromkeys(p.request.target for p in self.purges if p.request.kind == "prefix")
+        )
 
     def for_backend(self, alias: str) -> list[Purge]:
         return [p for p in self.purges if p.backend == alias]
@@ -55,7 +57,7 @@ class CapturedPurges:
         self.purges.clear()
 
 
-class capture_purges:  # noqa: N801 - used like a function, as a context manager or decorator
+class capture_purges:
     """Record purges instead of writing attempt rows and sending them."""
 
     def __init__(self) -> None:

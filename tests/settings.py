@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent
-SECRET_KEY = "roan-tests-not-secret"  # noqa: S105
+SECRET_KEY = "roan-tests-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
@@ -34,6 +34,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "roan.middleware.PurgeUserMiddleware",
 ]
 
 TEMPLATES = [
@@ -57,7 +58,13 @@ STATIC_URL = "/static/"
 def _database() -> dict[str, object]:
     url = os.environ.get("DATABASE_URL", "")
     if not url:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "test.sqlite3"), "TEST": {"NAME": os.environ.get("ROAN_SQLITE_TEST_NAME", str(BASE_DIR / "test-db.sqlite3"))}}
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(BASE_DIR / "test.sqlite3"),
+            "TEST": {
+                "NAME": os.environ.get("ROAN_SQLITE_TEST_NAME", str(BASE_DIR / "test-db.sqlite3"))
+            },
+        }
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
         raise RuntimeError(f"DATABASE_URL: only postgres:// is supported, not {parts.scheme}")

@@ -206,7 +206,9 @@ def test_disabled_rules_do_not_fire(post_rule, outbox) -> None:
 
 
 def test_a_failing_backend_marks_the_row_failed_with_a_retry_time(post_rule, settings) -> None:
-    settings.ROAN_BACKENDS = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "FAIL": 503}}
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "FAIL": 503}
+    }
     Post.objects.create(title="T", slug="t")
     rows = PurgeAttempt.objects.filter(target="/posts/t/")
     row = rows.get()

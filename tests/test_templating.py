@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from roan.templating import TemplateError, TemplateErrors, encode_segment, parse, parse_lines, render
+from roan.templating import (
+    TemplateError,
+    TemplateErrors,
+    encode_segment,
+    parse,
+    parse_lines,
+    render,
+)
 from tests.testapp.models import Author, Post, Tag
 
 

@@ -23,5 +23,7 @@ class Command(BaseCommand):
             for attempt in attempts:
                 handled[attempt.status] = handled.get(attempt.status, 0) + 1
         total = sum(handled.values())
-        summary = ", ".join(f"{n} {status}" for status, n in sorted(handled.items())) or "nothing due"
+        summary = (
+            ", ".join(f"{n} {status}" for status, n in sorted(handled.items())) or "nothing due"
+        )
         self.stdout.write(f"roan_dispatch: {total} attempt(s): {summary}")

@@ -18,7 +18,15 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=5000)
         parser.add_argument("--dry-run", action="store_true")
 
-    def handle(self, *args: Any, days: int, status: list[str] | None, batch: int, dry_run: bool, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        days: int,
+        status: list[str] | None,
+        batch: int,
+        dry_run: bool,
+        **options: Any,
+    ) -> None:
         if days < 0:
             raise CommandError("--days must be 0 or more")
         final = {"ok", "not_cached", "gave_up", "skipped"}
@@ -28,7 +36,9 @@ class Command(BaseCommand):
         cutoff = timezone.now() - datetime.timedelta(days=days)
         qs = PurgeAttempt.objects.filter(created_at__lt=cutoff, status__in=statuses)
         if dry_run:
-            self.stdout.write(f"roan_prune: would delete {qs.count()} attempt(s) before {cutoff:%Y-%m-%d %H:%M}")
+            self.stdout.write(
+                f"roan_prune: would delete {qs.count()} attempt(s) before {cutoff:%Y-%m-%d %H:%M}"
+            )
             return
         deleted = 0
         while True:
@@ -36,4 +46,6 @@ class Command(BaseCommand):
             if not ids:
                 break
             deleted += PurgeAttempt.objects.filter(id__in=ids).delete()[0]
-        self.stdout.write(f"roan_prune: deleted {deleted} attempt(s) before {cutoff:%Y-%m-%d %H:%M}")
+        self.stdout.write(
+            f"roan_prune: deleted {deleted} attempt(s) before {cutoff:%Y-%m-%d %H:%M}"
+        )

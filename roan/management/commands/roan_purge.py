@@ -19,19 +19,41 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("targets", nargs="*", help="Paths or http(s) URLs (or tags, prefixes).")
         parser.add_argument("--kind", choices=["url", "prefix", "tag"], default="url")
-        parser.add_argument("--backend", action="append", dest="backends", help="Only this alias (repeatable).")
-        parser.add_argument("--object", nargs=2, metavar=("MODEL", "PK"), help="Purge what the rules give for one object.")
-        parser.add_argument("--all", action="store_true", help="Purge everything (needs --backend).")
+        parser.add_argument(
+            "--backend", action="append", dest="backends", help="Only this alias (repeatable)."
+        )
+        parser.add_argument(
+            "--object",
+            nargs=2,
+            metavar=("MODEL", "PK"),
+            help="Purge what the rules give for one object.",
+        )
+        parser.add_argument(
+            "--all", action="store_true", help="Purge everything (needs --backend)."
+        )
 
-    def handle(self, *args: Any, targets: list[str], kind: str, backends: list[str] | None, object: list[str] | None, all: bool, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        targets: list[str],
+        kind: str,
+        backends: list[str] | None,
+        object: list[str] | None,
+        all: bool,
+        **options: Any,
+    ) -> None:
         known = set(roan_settings.BACKENDS)
         for alias in backends or ():
             if alias not in known:
-                raise CommandError(f"unknown backend {alias!r}; configured: {', '.join(sorted(known))}")
+                raise CommandError(
+                    f"unknown backend {alias!r}; configured: {', '.join(sorted(known))}"
+                )
         with transaction.atomic():
             if all:
                 if not backends:
-                    raise CommandError("--all needs --backend: purging everything everywhere is too wide.")
+                    raise CommandError(
+                        "--all needs --backend: purging everything everywhere is too wide."
+                    )
                 written = api.purge_urls([], backends=backends, kind="all", trigger="command")
             elif object:
                 label, pk = object
@@ -46,9 +68,13 @@ class Command(BaseCommand):
                 written = api.purge_object(obj, trigger="command")
             elif targets:
                 try:
-                    written = api.purge_urls(targets, backends=backends, kind=kind, trigger="command")
+                    written = api.purge_urls(
+                        targets, backends=backends, kind=kind, trigger="command"
+                    )
                 except ValueError as exc:
                     raise CommandError(str(exc)) from exc
             else:
                 raise CommandError("give URLs, --object MODEL PK, or --all --backend ALIAS")
-        self.stdout.write(f"roan_purge: {written} attempt(s) recorded; see the purge log for results.")
+        self.stdout.write(
+            f"roan_purge: {written} attempt(s) recorded; see the purge log for results."
+        )
