@@ -190,12 +190,16 @@ def test_max_urls_per_event_records_the_excess_as_skipped(make_rule, outbox, set
     assert "ROAN_MAX_URLS_PER_EVENT (2)" in skipped.error
 
 
-def test_a_rule_naming_an_unknown_backend_is_recorded_as_skipped(make_rule, outbox) -> None:
-    make_rule("elsewhere", "/posts/", backends=["nowhere"])
+def test_a_rule_naming_a_backend_that_was_removed_is_recorded_as_skipped(
+    make_rule, outbox, settings
+) -> None:
+    make_rule("elsewhere", "/posts/", backends=["default"])
+    settings.ROAN_BACKENDS = {"other": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
     Post.objects.create(title="T", slug="t")
     row = PurgeAttempt.objects.get()
     assert row.status == "skipped"
-    assert "nowhere" in row.error
+    assert "No backend 'default' in ROAN_BACKENDS" in row.error
+    assert outbox == []
 
 
 def test_disabled_rules_do_not_fire(post_rule, outbox) -> None:

@@ -1,0 +1,84 @@
+# roan: `make demo` serves the example blog, `make test` runs the suite.
+# Needs only Python >= 3.11 (with its venv module) and make.
+#
+#   make test PYTEST_ARGS="-k nginx -x"
+#   make test PYTHON=python3.12 VENV=.venv312 DJANGO="Django==6.1.*"
+
+PYTHON ?= python3
+VENV ?= .venv
+# An extra pip requirement installed with roan, e.g. DJANGO="Django==6.1.*".
+DJANGO ?=
+PYTEST_ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+PY := $(VENV)/bin/python
+MANAGE := $(PY) example/manage.py
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test lint clean distclean
+
+help:
+	@echo "make demo       serve the example blog at http://$(HOST):$(PORT)/ (admin / admin)"
+	@echo "make test       run the test suite (PYTEST_ARGS=... to pass options to pytest)"
+	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make venv       create $(VENV) with roan and its test extras"
+	@echo "make clean      remove caches, build output and the demo's database"
+	@echo "make distclean  clean, and remove $(VENV)"
+
+# $(call install,EXTRAS): create $(VENV) if missing, then `pip install -e .[EXTRAS]`
+# (plus $(DJANGO)) unless a stamp shows it was done with the same inputs since
+# pyproject.toml last changed.
+define install
+	@set -e; \
+	if [ ! -x "$(PY)" ]; then \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	    || { echo "roan needs Python >= 3.11; try: make $@ PYTHON=python3.11" >&2; exit 1; }; \
+	  echo ">> creating $(VENV) with $$($(PYTHON) --version)"; \
+	  $(PYTHON) -m venv "$(VENV)" \
+	    || { rm -rf "$(VENV)"; echo "venv creation failed; on Debian: apt-get install python3-venv" >&2; exit 1; }; \
+	fi; \
+	stamp="$(VENV)/.roan-installed-$(or $(1),base)"; \
+	want='$(1)|$(DJANGO)'; \
+	if [ ! -f "$$stamp" ] || [ "$$(cat "$$stamp")" != "$$want" ] || [ pyproject.toml -nt "$$stamp" ]; then \
+	  echo ">> installing roan$(if $(1),[$(1)])$(if $(DJANGO), $(DJANGO)) into $(VENV)"; \
+	  "$(PY)" -m pip install --quiet -e "$(if $(1),.[$(1)],.)" $(if $(DJANGO),"$(DJANGO)"); \
+	  echo "$$want" > "$$stamp"; \
+	fi
+endef
+
+venv:
+	$(call install,test)
+
+demo:
+	$(call install,)
+	$(MANAGE) migrate --noinput
+	$(MANAGE) seed_demo
+	@echo
+	@echo "  Blog:   http://$(HOST):$(PORT)/"
+	@echo "  Admin:  http://$(HOST):$(PORT)/admin/   (login admin / admin)"
+	@echo "  Edit a post in the admin, reload its page: the footer's time changes,"
+	@echo "  and the purge is listed under Roan > Purge attempts. Ctrl-C stops."
+	@echo
+	$(MANAGE) runserver $(HOST):$(PORT)
+
+test:
+	$(call install,test)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint:
+	$(call install,dev)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache example/.cache
+	rm -f example/db.sqlite3 tests/*.sqlite3
+	find . \( -path './.venv*' -o -path ./$(VENV) -o -path ./.git \) -prune \
+	  -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
