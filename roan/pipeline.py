@@ -40,6 +40,8 @@ from roan.backends.base import (
     BaseBackend,
     PurgeRequest,
     PurgeResult,
+    is_unreachable,
+    not_sent,
 )
 from roan.conf import roan_settings
 from roan.rules import CompiledRule
@@ -339,10 +341,10 @@ def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeRes
     for start in range(0, len(attempts), size):
         chunk = attempts[start : start + size]
         if down is not None:
-            # The node did not answer: don't make the caller wait a timeout per URL.
+            # The node did not answer: don't make the caller wait a timeout per batch.
             for attempt in chunk:
                 results[attempt.pk] = dataclasses.replace(
-                    down, latency_ms=None, error=f"not sent: {down.error}"[:500]
+                    down, latency_ms=None, error=not_sent(down)
                 )
             continue
         requests = [PurgeRequest(a.kind, a.target, a.host) for a in chunk]
@@ -359,7 +361,7 @@ def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeRes
             ] * len(chunk)
         for attempt, result in zip(chunk, chunk_results, strict=True):
             results[attempt.pk] = result
-            if result.status == FAILED and result.http_status is None and result.retryable:
+            if is_unreachable(result):
                 down = result
     return results
 

@@ -55,7 +55,15 @@ def test_a_good_rule_is_saved(admin_client) -> None:
 
 def test_the_purge_log_is_append_only(admin_client) -> None:
     PurgeAttempt.objects.write(
-        [{"backend": "default", "node": "default", "target": "/x/", "trigger": "api", "status": "ok"}]
+        [
+            {
+                "backend": "default",
+                "node": "default",
+                "target": "/x/",
+                "trigger": "api",
+                "status": "ok",
+            }
+        ]
     )
     attempt = PurgeAttempt.objects.get()
     assert admin_client.get("/admin/roan/purgeattempt/").status_code == 200

@@ -32,7 +32,10 @@ def test_a_process_local_rule_stamp_cache_warns_in_production(settings) -> None:
     settings.DEBUG = False
     assert ids(check_rule_stamp_cache()) == ["roan.W001"]
     settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": "/tmp/roan-check"}
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": "/tmp/roan-check",
+        }
     }
     assert check_rule_stamp_cache() == []
 

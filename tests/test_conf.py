@@ -21,7 +21,9 @@ from roan.conf import DEFAULT_PURGE_URL, roan_settings
         ("ROAN_ENABLED", False, "ENABLED"),
     ],
 )
-def test_override_settings_works_for_every_setting(name: str, value: object, attribute: str) -> None:
+def test_override_settings_works_for_every_setting(
+    name: str, value: object, attribute: str
+) -> None:
     before = getattr(roan_settings, attribute)
     with override_settings(**{name: value}):
         assert getattr(roan_settings, attribute) == value

@@ -178,6 +178,16 @@ class BaseBackend:
         return connect, read
 
 
+def is_unreachable(result: PurgeResult) -> bool:
+    """A failure before any HTTP answer: the node is down or too slow."""
+    return result.status == FAILED and result.http_status is None and result.retryable
+
+
+def not_sent(after: PurgeResult) -> str:
+    error = after.error.removeprefix("not sent: ")
+    return f"not sent: {error}"
+
+
 def redact_url(url: str) -> str:
     """``scheme://host[:port]/path`` of ``url``, without user info or query string."""
     parts = urlsplit(url)
