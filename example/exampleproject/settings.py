@@ -67,7 +67,8 @@ def _database() -> dict[str, object]:
     """SQLite in example/db.sqlite3, or PostgreSQL from ROAN_EXAMPLE_DATABASE_URL."""
     url = os.environ.get("ROAN_EXAMPLE_DATABASE_URL", "")
     if not url:
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+        name = os.environ.get("ROAN_EXAMPLE_SQLITE", str(BASE_DIR / "db.sqlite3"))
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
         raise RuntimeError(
@@ -116,9 +117,8 @@ STATIC_ROOT = BASE_DIR / ".cache" / "static"
 ROAN_BACKENDS: dict[str, dict[str, object]] = {
     "site": {
         "BACKEND": "roan.backends.django_cache.DjangoCacheBackend",
-        "HOSTS": ["127.0.0.1:8000", "localhost:8000"],
+        "HOSTS": os.environ.get("ROAN_EXAMPLE_HOSTS", "127.0.0.1:8000,localhost:8000").split(","),
     },
-    # TODO(backends): check these option names against roan/backends/ and example/deploy/.
     # With nginx in front (example/deploy/ has a configuration with the
     # ngx_cache_purge module; "GET /purge/<path>" purges <path>):
     # "nginx": {
