@@ -13,7 +13,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -54,8 +57,9 @@ class CacheServer:
 
     binary = ""
 
-    def __init__(self, origin_port: int) -> None:
+    def __init__(self, origin_port: int, *, allow: str = "127.0.0.1") -> None:
         self.origin_port = origin_port
+        self.allow = allow
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = Path(tempfile.mkdtemp(prefix=f"roan-{self.binary}-"))
@@ -101,7 +105,7 @@ class Nginx(CacheServer):
         conf = (DEPLOY / "nginx.conf").read_text()
         conf = conf.replace("@LISTEN@", f"127.0.0.1:{self.port}")
         conf = conf.replace("@ORIGIN@", f"127.0.0.1:{self.origin_port}")
-        conf = conf.replace("@ALLOW@", "127.0.0.1")
+        conf = conf.replace("@ALLOW@", self.allow)
         (self.dir / "nginx.conf").write_text(conf)
 
     def command(self) -> list[str]:
@@ -137,13 +141,74 @@ class Varnish(CacheServer):
         ]  # fmt: skip
 
 
-def start_nginx(origin_port: int) -> Nginx:
+def start_nginx(origin_port: int, *, allow: str = "127.0.0.1") -> Nginx:
+    """nginx in front of ``origin_port``; only ``allow`` may purge."""
     if not shutil.which("nginx") or not PURGE_MODULE.exists():
         require("caches", "nginx with libnginx-mod-http-cache-purge is not installed")
-    return Nginx(origin_port).start()  # type: ignore[return-value]
+    return Nginx(origin_port, allow=allow).start()  # type: ignore[return-value]
 
 
 def start_varnish(origin_port: int) -> Varnish:
     if not shutil.which("varnishd"):
         require("caches", "varnish (with varnish-modules) is not installed")
     return Varnish(origin_port).start()  # type: ignore[return-value]
+
+
+class Origin:
+    """A tiny origin server: each path answers with how often it was fetched."""
+
+    def __init__(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                key = (self.headers.get("Host", ""), self.path)
+                with lock:
+                    counts[key] = counts.get(key, 0) + 1
+                    n = counts[key]
+                body = f"{self.path} {n}\n".encode()
+                section = self.path.strip("/").split("/")[0].split("?")[0] or "root"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "public, max-age=300")
+                self.send_header("xkey", f"section-{section}")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture(scope="session")
+def origin() -> Iterator[Origin]:
+    server = Origin()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def nginx(origin: Origin) -> Iterator[Nginx]:
+    node = start_nginx(origin.port)
+    yield node
+    node.close()
+
+
+@pytest.fixture(scope="session")
+def varnish(origin: Origin) -> Iterator[Varnish]:
+    node = start_varnish(origin.port)
+    yield node
+    node.close()

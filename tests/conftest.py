@@ -8,6 +8,8 @@ import pytest
 from roan import rules
 from roan.models import PurgeRule
 
+pytest_plugins = ["tests.caches"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_rules() -> Iterator[None]:

@@ -26,7 +26,7 @@ def nginx_pair(live_server: Any) -> Iterator[list[Any]]:
 
 
 @pytest.fixture(scope="module")
-def varnish(live_server: Any) -> Iterator[Any]:
+def varnish_site(live_server: Any) -> Iterator[Any]:
     node = start_varnish(live_server.thread.port)
     yield node
     node.close()
@@ -137,13 +137,13 @@ def test_both_nginx_nodes_are_purged_and_a_stopped_one_is_recorded_as_failed(
 
 
 def test_varnish_page_is_a_miss_with_new_content_after_a_save(
-    varnish, post_rule, settings, session
+    varnish_site, post_rule, settings, session
 ) -> None:
     settings.ROAN_BACKENDS = {
-        "varnish": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": [varnish.url]}
+        "varnish": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": [varnish_site.url]}
     }
     post = Post.objects.create(title="Before", slug="v")
-    page = f"{varnish.url}/posts/v/"
+    page = f"{varnish_site.url}/posts/v/"
     assert cache_status(session.get(page)) == "MISS"
     assert cache_status(session.get(page)) == "HIT"
 

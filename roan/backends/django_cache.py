@@ -1,10 +1,14 @@
 """Pages cached by Django itself (``cache_page`` or the cache middleware).
 
 Django stores, per absolute URL, the list of headers a page varies on under a "header
-key", and the page itself under a key derived from it. Deleting the header key makes
-every variant of the page a miss: the next request renders it again and stores it anew.
-The header key contains the scheme and host (and language and time zone when those are
-on), so ``HOSTS`` must list the ``host[:port]`` names the site is served under.
+key", and each variant of the page under a key made from the values of those headers.
+A purge deletes the header key and the page stored for requests that send none of those
+headers (the anonymous visitor's copy). Variants stored for particular header values
+(``Vary: Cookie`` with a cookie) cannot be listed through Django's cache API, so they
+live until their timeout: keep such pages short-lived, or out of the cache.
+
+The keys contain the scheme and host (and language and time zone when those are on), so
+``HOSTS`` must list the ``host[:port]`` names the site is served under.
 """
 
 from __future__ import annotations
@@ -47,14 +51,21 @@ class _PageRequest(HttpRequest):
         return self._roan_scheme
 
 
-def header_key(request: HttpRequest, key_prefix: str) -> str:
-    """The key under which Django keeps the header list of a cached page.
+def page_keys(request: HttpRequest, key_prefix: str, cache: Any) -> list[str]:
+    """The header-list key of a cached page and its header-less variants' keys.
 
-    ``_generate_cache_header_key`` is private to Django; it is used in this one place
-    and ``tests/test_backends_django_cache.py`` proves that a ``cache_page`` view is
-    rendered again after a purge, so a change in Django shows up as a failing test.
+    Django's key functions are private; they are used in this one place, and
+    ``tests/test_backends_django_cache.py`` proves that a ``cache_page`` view is rendered
+    again after a purge, so a change in Django shows up as a failing test.
     """
-    return str(cache_utils._generate_cache_header_key(key_prefix, request))  # type: ignore[attr-defined]
+    private: Any = cache_utils
+    header_key = str(private._generate_cache_header_key(key_prefix, request))
+    keys = [header_key]
+    headerlist = cache.get(header_key)
+    if headerlist is not None:
+        for method in ("GET", "HEAD"):
+            keys.append(str(private._generate_cache_key(request, method, headerlist, key_prefix)))
+    return keys
 
 
 class DjangoCacheBackend(BaseBackend):
@@ -117,7 +128,8 @@ class DjangoCacheBackend(BaseBackend):
                         for host in hosts:
                             for language in languages:
                                 page = _PageRequest(scheme, host, request.target, language)
-                                deleted |= bool(cache.delete(header_key(page, prefix)))
+                                for key in page_keys(page, prefix, cache):
+                                    deleted |= bool(cache.delete(key))
             except DisallowedHost:
                 error = "a HOSTS entry is not in ALLOWED_HOSTS"
             except Exception as exc:  # the cache server (Redis, Memcached) may be down
