@@ -57,36 +57,77 @@ class PurgeRuleManager(models.Manager["PurgeRule"]):
         return self.get(name=name)
 
 
-# Columns the pending-row upsert writes, in order.
-_PENDING_COLUMNS = (
-    "created_at",
-    "updated_at",
-    "status",
-    "backend",
-    "node",
-    "host",
-    "kind",
-    "target",
+# What the write path fills in when a row does not say; every NOT NULL column is here.
+_REQUIRED: dict[str, Any] = {
+    "status": "pending",
+    "host": "",
+    "kind": "url",
+    "error": "",
+    "purge_id": "",
+    "tries": 0,
+    "coalesced": 0,
+    "rule_name": "",
+    "object_pk": "",
+    "object_repr": "",
+}
+# Nullable columns, written only when some row of the statement has a value.
+_OPTIONAL = (
     "http_status",
     "latency_ms",
-    "error",
-    "purge_id",
-    "tries",
-    "coalesced",
     "next_attempt_at",
     "claimed_until",
     "finished_at",
-    "trigger",
     "rule_id",
-    "rule_name",
     "content_type_id",
-    "object_pk",
-    "object_repr",
     "user_id",
+)
+_DATETIMES = frozenset(
+    {"created_at", "updated_at", "next_attempt_at", "claimed_until", "finished_at"}
 )
 _CONFLICT_COLUMNS = ("backend", "node", "host", "kind", "target")
 # SQLite caps bound parameters per statement (32766 since 3.32); stay well below.
 _UPSERT_CHUNK = 500
+
+
+# PostgreSQL array types for the unnest() form of the upsert.
+_PG_TYPES = {
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "next_attempt_at": "timestamptz",
+    "claimed_until": "timestamptz",
+    "finished_at": "timestamptz",
+    "tries": "integer",
+    "coalesced": "integer",
+    "http_status": "integer",
+    "latency_ms": "float8",
+    "rule_id": "bigint",
+    "content_type_id": "bigint",
+    "user_id": "bigint",
+}
+
+
+def _upsert_sql(connection: Any, table: str, columns: tuple[str, ...], rows: int) -> str:
+    qn = connection.ops.quote_name
+    table = qn(table)
+    if rows == 0:
+        # PostgreSQL: one array per column, so the statement and its parameter count are
+        # the same for any number of rows (psycopg caches the parsing of such queries).
+        arrays = ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}[]" for c in columns)
+        values = f"SELECT * FROM unnest({arrays})"  # noqa: S608 - fixed type names
+    else:
+        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        values = f"VALUES {', '.join([one] * rows)}"
+    return (
+        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
+        f"{values} "
+        f"ON CONFLICT ({', '.join(qn(c) for c in _CONFLICT_COLUMNS)}) "
+        # SQLite matches this against the partial index's WHERE as written, so it
+        # repeats the migration's SQL term for term and in the same order.
+        f"WHERE ({qn('claimed_until')} IS NULL AND {qn('status')} = 'pending') "
+        f"DO UPDATE SET {qn('coalesced')} = {table}.{qn('coalesced')} + 1, "
+        f"{qn('updated_at')} = EXCLUDED.{qn('updated_at')} "
+        f"RETURNING {qn('id')}"
+    )
 
 
 class PurgeAttemptQuerySet(models.QuerySet["PurgeAttempt"]):
@@ -101,6 +142,8 @@ class PurgeAttemptQuerySet(models.QuerySet["PurgeAttempt"]):
 
 class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
     """Attempt rows are written here and nowhere else."""
+
+    _sql_cache: dict[tuple[str, tuple[str, ...], int], str] = {}
 
     def get_queryset(self) -> PurgeAttemptQuerySet:
         return PurgeAttemptQuerySet(self.model, using=self._db)
@@ -125,52 +168,41 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         return ids
 
     def _upsert(self, rows: Sequence[dict[str, Any]], db: str) -> list[int]:
+        # This runs inside every save that fires a rule, so it is written for speed: the
+        # SQL text is cached, and values go to the driver as they are except datetimes
+        # (the only type here that a backend adapts).
         connection = connections[db]
-        opts = self.model._meta
-        qn = connection.ops.quote_name
-        table = qn(opts.db_table)
-        now = timezone.now()
-        by_attname = {f.attname: f for f in opts.concrete_fields}
-        fields = [by_attname[column] for column in _PENDING_COLUMNS]
-        defaults: dict[str, Any] = {
-            "created_at": now,
-            "updated_at": now,
-            "status": "pending",
-            "host": "",
-            "kind": "url",
-            "http_status": None,
-            "latency_ms": None,
-            "error": "",
-            "purge_id": "",
-            "tries": 0,
-            "coalesced": 0,
-            "next_attempt_at": None,
-            "claimed_until": None,
-            "finished_at": None,
-            "rule_id": None,
-            "rule_name": "",
-            "content_type_id": None,
-            "object_pk": "",
-            "object_repr": "",
-            "user_id": None,
-        }
+        adapt = connection.ops.adapt_datetimefield_value
+        now = adapt(timezone.now())
+        arrays = connection.vendor == "postgresql"
+        optional: tuple[str, ...] = _OPTIONAL
+        if not arrays:
+            optional = tuple(c for c in _OPTIONAL if any(row.get(c) is not None for row in rows))
+        columns: tuple[str, ...] = (
+            "created_at",
+            "updated_at",
+            "backend",
+            "node",
+            "target",
+            "trigger",
+        )
+        columns += tuple(_REQUIRED) + optional
         params: list[Any] = []
         for row in rows:
-            values = {**defaults, **row}
-            for column, field in zip(_PENDING_COLUMNS, fields, strict=True):
-                params.append(field.get_db_prep_save(values[column], connection))
-        one = "(" + ", ".join(["%s"] * len(_PENDING_COLUMNS)) + ")"
-        sql = (
-            f"INSERT INTO {table} ({', '.join(qn(c) for c in _PENDING_COLUMNS)}) "  # noqa: S608 - quoted names, bound values
-            f"VALUES {', '.join([one] * len(rows))} "
-            f"ON CONFLICT ({', '.join(qn(c) for c in _CONFLICT_COLUMNS)}) "
-            # SQLite matches this against the partial index's WHERE as written, so it
-            # repeats the migration's SQL term for term and in the same order.
-            f"WHERE ({qn('claimed_until')} IS NULL AND {qn('status')} = 'pending') "
-            f"DO UPDATE SET {qn('coalesced')} = {table}.{qn('coalesced')} + 1, "
-            f"{qn('updated_at')} = EXCLUDED.{qn('updated_at')} "
-            f"RETURNING {qn('id')}"
-        )
+            params += (now, now, row["backend"], row["node"], row["target"], row["trigger"])
+            params += [row.get(c, default) for c, default in _REQUIRED.items()]
+            for column in optional:
+                value = row.get(column)
+                params.append(adapt(value) if column in _DATETIMES and value is not None else value)
+        if arrays:
+            width = len(columns)
+            params = [params[i::width] for i in range(width)]  # rows -> one list per column
+        key = (connection.vendor, columns, 0 if arrays else len(rows))
+        sql = self._sql_cache.get(key)
+        if sql is None:
+            sql = self._sql_cache[key] = _upsert_sql(
+                connection, self.model._meta.db_table, columns, key[2]
+            )
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return [row[0] for row in cursor.fetchall()]

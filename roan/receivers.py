@@ -85,7 +85,9 @@ def _as_loaded(instance: models.Model, names: frozenset[str]) -> models.Model | 
     loaded = instance.__dict__.get(_LOADED)
     if loaded is None or not names <= loaded.keys():
         return None
-    old = copy.copy(instance)
+    # A shallow stand-in for rendering only (cheaper than copy.copy of a model).
+    old = type(instance).__new__(type(instance))
+    old.__dict__.update(instance.__dict__)
     old._state = copy.copy(instance._state)
     old._state.fields_cache = dict(instance._state.fields_cache)
     for name, value in loaded.items():
@@ -117,8 +119,7 @@ def on_pre_save(
     # before the rules were) read the row as it is in the database now.
     old = None
     if not instance._state.adding:
-        needed = frozenset().union(*(rule.local_attnames for rule in active))
-        old = _as_loaded(instance, needed)
+        old = _as_loaded(instance, rules.tracked_attnames(sender))
     if old is None:
         old = sender._base_manager.using(using).filter(pk=instance.pk).first()
     if old is not None:

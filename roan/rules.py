@@ -16,6 +16,7 @@ Nothing else in roan reads ``PurgeRule`` rows for dispatch; this module owns the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -46,7 +47,7 @@ EVENTS = (SAVE, DELETE, M2M)
 STAMP_KEY = "roan:rules:stamp"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True)
 class CompiledRule:
     """A rule ready to render: what the receivers and the preview use."""
 
@@ -63,14 +64,11 @@ class CompiledRule:
     def is_code_rule(self) -> bool:
         return self.pk is None
 
-    @property
+    @functools.cached_property
     def local_attnames(self) -> frozenset[str]:
-        names: set[str] = set()
-        for template in self.templates:
-            names |= template.local_attnames
-        return frozenset(names)
+        return frozenset().union(*(t.local_attnames for t in self.templates))
 
-    @property
+    @functools.cached_property
     def is_static(self) -> bool:
         return all(t.is_static for t in self.templates)
 
