@@ -163,8 +163,9 @@ def run_once(setup: str, n: int, engine: str, url: str, tmp: Path) -> dict[str, 
     else:
         database = sqlite_database(tmp, name, wal=engine == "sqlite-wal")
     try:
+        command = [sys.executable, __file__, "--worker", setup, "--n", str(n)]
         out = subprocess.run(
-            [sys.executable, __file__, "--worker", setup, "--n", str(n), "--db", json.dumps(database)],
+            [*command, "--db", json.dumps(database)],
             check=True, capture_output=True, text=True, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
