@@ -13,19 +13,23 @@ import email.utils
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
+from django.core.exceptions import ImproperlyConfigured
 
 from roan.backends.base import (
     FAILED,
     NOT_CACHED,
     OK,
     BaseBackend,
+    PurgeRequest,
     PurgeResult,
     Timer,
     is_unreachable,
     not_sent,
+    redact_url,
 )
 
 _RETRYABLE_4XX = {408, 425, 429}
@@ -159,3 +163,61 @@ def _connection_error(exc: Any) -> str:
     if "reset" in text.lower():
         return "connection reset"
     return "connection failed"
+
+
+def node_urls(backend: BaseBackend, options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``LOCATION`` or ``NODES`` option: http(s) base URLs, without a trailing slash."""
+    alias = backend.alias
+    if "LOCATION" in options and "NODES" in options:
+        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]: give LOCATION or NODES, not both.")
+    if "LOCATION" in options:
+        urls: Any = [options["LOCATION"]]
+    elif "NODES" in options:
+        urls = options["NODES"]
+        if isinstance(urls, str) or not urls:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{alias!r}]['NODES'] must be a non-empty list of URLs."
+            )
+    else:
+        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}] needs LOCATION or NODES.")
+    cleaned = []
+    for url in urls:
+        parts = urlsplit(str(url))
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{alias!r}]: {redact_url(str(url))!r} is not an http(s) URL."
+            )
+        if parts.query or parts.fragment:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{alias!r}]: a node URL cannot have a query or fragment."
+            )
+        cleaned.append(str(url).rstrip("/"))
+    if len(set(cleaned)) != len(cleaned):
+        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]: the same node is listed twice.")
+    return tuple(cleaned)
+
+
+class HTTPNodesBackend(BaseBackend):
+    """A backend that talks HTTP to each of its nodes (``LOCATION`` or ``NODES``)."""
+
+    options_accepted: ClassVar[frozenset[str]] = frozenset({"LOCATION", "NODES"})
+
+    def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
+        super().__init__(alias, options)
+        # Node names are shown and stored: never with credentials.
+        self._by_name = {redact_url(url): url for url in node_urls(self, options)}
+        self.transport = HTTPTransport(self)
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(self._by_name)
+
+    def node_url(self, node: str) -> str:
+        return self._by_name[node]
+
+    def host_header(self, request: PurgeRequest) -> dict[str, str]:
+        host = request.host or self.default_host()
+        return {"Host": host} if host else {}
+
+    def close(self) -> None:
+        self.transport.close()

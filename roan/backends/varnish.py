@@ -9,49 +9,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
-from roan.backends._http import HTTPTransport
-from roan.backends.base import (
-    ALL,
-    PREFIX,
-    TAG,
-    URL,
-    BaseBackend,
-    PurgeRequest,
-    PurgeResult,
-    redact_url,
-)
-from roan.backends.nginx import node_urls
+from roan.backends._http import HTTPNodesBackend
+from roan.backends.base import ALL, PREFIX, TAG, URL, PurgeRequest, PurgeResult
 
 
-class VarnishBackend(BaseBackend):
+class VarnishBackend(HTTPNodesBackend):
     capabilities = frozenset({URL, PREFIX, TAG, ALL})
     batch_size = 50
-    options_accepted: ClassVar[frozenset[str]] = frozenset(
-        {"LOCATION", "NODES", "BAN_URL_HEADER", "XKEY_HEADER"}
-    )
+    options_accepted = HTTPNodesBackend.options_accepted | {"BAN_URL_HEADER", "XKEY_HEADER"}
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        urls = node_urls(self, options)
-        self._by_name = {redact_url(url): url for url in urls}
         self.ban_header = str(options.get("BAN_URL_HEADER", "X-Ban-Url"))
         self.xkey_header = str(options.get("XKEY_HEADER", "xkey-purge"))
-        self.transport = HTTPTransport(self)
-
-    @property
-    def nodes(self) -> tuple[str, ...]:
-        return tuple(self._by_name)
 
     def purge(self, node: str, requests: Sequence[PurgeRequest]) -> list[PurgeResult]:
-        base = self._by_name[node]
+        base = self.node_url(node)
         calls: list[tuple[str, str, Mapping[str, str]]] = []
         for request in requests:
-            headers = {}
-            host = request.host or self.default_host()
-            if host:
-                headers["Host"] = host
+            headers = self.host_header(request)
             if request.kind == URL:
                 calls.append(("PURGE", base + request.target, headers))
             elif request.kind == PREFIX:
@@ -64,6 +42,3 @@ class VarnishBackend(BaseBackend):
                 headers[self.xkey_header] = request.target
                 calls.append(("PURGE", base + "/", headers))
         return self.transport.send_all(calls)
-
-    def close(self) -> None:
-        self.transport.close()
