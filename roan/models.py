@@ -39,7 +39,10 @@ class PurgeRule(models.Model):
     on_m2m = models.BooleanField(
         _("on many-to-many change"),
         default=False,
-        help_text=_("Fire when a many-to-many relation of the object is added to or cleared."),
+        help_text=_(
+            "Fire when objects are added to, removed from or cleared from one of its "
+            "many-to-many relations."
+        ),
     )
     templates = models.TextField(
         _("URL templates"),
