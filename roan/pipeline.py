@@ -49,6 +49,8 @@ from roan.templating import RenderError, render
 
 logger = logging.getLogger(__name__)
 
+EVENT_TRIGGERS = frozenset({"save", "delete", "m2m"})
+
 #: When set to False (``suppress_purges()``), nothing is collected in this context.
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("roan_enabled", default=True)
 #: When set (``roan.testing.capture_purges()``), requests are recorded here instead.
@@ -106,14 +108,8 @@ def current_user_id() -> int | None:
 
 
 @contextlib.contextmanager
-def acting_user(user: Any) -> Iterator[None]:
-    """Attribute purges collected inside the block to ``user`` (a user or ``None``)."""
-    with acting_user_lookup(getattr(user, "pk", None) if user is not None else None):
-        yield
-
-
-@contextlib.contextmanager
 def acting_user_lookup(value: int | Callable[[], int | None] | None) -> Iterator[None]:
+    """Name this user id (or the one ``value()`` gives) on purges collected in the block."""
     token = _user_id.set(value)
     try:
         yield
@@ -149,7 +145,8 @@ def purges_for(
     from django.contrib.contenttypes.models import ContentType
 
     origin = Origin(
-        trigger="code_rule" if rule.is_code_rule and trigger != "admin" else trigger,
+        # A save or delete that fires a roan 0.1 rule says so in the log.
+        trigger="code_rule" if rule.is_code_rule and trigger in EVENT_TRIGGERS else trigger,
         rule_id=rule.pk,
         rule_name=rule.name,
         content_type_id=ContentType.objects.get_for_model(obj).pk,
