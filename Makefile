@@ -62,7 +62,7 @@ demo:
 	@echo "  Edit a post in the admin, reload its page: the footer's time changes,"
 	@echo "  and the purge is listed under Roan > Purge attempts. Ctrl-C stops."
 	@echo
-	$(MANAGE) runserver $(HOST):$(PORT)
+	ROAN_EXAMPLE_HOSTS=$(HOST):$(PORT),localhost:$(PORT) $(MANAGE) runserver $(HOST):$(PORT)
 
 test:
 	$(call install,test)
