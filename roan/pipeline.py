@@ -117,6 +117,13 @@ def acting_user_lookup(value: int | Callable[[], int | None] | None) -> Iterator
         _user_id.reset(token)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unrenderable(PurgeRequest):
+    """A template that rendered to no usable path; recorded as ``skipped`` with why."""
+
+    problem: str = ""
+
+
 def render_rule(rule: CompiledRule, obj: models.Model) -> list[PurgeRequest]:
     """The requests ``rule`` makes for ``obj`` as it is now (no host: the backend's own)."""
     requests: list[PurgeRequest] = []
@@ -124,9 +131,8 @@ def render_rule(rule: CompiledRule, obj: models.Model) -> list[PurgeRequest]:
         try:
             paths = render(template, obj)
         except RenderError as exc:
-            logger.error(
-                "roan: rule %r cannot render %r for %r: %s", rule.name, template.source, obj, exc
-            )
+            logger.warning("roan: rule %r cannot render %r: %s", rule.name, template.source, exc)
+            requests.append(Unrenderable(URL, template.source, problem=str(exc)))
             continue
         kind = PREFIX if template.prefix else URL
         requests.extend(PurgeRequest(kind, path) for path in paths)
@@ -232,11 +238,12 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
         if key in state.seen:
             continue
         state.seen.add(key)
-        reason = ""
-        if kept >= limit:
-            reason = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) for one event"
-        else:
-            kept += 1
+        reason = getattr(purge.request, "problem", "")
+        if not reason:
+            if kept < limit:
+                kept += 1
+            else:
+                reason = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) for one event"
         rows.extend(_rows_for(purge, reason))
     if not rows:
         return 0

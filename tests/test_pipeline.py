@@ -240,3 +240,15 @@ def test_purge_object_renders_every_rule_of_the_model(post_rule, outbox) -> None
         "/posts/",
         "/posts/t/",
     }
+
+
+def test_a_url_that_cannot_be_rendered_is_recorded_as_skipped_with_why(
+    make_rule, outbox, monkeypatch
+) -> None:
+    make_rule("own url", "{get_absolute_url}\n/posts/")
+    monkeypatch.setattr(Post, "get_absolute_url", lambda self: "https://elsewhere.example/x")
+    Post.objects.create(title="T", slug="t")
+    assert sent_targets() == ["/posts/"]
+    skipped = PurgeAttempt.objects.get(status="skipped")
+    assert skipped.target == "{get_absolute_url}"
+    assert "not a path on the site" in skipped.error

@@ -111,3 +111,14 @@ def test_prefix_templates() -> None:
     template = parse("/posts/{slug}*", Post)
     assert template.prefix
     assert render(template, Post(slug="a b")) == ["/posts/a%20b"]
+
+
+@pytest.mark.parametrize(
+    "url", ["//evil.example/x", "https://evil.example/x", "posts/x", "/a\r\nb"]
+)
+def test_get_absolute_url_must_stay_on_the_site(url: str, monkeypatch) -> None:
+    from roan.templating import RenderError
+
+    monkeypatch.setattr(Post, "get_absolute_url", lambda self: url)
+    with pytest.raises(RenderError):
+        render(parse("{get_absolute_url}", Post), Post(slug="x"))
