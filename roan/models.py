@@ -158,10 +158,14 @@ class PurgeAttempt(models.Model):
     )
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     trigger = models.CharField(_("trigger"), max_length=12, choices=Trigger.choices)
+    # The attempt table is written in every save that fires a rule, so it carries only
+    # the indexes the purge log's filters and the senders need (see Meta.indexes); the
+    # foreign keys get none of their own.
     rule = models.ForeignKey(
         PurgeRule,
         null=True,
         blank=True,
+        db_index=False,
         on_delete=models.SET_NULL,
         related_name="attempts",
         verbose_name=_("rule"),
@@ -171,6 +175,7 @@ class PurgeAttempt(models.Model):
         ContentType,
         null=True,
         blank=True,
+        db_index=False,
         on_delete=models.SET_NULL,
         related_name="+",
         verbose_name=_("object type"),
@@ -181,6 +186,7 @@ class PurgeAttempt(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
+        db_index=False,
         on_delete=models.SET_NULL,
         related_name="+",
         verbose_name=_("user"),
@@ -204,7 +210,12 @@ class PurgeAttempt(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["status", "next_attempt_at"], name="roan_attempt_due"),
+            # Only rows still to send: small, and finished rows leave it.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="roan_attempt_due",
+                condition=models.Q(status__in=["pending", "failed"]),
+            ),
             models.Index(fields=["backend", "node", "-created_at"], name="roan_attempt_backend"),
             models.Index(fields=["trigger", "-created_at"], name="roan_attempt_trigger"),
             models.Index(fields=["rule", "-created_at"], name="roan_attempt_rule"),
