@@ -80,11 +80,8 @@ def _remember(model: type[models.Model], instance: models.Model) -> None:
         values[_LOADED] = {name: values[name] for name in names if name in values}
 
 
-def _as_loaded(instance: models.Model, names: frozenset[str]) -> models.Model | None:
-    """A copy of ``instance`` with the values it was loaded with, or None if unknown."""
-    loaded = instance.__dict__.get(_LOADED)
-    if loaded is None or not names <= loaded.keys():
-        return None
+def _as_loaded(instance: models.Model, loaded: dict[str, Any]) -> models.Model:
+    """A stand-in for ``instance`` with the values it was loaded with."""
     # A shallow stand-in for rendering only (cheaper than copy.copy of a model).
     old = type(instance).__new__(type(instance))
     old.__dict__.update(instance.__dict__)
@@ -118,8 +115,18 @@ def on_pre_save(
     # without a query; otherwise (created with an explicit pk, deferred fields, loaded
     # before the rules were) read the row as it is in the database now.
     old = None
-    if not instance._state.adding:
-        old = _as_loaded(instance, rules.tracked_attnames(sender))
+    loaded = instance.__dict__.get(_LOADED)
+    if (
+        not instance._state.adding
+        and loaded is not None
+        and rules.tracked_attnames(sender) <= loaded.keys()
+    ):
+        values = instance.__dict__
+        if not any(rule.reads_any_field for rule in active) and all(
+            values.get(name) == value for name, value in loaded.items()
+        ):
+            return  # nothing the URLs depend on changed: before and after are the same
+        old = _as_loaded(instance, loaded)
     if old is None:
         old = sender._base_manager.using(using).filter(pk=instance.pk).first()
     if old is not None:

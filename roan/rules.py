@@ -69,6 +69,15 @@ class CompiledRule:
         return frozenset().union(*(t.local_attnames for t in self.templates))
 
     @functools.cached_property
+    def reads_any_field(self) -> bool:
+        """Whether a template renders ``{get_absolute_url}``, which may read any field."""
+        return any(
+            len(p.steps) == 1 and p.steps[0].kind == "url"
+            for t in self.templates
+            for p in t.placeholders
+        )
+
+    @functools.cached_property
     def is_static(self) -> bool:
         return all(t.is_static for t in self.templates)
 

@@ -252,3 +252,20 @@ def test_a_url_that_cannot_be_rendered_is_recorded_as_skipped_with_why(
     skipped = PurgeAttempt.objects.get(status="skipped")
     assert skipped.target == "{get_absolute_url}"
     assert "not a path on the site" in skipped.error
+
+
+def test_an_object_url_rule_purges_the_old_url_after_a_slug_change(make_rule, outbox) -> None:
+    make_rule("own url", "{get_absolute_url}")
+    post = Post.objects.create(title="T", slug="before")
+    outbox.clear()
+    post.slug = "after"
+    post.save()
+    assert sorted(sent_targets()) == ["/posts/after/", "/posts/before/"]
+
+
+def test_a_save_that_changes_no_url_field_purges_the_current_urls(post_rule, outbox) -> None:
+    post = Post.objects.get(pk=Post.objects.create(title="T", slug="same").pk)
+    outbox.clear()
+    post.title = "New title"
+    post.save()
+    assert sorted(sent_targets()) == ["/posts/", "/posts/same/"]
