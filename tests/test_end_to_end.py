@@ -42,13 +42,17 @@ def cache_status(response: requests.Response) -> str:
     return response.headers.get("X-Cache-Status") or response.headers.get("X-Cache", "")
 
 
+def purge_through(settings: Any, nginx: Any) -> None:
+    settings.ROAN_BACKENDS = {
+        "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{nginx.url}/purge"}
+    }
+
+
 def test_nginx_page_is_a_miss_with_new_content_after_an_orm_save(
     nginx_pair, post_rule, settings, session
 ) -> None:
     nginx = nginx_pair[0]
-    settings.ROAN_BACKENDS = {
-        "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{nginx.url}/purge"}
-    }
+    purge_through(settings, nginx)
     post = Post.objects.create(title="Before", slug="orm")
     page = f"{nginx.url}/posts/orm/"
     first = session.get(page)
@@ -71,9 +75,7 @@ def test_nginx_page_is_purged_after_an_admin_change_form_save(
     nginx_pair, post_rule, settings, session, admin_client, admin_user
 ) -> None:
     nginx = nginx_pair[0]
-    settings.ROAN_BACKENDS = {
-        "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{nginx.url}/purge"}
-    }
+    purge_through(settings, nginx)
     post = Post.objects.create(title="Draft", slug="admin-edit")
     page = f"{nginx.url}/posts/admin-edit/"
     session.get(page)
