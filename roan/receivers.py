@@ -29,7 +29,8 @@ _OLD = "_roan_before"
 _LOADED = "_roan_loaded"
 
 
-Rendered = dict[int, list[PurgeRequest]]
+#: What each rule rendered for an object before a change, kept until after it.
+Rendered = list[tuple[CompiledRule, list[PurgeRequest]]]
 
 
 def _stash(instance: models.Model, key: object, value: Any) -> None:
@@ -41,23 +42,23 @@ def _unstash(instance: models.Model, key: object, default: Any = None) -> Any:
 
 
 def _render_all(active: tuple[CompiledRule, ...], instance: models.Model) -> Rendered:
-    return {index: pipeline.render_rule(rule, instance) for index, rule in enumerate(active)}
+    return [(rule, pipeline.render_rule(rule, instance)) for rule in active]
 
 
 def _submit(
     instance: models.Model,
-    active: tuple[CompiledRule, ...],
     before: Rendered,
     *,
+    after: tuple[CompiledRule, ...] = (),
     trigger: str,
     using: str,
-    after: bool = True,
 ) -> None:
+    """Purge what ``before`` rendered and what the ``after`` rules render now."""
+    # "before" keeps the rules it was rendered with: the index may have been reloaded
+    # between the pre_ and post_ signals.
+    rendered = before + _render_all(after, instance)
     purges: list[pipeline.Purge] = []
-    for index, rule in enumerate(active):
-        requests = list(before.get(index, ()))
-        if after:
-            requests += pipeline.render_rule(rule, instance)
+    for rule, requests in rendered:
         purges += pipeline.purges_for(instance, rule, requests, trigger=trigger)
     pipeline.submit(purges, using=using)
 
@@ -145,7 +146,8 @@ def on_post_save(
         return
     active = rules.rules_for(sender, rules.SAVE)
     if active:
-        _submit(instance, active, _unstash(instance, rules.SAVE, {}), trigger="save", using=using)
+        before = _unstash(instance, rules.SAVE, [])
+        _submit(instance, before, after=active, trigger="save", using=using)
         _remember(sender, instance)  # the next save's "before" is this save's "after"
 
 
@@ -163,11 +165,9 @@ def on_pre_delete(
 def on_post_delete(
     sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any
 ) -> None:
-    before = _unstash(instance, rules.DELETE, {})
-    if not before or not pipeline.is_active():
-        return
-    active = rules.rules_for(sender, rules.DELETE)
-    _submit(instance, active, before, trigger="delete", using=using, after=False)
+    before = _unstash(instance, rules.DELETE, [])
+    if before and pipeline.is_active():
+        _submit(instance, before, trigger="delete", using=using)
 
 
 def _m2m_rules(model: type[models.Model], field_name: str | None) -> tuple[CompiledRule, ...]:
@@ -236,14 +236,14 @@ def on_m2m_changed(
             ),
         )
         return
-    mine_before, others_before = _unstash(instance, key, ({}, []))
+    mine_before, others_before = _unstash(instance, key, ([], []))
     mine = _m2m_rules(type(instance), own_name)
-    if mine:
-        _submit(instance, mine, mine_before, trigger="m2m", using=using)
+    if mine or mine_before:
+        _submit(instance, mine_before, after=mine, trigger="m2m", using=using)
     theirs = _m2m_rules(model, other_name)
     for other, rendered in others_before:
         # Re-read the other side: its relation has changed in the database.
-        _submit(other, theirs, rendered, trigger="m2m", using=using)
+        _submit(other, rendered, after=theirs, trigger="m2m", using=using)
 
 
 def _related_pks(field: Any, instance: models.Model, reverse: bool, using: str) -> list[Any]:
