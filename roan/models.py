@@ -224,7 +224,3 @@ class PurgeAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.target} on {self.backend} ({self.status})"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status not in {self.Status.PENDING, self.Status.FAILED}
