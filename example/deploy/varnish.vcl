@@ -2,7 +2,11 @@ vcl 4.1;
 # Varnish in front of a Django site, with the purges roan sends:
 #   PURGE /path                      one URL (200 "Purged N" or 404 "Not in cache")
 #   BAN / + X-Ban-Url: ^/posts/      every URL matching a regex on the path (prefixes)
-#   PURGE / + xkey-purge: tag1 tag2  every object tagged so (needs varnish-modules' xkey)
+#   PURGE / + xkey-purge: tag1 tag2  every object tagged so (needs varnish-modules' xkey);
+#                                    the origin tags pages with an "xkey: tag1 tag2" header
+# Every purge carries the page's Host (roan's HOSTS): PURGE finds the object by Host +
+# URL, and BAN only bans objects stored for that Host. X-Purged-Count: 0 tells roan that
+# nothing was cached (recorded as not_cached, not as a failure).
 # roan's tests run this very file, replacing @ORIGIN_HOST@ and @ORIGIN_PORT@.
 #
 # roan settings for this cache:
@@ -17,7 +21,8 @@ import xkey;    # ships with varnish-modules
 
 backend django { .host = "@ORIGIN_HOST@"; .port = "@ORIGIN_PORT@"; }
 
-# Who may purge: roan's servers only.
+# Who may purge: roan's servers only. Behind a local proxy or TLS terminator every client
+# is 127.0.0.1, so then guard PURGE/BAN with something else too (a secret header).
 acl purgers { "127.0.0.1"; "::1"; }
 
 sub vcl_recv {

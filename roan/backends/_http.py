@@ -3,26 +3,33 @@
 One ``requests.Session`` per node and thread keeps connections alive; every call has a
 connect and a read timeout; redirects are never followed; and every exception becomes a
 ``failed`` result with a short message written here, never the library's own text (which
-can carry URLs with credentials).
+can carry URLs with credentials). Nothing here logs a URL or a header: log lines name the
+backend, the node and the purge target only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import email.utils
+import http.client
+import logging
+import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from django.core.exceptions import ImproperlyConfigured
 
 from roan.backends.base import (
     FAILED,
     NOT_CACHED,
     OK,
+    PREFIX,
+    URL,
     BaseBackend,
     PurgeRequest,
     PurgeResult,
@@ -32,7 +39,26 @@ from roan.backends.base import (
     redact_url,
 )
 
-_RETRYABLE_4XX = {408, 425, 429}
+logger = logging.getLogger(__name__)
+
+#: 4xx answers that mean "later", not "never".
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+
+_HINTS = {
+    400: "the cache did not understand the purge; check its purge configuration",
+    401: "the cache wants credentials; check the backend's options",
+    403: "the cache refused the purge; check its allow list",
+    405: "the cache does not accept this method; check its purge configuration",
+}
+
+
+class Call(NamedTuple):
+    """One HTTP request to send; ``target`` is what log lines show instead of the URL."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    target: str
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -46,7 +72,9 @@ def parse_retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    if when.tzinfo is None:  # "-0000" dates parse naive; HTTP dates are always GMT
+        return None
+    return max(0.0, round(when.timestamp() - time.time(), 3))
 
 
 def result_for_status(status: int, latency_ms: float, headers: Mapping[str, str]) -> PurgeResult:
@@ -54,21 +82,21 @@ def result_for_status(status: int, latency_ms: float, headers: Mapping[str, str]
     if 200 <= status < 300:
         return PurgeResult(OK, http_status=status, latency_ms=latency_ms)
     if status == 404:
+        # nginx's cache purge module and Varnish answer 404 for a key they do not hold:
+        # the page is not stale, so this is not a failure.
         return PurgeResult(NOT_CACHED, http_status=status, latency_ms=latency_ms)
-    retry_after = parse_retry_after(headers.get("Retry-After"))
     if status >= 500 or status in _RETRYABLE_4XX:
         return PurgeResult(
             FAILED,
             http_status=status,
             latency_ms=latency_ms,
             error=f"HTTP {status}",
-            retry_after=retry_after,
+            retry_after=parse_retry_after(headers.get("Retry-After")),
         )
-    hint = {
-        401: "the cache wants credentials; check the backend's options",
-        403: "the cache refused the purge; check its allow list",
-        405: "the cache does not accept this method; check its purge configuration",
-    }.get(status, "the cache rejected the request; check the backend's configuration")
+    if 300 <= status < 400:
+        hint = "the cache answered with a redirect, which roan does not follow; check the URL"
+    else:
+        hint = _HINTS.get(status, "the cache rejected the purge; check the backend's options")
     return PurgeResult(
         FAILED,
         http_status=status,
@@ -78,70 +106,126 @@ def result_for_status(status: int, latency_ms: float, headers: Mapping[str, str]
     )
 
 
-class HTTPTransport:
-    """Thread-local sessions and error mapping for one backend."""
+#: Turns an HTTP answer (status, latency in ms, headers) into a result.
+Interpreter = Callable[[int, float, Mapping[str, str]], PurgeResult]
 
-    def __init__(self, backend: BaseBackend) -> None:
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (requests -> urllib3 -> socket), without cycles."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 20:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        nested.extend(current.args)
+        todo.extend(e for e in nested if isinstance(e, BaseException))
+
+
+def describe_connection_error(exc: BaseException, read_timeout: float) -> str:
+    """A short, credential-free description of why a connection failed."""
+    for cause in _causes(exc):
+        if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
+            # requests raises this as a ConnectionError when the body is slow to come.
+            return f"read timed out after {read_timeout:.1f} s"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not found"
+        if isinstance(cause, http.client.RemoteDisconnected):  # before its base class
+            return "the cache closed the connection without answering"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the cache"
+        if isinstance(cause, TimeoutError):
+            return "timed out"
+    return "connection failed"
+
+
+class HTTPTransport:
+    """Thread-local sessions (one per node) and error mapping for one backend."""
+
+    def __init__(self, backend: BaseBackend, interpret: Interpreter = result_for_status) -> None:
         self.backend = backend
+        self.interpret = interpret
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
 
-    def session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
+    def session(self, node: str) -> requests.Session:
+        """This thread's session for ``node`` (sessions are not thread-safe)."""
+        sessions: dict[str, requests.Session] | None = getattr(self._local, "sessions", None)
+        if sessions is None:
+            sessions = self._local.sessions = {}
+        session = sessions.get(node)
         if session is None:
             session = requests.Session()
-            session.trust_env = False  # no proxies from the environment for cache purges
-            self._local.session = session
+            # No proxies or .netrc credentials from the environment for cache purges.
+            session.trust_env = False
+            sessions[node] = session
             with self._lock:
                 self._sessions.append(session)
         return session
 
-    def send(
-        self, method: str, url: str, *, headers: Mapping[str, str] | None = None
-    ) -> PurgeResult:
+    def send(self, node: str, call: Call) -> PurgeResult:
         """Send one request; never raises for what the network or the cache does."""
         connect, read = self.backend.timeout
+        response: requests.Response | None = None
+        error = ""
         with Timer() as timer:
             try:
-                response = self.session().request(
-                    method,
-                    url,
-                    headers=dict(headers or {}),
+                response = self.session(node).request(
+                    call.method,
+                    call.url,
+                    headers=dict(call.headers),
                     timeout=(connect, read),
                     allow_redirects=False,
                 )
                 response.close()
             except requests.exceptions.ConnectTimeout:
-                error = f"timed out after {connect:g} s connecting"
+                error = f"connect timed out after {connect:.1f} s"
             except requests.exceptions.ReadTimeout:
-                error = f"read timed out after {read:g} s"
+                error = f"read timed out after {read:.1f} s"
             except requests.exceptions.SSLError:
                 error = "TLS error talking to the cache"
             except requests.exceptions.ConnectionError as exc:
-                error = _connection_error(exc)
-            except requests.exceptions.RequestException as exc:
+                error = describe_connection_error(exc, read)
+            except requests.exceptions.InvalidHeader:
+                error = "invalid header value (control characters?)"
+            except Exception as exc:  # e.g. http.client.InvalidURL: a failure, not a crash
                 error = f"request failed ({type(exc).__name__})"
-            else:
-                error = ""
-        if error:
-            return PurgeResult(FAILED, latency_ms=timer.ms, error=error)
-        return result_for_status(response.status_code, timer.ms, response.headers)
+        if response is None:
+            result = PurgeResult(FAILED, latency_ms=timer.ms, error=error)
+        else:
+            result = self.interpret(response.status_code, timer.ms, response.headers)
+        logger.debug(
+            "%s: %s %s on %s -> %s %s (%.1f ms)",
+            self.backend.alias,
+            call.method,
+            call.target,
+            node,
+            result.status,
+            result.http_status or result.error,
+            timer.ms,
+        )
+        return result
 
-    def send_all(self, calls: Sequence[tuple[str, str, Mapping[str, str]]]) -> list[PurgeResult]:
-        """Send ``(method, url, headers)`` calls in order, one result each.
+    def send_all(self, node: str, calls: Sequence[Call]) -> list[PurgeResult]:
+        """Send ``calls`` to ``node`` in order, one result each.
 
         Once the node fails to answer (down, or slower than the timeout), the rest are
         not sent but failed at once: a dead node costs one timeout, not one per URL.
         """
         results: list[PurgeResult] = []
-        for method, url, headers in calls:
+        for call in calls:
             if results and is_unreachable(results[-1]):
                 results.append(
                     dataclasses.replace(results[-1], latency_ms=None, error=not_sent(results[-1]))
                 )
                 continue
-            results.append(self.send(method, url, headers=headers))
+            results.append(self.send(node, call))
         return results
 
     def close(self) -> None:
@@ -152,49 +236,44 @@ class HTTPTransport:
         self._local = threading.local()
 
 
-def _connection_error(exc: Any) -> str:
-    text = repr(exc)
-    if "Connection refused" in text or "ECONNREFUSED" in text:
-        return "connection refused"
-    if "Name or service not known" in text or "getaddrinfo" in text:
-        return "host name not found"
-    if "timed out" in text:
-        return "timed out"
-    if "reset" in text.lower():
-        return "connection reset"
-    return "connection failed"
-
-
 def node_urls(backend: BaseBackend, options: Mapping[str, Any]) -> tuple[str, ...]:
     """The ``LOCATION`` or ``NODES`` option: http(s) base URLs, without a trailing slash."""
-    alias = backend.alias
+    where = f"ROAN_BACKENDS[{backend.alias!r}]"
     if "LOCATION" in options and "NODES" in options:
-        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]: give LOCATION or NODES, not both.")
+        raise ImproperlyConfigured(f"{where}: give LOCATION or NODES, not both.")
     if "LOCATION" in options:
+        if not isinstance(options["LOCATION"], str):
+            raise ImproperlyConfigured(f"{where}['LOCATION'] must be a URL string.")
         urls: Any = [options["LOCATION"]]
     elif "NODES" in options:
         urls = options["NODES"]
-        if isinstance(urls, str) or not urls:
-            raise ImproperlyConfigured(
-                f"ROAN_BACKENDS[{alias!r}]['NODES'] must be a non-empty list of URLs."
-            )
+        if isinstance(urls, str) or not isinstance(urls, list | tuple) or not urls:
+            raise ImproperlyConfigured(f"{where}['NODES'] must be a non-empty list of URLs.")
     else:
-        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}] needs LOCATION or NODES.")
+        raise ImproperlyConfigured(f"{where} needs LOCATION or NODES (the cache's URL).")
     cleaned = []
     for url in urls:
         parts = urlsplit(str(url))
+        # Never echo the URL itself: it may carry user:password.
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ImproperlyConfigured(
-                f"ROAN_BACKENDS[{alias!r}]: {redact_url(str(url))!r} is not an http(s) URL."
-            )
+            raise ImproperlyConfigured(f"{where}: {redact_url(str(url))!r} is not an http(s) URL.")
         if parts.query or parts.fragment:
-            raise ImproperlyConfigured(
-                f"ROAN_BACKENDS[{alias!r}]: a node URL cannot have a query or fragment."
-            )
+            raise ImproperlyConfigured(f"{where}: a node URL cannot have a query or fragment.")
         cleaned.append(str(url).rstrip("/"))
     if len(set(cleaned)) != len(cleaned):
-        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]: the same node is listed twice.")
+        raise ImproperlyConfigured(f"{where}: the same node is listed twice.")
+    if len({redact_url(url) for url in cleaned}) != len(cleaned):
+        raise ImproperlyConfigured(f"{where}: two nodes differ only in their credentials.")
     return tuple(cleaned)
+
+
+def bad_path(target: str) -> str:
+    """Why ``target`` cannot be sent as a path (``""`` when it can)."""
+    if not target.startswith("/"):
+        return f"{target[:50]!r} is not a path (it must start with /)"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return "the path contains spaces or control characters; percent-encode it"
+    return ""
 
 
 class HTTPNodesBackend(BaseBackend):
@@ -206,16 +285,27 @@ class HTTPNodesBackend(BaseBackend):
         super().__init__(alias, options)
         # Node names are shown and stored: never with credentials.
         self._by_name = {redact_url(url): url for url in node_urls(self, options)}
-        self.transport = HTTPTransport(self)
+        self.transport = HTTPTransport(self, self.interpret)
 
     @property
     def nodes(self) -> tuple[str, ...]:
         return tuple(self._by_name)
 
+    def refuse(self, request: PurgeRequest) -> str:
+        if request.kind in (URL, PREFIX) and (why := bad_path(request.target)):
+            return why
+        return super().refuse(request)
+
+    def interpret(self, status: int, latency_ms: float, headers: Mapping[str, str]) -> PurgeResult:
+        """Turn the cache's answer into a result; override for a cache's own signals."""
+        return result_for_status(status, latency_ms, headers)
+
     def node_url(self, node: str) -> str:
         return self._by_name[node]
 
     def host_header(self, request: PurgeRequest) -> dict[str, str]:
+        """The page's ``Host``: the request's, else the first of ``HOSTS``, else none
+        (then requests sends the node's own host and port)."""
         host = request.host or self.default_host()
         return {"Host": host} if host else {}
 

@@ -72,7 +72,9 @@ class BaseBackend:
     ``options`` is the backend's dict from ``ROAN_BACKENDS`` without ``"BACKEND"``.
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({URL})
+    #: A class attribute; a backend whose abilities depend on its options sets it in
+    #: ``__init__`` (so it is not a ClassVar).
+    capabilities: frozenset[str] = frozenset({URL})
     batch_size: int = 1
     #: Option names this backend accepts (besides the common ones below).
     options_accepted: ClassVar[frozenset[str]] = frozenset()

@@ -1,8 +1,11 @@
 """A generic HTTP purge API or webhook: a method, a URL template and headers.
 
-``URL`` may contain ``{url}`` (the page's full URL), ``{path}``, ``{host}`` and
-``{target}`` (the path, prefix or tag), each percent-encoded. ``HEADERS`` may carry
-credentials: they are sent, and never logged, stored or put in an error message.
+``URL`` may contain ``{url}`` (the page's full URL, ``SCHEME://host/path?query``),
+``{path}``, ``{host}`` and ``{target}`` (the path, prefix or tag). Each is
+percent-encoded as one value (``/`` is kept in ``{path}``), so the receiver decodes it
+once to get the original. The scheme and host part of ``URL`` is fixed: roan connects
+to it and to nothing else. ``HEADERS`` may carry credentials: they are sent, and never
+logged, stored or put in an error message or a node name.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from urllib.parse import quote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from roan.backends._http import HTTPTransport
-from roan.backends.base import KINDS, BaseBackend, PurgeRequest, PurgeResult, redact_url
+from roan.backends._http import Call, HTTPTransport
+from roan.backends.base import KINDS, URL, BaseBackend, PurgeRequest, PurgeResult, redact_url
 
-_FIELDS = {"url", "path", "host", "target"}
+_FIELDS = frozenset({"url", "path", "host", "target"})
+_PROBE = "roan-placeholder"
 
 
 class HTTPBackend(BaseBackend):
-    capabilities = frozenset(KINDS)  # narrowed per instance by KINDS, see refuse()
+    """``METHOD URL`` (rendered per request) with ``HEADERS``; one request per purge."""
+
+    capabilities = frozenset({URL})  # set per instance from KINDS
     batch_size = 50
     options_accepted: ClassVar[frozenset[str]] = frozenset(
         {"URL", "METHOD", "HEADERS", "KINDS", "SCHEME"}
@@ -30,10 +36,11 @@ class HTTPBackend(BaseBackend):
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
         where = f"ROAN_BACKENDS[{alias!r}]"
+        # Messages below never repeat URL or HEADERS: either may hold a secret.
         template = options.get("URL")
         if not isinstance(template, str) or not template:
             raise ImproperlyConfigured(
-                f"{where}['URL'] is required, e.g. 'https://api/purge?url={{url}}'."
+                f"{where}['URL'] is required, e.g. 'https://api.example.com/purge?url={{url}}'."
             )
         try:
             names = {
@@ -45,26 +52,46 @@ class HTTPBackend(BaseBackend):
             raise ImproperlyConfigured(
                 f"{where}['URL'] may use {{url}}, {{path}}, {{host}} and {{target}} only."
             )
-        parts = urlsplit(template.split("{", 1)[0])
+        # The part before the first placeholder must name the server: roan never lets a
+        # rule or a model choose where it connects.
+        parts = urlsplit(template.format_map(dict.fromkeys(_FIELDS, _PROBE)))
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ImproperlyConfigured(f"{where}['URL'] must start with http(s)://host.")
+            raise ImproperlyConfigured(f"{where}['URL'] must start with http(s)://host/.")
+        if _PROBE in parts.netloc:
+            raise ImproperlyConfigured(f"{where}['URL']: placeholders cannot be in the host.")
+        if {"url", "host"} & names and not self.hosts:
+            raise ImproperlyConfigured(
+                f"{where}['HOSTS'] is required when 'URL' uses {{url}} or {{host}}: "
+                "list the host names of your pages."
+            )
         self.template = template
-        self.method = str(options.get("METHOD", "PURGE")).upper()
-        if not self.method.isalpha():
-            raise ImproperlyConfigured(f"{where}['METHOD'] is not an HTTP method.")
+
+        method = options.get("METHOD", "PURGE")
+        if not isinstance(method, str) or not method.isalpha():
+            raise ImproperlyConfigured(f"{where}['METHOD'] must be an HTTP method, e.g. 'POST'.")
+        self.method = method.upper()
+
         headers = options.get("HEADERS", {})
         if not isinstance(headers, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             raise ImproperlyConfigured(f"{where}['HEADERS'] must map header names to strings.")
+        if any("\r" in v or "\n" in v for v in headers.values()):
+            raise ImproperlyConfigured(f"{where}['HEADERS']: a value contains a line break.")
         self.headers = dict(headers)
-        kinds = self._list_option(options, "KINDS", default=("url",))
+
+        kinds = self._list_option(options, "KINDS", default=(URL,))
         if not kinds or set(kinds) - set(KINDS):
             raise ImproperlyConfigured(f"{where}['KINDS'] must list some of {', '.join(KINDS)}.")
-        self.kinds = frozenset(kinds)
-        self.scheme = str(options.get("SCHEME", "https"))
-        if self.scheme not in {"http", "https"}:
+        self.capabilities = frozenset(kinds)
+
+        scheme = options.get("SCHEME", "https")
+        if scheme not in {"http", "https"}:
             raise ImproperlyConfigured(f"{where}['SCHEME'] must be 'http' or 'https'.")
+        self.scheme: str = scheme
+
+        # Only the server's address names the node: paths and queries of webhook URLs
+        # often embed tokens.
         self.node = redact_url(f"{parts.scheme}://{parts.netloc}")
         self.transport = HTTPTransport(self)
 
@@ -72,24 +99,22 @@ class HTTPBackend(BaseBackend):
     def nodes(self) -> tuple[str, ...]:
         return (self.node,)
 
-    def refuse(self, request: PurgeRequest) -> str:
-        if request.kind not in self.kinds:
-            return f"this backend's KINDS do not include {request.kind}"
-        return super().refuse(request)
+    def render(self, request: PurgeRequest) -> str:
+        """The URL to call for ``request``."""
+        host = request.host or self.default_host()
+        return self.template.format(
+            url=quote(f"{self.scheme}://{host}{request.target}", safe=""),
+            path=quote(request.target, safe="/"),
+            host=quote(host, safe=""),
+            target=quote(request.target, safe=""),
+        )
 
     def purge(self, node: str, requests: Sequence[PurgeRequest]) -> list[PurgeResult]:
-        calls = []
-        for request in requests:
-            host = request.host or self.default_host()
-            page = f"{self.scheme}://{host}{request.target}" if host else request.target
-            url = self.template.format(
-                url=quote(page, safe=""),
-                path=quote(request.target, safe="/"),
-                host=quote(host, safe=""),
-                target=quote(request.target, safe=""),
-            )
-            calls.append((self.method, url, self.headers))
-        return self.transport.send_all(calls)
+        calls = [
+            Call(self.method, self.render(request), self.headers, request.target)
+            for request in requests
+        ]
+        return self.transport.send_all(node, calls)
 
     def close(self) -> None:
         self.transport.close()

@@ -1,44 +1,133 @@
 """Varnish: ``PURGE`` for URLs, ``BAN`` for prefixes and everything, xkey for tags.
 
-Works with the VCL in ``example/deploy/varnish.vcl``: ``PURGE /path`` with the page's
-``Host``; ``BAN /`` with ``X-Ban-Url: ^<escaped prefix>`` for a prefix (``.`` for
-everything); ``PURGE /`` with ``xkey-purge: tag1 tag2`` for tags (varnish-modules).
+Works with the VCL in ``example/deploy/varnish.vcl``:
+
+- a URL: ``PURGE {node}/path?query`` with the page's ``Host``;
+- a prefix: ``BAN {node}/`` with ``X-Ban-Url: ^<regex-escaped prefix>``;
+- everything (for one host): ``BAN {node}/`` with ``X-Ban-Url: .``;
+- tags: ``PURGE {node}/`` with ``xkey-purge: tag1 tag2 ...`` (varnish-modules' xkey),
+  several tags per request, one result per tag.
+
+Header names are options (``BAN_URL_HEADER``, ``XKEY_HEADER``) so that an existing VCL
+can be reused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from roan.backends._http import HTTPNodesBackend
-from roan.backends.base import ALL, PREFIX, TAG, URL, PurgeRequest, PurgeResult
+from django.core.exceptions import ImproperlyConfigured
+
+from roan.backends._http import Call, HTTPNodesBackend, result_for_status
+from roan.backends.base import (
+    ALL,
+    NOT_CACHED,
+    OK,
+    PREFIX,
+    TAG,
+    URL,
+    PurgeRequest,
+    PurgeResult,
+)
+
+# RFC 9110 token: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Characters a URL path may hold once percent-encoded. A prefix goes unquoted into a
+# ban() expression, so anything else (spaces, quotes) is refused rather than escaped.
+_URI_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*")
+# FOSHttpCache keeps tag headers under 7,500 bytes; many servers cap a header at 8 KiB.
+MAX_TAG_HEADER = 7500
 
 
 class VarnishBackend(HTTPNodesBackend):
+    """PURGE, BAN and xkey purges against one or more Varnish servers."""
+
     capabilities = frozenset({URL, PREFIX, TAG, ALL})
     batch_size = 50
-    options_accepted = HTTPNodesBackend.options_accepted | {"BAN_URL_HEADER", "XKEY_HEADER"}
+    options_accepted: ClassVar[frozenset[str]] = HTTPNodesBackend.options_accepted | {
+        "BAN_URL_HEADER",
+        "XKEY_HEADER",
+    }
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
-        self.ban_header = str(options.get("BAN_URL_HEADER", "X-Ban-Url"))
-        self.xkey_header = str(options.get("XKEY_HEADER", "xkey-purge"))
+        self.ban_header = self._header_option(options, "BAN_URL_HEADER", "X-Ban-Url")
+        self.xkey_header = self._header_option(options, "XKEY_HEADER", "xkey-purge")
+
+    def _header_option(self, options: Mapping[str, Any], name: str, default: str) -> str:
+        value = options.get(name, default)
+        if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{self.alias!r}][{name!r}] must be an HTTP header name, "
+                f"not {value!r}."
+            )
+        return value
+
+    def interpret(self, status: int, latency_ms: float, headers: Mapping[str, str]) -> PurgeResult:
+        """As for any cache, but ``X-Purged-Count: 0`` (sent by the example VCL for an
+        xkey purge that found nothing) means not cached."""
+        result = result_for_status(status, latency_ms, headers)
+        if result.status == OK and headers.get("X-Purged-Count", "").strip() == "0":
+            result.status = NOT_CACHED
+        return result
+
+    def refuse(self, request: PurgeRequest) -> str:
+        if request.kind == PREFIX and not _URI_CHARS.fullmatch(request.target):
+            return "a prefix must be a percent-encoded path (no spaces, quotes or non-ASCII)"
+        if request.kind == TAG and (
+            not request.target
+            or "," in request.target
+            or any(ch.isspace() or not ch.isprintable() for ch in request.target)
+        ):
+            return "a tag cannot be empty or contain spaces, commas or control characters"
+        return super().refuse(request)
 
     def purge(self, node: str, requests: Sequence[PurgeRequest]) -> list[PurgeResult]:
         base = self.node_url(node)
-        calls: list[tuple[str, str, Mapping[str, str]]] = []
-        for request in requests:
+        calls: list[Call] = []
+        owners: list[list[int]] = []  # which requests each call answers for
+        tag_batches: dict[str, list[int]] = {}  # host -> indexes of tag requests
+        for index, request in enumerate(requests):
             headers = self.host_header(request)
             if request.kind == URL:
-                calls.append(("PURGE", base + request.target, headers))
+                calls.append(Call("PURGE", base + request.target, headers, request.target))
             elif request.kind == PREFIX:
+                # The header is a regex; escape the prefix so "/a.b/" does not match "/aXb/".
                 headers[self.ban_header] = "^" + re.escape(request.target)
-                calls.append(("BAN", base + "/", headers))
+                calls.append(Call("BAN", base + "/", headers, request.target + "*"))
             elif request.kind == ALL:
                 headers[self.ban_header] = "."
-                calls.append(("BAN", base + "/", headers))
-            else:  # TAG: one request per tag keeps one result per tag honest
-                headers[self.xkey_header] = request.target
-                calls.append(("PURGE", base + "/", headers))
-        return self.transport.send_all(calls)
+                calls.append(Call("BAN", base + "/", headers, "everything"))
+            else:
+                tag_batches.setdefault(headers.get("Host", ""), []).append(index)
+                continue
+            owners.append([index])
+        for host, indexes in tag_batches.items():
+            for chunk in self._chunks(requests, indexes):
+                tags = " ".join(requests[i].target for i in chunk)
+                headers = {"Host": host} if host else {}
+                headers[self.xkey_header] = tags
+                calls.append(Call("PURGE", base + "/", headers, f"tags {tags}"))
+                owners.append(chunk)
+        results: list[PurgeResult | None] = [None] * len(requests)
+        for owner, result in zip(owners, self.transport.send_all(node, calls), strict=True):
+            for index in owner:
+                results[index] = dataclasses.replace(result)
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _chunks(requests: Sequence[PurgeRequest], indexes: list[int]) -> list[list[int]]:
+        """Split tag requests so that one header stays under ``MAX_TAG_HEADER`` bytes."""
+        chunks: list[list[int]] = [[]]
+        size = 0
+        for index in indexes:
+            length = len(requests[index].target.encode()) + 1
+            if chunks[-1] and size + length > MAX_TAG_HEADER:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(index)
+            size += length
+        return chunks
