@@ -89,34 +89,11 @@ _CONFLICT_COLUMNS = ("backend", "node", "host", "kind", "target")
 _UPSERT_CHUNK = 500
 
 
-# PostgreSQL array types for the unnest() form of the upsert.
-_PG_TYPES = {
-    "created_at": "timestamptz",
-    "updated_at": "timestamptz",
-    "next_attempt_at": "timestamptz",
-    "claimed_until": "timestamptz",
-    "finished_at": "timestamptz",
-    "tries": "integer",
-    "coalesced": "integer",
-    "http_status": "integer",
-    "latency_ms": "float8",
-    "rule_id": "bigint",
-    "content_type_id": "bigint",
-    "user_id": "bigint",
-}
-
-
 def _upsert_sql(connection: Any, table: str, columns: tuple[str, ...], rows: int) -> str:
     qn = connection.ops.quote_name
     table = qn(table)
-    if rows == 0:
-        # PostgreSQL: one array per column, so the statement and its parameter count are
-        # the same for any number of rows (psycopg caches the parsing of such queries).
-        arrays = ", ".join(f"%s::{_PG_TYPES.get(c, 'text')}[]" for c in columns)
-        values = f"SELECT * FROM unnest({arrays})"  # noqa: S608 - fixed type names
-    else:
-        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        values = f"VALUES {', '.join([one] * rows)}"
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    values = f"VALUES {', '.join([one] * rows)}"
     return (
         f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
         f"{values} "
@@ -174,10 +151,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         connection = connections[db]
         adapt = connection.ops.adapt_datetimefield_value
         now = adapt(timezone.now())
-        arrays = connection.vendor == "postgresql"
-        optional: tuple[str, ...] = _OPTIONAL
-        if not arrays:
-            optional = tuple(c for c in _OPTIONAL if any(row.get(c) is not None for row in rows))
+        # Plain VALUES rows, not one array per column: with psycopg's default client-side
+        # binding, dumping arrays costs more than the statement itself (bench/save_overhead.py).
+        optional = tuple(c for c in _OPTIONAL if any(row.get(c) is not None for row in rows))
         columns: tuple[str, ...] = (
             "created_at",
             "updated_at",
@@ -194,10 +170,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             for column in optional:
                 value = row.get(column)
                 params.append(adapt(value) if column in _DATETIMES and value is not None else value)
-        if arrays:
-            width = len(columns)
-            params = [params[i::width] for i in range(width)]  # rows -> one list per column
-        key = (connection.vendor, columns, 0 if arrays else len(rows))
+        key = (connection.vendor, columns, len(rows))
         sql = self._sql_cache.get(key)
         if sql is None:
             sql = self._sql_cache[key] = _upsert_sql(
