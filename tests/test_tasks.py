@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -148,3 +149,41 @@ def test_a_429_with_retry_after_is_retried_by_a_deferred_task_no_sooner(
     assert tasks[1].run_after is not None
     assert tasks[1].run_after.timestamp() >= first + 2.0
     assert len(busy_cache.arrivals) == 2
+
+
+def test_task_dispatch_without_the_tasks_framework_is_an_error(settings, monkeypatch) -> None:
+    from roan.checks import check_task_dispatch
+
+    settings.ROAN_DISPATCH = "task"
+    assert check_task_dispatch() == []
+    # A None entry makes `import` fail, as on Django 5.2 without the backport.
+    monkeypatch.setitem(sys.modules, "django.tasks", None)
+    monkeypatch.setitem(sys.modules, "django_tasks", None)
+    [error] = check_task_dispatch()
+    assert error.id == "roan.E004"
+    assert "Tasks framework" in error.msg
+    assert "roan[tasks]" in error.hint
+    settings.ROAN_DISPATCH = "inline"
+    assert check_task_dispatch() == []
+
+
+def test_task_dispatch_to_a_backend_or_queue_tasks_does_not_have_is_an_error(settings) -> None:
+    from roan.checks import check_task_dispatch
+
+    settings.ROAN_DISPATCH = "task"
+    settings.ROAN_TASK_BACKEND = "purges"
+    [error] = check_task_dispatch()
+    assert (error.id, "'purges'" in error.msg) == ("roan.E004", True)
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+        "purges": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["roan"]},
+    }
+    [error] = check_task_dispatch()
+    assert error.id == "roan.E004"
+    assert "ROAN_TASK_QUEUE 'default'" in error.msg
+    settings.ROAN_TASK_QUEUE = "roan"
+    assert check_task_dispatch() == []
+    settings.TASKS = {"purges": {"BACKEND": "no.such.Backend"}}
+    [error] = check_task_dispatch()
+    assert error.id == "roan.E004"
+    assert "no.such.Backend" in error.msg
