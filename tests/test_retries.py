@@ -121,3 +121,14 @@ def test_retry_tasks_cover_every_failure_and_none_runs_before_its_rows_are_due()
             assert run_after - when[pk] <= slack
     # 4 s and 5 s share a task, 5.5 s and 6 s another, 60 s and 61 s a third.
     assert [sorted(ids) for _, ids in batches] == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_roan_dispatch_sends_each_due_attempt_once_per_run(cache, settings) -> None:
+    # No backoff at all: a failure is due again at once, and must wait for the next run.
+    settings.ROAN_RETRY = {"BASE": 0.0, "MAX_ATTEMPTS": 10}
+    cache.status = 503
+    Post.objects.create(title="T", slug="again")
+    assert len(cache.calls) == 2
+    call_command("roan_dispatch", verbosity=0)
+    assert len(cache.calls) == 4
+    assert set(PurgeAttempt.objects.values_list("status", "tries")) == {("failed", 2)}
