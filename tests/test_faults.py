@@ -232,3 +232,29 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_only_its_batch(
     assert doubled <= orphan_paths
     assert sum(sent.values()) - len(pages) <= len(orphans)
     assert cache_statuses(nginx.url, pages) == {"MISS": len(pages)}
+
+
+def test_senders_racing_for_the_same_backlog_send_each_attempt_once(
+    make_rule, settings, nginx, workers
+) -> None:
+    """Three roan_dispatch runs at once, all wanting the same 300 attempts, in rounds of
+    20: SKIP LOCKED and the lease give each attempt to exactly one of them."""
+    use_backend(settings, f"{nginx.url}/purge")
+    make_rule("race", "/race/{slug}/")
+    pages = [f"/race/r{t}-{i}/" for t in range(6) for i in range(50)]
+    prime(nginx.url, pages)
+    for t in range(6):  # queued as tasks, but no db_worker runs: they stay pending
+        with transaction.atomic():
+            for i in range(50):
+                Post.objects.create(title="T", slug=f"r{t}-{i}")
+    assert PurgeAttempt.objects.filter(status="pending").count() == 300
+
+    senders = [workers("--batch", "20", command="roan_dispatch") for _ in range(3)]
+    for sender in senders:
+        assert sender.wait(120) == 0, sender.output()
+
+    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
+    assert purges_seen(nginx, "/race/") == Counter(dict.fromkeys(pages, 1))
+    # Their own reports add up too (in trial runs they split it e.g. 80/120/100).
+    handled = [int(re.search(r"(\d+) attempt", s.output()).group(1)) for s in senders]
+    assert sum(handled) == 300

@@ -1,4 +1,5 @@
-"""Real task workers (django-tasks-db's ``db_worker``) on the test database.
+"""Real task workers (django-tasks-db's ``db_worker``), or other commands, on the test
+database.
 
 ``workers`` is a fixture that starts them: each is a separate Django process reaching the
 test database by name (so the test needs ``transactional_db``) with the ROAN_* settings
@@ -63,7 +64,8 @@ def workers(transactional_db: None) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
     logs = Path(tempfile.mkdtemp(prefix="roan-workers-"))
 
-    def start(*args: str, worker_id: str = "", **env: Any) -> Worker:
+    def start(*args: str, worker_id: str = "", command: str = "db_worker", **env: Any) -> Worker:
+        """A ``db_worker`` (long-running unless ``--batch``), or another ``command``."""
         worker_id = worker_id or f"w{len(started)}"
         log = logs / f"{worker_id}.log"
         environment = {
@@ -74,14 +76,15 @@ def workers(transactional_db: None) -> Iterator[Callable[..., Worker]]:
             "PYTHONPATH": str(ROOT),
             **env,
         }
-        command = [
-            sys.executable, "-m", "django", "db_worker",
-            "--no-startup-delay", "--no-reload", "--worker-id", worker_id,
-            "--interval", "0.1", "-v", "2", *args,
-        ]  # fmt: skip
+        argv = [sys.executable, "-m", "django", command, *args]
+        if command == "db_worker":
+            argv += [
+                "--no-startup-delay", "--no-reload", "--worker-id", worker_id,
+                "--interval", "0.1", "-v", "2",
+            ]  # fmt: skip
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=ROOT
+                argv, stdout=out, stderr=subprocess.STDOUT, env=environment, cwd=ROOT
             )
         worker = Worker(proc, log, worker_id)
         started.append(worker)
