@@ -27,6 +27,8 @@ from roan.conf import roan_settings
 
 logger = logging.getLogger(__name__)
 
+CLAIM_LIMIT = 1000
+
 
 def tasks_module() -> ModuleType | None:
     """``django.tasks`` (Django >= 6.0), else the ``django_tasks`` backport, else None."""
@@ -45,7 +47,10 @@ def send_attempts(ids: list[int]) -> int:
     """
     from roan.pipeline import send
 
-    attempts = send(ids)
+    attempts: list[Any] = []
+    # send() claims at most CLAIM_LIMIT rows per call; one transaction can ask for more.
+    for start in range(0, len(ids), CLAIM_LIMIT):
+        attempts += send(ids[start : start + CLAIM_LIMIT], limit=CLAIM_LIMIT)
     schedule_retries(attempts)
     return len(attempts)
 

@@ -187,3 +187,19 @@ def test_task_dispatch_to_a_backend_or_queue_tasks_does_not_have_is_an_error(set
     [error] = check_task_dispatch()
     assert error.id == "roan.E004"
     assert "no.such.Backend" in error.msg
+
+
+def test_one_task_sends_every_attempt_of_a_large_transaction(make_rule, settings, outbox) -> None:
+    from roan.tasks import send_attempts
+
+    settings.ROAN_DISPATCH = "task"
+    make_rule("many", "/many/{slug}/")
+    with transaction.atomic():
+        for i in range(1500):  # more than one claim takes
+            Post.objects.create(title="T", slug=f"m{i}")
+    [task] = DBTaskResult.objects.all()
+    ids = task.args_kwargs["args"][0]
+    assert len(ids) == 1500
+    assert send_attempts.call(ids) == 1500  # what a worker runs (here in this process)
+    assert len(outbox) == 1500
+    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
