@@ -203,3 +203,18 @@ def test_one_task_sends_every_attempt_of_a_large_transaction(make_rule, settings
     assert send_attempts.call(ids) == 1500  # what a worker runs (here in this process)
     assert len(outbox) == 1500
     assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
+
+
+def test_a_queue_that_refuses_the_task_loses_nothing(post_rule, settings, outbox, caplog) -> None:
+    from django.core.management import call_command
+
+    settings.ROAN_DISPATCH = "task"
+    settings.ROAN_TASK_BACKEND = "gone"  # enqueueing raises: no such task backend
+    with transaction.atomic():
+        Post.objects.create(title="T", slug="kept")  # the save does not notice
+    assert "dispatching 2 attempt(s) failed" in caplog.text
+    assert not DBTaskResult.objects.exists()
+    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"pending"}
+    call_command("roan_dispatch", verbosity=0)  # cron's pass
+    assert sorted(request.target for _, request in outbox) == ["/posts/", "/posts/kept/"]
+    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
