@@ -42,6 +42,35 @@ def check_backends(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return messages
 
 
+def check_task_dispatch(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``ROAN_DISPATCH = "task"`` needs the Tasks framework and a usable task backend."""
+    if roan_settings.DISPATCH != "task":
+        return []
+    from roan.tasks import tasks_module
+
+    api = tasks_module()
+    alias, queue = roan_settings.TASK_BACKEND, roan_settings.TASK_QUEUE
+    problem, hint = "", ""
+    if api is None:
+        problem = 'ROAN_DISPATCH is "task", but Django\'s Tasks framework is not installed.'
+        hint = "Use Django 6, or on Django 5.2: pip install roan[tasks]."
+    else:
+        try:
+            backend = api.task_backends[alias]
+        except Exception as exc:  # unknown alias, or a BACKEND that does not import
+            problem = f"ROAN_TASK_BACKEND {alias!r} is not a usable task backend: {exc}"
+            hint = f"Configure {alias!r} in TASKS, or point ROAN_TASK_BACKEND at an alias there."
+        else:
+            if backend.queues and queue not in backend.queues:
+                problem = (
+                    f"ROAN_TASK_QUEUE {queue!r} is not among the QUEUES of task backend {alias!r}."
+                )
+                hint = f"Add {queue!r} to TASKS[{alias!r}]['QUEUES'], or change ROAN_TASK_QUEUE."
+    if not problem:
+        return []
+    return [checks.Error(problem, hint=hint, id="roan.E004")]
+
+
 def check_rule_stamp_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from roan.rules import stamp_is_shared
 
@@ -74,5 +103,6 @@ def check_admin(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
 
 def register() -> None:
     checks.register(check_backends, "roan")
+    checks.register(check_task_dispatch, "roan")
     checks.register(check_rule_stamp_cache, "roan", deploy=False)
     checks.register(check_admin, "roan")

@@ -1,50 +1,142 @@
 """The Tasks-framework entry point: a thin call into ``roan.pipeline.send``.
 
-Used when ``ROAN_DISPATCH = "task"``: after commit, roan enqueues :func:`send_attempts`
+Used when ``ROAN_DISPATCH = "task"``: after commit, roan enqueues :data:`send_attempts`
 with the ids of the committed pending attempts on ``ROAN_TASK_BACKEND`` /
 ``ROAN_TASK_QUEUE``. Django 6 ships ``django.tasks``; on Django 5.2 install the
 ``django-tasks`` backport (``pip install roan[tasks]``).
+
+The task schedules its own retries: attempts that failed and may be retried are enqueued
+again with ``run_after`` set to when they are due. A worker that dies mid-batch leaves its
+rows claimed until ``ROAN_RETRY["LEASE"]`` ends; ``roan_dispatch`` (from cron) sends them
+then, and also anything whose retry task was lost.
 """
 
 from __future__ import annotations
 
+import datetime
 import importlib
-from collections.abc import Callable
+import logging
+from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
+from django.utils import timezone
+
+from roan.backends.base import FAILED
 from roan.conf import roan_settings
 
+logger = logging.getLogger(__name__)
 
-def _task_decorator() -> Any:
-    # django.tasks on Django >= 6.0; the django-tasks backport on 5.2; else nothing.
-    for module in ("django.tasks", "django_tasks"):
+CLAIM_LIMIT = 1000
+
+
+def tasks_module() -> ModuleType | None:
+    """``django.tasks`` (Django >= 6.0), else the ``django_tasks`` backport, else None."""
+    for name in ("django.tasks", "django_tasks"):
         try:
-            return importlib.import_module(module).task
+            return importlib.import_module(name)
         except ImportError:
             continue
     return None
 
 
-_task = _task_decorator()
+def send_attempts(ids: list[int]) -> int:
+    """Send these attempts (those still due), then schedule retries for the failures.
 
-
-def _send_attempts(ids: list[int]) -> int:
+    Returns how many attempts this run handled.
+    """
     from roan.pipeline import send
 
-    return len(send(ids))
+    attempts: list[Any] = []
+    # send() claims at most CLAIM_LIMIT rows per call; one transaction can ask for more.
+    for start in range(0, len(ids), CLAIM_LIMIT):
+        attempts += send(ids[start : start + CLAIM_LIMIT], limit=CLAIM_LIMIT)
+    schedule_retries(attempts)
+    return len(attempts)
 
 
-send_attempts: Any = _task()(_send_attempts) if _task is not None else None
+def _declare(function: Any) -> Any:
+    # The decorator validates the task against the "default" task backend; a project
+    # whose TASKS has no "default" gets it declared on ROAN_TASK_BACKEND instead (this
+    # module is only imported once settings are ready: at dispatch, or by a worker).
+    if _tasks is None:
+        return function
+    try:
+        return _tasks.task(function)
+    except Exception:
+        return _tasks.task(backend=roan_settings.TASK_BACKEND)(function)
+
+
+# The worker finds the task by its function's dotted path (``roan.tasks.send_attempts``),
+# so the declared task must replace the function under the same name.
+_tasks = tasks_module()
+send_attempts = _declare(send_attempts)
+
+
+def _configured(run_after: datetime.datetime | None = None) -> Any:
+    if _tasks is None:
+        raise RuntimeError(
+            'ROAN_DISPATCH = "task" needs Django\'s Tasks framework: Django 6, or the '
+            "django-tasks package on Django 5.2 (pip install roan[tasks])."
+        )
+    task: Any = send_attempts
+    return task.using(
+        backend=roan_settings.TASK_BACKEND,
+        queue_name=roan_settings.TASK_QUEUE,
+        run_after=run_after,
+    )
 
 
 def enqueue_send(ids: list[int]) -> None:
     """Enqueue the sending of ``ids`` (the rows stay pending until a worker runs it)."""
-    if send_attempts is None:
-        raise RuntimeError(
-            'ROAN_DISPATCH = "task" needs Django\'s Tasks framework: Django 6, or the '
-            "django-tasks package on Django 5.2."
-        )
-    configured: Callable[..., Any] = send_attempts.using(
-        backend=roan_settings.TASK_BACKEND, queue_name=roan_settings.TASK_QUEUE
-    )
-    configured.enqueue(ids)  # type: ignore[attr-defined]
+    _configured().enqueue(ids)
+
+
+def retry_batches(
+    due: Sequence[tuple[int, datetime.datetime]], now: datetime.datetime
+) -> list[tuple[datetime.datetime, list[int]]]:
+    """Group ``(id, next_attempt_at)`` pairs into as few retry tasks as is reasonable.
+
+    Jitter gives every failure its own time; one task each would flood the queue. A batch
+    runs when its last member is due, and it takes in rows due at most a quarter of their
+    wait (and at least one second) after its first member, so no row waits much longer
+    than its backoff asked.
+    """
+    batches: list[tuple[datetime.datetime, list[int]]] = []
+    start: datetime.datetime | None = None
+    for pk, when in sorted(due, key=lambda pair: pair[1]):
+        if start is not None and when <= start + max(
+            datetime.timedelta(seconds=1), (start - now) / 4
+        ):
+            batches[-1] = (when, [*batches[-1][1], pk])
+            continue
+        start = when
+        batches.append((when, [pk]))
+    return batches
+
+
+def schedule_retries(attempts: Sequence[Any]) -> None:
+    """Enqueue a deferred send for each batch of retryable failures in ``attempts``."""
+    due = [
+        (a.pk, a.next_attempt_at)
+        for a in attempts
+        if a.status == FAILED and a.next_attempt_at is not None
+    ]
+    if not due:
+        return
+    try:
+        assert _tasks is not None  # a task is running, so the framework is here
+        backend = _tasks.task_backends[roan_settings.TASK_BACKEND]
+        if not backend.supports_defer:
+            # e.g. the immediate backend: roan_dispatch from cron sends them when due.
+            logger.info(
+                "roan: task backend %r cannot defer; %d retry(ies) wait for roan_dispatch",
+                roan_settings.TASK_BACKEND,
+                len(due),
+            )
+            return
+        for run_after, ids in retry_batches(due, timezone.now()):
+            _configured(run_after).enqueue(ids)
+    except Exception:
+        # The rows keep their next_attempt_at: roan_dispatch finds them when due.
+        logger.exception("roan: could not schedule %d retry(ies)", len(due))

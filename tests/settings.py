@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -23,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "import_export",
+    "django_tasks_db",
     "roan",
     "tests.testapp",
 ]
@@ -84,6 +86,13 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 
 ROAN_BACKENDS = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
 
+# The task path is tested with the database backend and real `db_worker` processes;
+# dispatch stays "inline" unless a test switches it.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
 # A subprocess started by a test connects to the test database by name.
 if os.environ.get("ROAN_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["ROAN_DB_NAME"]
+
+# ... and takes the settings the test switched (JSON: {"ROAN_DISPATCH": "task", ...}).
+globals().update(json.loads(os.environ.get("ROAN_TEST_SETTINGS", "{}")))

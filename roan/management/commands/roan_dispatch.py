@@ -3,7 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import router
 
+from roan.models import PurgeAttempt
 from roan.pipeline import send
 
 
@@ -15,12 +17,15 @@ class Command(BaseCommand):
         parser.add_argument("--database", default=None, help="Database alias for attempt rows.")
 
     def handle(self, *args: Any, batch: int, database: str | None, **options: Any) -> None:
+        db = database or router.db_for_write(PurgeAttempt)
+        # What is due now, fixed up front: an attempt that fails again with no backoff
+        # left, or rows that keep arriving, cannot keep one run going.
+        due = list(
+            PurgeAttempt.objects.db_manager(db).due().order_by("id").values_list("pk", flat=True)
+        )
         handled: dict[str, int] = {}
-        while True:
-            attempts = send(None, using=database, limit=batch)
-            if not attempts:
-                break
-            for attempt in attempts:
+        for start in range(0, len(due), max(1, batch)):
+            for attempt in send(due[start : start + batch], using=db, limit=batch):
                 handled[attempt.status] = handled.get(attempt.status, 0) + 1
         total = sum(handled.values())
         summary = (
