@@ -176,3 +176,29 @@ def test_a_held_row_with_a_newer_twin_keeps_a_claim_until_its_turn(outbox, setti
     assert claimed.status == "pending"
     assert claimed.claimed_until == claimed.next_attempt_at > timezone.now()
     assert PurgeAttempt.objects.filter(target="/twin/", status="pending").count() == 2
+
+
+def test_saves_never_read_the_pause_state_and_senders_read_it_once_per_ttl(
+    post_rule, outbox, settings
+) -> None:
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.testapp.models import Post
+
+    settings.ROAN_RULES_TTL = 60
+    limits.pause("default")
+    # Leaving the block commits, and the sender gets the purges and reads the switches.
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        for i in range(5):
+            Post.objects.create(title="T", slug=f"t{i}")
+        in_transaction = len(queries)
+    reads = [q for q in queries if "roan_backendstate" in q["sql"]]
+    assert not any("roan_backendstate" in q["sql"] for q in queries[:in_transaction])
+    assert len(reads) == 1
+    assert outbox == []  # paused: nothing sent
+    with CaptureQueriesContext(connection) as queries:
+        for i in range(5):
+            Post.objects.create(title="U", slug=f"u{i}")
+    assert not any("roan_backendstate" in q["sql"] for q in queries)  # cached
+    assert outbox == []
