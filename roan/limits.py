@@ -220,31 +220,36 @@ def _release(held: list[tuple[PurgeAttempt, datetime.datetime]], *, using: str) 
 
     now = timezone.now()
     rows = PurgeAttempt.objects.using(using)
+    # A pending row cannot go back to "unclaimed" beside a newer pending request for the
+    # same target (pending rows are unique while unclaimed), so such a row keeps a claim
+    # that ends when its token comes: it is due again at that moment all the same.
+    twins: set[tuple[str, str, str, str, str]] = set()
+    pending = [attempt for attempt, _at in held if attempt.status == "pending"]
+    for start in range(0, len(pending), 500):
+        chunk = pending[start : start + 500]
+        twins.update(
+            rows.filter(
+                status="pending",
+                claimed_until__isnull=True,
+                backend__in={a.backend for a in chunk},
+                target__in={a.target for a in chunk},
+            ).values_list("backend", "node", "host", "kind", "target")
+        )
     for attempt, at in held:
+        key = (attempt.backend, attempt.node, attempt.host, attempt.kind, attempt.target)
+        twin = attempt.status == "pending" and key in twins
+        attempt.claimed_until = at if twin else None
         attempt.next_attempt_at = at
-        # A pending row that a newer request for the same target is now waiting beside
-        # cannot go back to "unclaimed" (pending rows are unique while unclaimed), so it
-        # keeps a claim that ends when its token comes: due again at the same moment.
-        twin = rows.filter(
-            status="pending",
-            claimed_until__isnull=True,
-            backend=attempt.backend,
-            node=attempt.node,
-            host=attempt.host,
-            kind=attempt.kind,
-            target=attempt.target,
-        ).exclude(pk=attempt.pk)
-        attempt.claimed_until = None
-        if attempt.status == "pending" and twin.exists():
+        attempt.updated_at = now
+    fields = ["claimed_until", "next_attempt_at", "updated_at"]
+    attempts = [attempt for attempt, _at in held]
+    try:
+        with transaction.atomic(using=using):
+            rows.bulk_update(attempts, fields, batch_size=500)
+    except IntegrityError:  # a twin was committed after we looked
+        for attempt, at in held:
             attempt.claimed_until = at
-        try:
-            with transaction.atomic(using=using):
-                rows.filter(pk=attempt.pk).update(
-                    claimed_until=attempt.claimed_until, next_attempt_at=at, updated_at=now
-                )
-        except IntegrityError:  # the twin was committed after we looked
-            attempt.claimed_until = at
-            rows.filter(pk=attempt.pk).update(claimed_until=at, next_attempt_at=at, updated_at=now)
+        rows.bulk_update(attempts, fields, batch_size=500)
 
 
 # -- the pause switch ---------------------------------------------------------------------
