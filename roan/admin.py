@@ -122,7 +122,15 @@ def resume_backends(
 class BackendStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """One row per configured backend; pausing and resuming are the list's actions."""
 
-    list_display = ["alias", "label", "paused", "paused_by_option", "queued", "paused_at"]
+    list_display = [
+        "alias",
+        "label",
+        "paused",
+        "paused_by_option",
+        "queued",
+        "paused_at",
+        "paused_by",
+    ]
     list_display_links = None
     list_select_related = ["paused_by"]
     actions = [pause_backends, resume_backends]
