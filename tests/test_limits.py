@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import pytest
 import requests
 from django.core.cache import caches
@@ -202,3 +203,20 @@ def test_saves_never_read_the_pause_state_and_senders_read_it_once_per_ttl(
             Post.objects.create(title="U", slug=f"u{i}")
     assert not any("roan_backendstate" in q["sql"] for q in queries)  # cached
     assert outbox == []
+
+
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks ships with Django 6")
+def test_resuming_with_task_dispatch_sends_through_the_task(nginx_cache, settings) -> None:
+    """Django 6's default Tasks backend runs a task at once, in this process."""
+    settings.ROAN_DISPATCH = "task"
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    use_nginx(settings, nginx_cache)
+    [page] = cached_pages(nginx_cache, 1)
+    limits.pause("nginx")
+    roan.purge_urls([page])
+    assert PurgeAttempt.objects.get(target=page).status == "pending"
+
+    assert limits.resume("nginx") == 1
+
+    assert PurgeAttempt.objects.get(target=page).status == "ok"
+    assert status_of(nginx_cache, page) == "MISS"
