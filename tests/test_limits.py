@@ -220,3 +220,31 @@ def test_resuming_with_task_dispatch_sends_through_the_task(nginx_cache, setting
 
     assert PurgeAttempt.objects.get(target=page).status == "ok"
     assert status_of(nginx_cache, page) == "MISS"
+
+
+def test_roan_dispatch_wait_sends_held_attempts_as_their_tokens_come(outbox, settings) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.ROAN_BACKENDS = {
+        "default": {
+            "BACKEND": "roan.backends.locmem.LocMemBackend",
+            "RATE_LIMIT": {"RATE": 5, "BURST": 2},
+        }
+    }
+    roan.purge_urls([f"/w/{i}/" for i in range(6)])
+    assert len(outbox) == 2
+
+    out = StringIO()
+    call_command("roan_dispatch", stdout=out)  # one pass: nothing is due yet
+    assert "nothing due" in out.getvalue() and len(outbox) == 2
+
+    started = time.monotonic()
+    out = StringIO()
+    call_command("roan_dispatch", "--wait", "20", stdout=out)
+    assert "4 attempt(s): 4 ok" in out.getvalue()
+    assert sorted(r.target for _n, r in outbox) == [f"/w/{i}/" for i in range(6)]
+    assert set(PurgeAttempt.objects.values_list("status", "tries")) == {("ok", 1)}
+    # Four more tokens at five a second take most of a second (less a refill step).
+    assert time.monotonic() - started >= 0.6
