@@ -21,6 +21,7 @@ attempts stay pending, unclaimed, and still coalesce; :func:`resume` sends what 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -35,7 +36,7 @@ from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, models, router, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone
 
 from roan.conf import roan_settings
@@ -276,10 +277,18 @@ def _paused_by_toggle() -> set[str]:
     from roan.models import BackendState
 
     db = router.db_for_read(BackendState)
+    # Inside a transaction, a savepoint keeps a failed read (the table not migrated yet)
+    # from breaking the caller's transaction on PostgreSQL.
+    guard = (
+        transaction.atomic(using=db)
+        if connections[db].in_atomic_block
+        else contextlib.nullcontext()
+    )
     try:
-        aliases = list(
-            BackendState.objects.using(db).filter(paused=True).values_list("alias", flat=True)
-        )
+        with guard:
+            aliases = list(
+                BackendState.objects.using(db).filter(paused=True).values_list("alias", flat=True)
+            )
     except Exception:
         # Before migrate (the table is missing) nothing can have been paused by hand.
         logger.debug("roan: cannot read the pause switches", exc_info=True)
