@@ -182,5 +182,5 @@ def test_two_sending_processes_keep_to_one_rate_on_a_real_nginx(redis_url, nginx
     for path in paths:
         response = requests.get(f"{nginx_cache.url}{path}", timeout=5)
         assert response.headers["X-Cache-Status"] == "MISS"
-    # finished_at is stamped after the HTTP call, so allow a little for it.
-    assert_bucket_held([a.finished_at.timestamp() for a in done], rate, burst, slack=0.3)
+    # finished_at is stamped after the HTTP call and the row update: allow for that.
+    assert_bucket_held([a.finished_at.timestamp() for a in done], rate, burst, slack=0.5)
