@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +21,8 @@ def check_backends(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         return [checks.Error("ROAN_BACKENDS must be a dict of alias -> options.", id="roan.E001")]
     for alias, config in roan_settings.BACKENDS.items():
         try:
-            backend = build_backend(alias, config)
+            # A missing timeout is reported on its own, as roan.E010.
+            backend = build_backend(alias, _without_missing_timeout(config))
         except ImproperlyConfigured as exc:
             messages.append(
                 checks.Error(
@@ -71,6 +73,108 @@ def check_task_dispatch(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     return [checks.Error(problem, hint=hint, id="roan.E004")]
 
 
+def _no_timeout(value: Any) -> bool:
+    """``TIMEOUT`` values that mean "wait for ever" to an HTTP client: None, 0, negative."""
+    if isinstance(value, list | tuple):
+        return any(_no_timeout(v) for v in value)
+    if value is None:
+        return True
+    return isinstance(value, int | float) and not isinstance(value, bool) and value <= 0
+
+
+def _without_missing_timeout(config: Any) -> Any:
+    if isinstance(config, dict) and "TIMEOUT" in config and _no_timeout(config["TIMEOUT"]):
+        return {k: v for k, v in config.items() if k != "TIMEOUT"}
+    return config
+
+
+def _positive_seconds(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def check_timeouts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.E010: a backend that could wait for ever on a cache that does not answer."""
+    from roan.backends import build_backend
+
+    if not isinstance(getattr(settings, "ROAN_BACKENDS", {}), dict):
+        return []  # roan.E001
+    messages: list[checks.CheckMessage] = []
+    for alias, config in roan_settings.BACKENDS.items():
+        if not isinstance(config, dict):
+            continue
+        if "TIMEOUT" in config and _no_timeout(config["TIMEOUT"]):
+            problem = f"ROAN_BACKENDS[{alias!r}]['TIMEOUT'] is {config['TIMEOUT']!r}: no timeout."
+        else:
+            try:
+                backend = build_backend(alias, config)
+            except ImproperlyConfigured:
+                continue  # roan.E002
+            connect = getattr(backend, "connect_timeout", None)
+            read = getattr(backend, "read_timeout", None)
+            backend.close()
+            if _positive_seconds(connect) and _positive_seconds(read):
+                continue
+            problem = (
+                f"Backend {alias!r} ({config.get('BACKEND')}) leaves its connect or read "
+                f"timeout unset (connect_timeout={connect!r}, read_timeout={read!r})."
+            )
+        messages.append(
+            checks.Error(
+                problem,
+                hint=(
+                    "A purge without a timeout can hang a sender on a cache that does not "
+                    "answer. Set TIMEOUT to seconds or a (connect, read) pair, such as "
+                    "(2, 5); a custom backend calls BaseBackend.__init__, which sets them."
+                ),
+                id="roan.E010",
+            )
+        )
+    return messages
+
+
+def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.W010: a rate limit kept in a process-local cache holds per process only.
+
+    roan.W011: one kept in a shared cache without atomic counters (database, files)
+    holds only roughly when several processes send at once.
+    """
+    from roan.limits import is_atomic, is_shared
+
+    limited = sorted(
+        alias
+        for alias, config in roan_settings.BACKENDS.items()
+        if isinstance(config, dict) and config.get("RATE_LIMIT")
+    )
+    if settings.DEBUG or not limited or is_atomic():
+        return []
+    if is_shared():
+        return [
+            checks.Warning(
+                f"ROAN_CACHE ({roan_settings.CACHE!r}) cannot add to a counter atomically, "
+                f"so concurrent senders can exceed the RATE_LIMIT of "
+                f"{', '.join(map(repr, limited))} a little.",
+                hint="Redis and Memcached count atomically; point ROAN_CACHE at one of them.",
+                id="roan.W011",
+            )
+        ]
+    return [
+        checks.Warning(
+            f"ROAN_CACHE ({roan_settings.CACHE!r}) is local to each process, so the "
+            f"RATE_LIMIT of {', '.join(map(repr, limited))} holds per process.",
+            hint=(
+                "Each process sending purges (web workers, task workers, roan_dispatch) "
+                "gets the whole rate. Point ROAN_CACHE at Redis or Memcached to share it."
+            ),
+            id="roan.W010",
+        )
+    ]
+
+
 def check_rule_stamp_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     from roan.rules import stamp_is_shared
 
@@ -106,3 +210,5 @@ def register() -> None:
     checks.register(check_task_dispatch, "roan")
     checks.register(check_rule_stamp_cache, "roan", deploy=False)
     checks.register(check_admin, "roan")
+    checks.register(check_timeouts, "roan")
+    checks.register(check_rate_limit_cache, "roan", deploy=False)

@@ -73,6 +73,12 @@ class RoanSettings:
         return int(getattr(settings, "ROAN_MAX_URLS_PER_EVENT", 1000))
 
     @property
+    def RETENTION_DAYS(self) -> int | None:
+        """``ROAN_RETENTION_DAYS``: what ``roan_prune`` keeps when run without ``--days``."""
+        value = getattr(settings, "ROAN_RETENTION_DAYS", None)
+        return None if value is None else int(value)
+
+    @property
     def ENABLED(self) -> bool:
         return bool(getattr(settings, "ROAN_ENABLED", True))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, models, router, transaction
@@ -181,7 +181,12 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             return [row[0] for row in cursor.fetchall()]
 
     def claim(
-        self, ids: Sequence[int] | None, *, limit: int = 1000, using: str | None = None
+        self,
+        ids: Sequence[int] | None,
+        *,
+        limit: int = 1000,
+        using: str | None = None,
+        exclude_backends: Collection[str] = (),
     ) -> list[PurgeAttempt]:
         """Take due attempts (these ``ids``, or any) for sending, under a lease.
 
@@ -197,6 +202,8 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             qs = self.get_queryset().using(db).due(now)
             if ids is not None:
                 qs = qs.filter(pk__in=list(ids))
+            if exclude_backends:  # paused: left pending and unclaimed
+                qs = qs.exclude(backend__in=list(exclude_backends))
             connection = connections[db]
             if connection.features.has_select_for_update_skip_locked:
                 qs = qs.select_for_update(skip_locked=True)

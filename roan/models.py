@@ -224,3 +224,39 @@ class PurgeAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.target} on {self.backend} ({self.status})"
+
+
+class BackendState(models.Model):
+    """The pause switch of one backend, shared by every process through the database."""
+
+    alias = models.CharField(
+        _("backend"), max_length=100, unique=True, help_text=_("The alias in ROAN_BACKENDS.")
+    )
+    paused = models.BooleanField(
+        _("paused"),
+        default=False,
+        help_text=_(
+            "While paused, purges for this backend wait as pending attempts; resuming sends them."
+        ),
+    )
+    paused_at = models.DateTimeField(_("paused at"), null=True, blank=True)
+    paused_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("paused by"),
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("backend")
+        verbose_name_plural = _("backends")
+        ordering = ["alias"]
+
+    def __str__(self) -> str:
+        return self.alias
+
+    def natural_key(self) -> tuple[str]:
+        return (self.alias,)

@@ -31,6 +31,7 @@ from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from roan import backends as backend_registry
+from roan import limits
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
@@ -309,15 +310,25 @@ def send(
 ) -> list[Any]:
     """Claim due attempts (these ``ids``, or any due ones), send them, record outcomes.
 
-    Returns the attempts it handled, with their new status.
+    Attempts of a paused backend are not claimed; attempts over a backend's rate limit
+    are released with a later ``next_attempt_at`` (see :mod:`roan.limits`).
+    Returns the attempts it handled, with their new status (still ``pending`` or
+    ``failed`` for those held back).
     """
     from roan.models import PurgeAttempt
 
-    attempts = PurgeAttempt.objects.claim(ids, limit=limit, using=using)
+    attempts = PurgeAttempt.objects.claim(
+        ids, limit=limit, using=using, exclude_backends=limits.paused_backends()
+    )
     if not attempts:
         return []
+    db = using or router.db_for_write(PurgeAttempt)
+    # Attempts over a rate limit go back to the queue; they are returned still pending.
+    sendable = limits.hold_back(attempts, using=db)
+    if not sendable:
+        return attempts
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for attempt in attempts:
+    for attempt in sendable:
         groups[(attempt.backend, attempt.node)].append(attempt)
     results: dict[int, PurgeResult] = {}
     jobs = list(groups.items())
@@ -327,7 +338,7 @@ def send(
         with ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="roan") as pool:
             for group_results in pool.map(lambda job: _send_group(*job), jobs):
                 results.update(group_results)
-    _record(attempts, results, using=using or router.db_for_write(PurgeAttempt))
+    _record(sendable, results, using=db)
     return attempts
 
 

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import pytest
 from django.core import checks
 
-from roan.checks import check_admin, check_backends, check_rule_stamp_cache
+from roan.backends.base import BaseBackend
+from roan.checks import (
+    check_admin,
+    check_backends,
+    check_rate_limit_cache,
+    check_rule_stamp_cache,
+    check_timeouts,
+)
 
 
 def ids(messages: list[checks.CheckMessage]) -> list[str]:
@@ -44,3 +52,72 @@ def test_the_admin_is_expected(settings) -> None:
     assert check_admin() == []
     settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "django.contrib.admin"]
     assert ids(check_admin()) == ["roan.W002"]
+
+
+@pytest.mark.parametrize("timeout", [None, 0, (0, 5), (2, None), -1])
+def test_a_backend_without_a_timeout_is_an_error(settings, timeout) -> None:
+    settings.ROAN_BACKENDS = {
+        "x": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": "http://127.0.0.1:9/p"}
+    }
+    assert check_timeouts() == []
+    settings.ROAN_BACKENDS["x"]["TIMEOUT"] = timeout
+    messages = check_timeouts()
+    assert ids(messages) == ["roan.E010"]
+    assert messages[0].hint and "TIMEOUT" in messages[0].hint
+    # Reported once, as a missing timeout, not again as a bad option.
+    assert check_backends() == []
+
+
+class NoTimeoutBackend(BaseBackend):
+    """A custom backend that forgot BaseBackend.__init__."""
+
+    def __init__(self, alias: str, options: dict) -> None:
+        self.alias = alias
+
+
+def test_a_custom_backend_that_leaves_timeouts_unset_is_an_error(settings) -> None:
+    settings.ROAN_BACKENDS = {"custom": {"BACKEND": "tests.test_checks.NoTimeoutBackend"}}
+    messages = check_timeouts()
+    assert ids(messages) == ["roan.E010"]
+    assert "'custom'" in messages[0].msg and "timeout unset" in messages[0].msg
+
+
+def test_a_bad_rate_limit_or_paused_option_is_a_backend_error(settings) -> None:
+    locmem = "roan.backends.locmem.LocMemBackend"
+    settings.ROAN_BACKENDS = {
+        "a": {"BACKEND": locmem, "RATE_LIMIT": {"RATE": 0}},
+        "b": {"BACKEND": locmem, "RATE_LIMIT": {"PER_MINUTE": 5}},
+        "c": {"BACKEND": locmem, "PAUSED": "yes"},
+        "d": {"BACKEND": locmem, "RATE_LIMIT": {"RATE": 0.5, "BURST": 10}, "PAUSED": True},
+    }
+    messages = check_backends()
+    assert ids(messages) == ["roan.E002"] * 3
+    assert ["'a'" in messages[0].msg, "'b'" in messages[1].msg, "'c'" in messages[2].msg] == [
+        True
+    ] * 3
+
+
+def test_a_rate_limit_in_a_process_local_cache_warns(settings) -> None:
+    settings.DEBUG = False
+    settings.ROAN_BACKENDS = {
+        "cdn": {"BACKEND": "roan.backends.locmem.LocMemBackend", "RATE_LIMIT": {"RATE": 5}}
+    }
+    [warning] = check_rate_limit_cache()
+    assert warning.id == "roan.W010" and "'cdn'" in warning.msg
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": "/tmp/roan-check",
+        }
+    }
+    assert ids(check_rate_limit_cache()) == ["roan.W011"]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # never connected to by the check
+        }
+    }
+    assert check_rate_limit_cache() == []
+    settings.DEBUG = True
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert check_rate_limit_cache() == []

@@ -31,7 +31,11 @@ def build_backend(alias: str, config: dict[str, Any]) -> BaseBackend:
         raise ImproperlyConfigured(
             f"ROAN_BACKENDS[{alias!r}]['BACKEND']: {config['BACKEND']!r} is not a roan backend."
         )
-    options = {k: v for k, v in config.items() if k != "BACKEND"}
+    from roan.limits import SENDER_OPTIONS, validate_options
+
+    validate_options(alias, config)
+    # RATE_LIMIT and PAUSED are roan's (the sender applies them), so no backend sees them.
+    options = {k: v for k, v in config.items() if k != "BACKEND" and k not in SENDER_OPTIONS}
     return cls(alias, options)
 
 

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import datetime
+import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import router
+from django.db.models import Min, Q
+from django.utils import timezone
 
 from roan.models import PurgeAttempt
 from roan.pipeline import send
@@ -15,20 +19,67 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--batch", type=int, default=1000, help="Attempts claimed per round.")
         parser.add_argument("--database", default=None, help="Database alias for attempt rows.")
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=0.0,
+            help=(
+                "Also send what comes due in the next SECONDS (attempts held back by a "
+                "rate limit, retries), sleeping until then; e.g. 55 from a cron run each "
+                "minute. Default 0: only what is due now."
+            ),
+        )
 
-    def handle(self, *args: Any, batch: int, database: str | None, **options: Any) -> None:
+    def handle(
+        self, *args: Any, batch: int, database: str | None, wait: float, **options: Any
+    ) -> None:
+        if wait < 0:
+            raise CommandError("--wait must be 0 or more")
+        if batch < 1:
+            raise CommandError("--batch must be 1 or more")
         db = database or router.db_for_write(PurgeAttempt)
-        # What is due now, fixed up front: an attempt that fails again with no backoff
-        # left, or rows that keep arriving, cannot keep one run going.
-        due = list(
-            PurgeAttempt.objects.db_manager(db).due().order_by("id").values_list("pk", flat=True)
-        )
-        handled: dict[str, int] = {}
-        for start in range(0, len(due), max(1, batch)):
-            for attempt in send(due[start : start + batch], using=db, limit=batch):
-                handled[attempt.status] = handled.get(attempt.status, 0) + 1
-        total = sum(handled.values())
-        summary = (
-            ", ".join(f"{n} {status}" for status, n in sorted(handled.items())) or "nothing due"
-        )
-        self.stdout.write(f"roan_dispatch: {total} attempt(s): {summary}")
+        deadline = time.monotonic() + wait
+        # The last status of each attempt handled: one held back by a rate limit and
+        # sent later counts once, as what it ended as.
+        handled: dict[int, str] = {}
+        while True:
+            # What is due now, fixed up front: an attempt that fails again with no backoff
+            # left, or rows that keep arriving, cannot keep one round going.
+            rows = PurgeAttempt.objects.db_manager(db).due().order_by("id")
+            due = list(rows.values_list("pk", flat=True))
+            for start in range(0, len(due), batch):
+                for attempt in send(due[start : start + batch], using=db, limit=batch):
+                    handled[attempt.pk] = attempt.status
+            pause = _until_next_due(db, deadline)
+            if pause is None:
+                break
+            time.sleep(pause)
+        counts: dict[str, int] = {}
+        for status in handled.values():
+            counts[status] = counts.get(status, 0) + 1
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        self.stdout.write(f"roan_dispatch: {len(handled)} attempt(s): {summary or 'nothing due'}")
+
+
+def _until_next_due(database: str, deadline: float) -> float | None:
+    """Seconds to sleep before the next attempt comes due, or None to stop now."""
+    from roan.limits import paused_backends
+
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
+    rows = PurgeAttempt.objects.db_manager(database).filter(
+        Q(status="pending") | Q(status="failed")
+    )
+    rows = rows.exclude(backend__in=list(paused_backends()))
+    soonest = rows.aggregate(
+        at=Min("next_attempt_at"), lease=Min("claimed_until", filter=Q(next_attempt_at=None))
+    )
+    times: list[datetime.datetime] = [t for t in (soonest["at"], soonest["lease"]) if t]
+    if not times:
+        return None
+    seconds: float = (min(times) - timezone.now()).total_seconds()
+    if seconds > left:
+        return None
+    # At least a little: a row another sender holds must not make this spin.
+    return min(left, max(0.1, seconds))

@@ -1,0 +1,370 @@
+"""Hold purges back: a rate limit per backend, and a pause switch per backend.
+
+Both act in the sender (:func:`roan.pipeline.send`), never in ``save()``: a save only
+writes pending rows, so neither costs the editor a query.
+
+**Rate limit.** A backend's ``RATE_LIMIT = {"RATE": 50, "BURST": 100}`` is a token
+bucket: one token per attempt (one target on one node), ``RATE`` tokens a second, at most
+``BURST`` saved up. The bucket lives in the cache named by ``ROAN_CACHE`` so that every
+process sending for the backend (inline senders, task workers, ``roan_dispatch``) draws
+from the same one. It is kept as counters of tokens spent per time slot (``BURST / RATE /
+SLOTS`` seconds each), written only with ``add`` and ``incr``, which Redis and Memcached
+do atomically; the tokens available are worked out from the last ``SLOTS`` counters,
+starting from an empty bucket, so a reader can under-count tokens but never over-count
+them. Attempts over the limit are not failures and are not counted as tries: they are
+released from their claim with ``next_attempt_at`` set to when their tokens come.
+
+**Pause.** A backend is paused by its ``PAUSED = True`` option (a deploy) or by a
+:class:`roan.models.BackendState` row (the admin toggle, seen by every process). Its
+attempts stay pending, unclaimed, and still coalesce; :func:`resume` sends what queued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, connections, models, router, transaction
+from django.utils import timezone
+
+from roan.conf import roan_settings
+
+if TYPE_CHECKING:
+    from roan.models import PurgeAttempt
+
+logger = logging.getLogger(__name__)
+
+#: Options in ``ROAN_BACKENDS`` entries that roan's sender reads; backends never see them.
+SENDER_OPTIONS = frozenset({"RATE_LIMIT", "PAUSED"})
+
+#: The bucket is kept as this many slots of ``BURST / RATE / SLOTS`` seconds each.
+SLOTS = 10
+PAUSED_KEY = "roan:paused:v1"
+#: How long a shared cache keeps the paused list (toggles delete it at once).
+PAUSED_SHARED_SECONDS = 60.0
+
+# Used when ROAN_CACHE keeps nothing (DummyCache): the limit then holds per process.
+_fallback_cache = LocMemCache("roan-limits", {})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimit:
+    rate: float  # tokens per second
+    burst: float  # tokens the bucket holds
+
+    @property
+    def slot_seconds(self) -> float:
+        return self.burst / self.rate / SLOTS
+
+
+def parse_rate_limit(alias: str, value: Any) -> RateLimit | None:
+    """The ``RATE_LIMIT`` option of backend ``alias``, validated (``None``: no limit)."""
+    if value is None:
+        return None
+    where = f"ROAN_BACKENDS[{alias!r}]['RATE_LIMIT']"
+    if not isinstance(value, Mapping) or set(value) - {"RATE", "BURST"} or "RATE" not in value:
+        raise ImproperlyConfigured(
+            f'{where} must be a dict like {{"RATE": 50, "BURST": 100}} (BURST optional).'
+        )
+    try:
+        rate = float(value["RATE"])
+        burst = float(value.get("BURST", max(1.0, rate)))
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"{where}: RATE and BURST must be numbers.") from None
+    if not (math.isfinite(rate) and rate > 0):
+        raise ImproperlyConfigured(f"{where}: RATE must be more than 0 tokens a second.")
+    if not (math.isfinite(burst) and burst >= 1):
+        raise ImproperlyConfigured(f"{where}: BURST must be at least 1.")
+    return RateLimit(rate, burst)
+
+
+def validate_options(alias: str, config: Mapping[str, Any]) -> None:
+    """Raise ``ImproperlyConfigured`` for a bad ``RATE_LIMIT`` or ``PAUSED`` option."""
+    parse_rate_limit(alias, config.get("RATE_LIMIT"))
+    if not isinstance(config.get("PAUSED", False), bool):
+        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]['PAUSED'] must be True or False.")
+
+
+def rate_limit(alias: str) -> RateLimit | None:
+    config = roan_settings.BACKENDS.get(alias)
+    if not isinstance(config, Mapping):
+        return None
+    try:
+        return parse_rate_limit(alias, config.get("RATE_LIMIT"))
+    except ImproperlyConfigured:
+        return None  # reported by the system check and when the backend is built
+
+
+def _cache() -> BaseCache:
+    try:
+        cache = caches[roan_settings.CACHE]
+    except InvalidCacheBackendError:
+        return _fallback_cache
+    return _fallback_cache if isinstance(cache, DummyCache) else cache
+
+
+def is_shared() -> bool:
+    """Whether the buckets and the paused list are seen by every process."""
+    return not isinstance(_cache(), LocMemCache)
+
+
+# Caches whose add and incr are atomic across processes (Django's own and django-redis).
+ATOMIC_CACHE_MODULES = (
+    "django.core.cache.backends.redis",
+    "django.core.cache.backends.memcached",
+    "django_redis.",
+)
+
+
+def is_atomic() -> bool:
+    """Whether concurrent senders in different processes update a bucket safely."""
+    module = type(_cache()).__module__
+    return is_shared() and module.startswith(ATOMIC_CACHE_MODULES)
+
+
+# -- the token bucket ---------------------------------------------------------------------
+
+
+def take(alias: str, limit: RateLimit, wanted: int, now: float | None = None) -> tuple[int, float]:
+    """Take up to ``wanted`` tokens from ``alias``'s bucket.
+
+    Returns how many were given and what the bucket holds after that (a fraction of a
+    token, or less than nothing when other senders got there first).
+    """
+    if wanted <= 0:
+        return 0, 0.0
+    now = time.time() if now is None else now
+    width = limit.slot_seconds
+    slot = math.floor(now / width)
+    keys = [f"roan:rate:{alias}:{s}" for s in range(slot - SLOTS, slot + 1)]
+    # Keep a slot's counter while later slots still read it, and a little longer.
+    expiry = max(2, math.ceil(width * (SLOTS + 2)))
+    cache = _cache()
+    try:
+        spent = cache.get_many(keys)
+        # The level at the start of this slot: refill each slot, minus what it spent.
+        level = 0.0
+        for key in keys[:-1]:
+            level = max(0.0, min(limit.burst, level + limit.rate * width) - int(spent.get(key, 0)))
+        level = min(limit.burst, level + limit.rate * width)
+        current = keys[-1]
+        cache.add(current, 0, timeout=expiry)
+        after = cache.incr(current, wanted)
+        # The epsilon keeps float sums like 10 * 0.3 from losing a whole token.
+        given = max(0, min(wanted, math.floor(level - (after - wanted) + 1e-9)))
+        if given < wanted:
+            # Hand back what this call could not use; another sender that saw the
+            # counter high meanwhile was refused too early, which errs on the safe side.
+            cache.decr(current, wanted - given)
+    except Exception:
+        # A cache that is down must not stop purging: the cache's own limit (a 429 with
+        # Retry-After) still reaches the retry path.
+        logger.warning("roan: rate limit cache %r failed; sending unlimited", roan_settings.CACHE)
+        return wanted, 0.0
+    return given, level - (after - wanted) - given
+
+
+def next_token_at(limit: RateLimit, position: int, left: float, now: float) -> float:
+    """When the ``position``-th (0-based) missing token comes, as a timestamp.
+
+    ``left`` is what the bucket held after the last take. Tokens come at slot starts,
+    so the answer is rounded up to one; other senders may still take it first, and then
+    the attempt simply waits again.
+    """
+    width = limit.slot_seconds
+    wait = max(0.0, position + 1 - max(left, 0.0)) / limit.rate
+    return (math.floor((now + wait) / width) + 1) * width
+
+
+def hold_back(attempts: Sequence[PurgeAttempt], *, using: str) -> list[PurgeAttempt]:
+    """Return the claimed ``attempts`` that may be sent now; release the others.
+
+    An attempt over its backend's rate limit keeps its status and tries; its claim ends
+    and ``next_attempt_at`` is set to when its token comes.
+    """
+    by_backend: dict[str, list[PurgeAttempt]] = defaultdict(list)
+    for attempt in attempts:
+        by_backend[attempt.backend].append(attempt)
+    now = time.time()
+    send: list[PurgeAttempt] = []
+    held: list[tuple[PurgeAttempt, datetime.datetime]] = []
+    for alias, group in by_backend.items():
+        limit = rate_limit(alias)
+        if limit is None:
+            send.extend(group)
+            continue
+        given, left = take(alias, limit, len(group), now)
+        send.extend(group[:given])
+        for position, attempt in enumerate(group[given:]):
+            at = next_token_at(limit, position, left, now)
+            held.append((attempt, datetime.datetime.fromtimestamp(at, tz=datetime.UTC)))
+    if held:
+        _release(held, using=using)
+    send_ids = {a.pk for a in send}
+    return [a for a in attempts if a.pk in send_ids]
+
+
+def _release(held: list[tuple[PurgeAttempt, datetime.datetime]], *, using: str) -> None:
+    from roan.models import PurgeAttempt
+
+    now = timezone.now()
+    rows = PurgeAttempt.objects.using(using)
+    # A pending row cannot go back to "unclaimed" beside a newer pending request for the
+    # same target (pending rows are unique while unclaimed), so such a row keeps a claim
+    # that ends when its token comes: it is due again at that moment all the same.
+    twins: set[tuple[str, str, str, str, str]] = set()
+    pending = [attempt for attempt, _at in held if attempt.status == "pending"]
+    for start in range(0, len(pending), 500):
+        chunk = pending[start : start + 500]
+        twins.update(
+            rows.filter(
+                status="pending",
+                claimed_until__isnull=True,
+                backend__in={a.backend for a in chunk},
+                target__in={a.target for a in chunk},
+            ).values_list("backend", "node", "host", "kind", "target")
+        )
+    for attempt, at in held:
+        key = (attempt.backend, attempt.node, attempt.host, attempt.kind, attempt.target)
+        twin = attempt.status == "pending" and key in twins
+        attempt.claimed_until = at if twin else None
+        attempt.next_attempt_at = at
+        attempt.updated_at = now
+    fields = ["claimed_until", "next_attempt_at", "updated_at"]
+    attempts = [attempt for attempt, _at in held]
+    try:
+        with transaction.atomic(using=using):
+            rows.bulk_update(attempts, fields, batch_size=500)
+    except IntegrityError:  # a twin was committed after we looked
+        for attempt, at in held:
+            attempt.claimed_until = at
+        rows.bulk_update(attempts, fields, batch_size=500)
+
+
+# -- the pause switch ---------------------------------------------------------------------
+
+
+def paused_backends() -> frozenset[str]:
+    """Aliases whose attempts must not be sent now (by option or by the admin toggle)."""
+    paused = {
+        alias
+        for alias, config in roan_settings.BACKENDS.items()
+        if isinstance(config, Mapping) and config.get("PAUSED") is True
+    }
+    return frozenset(paused | _paused_by_toggle())
+
+
+def _paused_by_toggle() -> set[str]:
+    cache = _cache()
+    try:
+        cached = cache.get(PAUSED_KEY)
+    except Exception:
+        cached = None
+    if cached is not None:
+        return set(cached)
+    from roan.models import BackendState
+
+    db = router.db_for_read(BackendState)
+    # Inside a transaction, a savepoint keeps a failed read (the table not migrated yet)
+    # from breaking the caller's transaction on PostgreSQL.
+    guard = (
+        transaction.atomic(using=db)
+        if connections[db].in_atomic_block
+        else contextlib.nullcontext()
+    )
+    try:
+        with guard:
+            aliases = list(
+                BackendState.objects.using(db).filter(paused=True).values_list("alias", flat=True)
+            )
+    except Exception:
+        # Before migrate (the table is missing) nothing can have been paused by hand.
+        logger.debug("roan: cannot read the pause switches", exc_info=True)
+        return set()
+    # A shared cache forgets the list when a switch flips; a process-local one cannot
+    # hear that, so it keeps the list no longer than rule edits take to arrive.
+    timeout = PAUSED_SHARED_SECONDS if is_shared() else roan_settings.RULES_TTL
+    try:
+        cache.set(PAUSED_KEY, aliases, timeout=timeout)
+    except Exception:
+        logger.debug("roan: cannot cache the paused list", exc_info=True)
+    return set(aliases)
+
+
+def forget_paused() -> None:
+    try:
+        _cache().delete(PAUSED_KEY)
+    except Exception:
+        logger.warning("roan: could not clear the paused list in cache %r", roan_settings.CACHE)
+
+
+def paused_by_option(alias: str) -> bool:
+    config = roan_settings.BACKENDS.get(alias)
+    return isinstance(config, Mapping) and config.get("PAUSED") is True
+
+
+def pause(alias: str, *, user: Any = None, using: str | None = None) -> None:
+    """Stop sending for ``alias``: its attempts queue as pending until :func:`resume`."""
+    from roan.models import BackendState
+
+    db = using or router.db_for_write(BackendState)
+    user_id = getattr(user, "pk", None)
+    BackendState.objects.using(db).update_or_create(
+        alias=alias,
+        defaults={"paused": True, "paused_at": timezone.now(), "paused_by_id": user_id},
+    )
+    transaction.on_commit(forget_paused, using=db)
+
+
+def resume(alias: str, *, using: str | None = None) -> int:
+    """Send for ``alias`` again, and send (or enqueue) what queued while it was paused.
+
+    Returns how many queued attempts were handed to the sender (after commit).
+    """
+    from roan.models import BackendState, PurgeAttempt
+
+    db = using or router.db_for_write(BackendState)
+    BackendState.objects.using(db).update_or_create(
+        alias=alias, defaults={"paused": False, "paused_at": None, "paused_by_id": None}
+    )
+    ids = list(
+        PurgeAttempt.objects.db_manager(db)
+        .due()
+        .filter(backend=alias)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+    def drain() -> None:
+        from roan.pipeline import dispatch
+
+        # The list first, or this very send would still find the backend paused.
+        forget_paused()
+        for start in range(0, len(ids), 1000):
+            dispatch(ids[start : start + 1000], using=db)
+
+    transaction.on_commit(drain, using=db)
+    return len(ids)
+
+
+def queued(alias: str, *, using: str | None = None) -> int:
+    """Attempts of ``alias`` waiting to be sent (pending, or failed and to be retried)."""
+    from roan.models import PurgeAttempt
+
+    return (
+        PurgeAttempt.objects.using(using or router.db_for_read(PurgeAttempt))
+        .filter(models.Q(status="pending") | models.Q(status="failed"), backend=alias)
+        .count()
+    )
