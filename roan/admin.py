@@ -83,12 +83,12 @@ def purge_rules_now(
         written = views.submit_confirmed(views.rule_purges(plan, user_id=request.user.pk))
         modeladmin.message_user(
             request,
-            ngettext(
-                "Purging %(rules)d rule: %(rows)d attempt written.",
-                "Purging %(rules)d rules: %(rows)d attempts written.",
-                len(plan.rules),
-            )
-            % {"rules": len(plan.rules), "rows": written},
+            (
+                ngettext("Purging %(rules)d rule:", "Purging %(rules)d rules:", len(plan.rules))
+                % {"rules": len(plan.rules)}
+                + " "
+                + views.rows_written(written)
+            ),
             messages.SUCCESS,
         )
         return None
@@ -338,12 +338,12 @@ def repurge_selected(
     written = views.submit_confirmed(purges.values())
     modeladmin.message_user(
         request,
-        ngettext(
-            "Re-purging %(count)d target: %(rows)d new attempt written.",
-            "Re-purging %(count)d targets: %(rows)d new attempts written.",
-            len(purges),
-        )
-        % {"count": len(purges), "rows": written},
+        (
+            ngettext("Re-purging %(count)d target:", "Re-purging %(count)d targets:", len(purges))
+            % {"count": len(purges)}
+            + " "
+            + views.rows_written(written, new=True)
+        ),
         messages.SUCCESS,
     )
     if refused:
@@ -504,12 +504,16 @@ def purge_cache_for_selected(
     written = views.submit_confirmed(purges)
     modeladmin.message_user(
         request,
-        ngettext(
-            "Purging the cache for %(count)d object: %(rows)d attempt written.",
-            "Purging the cache for %(count)d objects: %(rows)d attempts written.",
-            objects,
-        )
-        % {"count": objects, "rows": written},
+        (
+            ngettext(
+                "Purging the cache for %(count)d object:",
+                "Purging the cache for %(count)d objects:",
+                objects,
+            )
+            % {"count": objects}
+            + " "
+            + views.rows_written(written)
+        ),
         messages.SUCCESS,
     )
 
@@ -570,12 +574,11 @@ class PurgeCacheMixin:
             written = views.submit_confirmed(purges)
             self.message_user(  # type: ignore[attr-defined]
                 request,
-                ngettext(
-                    "Purging the cache for “%(obj)s”: %(rows)d attempt written.",
-                    "Purging the cache for “%(obj)s”: %(rows)d attempts written.",
-                    written,
-                )
-                % {"obj": obj, "rows": written},
+                (
+                    _("Purging the cache for “%(obj)s”:") % {"obj": obj}
+                    + " "
+                    + views.rows_written(written)
+                ),
                 messages.SUCCESS,
             )
             return HttpResponseRedirect(change_url)

@@ -275,12 +275,12 @@ def purge_urls_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
         targets = len(form.cleaned_data["requests"])
         messages.success(
             request,
-            ngettext(
-                "Purging %(targets)d target: %(rows)d attempt written.",
-                "Purging %(targets)d targets: %(rows)d attempts written.",
-                targets,
-            )
-            % {"targets": targets, "rows": written},
+            (
+                ngettext("Purging %(targets)d target:", "Purging %(targets)d targets:", targets)
+                % {"targets": targets}
+                + " "
+                + rows_written(written)
+            ),
         )
         log = reverse(f"{site.name}:roan_purgeattempt_changelist")
         return HttpResponseRedirect(f"{log}?trigger__exact=admin")
@@ -312,12 +312,11 @@ def purge_all_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
         )
         messages.success(
             request,
-            ngettext(
-                "Purging everything on %(backend)s: %(rows)d attempt written.",
-                "Purging everything on %(backend)s: %(rows)d attempts written.",
-                written,
-            )
-            % {"backend": alias, "rows": written},
+            (
+                _("Purging everything on %(backend)s:") % {"backend": alias}
+                + " "
+                + rows_written(written)
+            ),
         )
         log = reverse(f"{site.name}:roan_purgeattempt_changelist")
         return HttpResponseRedirect(f"{log}?trigger__exact=admin&kind__exact=all")
@@ -334,3 +333,12 @@ def content_type_label(ct_id: int | None) -> str:
         return ""
     ct = ContentType.objects.get_for_id(ct_id)
     return f"{ct.app_label}.{ct.model}"
+
+
+def rows_written(rows: int, *, new: bool = False) -> str:
+    """The second half of every purge message: how many attempt rows were written."""
+    if new:
+        text = ngettext("%(rows)d new attempt written.", "%(rows)d new attempts written.", rows)
+    else:
+        text = ngettext("%(rows)d attempt written.", "%(rows)d attempts written.", rows)
+    return text % {"rows": rows}
