@@ -61,6 +61,10 @@ class AliasesWidget(widgets.Widget):  # type: ignore[misc]
 class PurgeRuleResource(resources.ModelResource):  # type: ignore[misc]
     model_label = fields.Field(attribute="content_type", column_name="model", widget=ModelWidget())
     backends = fields.Field(attribute="backends", column_name="backends", widget=AliasesWidget())
+    # An empty spreadsheet cell reads as None; the column is NOT NULL.
+    description = fields.Field(
+        attribute="description", column_name="description", widget=widgets.CharWidget()
+    )
 
     class Meta:
         model = PurgeRule
