@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
@@ -24,21 +23,6 @@ def staff_client(django_user_model: Any, username: str, perms: list[str]) -> Cli
     client.force_login(user)
     client.user = user  # type: ignore[attr-defined]
     return client
-
-
-@pytest.fixture
-def viewer_client(django_user_model: Any) -> Client:
-    return staff_client(django_user_model, "viewer", VIEW)
-
-
-@pytest.fixture
-def purger_client(django_user_model: Any) -> Client:
-    return staff_client(django_user_model, "purger", [*VIEW, "roan.purge_now"])
-
-
-@pytest.fixture
-def purge_all_client(django_user_model: Any) -> Client:
-    return staff_client(django_user_model, "operator", [*VIEW, "roan.purge_now", "roan.purge_all"])
 
 
 def attempt(**fields: Any) -> PurgeAttempt:
