@@ -26,6 +26,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, URLResolver, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -205,7 +206,7 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
 
     @admin.display(description=gettext_lazy("URL templates"))
     def short_templates(self, rule: PurgeRule) -> str:
-        return Truncator(" ".join(rule.template_lines)).chars(60)
+        return Truncator(" ".join(rule.template_lines)).chars(40)
 
     @admin.display(description=gettext_lazy("backends"))
     def backend_list(self, rule: PurgeRule) -> str:
@@ -403,7 +404,7 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     export_formats = [base_formats.CSV, base_formats.XLSX, base_formats.JSON]
     import_export_change_list_template = "admin/roan/purgeattempt/change_list.html"
     list_display = [
-        "created_at",
+        "created",
         "url",
         "backend_node",
         "status_badge",
@@ -414,13 +415,15 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
         "object_link",
         "user",
     ]
-    list_display_links = ["created_at"]
+    list_display_links = ["created"]
     list_filter = ["status", BackendAliasFilter, "trigger", "kind", "rule"]
     list_select_related = ["user"]
     search_fields = ["target"]
     search_help_text = gettext_lazy("Search by URL, prefix or tag (part of it).")
     date_hierarchy = "created_at"
     show_full_result_count = False
+    # Facet counts are one COUNT per filter choice over the whole log: never offer them.
+    show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     actions = [repurge_selected]
 
@@ -444,6 +447,10 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     ) -> HttpResponse:
         extra = {"roan_can_purge": can_purge(request), **(extra_context or {})}
         return super().changelist_view(request, extra)
+
+    @admin.display(description=gettext_lazy("time"), ordering="created_at")
+    def created(self, attempt: PurgeAttempt) -> str:
+        return date_format(timezone.localtime(attempt.created_at), "SHORT_DATETIME_FORMAT")
 
     @admin.display(description=gettext_lazy("URL"), ordering="target")
     def url(self, attempt: PurgeAttempt) -> str:
