@@ -169,7 +169,7 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     def has_import_permission(self, request: HttpRequest) -> bool:
         # import-export lets anyone import unless told otherwise; an import adds and
         # changes rules, so it takes both permissions.
-        return self.has_add_permission(request) and self.has_change_permission(request)
+        return bool(self.has_add_permission(request) and self.has_change_permission(request))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         since = timezone.now() - datetime.timedelta(hours=24)
