@@ -19,7 +19,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, IntegerField, Model, OuterRef, QuerySet, Subquery
+from django.db.models import Count, IntegerField, Max, Min, Model, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -41,6 +41,7 @@ from roan.admin_views import can_purge, can_purge_all
 from roan.backends.base import ALL, PurgeRequest
 from roan.conf import roan_settings
 from roan.forms import PreviewForm, PurgeRuleForm
+from roan.managers import PurgeAttemptQuerySet
 from roan.models import PurgeAttempt, PurgeRule
 from roan.resources import PurgeAttemptResource, PurgeRuleResource
 
@@ -385,6 +386,76 @@ class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
         return self.count > self.cap
 
 
+class LogQuerySet(PurgeAttemptQuerySet):
+    """The purge log's rows, with a date hierarchy that walks the ``created_at`` index.
+
+    Django's date hierarchy asks for ``MIN`` and ``MAX`` together (SQLite then reads every
+    row) and for ``DISTINCT`` truncated dates, which reads every row everywhere. Here the
+    bounds are two index seeks and each year, month or day is one ``EXISTS`` probe.
+    """
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        first, last = kwargs.get("first"), kwargs.get("last")
+        field = None
+        if not args and isinstance(first, Min) and isinstance(last, Max) and len(kwargs) == 2:
+            field = getattr(first.get_source_expressions()[0], "name", None)
+        if isinstance(field, str):
+            column = self.order_by().values_list(field, flat=True)
+            return {
+                "first": column.order_by(field).first(),
+                "last": column.order_by(f"-{field}").first(),
+            }
+        return super().aggregate(*args, **kwargs)
+
+    def datetimes(  # type: ignore[override]
+        self, field_name: str, kind: str, order: str = "ASC", tzinfo: Any = None
+    ) -> list[datetime.datetime]:
+        if kind not in {"year", "month", "day"}:
+            return list(super().datetimes(field_name, kind, order, tzinfo))  # type: ignore[arg-type]
+        bounds = self.aggregate(first=Min(field_name), last=Max(field_name))
+        if bounds["first"] is None:
+            return []
+        zone = tzinfo or timezone.get_current_timezone()
+        start, end = (timezone.localtime(bounds[k], zone) for k in ("first", "last"))
+        periods = [_period_start(start, kind)]
+        while len(periods) <= 400 and (after := _next_period(periods[-1], kind)) <= end:
+            periods.append(after)
+        if len(periods) > 400:
+            # Days over years: not what the hierarchy asks (it narrows to a month first).
+            return list(super().datetimes(field_name, kind, order, tzinfo))  # type: ignore[arg-type]
+        found = [
+            period
+            for period in periods
+            if self.filter(
+                **{f"{field_name}__gte": period, f"{field_name}__lt": _next_period(period, kind)}
+            )
+            .order_by()
+            .exists()
+        ]
+        return found if order == "ASC" else found[::-1]
+
+
+def _period_start(moment: datetime.datetime, kind: str) -> datetime.datetime:
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if kind == "day":
+        return day
+    if kind == "month":
+        return day.replace(day=1)
+    return day.replace(month=1, day=1)
+
+
+def _next_period(start: datetime.datetime, kind: str) -> datetime.datetime:
+    naive = start.replace(tzinfo=None)
+    if kind == "day":
+        naive += datetime.timedelta(days=1)
+    elif kind == "month":
+        naive = (naive.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
+    else:
+        naive = naive.replace(year=naive.year + 1)
+    # Across a DST change the offset differs, so make the next start aware on its own.
+    return timezone.make_aware(naive, start.tzinfo)
+
+
 class BackendAliasFilter(admin.SimpleListFilter):
     """The configured backends (a DISTINCT over the log would read every row)."""
 
@@ -429,6 +500,10 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
 
     class Media:
         css = {"all": ["roan/admin.css"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        return LogQuerySet(model=queryset.model, query=queryset.query, using=queryset.db)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -503,6 +578,7 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
 # -- for your own ModelAdmin --------------------------------------------------------------
 
 
+@admin.action(description=gettext_lazy("Purge cache for selected %(verbose_name_plural)s"))
 def purge_cache_for_selected(
     modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]
 ) -> None:
@@ -543,14 +619,19 @@ class PurgeCacheMixin:
     opts: Any
     model: type[Model]
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions: dict[str, Any] = super().get_actions(request)  # type: ignore[misc]
-        if can_purge(request):
-            actions["purge_cache_for_selected"] = (
-                purge_cache_for_selected,
-                "purge_cache_for_selected",
-                _("Purge cache for selected %(verbose_name_plural)s"),
-            )
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 added ``action_location`` (change-list or change-form actions) and
+        # warns about overrides without it; 5.2 does not know it.
+        base: Any = super()
+        if action_location is None:
+            actions: dict[str, Any] = base.get_actions(request)
+        else:
+            actions = base.get_actions(request, action_location=action_location)
+        on_list = action_location is None or getattr(action_location, "name", "") == "CHANGE_LIST"
+        if on_list and can_purge(request) and getattr(self, "actions", ()) is not None:
+            action = base.get_action(purge_cache_for_selected)
+            if action is not None:
+                actions["purge_cache_for_selected"] = action
         return actions
 
     def render_change_form(

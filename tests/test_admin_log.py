@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from roan.admin import CappedCountPaginator
+from roan.admin import CappedCountPaginator, LogQuerySet
 from roan.models import PurgeAttempt
 from tests.admin_helpers import attempt
 from tests.testapp.models import Post
@@ -146,3 +146,43 @@ def test_postgresql_serves_the_filtered_list_from_an_index(
     plan = cl.queryset[: cl.list_per_page].explain()
     assert index in plan, plan
     assert f"Seq Scan on {table}" not in plan, plan
+
+
+@pytest.mark.parametrize("kind", ["year", "month", "day"])
+def test_the_date_hierarchy_finds_the_same_dates_as_django_without_a_full_scan(
+    settings, kind
+) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"  # days and months begin at local midnight
+    moments = [
+        "2025-12-31T22:30:00Z",
+        "2025-12-31T23:30:00Z",
+        "2026-01-02T10:00:00Z",
+        "2026-03-29T00:30:00Z",
+        "2026-03-29T23:30:00Z",
+        "2027-06-01T12:00:00Z",
+    ]
+    for moment in moments:
+        row = attempt()
+        PurgeAttempt.objects.filter(pk=row.pk).update(created_at=moment)
+    queryset = PurgeAttempt.objects.all()
+    log = LogQuerySet(model=PurgeAttempt, query=queryset.query)
+
+    assert log.datetimes("created_at", kind) == list(queryset.datetimes("created_at", kind))
+    assert log.filter(created_at__year=2026).datetimes("created_at", kind) == list(
+        queryset.filter(created_at__year=2026).datetimes("created_at", kind)
+    )
+
+
+def test_the_date_hierarchy_drills_down(admin_client) -> None:
+    for moment in ["2025-05-01T12:00:00Z", "2026-01-02T12:00:00Z", "2026-01-05T12:00:00Z"]:
+        row = attempt()
+        PurgeAttempt.objects.filter(pk=row.pk).update(created_at=moment)
+
+    years = admin_client.get("/admin/roan/purgeattempt/").text
+    days = admin_client.get(
+        "/admin/roan/purgeattempt/?created_at__year=2026&created_at__month=1"
+    ).text
+
+    assert "?created_at__year=2025" in years and "?created_at__year=2026" in years
+    assert "created_at__day=2" in days and "created_at__day=5" in days
+    assert "created_at__day=3" not in days
