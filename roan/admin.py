@@ -282,7 +282,7 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             obj = form.cleaned_data["object_id"]
             try:
                 if request.method == "POST":
-                    sent = views.test_purge(rule, obj, user_id=request.user.pk)
+                    sent = views.send_test_purge(rule, obj, user_id=request.user.pk)
                 else:
                     lines = views.preview_rule(rule, obj)
             except ValueError as exc:
@@ -487,7 +487,8 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
         "user",
     ]
     list_display_links = ["created"]
-    list_filter = ["status", BackendAliasFilter, "trigger", "kind", "rule"]
+    # Each filter is served by an index in PurgeAttempt.Meta (kind has none: it is left out).
+    list_filter = ["status", BackendAliasFilter, "trigger", "rule"]
     list_select_related = ["user"]
     search_fields = ["target"]
     search_help_text = gettext_lazy("Search by URL, prefix or tag (part of it).")

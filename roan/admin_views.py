@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.admin import AdminSite
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import models, router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -225,7 +224,9 @@ def preview_rule(rule: PurgeRule, obj: models.Model) -> list[Line]:
     return plan_lines(pipeline.purges_for(obj, compiled, requests, trigger="admin"))
 
 
-def test_purge(rule: PurgeRule, obj: models.Model, *, user_id: int | None) -> list[PurgeAttempt]:
+def send_test_purge(
+    rule: PurgeRule, obj: models.Model, *, user_id: int | None
+) -> list[PurgeAttempt]:
     """Really send what ``rule`` renders for ``obj``; return the attempts it wrote."""
     from roan.models import PurgeAttempt
 
@@ -319,20 +320,13 @@ def purge_all_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
             ),
         )
         log = reverse(f"{site.name}:roan_purgeattempt_changelist")
-        return HttpResponseRedirect(f"{log}?trigger__exact=admin&kind__exact=all")
+        return HttpResponseRedirect(f"{log}?trigger__exact=admin")
     context = {
         **page_context(site, request, _("Purge everything?")),
         "form": form,
         "backend": form.cleaned_data.get("backend") if form.is_valid() else None,
     }
     return TemplateResponse(request, "admin/roan/purge_all_confirmation.html", context)
-
-
-def content_type_label(ct_id: int | None) -> str:
-    if ct_id is None:
-        return ""
-    ct = ContentType.objects.get_for_id(ct_id)
-    return f"{ct.app_label}.{ct.model}"
 
 
 def rows_written(rows: int, *, new: bool = False) -> str:

@@ -117,12 +117,14 @@ def test_re_purge_writes_new_attempts_and_leaves_old_rows_alone(
         ("status__exact=gave_up", "roan_attempt_status"),
         ("trigger__exact=retry", "roan_attempt_trigger"),
         ("backend=rare", "roan_attempt_backend"),
+        ("rule__id__exact={rule}", "roan_attempt_rule"),
     ],
 )
 def test_postgresql_serves_the_filtered_list_from_an_index(
-    admin_client, settings, query, index
+    admin_client, settings, post_rule, query, index
 ) -> None:
     settings.ROAN_BACKENDS = {"rare": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
+    query = query.format(rule=post_rule.pk)
     table = PurgeAttempt._meta.db_table
     with connection.cursor() as cursor:
         # 200,000 ordinary rows and a few of the kind filtered for, then fresh statistics.
@@ -130,14 +132,16 @@ def test_postgresql_serves_the_filtered_list_from_an_index(
             f"""
             INSERT INTO {table} (created_at, updated_at, status, backend, node, host, kind,
                 target, error, purge_id, tries, coalesced, trigger, rule_name, object_pk,
-                object_repr)
+                object_repr, rule_id)
             SELECT now() - make_interval(secs => n), now(),
-                CASE WHEN n % 5000 = 0 THEN 'gave_up' ELSE 'ok' END,
-                CASE WHEN n % 5000 = 1 THEN 'rare' ELSE 'default' END, 'default', '', 'url',
+                CASE WHEN n %% 5000 = 0 THEN 'gave_up' ELSE 'ok' END,
+                CASE WHEN n %% 5000 = 1 THEN 'rare' ELSE 'default' END, 'default', '', 'url',
                 '/p/' || n || '/', '', '', 1, 0,
-                CASE WHEN n % 5000 = 2 THEN 'retry' ELSE 'save' END, '', '', ''
+                CASE WHEN n %% 5000 = 2 THEN 'retry' ELSE 'save' END, '', '', '',
+                CASE WHEN n %% 5000 = 3 THEN %s END
             FROM generate_series(1, 200000) AS n
-            """
+            """,
+            [post_rule.pk],
         )
         cursor.execute(f"ANALYZE {table}")
     response = admin_client.get(f"/admin/roan/purgeattempt/?{query}")
