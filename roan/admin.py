@@ -21,7 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, Max, Min, Model, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, URLResolver, path, reverse
@@ -657,7 +657,9 @@ class PurgeCacheMixin:
         if not can_purge(request):
             raise PermissionDenied
         obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
-        if obj is None or not self.has_view_or_change_permission(request, obj):  # type: ignore[attr-defined]
+        if obj is None:
+            raise Http404
+        if not self.has_view_or_change_permission(request, obj):  # type: ignore[attr-defined]
             raise PermissionDenied
         purges = views.object_purges(obj, user_id=request.user.pk)
         change_url = reverse(
