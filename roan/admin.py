@@ -30,6 +30,7 @@ from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from import_export.admin import ExportMixin, ImportExportModelAdmin
@@ -148,8 +149,7 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         "backend_list",
         "enabled",
         "last_fired",
-        "purges_24h",
-        "failure_rate",
+        "recent",
     ]
     list_filter = [("content_type", admin.RelatedOnlyFieldListFilter), "enabled", BackendFilter]
     list_select_related = ["content_type"]
@@ -195,7 +195,7 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     @admin.display(description=gettext_lazy("events"))
     def events(self, rule: PurgeRule) -> str:
         names = [
-            label
+            str(label)
             for label, on in (
                 (_("save"), rule.on_save),
                 (_("delete"), rule.on_delete),
@@ -207,27 +207,37 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
 
     @admin.display(description=gettext_lazy("URL templates"))
     def short_templates(self, rule: PurgeRule) -> str:
-        return Truncator(" ".join(rule.template_lines)).chars(40)
+        return Truncator(" ".join(rule.template_lines)).chars(32)
 
     @admin.display(description=gettext_lazy("backends"))
     def backend_list(self, rule: PurgeRule) -> str:
         return ", ".join(rule.backends) if rule.backends else _("all")
 
     @admin.display(description=gettext_lazy("last fired"), ordering="last_fired_at")
-    def last_fired(self, rule: PurgeRule) -> datetime.datetime | None:
-        return rule.last_fired_at  # type: ignore[attr-defined,no-any-return]
-
-    @admin.display(description=gettext_lazy("purges (24 h)"), ordering="purges_in_24h")
-    def purges_24h(self, rule: PurgeRule) -> int:
-        return rule.purges_in_24h  # type: ignore[attr-defined,no-any-return]
-
-    @admin.display(description=gettext_lazy("failures (24 h)"))
-    def failure_rate(self, rule: PurgeRule) -> str:
-        total: int = rule.purges_in_24h  # type: ignore[attr-defined]
-        if not total:
+    def last_fired(self, rule: PurgeRule) -> str:
+        when: datetime.datetime | None = rule.last_fired_at  # type: ignore[attr-defined]
+        if when is None:
             return "-"
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>',
+            when.isoformat(),
+            date_format(timezone.localtime(when), "DATETIME_FORMAT"),
+            _("%(time)s ago") % {"time": timesince(when, depth=1)},
+        )
+
+    @admin.display(description=gettext_lazy("24 h"), ordering="purges_in_24h")
+    def recent(self, rule: PurgeRule) -> str:
+        """How often the rule purged in the last 24 hours, and how much of it failed."""
+        total: int = rule.purges_in_24h  # type: ignore[attr-defined]
         failed: int = rule.failures_in_24h  # type: ignore[attr-defined]
-        return f"{100 * failed / total:.0f} % ({failed})"
+        purges = ngettext("%(n)d purge", "%(n)d purges", total) % {"n": total}
+        if not total:
+            return purges.replace(" ", "\N{NO-BREAK SPACE}")
+        rate = _("%(rate).0f %% failed") % {"rate": 100 * failed / total}
+        # Each half stays on one line when the column wraps.
+        return f"{purges}, {rate}".replace(" ", "\N{NO-BREAK SPACE}").replace(
+            ",\N{NO-BREAK SPACE}", ", "
+        )
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
