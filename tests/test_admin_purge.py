@@ -175,3 +175,17 @@ def test_the_change_form_button_shows_the_urls_then_purges_on_post(
 
     assert done.status_code == 302 and done["Location"].endswith(f"/{post.pk}/change/")
     assert sorted(r.target for _node, r in sent) == ["/posts/", "/posts/one/"]
+
+
+def test_roan_pages_mount_once_on_another_admin_site() -> None:
+    from django.contrib.admin import AdminSite
+
+    from roan.admin import ADMIN_PAGES, install_pages
+
+    site = AdminSite(name="other")
+    install_pages(site)
+    install_pages(site)
+
+    names = [getattr(pattern, "name", None) for pattern in site.get_urls()]
+    assert [names.count(name) for _route, _view, name in ADMIN_PAGES] == [1] * len(ADMIN_PAGES)
+    assert names.index("roan_purge") < names.index("index")  # ahead of the catch-all
