@@ -1,62 +1,520 @@
-"""The editor's side: rules and the purge log in the Django admin."""
+"""The editor's side: rules, the purge log and "purge now" in the Django admin.
+
+Besides the two model admins, roan mounts its own pages under ``<admin>/roan/`` (see
+:data:`ADMIN_PAGES`) on ``django.contrib.admin.site``; a project with its own
+``AdminSite`` calls :func:`install_pages` on it. :class:`PurgeCacheMixin` gives a
+project's own ``ModelAdmin`` a "Purge cache" action and change-form button.
+"""
 
 from __future__ import annotations
 
+import datetime
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.contrib.admin import AdminSite
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, IntegerField, Max, Min, Model, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, URLPattern, URLResolver, path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+from import_export.admin import ExportMixin, ImportExportModelAdmin
+from import_export.formats import base_formats
 
-from roan import limits
+from roan import admin_views as views
+from roan import limits, pipeline, rules
+from roan.admin_views import can_purge, can_purge_all
+from roan.backends.base import ALL, PurgeRequest
 from roan.conf import roan_settings
-from roan.forms import PurgeRuleForm
+from roan.forms import PreviewForm, PurgeRuleForm
+from roan.managers import PurgeAttemptQuerySet
 from roan.models import BackendState, PurgeAttempt, PurgeRule
+from roan.resources import PurgeAttemptResource, PurgeRuleResource
+
+FAILING = [PurgeAttempt.Status.FAILED, PurgeAttempt.Status.GAVE_UP]
+
+
+# -- rules --------------------------------------------------------------------------------
+
+
+@admin.action(description=gettext_lazy("Enable selected rules"), permissions=["change"])
+def enable_rules(modeladmin: PurgeRuleAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    count = queryset.update(enabled=True)
+    modeladmin.message_user(
+        request,
+        ngettext("%(count)d rule enabled.", "%(count)d rules enabled.", count) % {"count": count},
+        messages.SUCCESS,
+    )
+
+
+@admin.action(description=gettext_lazy("Disable selected rules"), permissions=["change"])
+def disable_rules(
+    modeladmin: PurgeRuleAdmin, request: HttpRequest, queryset: QuerySet[Any]
+) -> None:
+    count = queryset.update(enabled=False)
+    modeladmin.message_user(
+        request,
+        ngettext("%(count)d rule disabled.", "%(count)d rules disabled.", count) % {"count": count},
+        messages.SUCCESS,
+    )
+
+
+@admin.action(description=gettext_lazy("Purge now"), permissions=["purge_now"])
+def purge_rules_now(
+    modeladmin: PurgeRuleAdmin, request: HttpRequest, queryset: QuerySet[Any]
+) -> HttpResponse | None:
+    """Static templates once; templated ones for every object, after a confirmation page."""
+    plan = views.plan_rules(queryset.select_related("content_type"))
+    confirmed = request.POST.get("post") == "yes"
+    over_limit_ok = not plan.over_limit or request.POST.get("confirm_over_limit") == "yes"
+    if confirmed and over_limit_ok and plan.rules:
+        written = views.submit_confirmed(views.rule_purges(plan, user_id=request.user.pk))
+        modeladmin.message_user(
+            request,
+            (
+                ngettext("Purging %(rules)d rule:", "Purging %(rules)d rules:", len(plan.rules))
+                % {"rules": len(plan.rules)}
+                + " "
+                + views.rows_written(written)
+            ),
+            messages.SUCCESS,
+        )
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": _("Purge these rules now?"),
+        "opts": modeladmin.opts,
+        "plan": plan,
+        "limit": roan_settings.MAX_URLS_PER_EVENT,
+        "queryset": queryset,
+        "missing_over_limit": confirmed and not over_limit_ok,
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/roan/purge_rules_confirmation.html", context)
+
+
+class BackendFilter(admin.SimpleListFilter):
+    """Rules that purge on a backend: those naming it, and those naming none (all)."""
+
+    title = gettext_lazy("backend")
+    parameter_name = "backend"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(alias, alias) for alias in roan_settings.BACKENDS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        alias = self.value()
+        if not alias:
+            return queryset
+        # JSON containment is not portable (SQLite lacks it) and rules are few: filter
+        # the small table in Python.
+        pks = [
+            pk
+            for pk, names in queryset.values_list("pk", "backends")
+            if not names or alias in names
+        ]
+        return queryset.filter(pk__in=pks)
 
 
 @admin.register(PurgeRule)
-class PurgeRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     form = PurgeRuleForm
+    resource_classes = [PurgeRuleResource]
+    import_formats = [base_formats.CSV, base_formats.JSON, base_formats.YAML, base_formats.XLSX]
+    export_formats = [base_formats.CSV, base_formats.JSON, base_formats.YAML, base_formats.XLSX]
+    # import-export wraps change_list_template in its own; roan's sits outermost so that
+    # its object tools show next to Import and Export.
+    import_export_change_list_template = "admin/roan/purgerule/change_list.html"
+    change_form_template = "admin/roan/purgerule/change_form.html"
     list_display = [
         "name",
         "content_type",
-        "on_save",
-        "on_delete",
-        "on_m2m",
+        "events",
+        "short_templates",
+        "backend_list",
         "enabled",
-        "updated_at",
+        "last_fired",
+        "recent",
     ]
-    list_filter = ["enabled", "content_type"]
+    list_filter = [("content_type", admin.RelatedOnlyFieldListFilter), "enabled", BackendFilter]
+    list_select_related = ["content_type"]
     search_fields = ["name", "templates", "description"]
+    actions = [enable_rules, disable_rules, purge_rules_now]
     fieldsets = [
         (None, {"fields": ["name", "content_type", "templates", "backends", "enabled"]}),
-        ("Events", {"fields": ["on_save", "on_delete", "on_m2m"]}),
-        ("Notes", {"fields": ["description"], "classes": ["collapse"]}),
+        (gettext_lazy("Events"), {"fields": ["on_save", "on_delete", "on_m2m"]}),
+        (gettext_lazy("Notes"), {"fields": ["description"], "classes": ["collapse"]}),
     ]
+
+    class Media:
+        css = {"all": ["roan/admin.css"]}
+
+    def has_purge_now_permission(self, request: HttpRequest) -> bool:
+        return can_purge(request)
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        # import-export lets anyone import unless told otherwise; an import adds and
+        # changes rules, so it takes both permissions.
+        return bool(self.has_add_permission(request) and self.has_change_permission(request))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        since = timezone.now() - datetime.timedelta(hours=24)
+        # Correlated subqueries per row of one page: each is an index range scan on
+        # roan_attempt_rule (rule, -created_at), however long the log is.
+        attempts = PurgeAttempt.objects.filter(rule=OuterRef("pk")).order_by()
+        recent = attempts.filter(created_at__gte=since).values("rule")
+
+        def count(qs: QuerySet[Any]) -> Coalesce:
+            return Coalesce(
+                Subquery(qs.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0
+            )
+
+        queryset: QuerySet[Any] = super().get_queryset(request)
+        annotated: QuerySet[Any] = queryset.annotate(
+            last_fired_at=Subquery(attempts.order_by("-created_at").values("created_at")[:1]),
+            purges_in_24h=count(recent),
+            failures_in_24h=count(recent.filter(status__in=FAILING)),
+        )
+        return annotated
+
+    @admin.display(description=gettext_lazy("events"))
+    def events(self, rule: PurgeRule) -> str:
+        names = [
+            str(label)
+            for label, on in (
+                (_("save"), rule.on_save),
+                (_("delete"), rule.on_delete),
+                (_("m2m"), rule.on_m2m),
+            )
+            if on
+        ]
+        return ", ".join(names)
+
+    @admin.display(description=gettext_lazy("URL templates"))
+    def short_templates(self, rule: PurgeRule) -> str:
+        return Truncator(" ".join(rule.template_lines)).chars(32)
+
+    @admin.display(description=gettext_lazy("backends"))
+    def backend_list(self, rule: PurgeRule) -> str:
+        return ", ".join(rule.backends) if rule.backends else _("all")
+
+    @admin.display(description=gettext_lazy("last fired"), ordering="last_fired_at")
+    def last_fired(self, rule: PurgeRule) -> str:
+        when: datetime.datetime | None = rule.last_fired_at  # type: ignore[attr-defined]
+        if when is None:
+            return "-"
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>',
+            when.isoformat(),
+            date_format(timezone.localtime(when), "DATETIME_FORMAT"),
+            _("%(time)s ago") % {"time": timesince(when, depth=1)},
+        )
+
+    @admin.display(description=gettext_lazy("24 h"), ordering="purges_in_24h")
+    def recent(self, rule: PurgeRule) -> str:
+        """How often the rule purged in the last 24 hours, and how much of it failed."""
+        total: int = rule.purges_in_24h  # type: ignore[attr-defined]
+        failed: int = rule.failures_in_24h  # type: ignore[attr-defined]
+        purges = ngettext("%(n)d purge", "%(n)d purges", total) % {"n": total}
+        if not total:
+            return purges.replace(" ", "\N{NO-BREAK SPACE}")
+        rate = _("%(rate).0f %% failed") % {"rate": 100 * failed / total}
+        # Each half stays on one line when the column wraps.
+        return f"{purges}, {rate}".replace(" ", "\N{NO-BREAK SPACE}").replace(
+            ",\N{NO-BREAK SPACE}", ", "
+        )
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        code = [
+            {
+                "url": code.url,
+                "model": code.model if isinstance(code.model, str) else code.model._meta.label,
+                "event": code.event,
+            }
+            for code in rules.code_rules()
+        ]
+        extra = {
+            "roan_code_rules": code,
+            "roan_can_purge": can_purge(request),
+            "roan_broken": rules.get_index().broken,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra)  # type: ignore[no-any-return]
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        context["roan_can_purge"] = can_purge(request)
+        return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[no-any-return]
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="{}_{}_preview".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Render a rule for one object without sending; POST sends it as a test."""
+        rule = get_object_or_404(PurgeRule.objects.select_related("content_type"), pk=object_id)
+        if not self.has_view_or_change_permission(request, rule):
+            raise PermissionDenied
+        if request.method == "POST" and not can_purge(request):
+            raise PermissionDenied
+        model = rule.content_type.model_class()
+        form = PreviewForm(model, request.POST or request.GET or None) if model else None
+        lines: list[views.Line] = []
+        sent: list[PurgeAttempt] = []
+        obj = None
+        problem = "" if model else _("The model of this rule is not installed.")
+        if form is not None and form.is_valid():
+            obj = form.cleaned_data["object_id"]
+            try:
+                if request.method == "POST":
+                    sent = views.send_test_purge(rule, obj, user_id=request.user.pk)
+                else:
+                    lines = views.preview_rule(rule, obj)
+            except ValueError as exc:
+                problem = str(exc)
+        latest = list(model._default_manager.order_by("-pk")[:50]) if model else []
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Preview: %(rule)s") % {"rule": rule},
+            "opts": self.opts,
+            "original": rule,
+            "form": form,
+            "obj": obj,
+            "lines": lines,
+            "sent": sent,
+            "problem": problem,
+            "latest": latest,
+            "roan_can_purge": can_purge(request),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/roan/purgerule/preview.html", context)
+
+
+# -- the purge log ------------------------------------------------------------------------
+
+
+@admin.action(description=gettext_lazy("Re-purge selected"), permissions=["purge_now"])
+def repurge_selected(
+    modeladmin: PurgeAttemptAdmin, request: HttpRequest, queryset: QuerySet[Any]
+) -> None:
+    """Send the selected targets again as new attempts; the old rows stay as they were."""
+    limit = roan_settings.MAX_URLS_PER_EVENT
+    rows = list(queryset.order_by()[: limit + 1])
+    if len(rows) > limit:
+        modeladmin.message_user(
+            request,
+            _("Select at most %(limit)d attempts (ROAN_MAX_URLS_PER_EVENT); filter the log.")
+            % {"limit": limit},
+            messages.ERROR,
+        )
+        return
+    purges: dict[tuple[str, PurgeRequest], pipeline.Purge] = {}
+    refused = 0
+    for attempt in rows:
+        if attempt.kind == ALL and not can_purge_all(request):
+            refused += 1
+            continue
+        request_ = PurgeRequest(attempt.kind, attempt.target, attempt.host)
+        origin = pipeline.Origin(
+            trigger="admin",
+            rule_id=attempt.rule_id,
+            rule_name=attempt.rule_name,
+            content_type_id=attempt.content_type_id,
+            object_pk=attempt.object_pk,
+            object_repr=attempt.object_repr,
+            user_id=request.user.pk,
+        )
+        purges.setdefault(
+            (attempt.backend, request_), pipeline.Purge(attempt.backend, request_, origin)
+        )
+    written = views.submit_confirmed(purges.values())
+    modeladmin.message_user(
+        request,
+        (
+            ngettext("Re-purging %(count)d target:", "Re-purging %(count)d targets:", len(purges))
+            % {"count": len(purges)}
+            + " "
+            + views.rows_written(written, new=True)
+        ),
+        messages.SUCCESS,
+    )
+    if refused:
+        modeladmin.message_user(
+            request,
+            ngettext(
+                "%(count)d attempt purged everything; that needs the purge_all permission.",
+                "%(count)d attempts purged everything; that needs the purge_all permission.",
+                refused,
+            )
+            % {"count": refused},
+            messages.WARNING,
+        )
+
+
+class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
+    """Counts at most ``cap`` rows, so a page of a huge log never counts the whole table.
+
+    The admin shows "more than N" when the cap is reached; narrow the list with the
+    filters or the date hierarchy to reach older rows.
+    """
+
+    cap = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        # SELECT COUNT(*) FROM (SELECT ... LIMIT cap + 1): bounded work at any size.
+        rows: Any = self.object_list
+        return int(rows[: self.cap + 1].count())
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.cap
+
+
+class LogQuerySet(PurgeAttemptQuerySet):
+    """The purge log's rows, with a date hierarchy that walks the ``created_at`` index.
+
+    Django's date hierarchy asks for ``MIN`` and ``MAX`` together (SQLite then reads every
+    row) and for ``DISTINCT`` truncated dates, which reads every row everywhere. Here the
+    bounds are two index seeks and each year, month or day is one ``EXISTS`` probe.
+    """
+
+    def aggregate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        first, last = kwargs.get("first"), kwargs.get("last")
+        field = None
+        if not args and isinstance(first, Min) and isinstance(last, Max) and len(kwargs) == 2:
+            field = getattr(first.get_source_expressions()[0], "name", None)
+        if isinstance(field, str):
+            column = self.order_by().values_list(field, flat=True)
+            return {
+                "first": column.order_by(field).first(),
+                "last": column.order_by(f"-{field}").first(),
+            }
+        return super().aggregate(*args, **kwargs)
+
+    def datetimes(  # type: ignore[override]
+        self, field_name: str, kind: str, order: str = "ASC", tzinfo: Any = None
+    ) -> list[datetime.datetime]:
+        if kind not in {"year", "month", "day"}:
+            return list(super().datetimes(field_name, kind, order, tzinfo))  # type: ignore[arg-type]
+        bounds = self.aggregate(first=Min(field_name), last=Max(field_name))
+        if bounds["first"] is None:
+            return []
+        zone = tzinfo or timezone.get_current_timezone()
+        start, end = (timezone.localtime(bounds[k], zone) for k in ("first", "last"))
+        periods = [_period_start(start, kind)]
+        while len(periods) <= 400 and (after := _next_period(periods[-1], kind)) <= end:
+            periods.append(after)
+        if len(periods) > 400:
+            # Days over years: not what the hierarchy asks (it narrows to a month first).
+            return list(super().datetimes(field_name, kind, order, tzinfo))  # type: ignore[arg-type]
+        found = [
+            period
+            for period in periods
+            if self.filter(
+                **{f"{field_name}__gte": period, f"{field_name}__lt": _next_period(period, kind)}
+            )
+            .order_by()
+            .exists()
+        ]
+        return found if order == "ASC" else found[::-1]
+
+
+def _period_start(moment: datetime.datetime, kind: str) -> datetime.datetime:
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if kind == "day":
+        return day
+    if kind == "month":
+        return day.replace(day=1)
+    return day.replace(month=1, day=1)
+
+
+def _next_period(start: datetime.datetime, kind: str) -> datetime.datetime:
+    naive = start.replace(tzinfo=None)
+    if kind == "day":
+        naive += datetime.timedelta(days=1)
+    elif kind == "month":
+        naive = (naive.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
+    else:
+        naive = naive.replace(year=naive.year + 1)
+    # Across a DST change the offset differs, so make the next start aware on its own.
+    return timezone.make_aware(naive, start.tzinfo)
+
+
+class BackendAliasFilter(admin.SimpleListFilter):
+    """The configured backends (a DISTINCT over the log would read every row)."""
+
+    title = gettext_lazy("backend")
+    parameter_name = "backend"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(alias, alias) for alias in roan_settings.BACKENDS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(backend=self.value()) if self.value() else queryset
 
 
 @admin.register(PurgeAttempt)
-class PurgeAttemptAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,type-arg]
+    resource_classes = [PurgeAttemptResource]
+    export_formats = [base_formats.CSV, base_formats.XLSX, base_formats.JSON]
+    import_export_change_list_template = "admin/roan/purgeattempt/change_list.html"
     list_display = [
-        "created_at",
-        "target",
-        "backend",
-        "node",
-        "status",
+        "created",
+        "url",
+        "backend_node",
+        "status_badge",
         "http_status",
-        "latency_ms",
+        "latency",
         "trigger",
-        "rule_name",
-        "object_repr",
+        "rule_link",
+        "object_link",
         "user",
     ]
-    list_filter = ["status", "backend", "trigger"]
+    list_display_links = ["created"]
+    # Each filter is served by an index in PurgeAttempt.Meta (kind has none: it is left out).
+    list_filter = ["status", BackendAliasFilter, "trigger", "rule"]
     list_select_related = ["user"]
     search_fields = ["target"]
+    search_help_text = gettext_lazy("Search by URL, prefix or tag (part of it).")
     date_hierarchy = "created_at"
     show_full_result_count = False
+    # Facet counts are one COUNT per filter choice over the whole log: never offer them.
+    show_facets = admin.ShowFacets.NEVER
+    paginator = CappedCountPaginator
+    actions = [repurge_selected]
+
+    class Media:
+        css = {"all": ["roan/admin.css"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        return LogQuerySet(model=queryset.model, query=queryset.query, using=queryset.db)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -67,11 +525,223 @@ class PurgeAttemptAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_superuser)
 
+    def has_purge_now_permission(self, request: HttpRequest) -> bool:
+        return can_purge(request)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra = {"roan_can_purge": can_purge(request), **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    @admin.display(description=gettext_lazy("time"), ordering="created_at")
+    def created(self, attempt: PurgeAttempt) -> str:
+        return date_format(timezone.localtime(attempt.created_at), "SHORT_DATETIME_FORMAT")
+
+    @admin.display(description=gettext_lazy("URL"), ordering="target")
+    def url(self, attempt: PurgeAttempt) -> str:
+        target = f"{attempt.host}{attempt.target}" if attempt.host else attempt.target
+        if attempt.kind == PurgeAttempt.Kind.PREFIX:
+            return f"{target}*"
+        if attempt.kind != PurgeAttempt.Kind.URL:
+            return f"{attempt.get_kind_display()} {target}".strip()
+        return target
+
+    @admin.display(description=gettext_lazy("backend"), ordering="backend")
+    def backend_node(self, attempt: PurgeAttempt) -> str:
+        return f"{attempt.backend} / {attempt.node}" if attempt.node else attempt.backend
+
+    @admin.display(description=gettext_lazy("status"), ordering="status")
+    def status_badge(self, attempt: PurgeAttempt) -> str:
+        return format_html(
+            '<span class="roan-badge roan-status-{}" title="{}">{}</span>',
+            attempt.status,
+            attempt.error,
+            attempt.get_status_display(),
+        )
+
+    @admin.display(description=gettext_lazy("latency"), ordering="latency_ms")
+    def latency(self, attempt: PurgeAttempt) -> str:
+        return "-" if attempt.latency_ms is None else f"{attempt.latency_ms:.1f} ms"
+
+    @admin.display(description=gettext_lazy("rule"), ordering="rule_name")
+    def rule_link(self, attempt: PurgeAttempt) -> str:
+        if attempt.rule_id is None:
+            return attempt.rule_name or "-"
+        url = reverse(f"{self.admin_site.name}:roan_purgerule_change", args=[attempt.rule_id])
+        return format_html('<a href="{}">{}</a>', url, attempt.rule_name or attempt.rule_id)
+
+    @admin.display(description=gettext_lazy("object"))
+    def object_link(self, attempt: PurgeAttempt) -> str:
+        if not attempt.object_pk or attempt.content_type_id is None:
+            return attempt.object_repr or "-"
+        ct = ContentType.objects.get_for_id(attempt.content_type_id)
+        try:
+            url = reverse(
+                f"{self.admin_site.name}:{ct.app_label}_{ct.model}_change",
+                args=[attempt.object_pk],
+            )
+        except NoReverseMatch:  # the model is not in this admin site
+            return attempt.object_repr
+        return format_html('<a href="{}">{}</a>', url, attempt.object_repr or attempt.object_pk)
+
+
+# -- for your own ModelAdmin --------------------------------------------------------------
+
+
+@admin.action(description=gettext_lazy("Purge cache for selected %(verbose_name_plural)s"))
+def purge_cache_for_selected(
+    modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]
+) -> None:
+    if not can_purge(request):
+        raise PermissionDenied
+    purges: list[pipeline.Purge] = []
+    objects = 0
+    for obj in queryset.iterator(chunk_size=views.CHUNK):
+        objects += 1
+        purges += views.object_purges(obj, user_id=request.user.pk)
+    written = views.submit_confirmed(purges)
+    modeladmin.message_user(
+        request,
+        (
+            ngettext(
+                "Purging the cache for %(count)d object:",
+                "Purging the cache for %(count)d objects:",
+                objects,
+            )
+            % {"count": objects}
+            + " "
+            + views.rows_written(written)
+        ),
+        messages.SUCCESS,
+    )
+
+
+class PurgeCacheMixin:
+    """Add to your ``ModelAdmin``: a "Purge cache for selected" action and a change-form
+    button that purges what roan's rules render for the object (``roan.purge_now``).
+
+    The button comes from ``change_form_template``; with a template of your own, include
+    ``admin/roan/includes/purge_cache_tool.html`` in its ``object-tools-items`` block.
+    """
+
+    change_form_template = "admin/roan/purge_cache/change_form.html"
+    admin_site: AdminSite
+    opts: Any
+    model: type[Model]
+
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 added ``action_location`` (change-list or change-form actions) and
+        # warns about overrides without it; 5.2 does not know it.
+        base: Any = super()
+        if action_location is None:
+            actions: dict[str, Any] = base.get_actions(request)
+        else:
+            actions = base.get_actions(request, action_location=action_location)
+        on_list = action_location is None or getattr(action_location, "name", "") == "CHANGE_LIST"
+        if on_list and can_purge(request) and getattr(self, "actions", ()) is not None:
+            action = base.get_action(purge_cache_for_selected)
+            if action is not None:
+                actions["purge_cache_for_selected"] = action
+        return actions
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        context["roan_can_purge"] = can_purge(request)
+        return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[misc,no-any-return]
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/purge-cache/",
+                self.admin_site.admin_view(self.purge_cache_view),
+                name="{}_{}_roan_purge_cache".format(*info),
+            ),
+            *super().get_urls(),  # type: ignore[misc]
+        ]
+
+    def purge_cache_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """GET: what would be purged; POST: purge it (``roan.purge_now``)."""
+        if not can_purge(request):
+            raise PermissionDenied
+        obj = self.get_object(request, object_id)  # type: ignore[attr-defined]
+        if obj is None:
+            raise Http404
+        if not self.has_view_or_change_permission(request, obj):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        purges = views.object_purges(obj, user_id=request.user.pk)
+        change_url = reverse(
+            f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=[obj.pk],
+        )
+        if request.method == "POST":
+            written = views.submit_confirmed(purges)
+            self.message_user(  # type: ignore[attr-defined]
+                request,
+                (
+                    _("Purging the cache for “%(obj)s”:") % {"obj": obj}
+                    + " "
+                    + views.rows_written(written)
+                ),
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Purge the cache for “%(obj)s”?") % {"obj": obj},
+            "opts": self.opts,
+            "object": obj,
+            "lines": views.plan_lines(purges),
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/roan/purge_cache/confirmation.html", context)
+
+
+# -- roan's own pages ---------------------------------------------------------------------
+
+#: roan's pages under ``<admin>/roan/``: (route, view(request, site), URL name). Each view
+#: checks its own permission; the site adds login, staff, CSRF and never-cache.
+ADMIN_PAGES: list[tuple[str, Callable[[HttpRequest, AdminSite], HttpResponse], str]] = [
+    ("purge/", views.purge_urls_view, "roan_purge"),
+    ("purge/all/", views.purge_all_view, "roan_purge_all"),
+]
+
+
+def admin_page_urls(site: AdminSite) -> list[URLPattern]:
+    """URL patterns of :data:`ADMIN_PAGES` for ``site`` (relative to the admin root)."""
+    return [
+        path(f"roan/{route}", site.admin_view(functools.partial(view, site=site)), name=name)  # type: ignore[call-arg]
+        for route, view, name in ADMIN_PAGES
+    ]
+
+
+def install_pages(site: AdminSite) -> None:
+    """Serve :data:`ADMIN_PAGES` from ``site`` (done for ``django.contrib.admin.site``).
+
+    ``AdminSite`` has no hook for app-level pages, and ``ModelAdmin.get_urls()`` lives
+    under ``<app>/<model>/``; so the site's ``get_urls`` is wrapped, ahead of its own
+    patterns (its catch-all would answer first).
+    """
+    if getattr(site, "_roan_pages_installed", False):
+        return
+    original = site.get_urls
+
+    def get_urls() -> list[URLResolver | URLPattern]:
+        return [*admin_page_urls(site), *original()]
+
+    site.get_urls = get_urls  # type: ignore[method-assign]
+    site._roan_pages_installed = True  # type: ignore[attr-defined]
+
+
+install_pages(admin.site)
+
 
 # -- the pause switches (roan.limits) ---------------------------------------------------------
 
 
-@admin.action(description=_("Pause sending for the selected backends"), permissions=["change"])
+@admin.action(description=gettext_lazy("Pause sending for the selected backends"), permissions=["change"])
 def pause_backends(
     modeladmin: BackendStateAdmin, request: HttpRequest, queryset: QuerySet[BackendState]
 ) -> None:
@@ -91,7 +761,7 @@ def pause_backends(
 
 
 @admin.action(
-    description=_("Resume the selected backends and send what queued"), permissions=["change"]
+    description=gettext_lazy("Resume the selected backends and send what queued"), permissions=["change"]
 )
 def resume_backends(
     modeladmin: BackendStateAdmin, request: HttpRequest, queryset: QuerySet[BackendState]
@@ -152,17 +822,17 @@ class BackendStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             )
         return super().changelist_view(request, extra_context)
 
-    @admin.display(description=_("label"))
+    @admin.display(description=gettext_lazy("label"))
     def label(self, obj: BackendState) -> str:
         config = roan_settings.BACKENDS.get(obj.alias)
         if not isinstance(config, dict):
             return str(_("not in ROAN_BACKENDS"))
         return str(config.get("LABEL") or config.get("BACKEND", ""))
 
-    @admin.display(description=_("paused by setting"), boolean=True)
+    @admin.display(description=gettext_lazy("paused by setting"), boolean=True)
     def paused_by_option(self, obj: BackendState) -> bool:
         return limits.paused_by_option(obj.alias)
 
-    @admin.display(description=_("queued attempts"))
+    @admin.display(description=gettext_lazy("queued attempts"))
     def queued(self, obj: BackendState) -> int:
         return limits.queued(obj.alias)

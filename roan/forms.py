@@ -1,11 +1,12 @@
-"""Validation of rules (shared by the admin, imports and ``full_clean``)."""
+"""Validation of rules (shared by the admin, imports and ``full_clean``) and the admin's forms."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
+from django.db.models import Model
 from django.utils.translation import gettext as _
 
 from roan.conf import roan_settings
@@ -71,3 +72,139 @@ class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
         widgets = {
             "templates": forms.Textarea(attrs={"rows": 5, "cols": 80, "spellcheck": "false"})
         }
+
+
+# -- the admin's purge controls -------------------------------------------------------------
+
+
+def _backend_choices(kind: str | None = None) -> list[tuple[str, str]]:
+    """Configured backends (those that can purge by ``kind``), labelled with what they can."""
+    from roan import backends as backend_registry
+
+    choices = []
+    for alias in roan_settings.BACKENDS:
+        try:
+            backend = backend_registry.get_backend(alias)
+        except ImproperlyConfigured:
+            continue
+        if kind is not None and kind not in backend.capabilities:
+            continue
+        label = alias if backend.label == alias else f"{backend.label} ({alias})"
+        can = ", ".join(sorted(backend.capabilities))
+        choices.append((alias, f"{label}: {type(backend).__name__}, can purge by {can}"))
+    return choices
+
+
+class PurgeURLsForm(forms.Form):
+    """Purge paths, absolute URLs or prefixes, one per line, on chosen backends."""
+
+    urls = forms.CharField(
+        label=_("URLs"),
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "spellcheck": "false"}),
+        help_text=_(
+            "One path (/posts/) or URL (https://www.example.com/about/) per line. A URL's "
+            "host must be in the backend's HOSTS."
+        ),
+    )
+    kind = forms.ChoiceField(
+        label=_("Purge"),
+        choices=[
+            ("url", _("exactly these URLs")),
+            ("prefix", _("everything under these prefixes")),
+        ],
+        initial="url",
+        widget=forms.RadioSelect,
+    )
+    backends = forms.MultipleChoiceField(label=_("Backends"), widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = _backend_choices()
+        field = self.fields["backends"]
+        assert isinstance(field, forms.MultipleChoiceField)  # for mypy
+        field.choices = choices
+        field.initial = [alias for alias, _label in choices]
+
+    def clean(self) -> dict[str, Any]:
+        from roan import backends as backend_registry
+        from roan.api import parse_target
+
+        data = super().clean() or {}
+        kind = data.get("kind")
+        if not kind or "urls" not in data:
+            return data
+        requests = []
+        errors = []
+        for number, line in enumerate(data["urls"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                requests.append(parse_target(line, kind))
+            except ValueError as exc:
+                errors.append(
+                    ValidationError(
+                        _("Line %(line)d: %(reason)s"), params={"line": number, "reason": exc}
+                    )
+                )
+        if errors:
+            self.add_error("urls", errors)
+        elif not requests:
+            self.add_error("urls", _("Give at least one URL."))
+        data["requests"] = list(dict.fromkeys(requests))
+        unable = [
+            alias
+            for alias in data.get("backends", [])
+            if kind not in backend_registry.get_backend(alias).capabilities
+        ]
+        if unable:
+            self.add_error(
+                "backends",
+                _("%(backends)s cannot purge by %(kind)s.")
+                % {"backends": ", ".join(unable), "kind": kind},
+            )
+        return data
+
+    def purges(self, *, user_id: int | None) -> list[Any]:
+        from roan.pipeline import Origin, Purge
+
+        origin = Origin(trigger="admin", user_id=user_id)
+        return [
+            Purge(alias, request, origin)
+            for alias in self.cleaned_data["backends"]
+            for request in self.cleaned_data["requests"]
+        ]
+
+
+class PurgeAllForm(forms.Form):
+    """Everything cached on one backend that can do it."""
+
+    backend = forms.ChoiceField(label=_("Backend"))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["backend"]
+        assert isinstance(field, forms.ChoiceField)  # for mypy
+        field.choices = _backend_choices("all")
+
+
+class PreviewForm(forms.Form):
+    """Pick the object a rule preview renders for, by primary key."""
+
+    object_id = forms.CharField(label=_("Object"), max_length=255)
+
+    def __init__(self, model: type[Model], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.model = model
+        self.fields["object_id"].help_text = _(
+            "The primary key of a %(model)s; the list offers the latest ones."
+        ) % {"model": model._meta.verbose_name}
+
+    def clean_object_id(self) -> Model:
+        value = self.cleaned_data["object_id"].strip()
+        try:
+            return self.model._default_manager.get(pk=value)
+        except (ObjectDoesNotExist, ValueError, ValidationError):
+            raise ValidationError(
+                _("There is no %(model)s with the key %(pk)s."),
+                params={"model": self.model._meta.verbose_name, "pk": value},
+            ) from None

@@ -1,11 +1,16 @@
-"""The rule form validates templates line by line; the purge log is append-only."""
+"""The rules admin: the form validates templates per line, the list, its filters and actions."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.contenttypes.models import ContentType
+from django.utils import timezone
 
+from roan import purge
 from roan.models import PurgeAttempt, PurgeRule
+from tests.admin_helpers import attempt
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db
@@ -72,3 +77,70 @@ def test_the_purge_log_is_append_only(admin_client) -> None:
     assert change.status_code == 403
     attempt.refresh_from_db()
     assert attempt.target == "/x/"
+
+
+def test_the_rule_list_shows_recent_purges_failure_rate_and_last_fire(
+    admin_client, post_rule
+) -> None:
+    attempt(rule=post_rule, status="ok")
+    attempt(rule=post_rule, status="failed")
+    last = attempt(rule=post_rule, status="gave_up")
+    old = attempt(rule=post_rule, status="failed")
+    PurgeAttempt.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=2))
+
+    response = admin_client.get("/admin/roan/purgerule/")
+
+    [row] = response.context["cl"].result_list
+    assert (row.purges_in_24h, row.failures_in_24h) == (3, 2)
+    assert row.last_fired_at == last.created_at
+    assert (
+        "3\N{NO-BREAK SPACE}purges, 67\N{NO-BREAK SPACE}%\N{NO-BREAK SPACE}failed" in response.text
+    )
+    assert "save, delete" in response.text
+
+
+def test_disabling_a_rule_from_the_list_stops_its_purges(
+    admin_client, post_rule, outbox, django_capture_on_commit_callbacks
+) -> None:
+    response = admin_client.post(
+        "/admin/roan/purgerule/",
+        {"action": "disable_rules", "_selected_action": [post_rule.pk]},
+        follow=True,
+    )
+    assert "1 rule disabled." in response.text
+    with django_capture_on_commit_callbacks(execute=True):
+        Post.objects.create(title="T", slug="t")
+    assert outbox == []
+
+    admin_client.post(
+        "/admin/roan/purgerule/", {"action": "enable_rules", "_selected_action": [post_rule.pk]}
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        Post.objects.create(title="U", slug="u")
+    assert sorted(r.target for _node, r in outbox) == ["/posts/", "/posts/u/"]
+
+
+def test_the_backend_filter_includes_rules_that_purge_everywhere(
+    admin_client, make_rule, settings
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "a": {"BACKEND": "roan.backends.locmem.LocMemBackend"},
+        "b": {"BACKEND": "roan.backends.locmem.LocMemBackend"},
+    }
+    make_rule("only a", "/a/", backends=["a"])
+    make_rule("everywhere", "/e/")
+    make_rule("only b", "/b/", backends=["b"])
+
+    response = admin_client.get("/admin/roan/purgerule/?backend=a")
+
+    assert [r.name for r in response.context["cl"].result_list] == ["everywhere", "only a"]
+
+
+def test_code_rules_are_listed_read_only(admin_client) -> None:
+    purge("/legacy/").on_save(Post)
+
+    response = admin_client.get("/admin/roan/purgerule/")
+
+    section = response.text.split('id="roan-code-rules"', 1)[1]
+    assert "/legacy/" in section and "testapp.Post" in section and "save" in section
+    assert "<input" not in section.split("</div>", 1)[0]

@@ -5,6 +5,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from blog.models import Author, Post, Tag
+from roan.admin import PurgeCacheMixin
 
 
 @admin.register(Author)
@@ -29,7 +30,8 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(Post)
-class PostAdmin(admin.ModelAdmin):
+class PostAdmin(PurgeCacheMixin, admin.ModelAdmin):
+    # roan: a "Purge cache for selected" action and a "Purge cache" button on the form.
     list_display = ["title", "author", "published_at", "tag_list"]
     list_filter = ["author", "tags", "published_at"]
     list_select_related = ["author"]

@@ -1,0 +1,338 @@
+"""What the admin's purge controls do: plans shown on confirmation pages, then the purges.
+
+Every purge started here is a person's explicit choice, so it names the user, uses the
+trigger ``admin``, and is not cut at ``ROAN_MAX_URLS_PER_EVENT`` (that cap guards against
+one save exploding; here the editor was shown the count and confirmed it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import messages
+from django.contrib.admin import AdminSite
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db import models, router, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from roan import backends as backend_registry
+from roan import pipeline, rules
+from roan.backends.base import ALL, PREFIX, URL, PurgeRequest
+from roan.conf import roan_settings
+from roan.forms import PurgeAllForm, PurgeURLsForm
+from roan.templating import parse_lines
+
+if TYPE_CHECKING:
+    from roan.models import PurgeAttempt, PurgeRule
+
+PURGE_NOW = "roan.purge_now"
+PURGE_ALL = "roan.purge_all"
+#: Objects of a rule's model rendered per query when purging a whole rule.
+CHUNK = 2000
+
+
+def can_purge(request: HttpRequest) -> bool:
+    return bool(request.user.has_perm(PURGE_NOW))
+
+
+def can_purge_all(request: HttpRequest) -> bool:
+    return bool(request.user.has_perm(PURGE_ALL))
+
+
+def submit_confirmed(purges: Iterable[pipeline.Purge]) -> int:
+    """Write ``purges`` in one transaction and send them after it commits.
+
+    ``pipeline.submit`` caps one call at ``ROAN_MAX_URLS_PER_EVENT``; calling it per
+    chunk of that size lets a confirmed purge through whole.
+    """
+    from roan.models import PurgeAttempt
+
+    limit = max(1, roan_settings.MAX_URLS_PER_EVENT)
+    written = 0
+    chunk: list[pipeline.Purge] = []
+    with transaction.atomic(using=router.db_for_write(PurgeAttempt)):
+        for purge in purges:
+            chunk.append(purge)
+            if len(chunk) >= limit:
+                written += pipeline.submit(chunk)
+                chunk = []
+        if chunk:
+            written += pipeline.submit(chunk)
+    return written
+
+
+def compile_rule(rule: PurgeRule) -> rules.CompiledRule:
+    """``rule`` as the index would compile it, enabled or not (raises ``ValueError``)."""
+    model = rule.content_type.model_class()
+    if model is None:
+        raise ValueError(_("The model of this rule is not installed."))
+    events = {
+        event for event, on in ((rules.SAVE, rule.on_save), (rules.DELETE, rule.on_delete)) if on
+    }
+    if rule.on_m2m:
+        events.add(rules.M2M)
+    return rules.CompiledRule(
+        name=rule.name,
+        model=model,
+        templates=tuple(parse_lines(rule.templates, model)),
+        events=frozenset(events),
+        backends=tuple(rule.backends or ()),
+        pk=rule.pk,
+    )
+
+
+def aliases_for(rule: rules.CompiledRule) -> tuple[str, ...]:
+    return rule.backends or tuple(roan_settings.BACKENDS)
+
+
+@dataclasses.dataclass
+class Line:
+    """One row of a preview: a request on one backend, and what roan would do with it."""
+
+    kind: str
+    target: str
+    backend: str
+    nodes: tuple[str, ...]
+    #: Why it would be recorded as skipped instead of sent ("" when it is sent).
+    skipped: str
+
+
+def plan_lines(purges: Iterable[pipeline.Purge]) -> list[Line]:
+    """What sending ``purges`` would do, without writing or sending anything."""
+    lines: list[Line] = []
+    for purge in purges:
+        request = purge.request
+        problem = getattr(request, "problem", "")
+        nodes: tuple[str, ...] = ()
+        if not problem:
+            try:
+                backend = backend_registry.get_backend(purge.backend)
+            except ImproperlyConfigured as exc:
+                problem = str(exc)
+            else:
+                problem = backend.refuse(request)
+                nodes = backend.nodes
+        lines.append(Line(request.kind, request.target, purge.backend, nodes, problem))
+    return lines
+
+
+def object_purges(obj: models.Model, *, user_id: int | None) -> list[pipeline.Purge]:
+    """What ``roan.purge_object(obj)`` sends: every rule of its model, as it is now."""
+    fired: list[rules.CompiledRule] = []
+    for event in rules.EVENTS:
+        for rule in rules.rules_for(type(obj), event):
+            if rule not in fired:
+                fired.append(rule)
+    purges: list[pipeline.Purge] = []
+    for rule in fired:
+        requests = pipeline.render_rule(rule, obj)
+        purges += pipeline.purges_for(obj, rule, requests, trigger="admin", user_id=user_id)
+    return purges
+
+
+# -- "Purge now" on rules ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RulePlan:
+    """How much purging a set of rules "now" sends, counted without rendering."""
+
+    #: (rule, compiled rule, URLs it renders over all objects)
+    rules: list[tuple[PurgeRule, rules.CompiledRule, int]]
+    broken: list[tuple[PurgeRule, str]]
+    objects: int
+    #: True when a template crosses a many-to-many relation: it may render more URLs.
+    at_least: bool
+
+    @property
+    def urls(self) -> int:
+        return sum(n for _r, _c, n in self.rules)
+
+    @property
+    def attempts(self) -> int:
+        """Attempt rows, one per URL per backend (before fan-out to nodes)."""
+        return sum(n * len(aliases_for(c)) for _r, c, n in self.rules)
+
+    @property
+    def over_limit(self) -> bool:
+        return self.urls > roan_settings.MAX_URLS_PER_EVENT
+
+
+def plan_rules(queryset: Iterable[PurgeRule]) -> RulePlan:
+    planned: list[tuple[PurgeRule, rules.CompiledRule, int]] = []
+    broken: list[tuple[PurgeRule, str]] = []
+    counts: dict[type[models.Model], int] = {}
+    at_least = False
+    for rule in queryset:
+        try:
+            compiled = compile_rule(rule)
+        except ValueError as exc:  # TemplateErrors is a ValueError too
+            broken.append((rule, str(exc)))
+            continue
+        templated = [t for t in compiled.templates if not t.is_static]
+        urls = len(compiled.templates) - len(templated)
+        if templated:
+            if compiled.model not in counts:
+                counts[compiled.model] = compiled.model._default_manager.count()
+            urls += len(templated) * counts[compiled.model]
+            at_least = at_least or any(
+                step.kind == "m2m" for t in templated for p in t.placeholders for step in p.steps
+            )
+        planned.append((rule, compiled, urls))
+    return RulePlan(planned, broken, sum(counts.values()), at_least)
+
+
+def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Purge]:
+    """Static templates once per rule; templated ones for every object of the model."""
+    for rule, compiled, _urls in plan.rules:
+        aliases = aliases_for(compiled)
+        origin = pipeline.Origin(
+            trigger="admin", rule_id=rule.pk, rule_name=rule.name, user_id=user_id
+        )
+        for template in compiled.templates:
+            if template.is_static:
+                request = PurgeRequest(PREFIX if template.prefix else URL, str(template.parts[0]))
+                for alias in aliases:
+                    yield pipeline.Purge(alias, request, origin)
+        templated = dataclasses.replace(
+            compiled, templates=tuple(t for t in compiled.templates if not t.is_static)
+        )
+        if not templated.templates:
+            continue
+        manager = compiled.model._default_manager
+        for obj in manager.order_by("pk").iterator(chunk_size=CHUNK):
+            requests = pipeline.render_rule(templated, obj)
+            yield from pipeline.purges_for(
+                obj, templated, requests, trigger="admin", user_id=user_id
+            )
+
+
+# -- the rule preview and its test purge ----------------------------------------------------
+
+
+def preview_rule(rule: PurgeRule, obj: models.Model) -> list[Line]:
+    compiled = compile_rule(rule)
+    requests = pipeline.render_rule(compiled, obj)
+    return plan_lines(pipeline.purges_for(obj, compiled, requests, trigger="admin"))
+
+
+def send_test_purge(
+    rule: PurgeRule, obj: models.Model, *, user_id: int | None
+) -> list[PurgeAttempt]:
+    """Really send what ``rule`` renders for ``obj``; return the attempts it wrote."""
+    from roan.models import PurgeAttempt
+
+    compiled = compile_rule(rule)
+    requests = pipeline.render_rule(compiled, obj)
+    started = timezone.now() - datetime.timedelta(seconds=1)
+    with pipeline.acting_user_lookup(user_id):
+        submit_confirmed(
+            pipeline.purges_for(obj, compiled, requests, trigger="admin", user_id=user_id)
+        )
+    # A pending twin coalesces into the older row (which then counts this request), so
+    # the rows are found by their last change rather than by id.
+    return list(
+        PurgeAttempt.objects.filter(
+            rule_id=rule.pk,
+            trigger="admin",
+            object_pk=str(obj.pk),
+            updated_at__gte=started,
+        ).order_by("backend", "node", "target")
+    )
+
+
+# -- the "purge URLs" and "purge everything" pages -----------------------------------------
+
+
+def page_context(site: AdminSite, request: HttpRequest, title: str) -> dict[str, Any]:
+    from roan.models import PurgeAttempt
+
+    return {
+        **site.each_context(request),
+        "title": title,
+        "opts": PurgeAttempt._meta,
+        "app_label": "roan",
+        "can_purge_all": can_purge_all(request),
+        "log_url": reverse(f"{site.name}:roan_purgeattempt_changelist"),
+    }
+
+
+def purge_urls_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
+    """``admin/roan/purge/``: purge URLs or prefixes, one per line, on chosen backends."""
+    if not can_purge(request):
+        raise PermissionDenied
+    form = PurgeURLsForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        purges = form.purges(user_id=request.user.pk)
+        written = submit_confirmed(purges)
+        targets = len(form.cleaned_data["requests"])
+        messages.success(
+            request,
+            (
+                ngettext("Purging %(targets)d target:", "Purging %(targets)d targets:", targets)
+                % {"targets": targets}
+                + " "
+                + rows_written(written)
+            ),
+        )
+        log = reverse(f"{site.name}:roan_purgeattempt_changelist")
+        return HttpResponseRedirect(f"{log}?trigger__exact=admin")
+    context = {
+        **page_context(site, request, _("Purge URLs")),
+        "form": form,
+        "all_form": PurgeAllForm() if can_purge_all(request) else None,
+    }
+    return TemplateResponse(request, "admin/roan/purge_urls.html", context)
+
+
+def purge_all_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
+    """``admin/roan/purge/all/``: everything on one backend, after a confirmation page."""
+    if not can_purge_all(request):
+        raise PermissionDenied
+    if request.method != "POST":
+        return HttpResponseRedirect(reverse(f"{site.name}:roan_purge"))
+    form = PurgeAllForm(request.POST)
+    if form.is_valid() and request.POST.get("confirm") == "yes":
+        alias = form.cleaned_data["backend"]
+        written = submit_confirmed(
+            [
+                pipeline.Purge(
+                    alias,
+                    PurgeRequest(ALL, ""),
+                    pipeline.Origin(trigger="admin", user_id=request.user.pk),
+                )
+            ]
+        )
+        messages.success(
+            request,
+            (
+                _("Purging everything on %(backend)s:") % {"backend": alias}
+                + " "
+                + rows_written(written)
+            ),
+        )
+        log = reverse(f"{site.name}:roan_purgeattempt_changelist")
+        return HttpResponseRedirect(f"{log}?trigger__exact=admin")
+    context = {
+        **page_context(site, request, _("Purge everything?")),
+        "form": form,
+        "backend": form.cleaned_data.get("backend") if form.is_valid() else None,
+    }
+    return TemplateResponse(request, "admin/roan/purge_all_confirmation.html", context)
+
+
+def rows_written(rows: int, *, new: bool = False) -> str:
+    """The second half of every purge message: how many attempt rows were written."""
+    if new:
+        text = ngettext("%(rows)d new attempt written.", "%(rows)d new attempts written.", rows)
+    else:
+        text = ngettext("%(rows)d attempt written.", "%(rows)d attempts written.", rows)
+    return text % {"rows": rows}

@@ -1,0 +1,165 @@
+"""Import and export (django-import-export): rules in and out, the purge log out.
+
+Rules are keyed by name; the model is ``app_label.model`` and backends are aliases, so a
+file moves between sites whose database ids differ. An import is all or nothing: any bad
+row (template, model, backend, duplicate name) is reported with its row number and
+reason, and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from import_export import fields, resources, widgets
+
+from roan import rules
+from roan.models import PurgeAttempt, PurgeRule
+
+#: A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ModelWidget(widgets.Widget):  # type: ignore[misc]
+    """A content type as ``app_label.model`` (``blog.post``)."""
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> ContentType:
+        label = str(value or "").strip().lower()
+        app_label, _dot, model = label.partition(".")
+        if not app_label or not model:
+            raise ValueError(f"give the model as app_label.model, not {value!r}")
+        try:
+            ct = ContentType.objects.get_by_natural_key(app_label, model)
+        except ContentType.DoesNotExist:
+            raise ValueError(f"unknown model {label!r}") from None
+        if ct.model_class() is None:
+            raise ValueError(f"model {label!r} is not installed")
+        return ct
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        if value is None:
+            return ""
+        return f"{value.app_label}.{value.model}"
+
+
+class AliasesWidget(widgets.Widget):  # type: ignore[misc]
+    """Backend aliases, comma-separated in flat files (a list in JSON and YAML)."""
+
+    def clean(self, value: Any, row: Any = None, **kwargs: Any) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, list | tuple):
+            return [str(v).strip() for v in value if str(v).strip()]
+        return [part.strip() for part in str(value).split(",") if part.strip()]
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+        return ", ".join(value or [])
+
+
+class PurgeRuleResource(resources.ModelResource):  # type: ignore[misc]
+    model_label = fields.Field(attribute="content_type", column_name="model", widget=ModelWidget())
+    backends = fields.Field(attribute="backends", column_name="backends", widget=AliasesWidget())
+    # An empty spreadsheet cell reads as None; the column is NOT NULL.
+    description = fields.Field(
+        attribute="description", column_name="description", widget=widgets.CharWidget()
+    )
+
+    class Meta:
+        model = PurgeRule
+        import_id_fields = ["name"]
+        fields = [
+            "name",
+            "model_label",
+            "templates",
+            "backends",
+            "on_save",
+            "on_delete",
+            "on_m2m",
+            "enabled",
+            "description",
+        ]
+        export_order = fields
+        # full_clean() runs roan's rule validation (templates, backends, events).
+        clean_model_instances = True
+        use_transactions = True
+        skip_unchanged = True
+        report_skipped = True
+
+    def before_import(self, dataset: Any, **kwargs: Any) -> None:
+        names = Counter(
+            str(row.get("name") or "").strip() for row in dataset.dict if isinstance(row, dict)
+        )
+        self._duplicates = {name for name, n in names.items() if name and n > 1}
+
+    def import_instance(self, instance: PurgeRule, row: Any, **kwargs: Any) -> None:
+        errors: dict[str, Any] = {}
+        name = str(row.get("name") or "").strip()
+        if name in getattr(self, "_duplicates", set()):
+            errors["name"] = [f"the name {name!r} is used by more than one row of this file"]
+        try:
+            super().import_instance(instance, row, **kwargs)
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
+        if errors:
+            raise ValidationError(errors)
+
+    def import_data(self, dataset: Any, **kwargs: Any) -> Any:
+        # All or nothing, also when called from code: a row that fails validation rolls
+        # back the rows before it.
+        kwargs.setdefault("use_transactions", True)
+        kwargs.setdefault("rollback_on_validation_errors", True)
+        return super().import_data(dataset, **kwargs)
+
+    def after_import(self, dataset: Any, result: Any, **kwargs: Any) -> None:
+        super().after_import(dataset, result, **kwargs)
+        if not kwargs.get("dry_run"):
+            rules.invalidate_on_commit()
+
+
+def escape_formula(value: Any) -> Any:
+    """Prefix a text cell a spreadsheet would run as a formula with ``'`` (OWASP advice)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class PurgeAttemptResource(resources.ModelResource):  # type: ignore[misc]
+    """The purge log, read-only; text an outsider can influence is formula-escaped."""
+
+    model_label = fields.Field(attribute="content_type", column_name="model", widget=ModelWidget())
+    user = fields.Field(attribute="user__username", column_name="user")
+
+    class Meta:
+        model = PurgeAttempt
+        fields = [
+            "id",
+            "created_at",
+            "finished_at",
+            "status",
+            "backend",
+            "node",
+            "host",
+            "kind",
+            "target",
+            "http_status",
+            "latency_ms",
+            "error",
+            "purge_id",
+            "tries",
+            "coalesced",
+            "trigger",
+            "rule_name",
+            "model_label",
+            "object_pk",
+            "object_repr",
+            "user",
+        ]
+        export_order = fields
+
+    def export_field(self, field: Any, instance: Any, **kwargs: Any) -> Any:
+        return escape_formula(super().export_field(field, instance, **kwargs))
+
+    def filter_export(self, queryset: Any, **kwargs: Any) -> Any:
+        return queryset.select_related("user")

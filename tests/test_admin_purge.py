@@ -1,0 +1,191 @@
+"""Purge now: the purge-URLs page, purge everything, the rules action, PurgeCacheMixin."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from roan.models import PurgeAttempt
+from tests.testapp.models import Post
+
+# Real commits, so that purges are sent after them as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sent(outbox):
+    return outbox
+
+
+def test_urls_are_purged_on_the_chosen_backends_and_name_the_user(admin_client, sent) -> None:
+    response = admin_client.post(
+        "/admin/roan/purge/",
+        {"urls": "/a/\n\n/b/?page=2\n/a/", "kind": "url", "backends": ["default"]},
+        follow=True,
+    )
+
+    assert "Purging 2 targets: 2 attempts written." in response.text
+    assert [r.target for _node, r in sent] == ["/a/", "/b/?page=2"]
+    rows = PurgeAttempt.objects.all()
+    assert {(a.trigger, a.user.username, a.status) for a in rows} == {("admin", "admin", "ok")}
+
+
+def test_a_bad_line_is_an_error_naming_it_and_nothing_is_purged(admin_client, sent) -> None:
+    response = admin_client.post(
+        "/admin/roan/purge/",
+        {"urls": "/ok/\nftp://x/\n/also ok/", "kind": "url", "backends": ["default"]},
+    )
+
+    errors = response.context["form"].errors["urls"]
+    assert any(e.startswith("Line 2: ") for e in errors)
+    assert any(e.startswith("Line 3: ") for e in errors)
+    assert sent == [] and not PurgeAttempt.objects.exists()
+
+
+def test_a_prefix_is_refused_for_a_backend_that_cannot_purge_by_prefix(
+    admin_client, settings, sent
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": "http://127.0.0.1:9/p"}
+    }
+    response = admin_client.post(
+        "/admin/roan/purge/", {"urls": "/posts/", "kind": "prefix", "backends": ["nginx"]}
+    )
+    assert "nginx cannot purge by prefix." in response.context["form"].errors["backends"]
+    assert not PurgeAttempt.objects.exists()
+
+
+def test_purging_everything_asks_for_confirmation_first(admin_client, sent) -> None:
+    page = admin_client.post("/admin/roan/purge/all/", {"backend": "default"})
+
+    assert page.status_code == 200 and "Yes, purge everything" in page.text
+    assert sent == [] and not PurgeAttempt.objects.exists()
+
+    admin_client.post("/admin/roan/purge/all/", {"backend": "default", "confirm": "yes"})
+
+    [(_node, request)] = sent
+    assert request.kind == "all"
+    assert PurgeAttempt.objects.get().user.username == "admin"
+
+
+@pytest.mark.caches
+def test_purging_everything_empties_a_real_varnish(
+    admin_client, settings, varnish_cache, cache_origin
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "edge": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": [varnish_cache.url]}
+    }
+    pages = [f"{varnish_cache.url}/everything/{n}" for n in range(3)]
+    for page in pages:
+        requests.get(page, timeout=5)
+    before = [cache_origin.count(f"/everything/{n}") for n in range(3)]
+
+    admin_client.post("/admin/roan/purge/all/", {"backend": "edge", "confirm": "yes"})
+
+    assert PurgeAttempt.objects.get().status == "ok"
+    for page in pages:
+        requests.get(page, timeout=5)
+    assert [cache_origin.count(f"/everything/{n}") for n in range(3)] == [n + 1 for n in before]
+
+
+def test_purge_now_on_rules_confirms_the_count_then_purges_every_object(
+    admin_client, make_rule, sent
+) -> None:
+    for slug in ("a", "b", "c"):
+        Post.objects.create(title=slug, slug=slug)
+    sent.clear()
+    PurgeAttempt.objects.all().delete()
+    rule = make_rule("posts", "/posts/\n/posts/{slug}/")
+    form = {"action": "purge_rules_now", "_selected_action": [rule.pk]}
+
+    page = admin_client.post("/admin/roan/purgerule/", form)
+
+    assert page.status_code == 200
+    assert "This purges 4 URLs (4 attempts over the backends)." in page.text
+    assert sent == [] and not PurgeAttempt.objects.exists()
+
+    done = admin_client.post("/admin/roan/purgerule/", {**form, "post": "yes"}, follow=True)
+
+    assert "Purging 1 rule: 4 attempts written." in done.text
+    assert sorted(r.target for _node, r in sent) == [
+        "/posts/",
+        "/posts/a/",
+        "/posts/b/",
+        "/posts/c/",
+    ]
+    assert {a.user.username for a in PurgeAttempt.objects.all()} == {"admin"}
+
+
+def test_above_the_per_event_limit_purge_now_needs_an_explicit_confirmation(
+    admin_client, make_rule, settings, sent
+) -> None:
+    settings.ROAN_MAX_URLS_PER_EVENT = 2
+    for slug in ("a", "b", "c"):
+        Post.objects.create(title=slug, slug=slug)
+    sent.clear()
+    PurgeAttempt.objects.all().delete()
+    rule = make_rule("posts", "/posts/{slug}/")
+    form = {"action": "purge_rules_now", "_selected_action": [rule.pk], "post": "yes"}
+
+    again = admin_client.post("/admin/roan/purgerule/", form)
+
+    assert "Tick this box to go on." in again.text
+    assert sent == []
+
+    admin_client.post("/admin/roan/purgerule/", {**form, "confirm_over_limit": "yes"})
+
+    # All three, not cut at the limit: the editor confirmed the count.
+    assert sorted(r.target for _node, r in sent) == ["/posts/a/", "/posts/b/", "/posts/c/"]
+    assert not PurgeAttempt.objects.filter(status="skipped").exists()
+
+
+def test_the_mixin_action_purges_the_selected_objects(admin_client, post_rule, sent) -> None:
+    one = Post.objects.create(title="One", slug="one")
+    Post.objects.create(title="Two", slug="two")
+    sent.clear()
+    PurgeAttempt.objects.all().delete()
+
+    response = admin_client.post(
+        "/admin/testapp/post/",
+        {"action": "purge_cache_for_selected", "_selected_action": [one.pk]},
+        follow=True,
+    )
+
+    assert "Purging the cache for 1 object: 2 attempts written." in response.text
+    assert sorted(r.target for _node, r in sent) == ["/posts/", "/posts/one/"]
+    assert {(a.trigger, a.user.username) for a in PurgeAttempt.objects.all()} == {
+        ("admin", "admin")
+    }
+
+
+def test_the_change_form_button_shows_the_urls_then_purges_on_post(
+    admin_client, post_rule, sent
+) -> None:
+    post = Post.objects.create(title="One", slug="one")
+    sent.clear()
+    PurgeAttempt.objects.all().delete()
+    url = f"/admin/testapp/post/{post.pk}/purge-cache/"
+
+    assert f'href="{url}"' in admin_client.get(f"/admin/testapp/post/{post.pk}/change/").text
+    confirm = admin_client.get(url)
+    assert [line.target for line in confirm.context["lines"]] == ["/posts/", "/posts/one/"]
+    assert sent == []
+
+    done = admin_client.post(url)
+
+    assert done.status_code == 302 and done["Location"].endswith(f"/{post.pk}/change/")
+    assert sorted(r.target for _node, r in sent) == ["/posts/", "/posts/one/"]
+
+
+def test_roan_pages_mount_once_on_another_admin_site() -> None:
+    from django.contrib.admin import AdminSite
+
+    from roan.admin import ADMIN_PAGES, install_pages
+
+    site = AdminSite(name="other")
+    install_pages(site)
+    install_pages(site)
+
+    names = [getattr(pattern, "name", None) for pattern in site.get_urls()]
+    assert [names.count(name) for _route, _view, name in ADMIN_PAGES] == [1] * len(ADMIN_PAGES)
+    assert names.index("roan_purge") < names.index("index")  # ahead of the catch-all
