@@ -114,12 +114,14 @@ class _Connection:
 
     def read_answer(self) -> _Answer:
         """Read one complete answer (its body is read and dropped)."""
-        while True:
+        for _ in range(10):
             status, version = self._status_line()
             headers = self._headers()
-            if 100 <= status < 200 and status != 101:
-                continue  # an interim answer (100 Continue): the real one follows
-            break
+            if not 100 <= status < 200 or status == 101:
+                break
+            # An interim answer (100 Continue): the real one follows.
+        else:
+            raise _Unanswered("the cache sent an invalid HTTP answer", retry=False)
         connection = (headers.get("connection") or "").lower()
         closes = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
         if status in (204, 304) or 100 <= status < 200:
@@ -449,14 +451,14 @@ class PipelinedTransport:
                 problem = _io_error(exc, read)
             if problem is None and not closes:
                 continue
-            got = conn.served - answered_before
             conn.close()
             conn = None
-            # Reopen when the cache closed the connection after answering some (its
-            # keep-alive limit), or closed a reused connection while it lay idle (worth
-            # one new connection). A timeout, or a new connection that gets no answer,
-            # means the node is down or too slow: stop there.
-            if problem is None or got or (problem.retry and answered_before):
+            # Reopen when the cache closed, politely or not, a connection that had
+            # answered before (its keep-alive limit, an idle timeout): the unanswered
+            # calls go again. A timeout, or a new connection that got no answer, means the
+            # node is down or too slow: stop there. Every reopening follows an answer, so
+            # this loop ends.
+            if problem is None or (problem.retry and answered_before):
                 continue
             failure = PurgeResult(
                 FAILED, latency_ms=(time.perf_counter() - started) * 1000, error=problem.message
