@@ -65,7 +65,6 @@ def pipelined(host: str, port: int, raw: list[bytes]) -> list[int]:
         conn = _Connection(sock)
         sock.sendall(b"".join(raw))
         statuses = [conn.read_answer().status for _ in raw]
-        conn.reader.close()
     return statuses
 
 

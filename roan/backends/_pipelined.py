@@ -32,7 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 from roan.backends.base import FAILED, PurgeResult, not_sent
@@ -47,9 +47,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_DEPTH = 100
 #: Idle connections kept per node, for the threads that send to it at the same time.
 _IDLE_PER_NODE = 8
-# Longest status or header line accepted, and most header lines: a cache's answer to a
-# purge is small, so anything bigger is not a cache talking.
-_MAX_LINE = 16384
+# Largest header block accepted, and most header lines: a cache's answer to a purge is
+# small, so anything bigger is not a cache talking.
+_MAX_HEAD = 65536
 _MAX_HEADERS = 100
 # Characters left as they are in a request target; others (non-ASCII) are %-encoded.
 _SAFE = "!#$%&'()*+,/:;=?@[]~"
@@ -86,20 +86,30 @@ class _Answer:
     closes: bool
 
 
-class _Connection:
-    """One socket to one node, with a buffered reader for its answers."""
+_INVALID = "the cache sent an invalid HTTP answer"
+_CLOSED = "the cache closed the connection without answering"
 
-    __slots__ = ("reader", "served", "sock")
+
+class _Connection:
+    """One socket to one node, and the bytes read from it but not parsed yet.
+
+    Answers to pipelined requests arrive many to a packet, so they are parsed from one
+    buffer (a header block at a time) rather than line by line from a file object.
+    """
+
+    __slots__ = ("buffer", "served", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader: IO[bytes] = sock.makefile("rb")
+        self.buffer = b""
         #: Answers read on this connection so far.
         self.served = 0
 
     def stale(self) -> bool:
         """True if the cache has closed this idle connection (or sent something unasked:
         either way it cannot carry the next request)."""
+        if self.buffer:
+            return True
         try:
             with selectors.DefaultSelector() as selector:
                 selector.register(self.sock, selectors.EVENT_READ)
@@ -108,100 +118,108 @@ class _Connection:
             return True
 
     def close(self) -> None:
-        for closable in (self.reader, self.sock):
-            with contextlib.suppress(OSError):
-                closable.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise _Unanswered(_CLOSED, retry=True)
+        self.buffer += data
+
+    def _take(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._fill()
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def _head(self) -> list[str]:
+        """The next status line and header lines."""
+        end = self.buffer.find(b"\r\n\r\n")
+        while end < 0:
+            if len(self.buffer) > _MAX_HEAD:
+                raise _Unanswered(_INVALID, retry=False)
+            self._fill()
+            end = self.buffer.find(b"\r\n\r\n")
+        head = self.buffer[:end]
+        self.buffer = self.buffer[end + 4 :]
+        return head.decode("latin-1").split("\r\n")
 
     def read_answer(self) -> _Answer:
         """Read one complete answer (its body is read and dropped)."""
         for _ in range(10):
-            status, version = self._status_line()
-            headers = self._headers()
+            lines = self._head()
+            parts = lines[0].split(None, 2)
+            try:
+                version, status = parts[0], int(parts[1])
+            except (IndexError, ValueError):
+                raise _Unanswered(_INVALID, retry=False) from None
+            if not version.startswith("HTTP/1.") or not 100 <= status <= 999:
+                raise _Unanswered(_INVALID, retry=False)
             if not 100 <= status < 200 or status == 101:
                 break
             # An interim answer (100 Continue): the real one follows.
         else:
-            raise _Unanswered("the cache sent an invalid HTTP answer", retry=False)
-        connection = (headers.get("connection") or "").lower()
+            raise _Unanswered(_INVALID, retry=False)
+        if len(lines) > _MAX_HEADERS:
+            raise _Unanswered(_INVALID, retry=False)
+        found: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise _Unanswered(_INVALID, retry=False)
+            key = name.strip().lower()
+            value = value.strip()
+            found[key] = f"{found[key]}, {value}" if key in found else value
+        connection = found.get("connection", "").lower()
         closes = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
         if status in (204, 304) or 100 <= status < 200:
             pass
-        elif "chunked" in (headers.get("transfer-encoding") or "").lower():
+        elif "chunked" in found.get("transfer-encoding", "").lower():
             self._chunked()
-        elif (length := headers.get("content-length")) is not None:
-            try:
-                size = int(length)
-            except ValueError:
-                raise _Unanswered("the cache sent an invalid HTTP answer", retry=False) from None
-            if size < 0:
-                raise _Unanswered("the cache sent an invalid HTTP answer", retry=False)
-            self._exactly(size)
+        elif (length := found.get("content-length")) is not None:
+            if not length.isdigit():
+                raise _Unanswered(_INVALID, retry=False)
+            self._take(int(length))
         else:
             # No length: the body runs to the end of the connection (HTTP/1.0 style).
             self._until_close()
             closes = True
         self.served += 1
-        return _Answer(status, headers, closes)
-
-    def _line(self) -> bytes:
-        line = self.reader.readline(_MAX_LINE + 1)
-        if not line:
-            raise _Unanswered("the cache closed the connection without answering", retry=True)
-        if len(line) > _MAX_LINE or not line.endswith(b"\n"):
-            raise _Unanswered("the cache sent an invalid HTTP answer", retry=False)
-        return line
-
-    def _status_line(self) -> tuple[int, str]:
-        parts = self._line().split(None, 2)
-        try:
-            version = parts[0].decode("ascii")
-            status = int(parts[1])
-        except (IndexError, ValueError, UnicodeDecodeError):
-            raise _Unanswered("the cache sent an invalid HTTP answer", retry=False) from None
-        if not version.startswith("HTTP/1.") or not 100 <= status <= 999:
-            raise _Unanswered("the cache sent an invalid HTTP answer", retry=False)
-        return status, version
-
-    def _headers(self) -> _Headers:
-        headers = _Headers()
-        for _ in range(_MAX_HEADERS + 1):
-            line = self._line()
-            if line in (b"\r\n", b"\n"):
-                return headers
-            name, sep, value = line.decode("latin-1").partition(":")
-            if not sep:
-                raise _Unanswered("the cache sent an invalid HTTP answer", retry=False)
-            key = name.strip().lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        raise _Unanswered("the cache sent an invalid HTTP answer", retry=False)
-
-    def _exactly(self, size: int) -> None:
-        while size > 0:
-            data = self.reader.read(min(size, 65536))
-            if not data:
-                raise _Unanswered("the cache closed the connection without answering", retry=True)
-            size -= len(data)
+        return _Answer(status, _Headers(found), closes)
 
     def _chunked(self) -> None:
-        for _ in range(100000):  # bounded: a purge answer has a handful of chunks
-            line = self._line().split(b";", 1)[0].strip()
+        for _ in range(10000):  # bounded: a purge answer has a handful of chunks
+            end = self.buffer.find(b"\r\n")
+            while end < 0:
+                if len(self.buffer) > _MAX_HEAD:
+                    raise _Unanswered(_INVALID, retry=False)
+                self._fill()
+                end = self.buffer.find(b"\r\n")
+            line = self.buffer[:end].split(b";", 1)[0].strip()
+            self.buffer = self.buffer[end + 2 :]
             try:
                 size = int(line, 16)
             except ValueError:
-                raise _Unanswered("the cache sent an invalid HTTP answer", retry=False) from None
+                raise _Unanswered(_INVALID, retry=False) from None
             if size == 0:
-                while self._line() not in (b"\r\n", b"\n"):  # trailers
-                    pass
+                # Trailers, if any, end with an empty line like a header block.
+                if self._take(2) != b"\r\n":
+                    self.buffer = b"\r\n" + self.buffer
+                    self._head()
                 return
-            self._exactly(size + 2)  # the chunk and its CRLF
-        raise _Unanswered("the cache sent an invalid HTTP answer", retry=False)
+            self._take(size + 2)  # the chunk and its CRLF
+        raise _Unanswered(_INVALID, retry=False)
 
     def _until_close(self) -> None:
-        for _ in range(100000):
-            if not self.reader.read(65536):
+        for _ in range(10000):
+            try:
+                self._fill()
+            except _Unanswered:
+                self.buffer = b""
                 return
-        raise _Unanswered("the cache sent an invalid HTTP answer", retry=False)
+            self.buffer = b""
+        raise _Unanswered(_INVALID, retry=False)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
