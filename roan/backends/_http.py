@@ -1,4 +1,5 @@
-"""Shared transport for backends that speak HTTP to their caches.
+"""What backends that speak HTTP share: answer mapping, node URLs, and the requests
+transport used by ``HTTPBackend`` (nginx and Varnish use ``_pipelined`` instead).
 
 One ``requests.Session`` per node and thread keeps connections alive; every call has a
 connect and a read timeout; redirects are never followed; and every exception becomes a
@@ -317,7 +318,7 @@ class HTTPNodesBackend(BaseBackend):
 
     def host_header(self, request: PurgeRequest) -> dict[str, str]:
         """The page's ``Host``: the request's, else the first of ``HOSTS``, else none
-        (then requests sends the node's own host and port)."""
+        (then the transport sends the node's own host and port)."""
         host = request.host or self.default_host()
         return {"Host": host} if host else {}
 

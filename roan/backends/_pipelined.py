@@ -25,6 +25,7 @@ import base64
 import contextlib
 import dataclasses
 import logging
+import os
 import selectors
 import socket
 import ssl
@@ -97,18 +98,21 @@ class _Connection:
     buffer (a header block at a time) rather than line by line from a file object.
     """
 
-    __slots__ = ("buffer", "served", "sock")
+    __slots__ = ("buffer", "pid", "served", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
+        # A forked child (a server that forks its workers after start-up) must not share
+        # its parent's connections: both would read each other's answers.
+        self.pid = os.getpid()
         #: Answers read on this connection so far.
         self.served = 0
 
     def stale(self) -> bool:
         """True if the cache has closed this idle connection (or sent something unasked:
         either way it cannot carry the next request)."""
-        if self.buffer:
+        if self.buffer or self.pid != os.getpid():
             return True
         try:
             with selectors.DefaultSelector() as selector:
