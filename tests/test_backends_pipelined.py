@@ -373,3 +373,54 @@ def test_pipeline_option_is_checked(value: object) -> None:
     with pytest.raises(ImproperlyConfigured) as info:
         NginxBackend("edge", {"LOCATION": "http://a/purge", "PIPELINE": value})
     assert "['PIPELINE'] must be a whole number" in str(info.value)
+
+
+@pytest.fixture
+def tls_cache(tmp_path) -> Iterator[tuple[str, str]]:
+    """A local HTTPS server answering 200, and the file of its self-signed certificate."""
+    import http.server
+    import ssl
+
+    if not shutil.which("openssl"):
+        require("openssl", "openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", str(cert)
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_https_nodes_are_verified(tls_cache, monkeypatch) -> None:
+    url, cert = tls_cache
+    # A certificate nobody vouches for is refused, with roan's own short message.
+    [refused] = purge_paths(url, ["/x"])
+    assert (refused.status, refused.error) == ("failed", "TLS error talking to the cache")
+    # Trusted (here through OpenSSL's SSL_CERT_FILE), the purge goes through.
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    results = purge_paths(url, ["/x", "/y", "/z"])
+    assert [(r.status, r.http_status) for r in results] == [("ok", 200)] * 3
