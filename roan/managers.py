@@ -254,22 +254,23 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
     def _lease(
         self, ids: list[int], lease: datetime.datetime, now: datetime.datetime, db: str
     ) -> None:
+        # Plain SQL: the ORM resolves each of a thousand ids as an expression, which
+        # costs more than the UPDATE itself. PostgreSQL takes them as one array.
         connection = connections[db]
-        if connection.vendor != "postgresql":
-            self.get_queryset().using(db).filter(pk__in=ids).update(
-                claimed_until=lease, updated_at=now
-            )
-            return
-        # One array parameter instead of an IN list of a thousand: psycopg spends longer
-        # rewriting such a statement than PostgreSQL spends running it.
         qn = connection.ops.quote_name
+        adapt = connection.ops.adapt_datetimefield_value
+        head = (
+            f"UPDATE {qn(self.model._meta.db_table)} "  # noqa: S608 - fixed names
+            f"SET {qn('claimed_until')} = %s, {qn('updated_at')} = %s WHERE {qn('id')} "
+        )
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {qn(self.model._meta.db_table)} "  # noqa: S608 - fixed names
-                f"SET {qn('claimed_until')} = %s, {qn('updated_at')} = %s "
-                f"WHERE {qn('id')} = ANY(%s::bigint[])",
-                [lease, now, ids],
-            )
+            if connection.vendor == "postgresql":
+                cursor.execute(head + "= ANY(%s::bigint[])", [lease, now, ids])
+                return
+            for start in range(0, len(ids), _UPSERT_CHUNK):
+                chunk = ids[start : start + _UPSERT_CHUNK]
+                marks = ", ".join(["%s"] * len(chunk))
+                cursor.execute(f"{head}IN ({marks})", [adapt(lease), adapt(now), *chunk])
 
     def record(self, attempts: Sequence[PurgeAttempt], using: str | None = None) -> None:
         """Write the outcome columns of sent ``attempts`` (status, HTTP status, latency,

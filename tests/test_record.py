@@ -94,3 +94,23 @@ def test_every_outcome_column_is_written(cache, settings) -> None:
     assert busy.next_attempt_at >= before + datetime.timedelta(seconds=600)
     untouched = PurgeAttempt.objects.get(pk=other)
     assert (untouched.status, untouched.tries, untouched.http_status) == ("pending", 1, None)
+
+
+def test_claimed_rows_are_leased_in_the_database(settings) -> None:
+    settings.ROAN_RETRY = {"LEASE": 120}
+    rows = [
+        {"backend": "b", "node": "n", "target": f"/{i}", "trigger": "command"} for i in range(700)
+    ]
+    ids = PurgeAttempt.objects.write(rows)
+    before = timezone.now()
+
+    claimed = PurgeAttempt.objects.claim(None, limit=600)
+
+    assert [a.pk for a in claimed] == sorted(ids)[:600]
+    leased = PurgeAttempt.objects.filter(claimed_until__isnull=False)
+    assert set(leased.values_list("pk", flat=True)) == {a.pk for a in claimed}
+    lease = leased.first().claimed_until
+    assert lease >= before + datetime.timedelta(seconds=119)
+    assert all(a.claimed_until == lease for a in claimed)
+    # Another sender gets only what nobody holds.
+    assert [a.pk for a in PurgeAttempt.objects.claim(None)] == sorted(ids)[600:]
