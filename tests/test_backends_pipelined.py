@@ -424,3 +424,24 @@ def test_https_nodes_are_verified(tls_cache, monkeypatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", cert)
     results = purge_paths(url, ["/x", "/y", "/z"])
     assert [(r.status, r.http_status) for r in results] == [("ok", 200)] * 3
+
+
+def test_a_header_with_a_line_break_is_never_sent(fake_cache: FakeCache) -> None:
+    from roan.backends._http import Call
+
+    backend = NginxBackend("nginx", {"LOCATION": f"{fake_cache.url}/purge"})
+    base = f"{fake_cache.url}/purge"
+    smuggled, fine = backend.transport.send_all(
+        backend.nodes[0],
+        [
+            Call("GET", f"{base}/a", {"Host": "a.example\r\nX-Evil: 1"}, "/a"),
+            Call("GET", f"{base}/b", {"Host": "a.example"}, "/b"),
+        ],
+    )
+    backend.close()
+    assert (smuggled.status, smuggled.retryable) == ("failed", False)
+    assert smuggled.error == "invalid header value (control characters?)"
+    assert fine.status == "ok"  # the request after it is not held back
+    assert [(path, headers["Host"]) for _, path, headers in fake_cache.calls] == [
+        ("/purge/b", "a.example")
+    ]
