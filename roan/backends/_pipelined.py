@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 client for caches that take many small purges: nginx and Varnish.
 
-``requests`` costs about a millisecond per call in Python alone, which caps a sender at
-well under a thousand purges a second. A purge is a tiny request with a tiny answer, so
+``requests`` costs most of a millisecond per call in Python alone, which caps a sender at
+about a thousand purges a second. A purge is a tiny request with a tiny answer, so
 this transport writes the requests itself on a kept-alive socket and pipelines them
 (RFC 9112, section 9.3: a server answers pipelined requests in order). It keeps the
 contract of :class:`roan.backends._http.HTTPTransport`:
