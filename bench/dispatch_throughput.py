@@ -154,7 +154,8 @@ def run_transport(n: int, location: str) -> float:
         backend.purge(backend.nodes[0], requests_[:100])  # open the connection
         start = time.perf_counter()
         for first in range(0, n, backend.batch_size):
-            results = backend.purge(backend.nodes[0], requests_[first : first + 100])
+            chunk = requests_[first : first + backend.batch_size]
+            results = backend.purge(backend.nodes[0], chunk)
             if any(r.http_status != 404 for r in results):
                 raise SystemExit("transport: a purge was not answered")
         return n / (time.perf_counter() - start)
