@@ -741,7 +741,9 @@ install_pages(admin.site)
 # -- the pause switches (roan.limits) ---------------------------------------------------------
 
 
-@admin.action(description=gettext_lazy("Pause sending for the selected backends"), permissions=["change"])
+@admin.action(
+    description=gettext_lazy("Pause sending for the selected backends"), permissions=["change"]
+)
 def pause_backends(
     modeladmin: BackendStateAdmin, request: HttpRequest, queryset: QuerySet[BackendState]
 ) -> None:
@@ -761,7 +763,8 @@ def pause_backends(
 
 
 @admin.action(
-    description=gettext_lazy("Resume the selected backends and send what queued"), permissions=["change"]
+    description=gettext_lazy("Resume the selected backends and send what queued"),
+    permissions=["change"],
 )
 def resume_backends(
     modeladmin: BackendStateAdmin, request: HttpRequest, queryset: QuerySet[BackendState]

@@ -420,22 +420,7 @@ def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str)
                 delay = backoff_seconds(attempt.tries, result.retry_after)
                 attempt.next_attempt_at = now + datetime.timedelta(seconds=delay)
                 attempt.finished_at = None
-    PurgeAttempt.objects.using(using).bulk_update(
-        attempts,
-        [
-            "status",
-            "http_status",
-            "latency_ms",
-            "error",
-            "purge_id",
-            "tries",
-            "claimed_until",
-            "updated_at",
-            "next_attempt_at",
-            "finished_at",
-        ],
-        batch_size=500,
-    )
+    PurgeAttempt.objects.record(attempts, using=using)
     for attempt in attempts:
         log = logger.warning if attempt.status in {FAILED, GAVE_UP} else logger.debug
         log(

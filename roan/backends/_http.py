@@ -1,4 +1,5 @@
-"""Shared transport for backends that speak HTTP to their caches.
+"""What backends that speak HTTP share: answer mapping, node URLs, and the requests
+transport used by ``HTTPBackend`` (nginx and Varnish use ``_pipelined`` instead).
 
 One ``requests.Session`` per node and thread keeps connections alive; every call has a
 connect and a read timeout; redirects are never followed; and every exception becomes a
@@ -277,15 +278,27 @@ def bad_path(target: str) -> str:
 
 
 class HTTPNodesBackend(BaseBackend):
-    """A backend that talks HTTP to each of its nodes (``LOCATION`` or ``NODES``)."""
+    """A backend that talks HTTP to each of its nodes (``LOCATION`` or ``NODES``).
 
-    options_accepted: ClassVar[frozenset[str]] = frozenset({"LOCATION", "NODES"})
+    Caches take purges by the thousand, so these backends send them pipelined on
+    kept-alive connections (:mod:`roan.backends._pipelined`) rather than with requests.
+    """
+
+    options_accepted: ClassVar[frozenset[str]] = frozenset({"LOCATION", "NODES", "PIPELINE"})
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
+        from roan.backends._pipelined import DEFAULT_DEPTH, PipelinedTransport
+
         super().__init__(alias, options)
         # Node names are shown and stored: never with credentials.
         self._by_name = {redact_url(url): url for url in node_urls(self, options)}
-        self.transport = HTTPTransport(self, self.interpret)
+        depth = options.get("PIPELINE", DEFAULT_DEPTH)
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 1000:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{alias!r}]['PIPELINE'] must be a whole number from 1 (no "
+                f"pipelining) to 1000, not {depth!r}."
+            )
+        self.transport = PipelinedTransport(self, self.interpret, depth=depth)
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -305,7 +318,7 @@ class HTTPNodesBackend(BaseBackend):
 
     def host_header(self, request: PurgeRequest) -> dict[str, str]:
         """The page's ``Host``: the request's, else the first of ``HOSTS``, else none
-        (then requests sends the node's own host and port)."""
+        (then the transport sends the node's own host and port)."""
         host = request.host or self.default_host()
         return {"Host": host} if host else {}
 

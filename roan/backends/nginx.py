@@ -25,7 +25,7 @@ class NginxBackend(HTTPNodesBackend):
     """``GET {LOCATION}{path}`` (or ``PURGE {node}{path}``) with the page's ``Host``."""
 
     capabilities = frozenset({URL})
-    # One HTTP request per URL; the batch only bounds how long one call may take.
+    # One HTTP request per URL, pipelined; the batch only bounds how long one call may take.
     batch_size = 100
     options_accepted: ClassVar[frozenset[str]] = HTTPNodesBackend.options_accepted | {"METHOD"}
 

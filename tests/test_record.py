@@ -1,0 +1,116 @@
+"""What send() writes on each attempt row, on SQLite and PostgreSQL alike (the batched
+outcome update in PurgeAttempt.objects.record)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+
+import pytest
+from django.utils import timezone
+
+from roan.models import PurgeAttempt
+from roan.pipeline import send
+from tests.test_backends_pipelined import ScriptedServer
+
+pytestmark = pytest.mark.django_db
+
+ANSWERS = {
+    "/purge/ok": "200 OK",
+    "/purge/gone": "404 Not Found",
+    "/purge/busy": "503 Busy\r\nRetry-After: 600",
+    "/purge/busy?last": "503 Busy",
+    "/purge/no": "403 Forbidden",
+}
+
+
+@pytest.fixture
+def cache() -> Iterator[ScriptedServer]:
+    def answer(conn: int, n: int, path: str) -> bytes:
+        return f"HTTP/1.1 {ANSWERS[path]}\r\nContent-Length: 0\r\n\r\n".encode()
+
+    server = ScriptedServer(answer)
+    yield server
+    server.close()
+
+
+def pending(server: ScriptedServer, target: str, tries: int = 0) -> int:
+    [pk] = PurgeAttempt.objects.write(
+        [
+            {
+                "backend": "nginx",
+                "node": f"{server.url}/purge",
+                "target": target,
+                "trigger": "command",
+                "tries": tries,
+            }
+        ]
+    )
+    return pk
+
+
+def test_every_outcome_column_is_written(cache, settings) -> None:
+    settings.ROAN_BACKENDS = {
+        "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{cache.url}/purge"}
+    }
+    settings.ROAN_RETRY = {"MAX_ATTEMPTS": 3}
+    ids = {
+        "ok": pending(cache, "/ok"),
+        "gone": pending(cache, "/gone"),
+        "busy": pending(cache, "/busy"),
+        "no": pending(cache, "/no"),
+        "last": pending(cache, "/busy?last", tries=2),
+    }
+    # Another row, not asked for: it must stay as it was.
+    other = pending(cache, "/other", tries=1)
+    before = timezone.now()
+
+    handled = send(list(ids.values()))
+
+    assert len(handled) == 5
+    rows = {name: PurgeAttempt.objects.get(pk=pk) for name, pk in ids.items()}
+    assert {n: (r.status, r.http_status, r.tries) for n, r in rows.items()} == {
+        "ok": ("ok", 200, 1),
+        "gone": ("not_cached", 404, 1),
+        "busy": ("failed", 503, 1),
+        "no": ("gave_up", 403, 1),
+        "last": ("gave_up", 503, 3),
+    }
+    for row in rows.values():
+        assert row.claimed_until is None
+        assert row.latency_ms is not None and row.latency_ms >= 0
+        assert row.updated_at >= before
+    assert rows["ok"].error == rows["gone"].error == ""
+    assert "allow list" in rows["no"].error
+    assert rows["last"].error == "HTTP 503 (gave up after 3 tries)"
+    # Finished rows have a finish time and no next attempt; a failure is due again
+    # no earlier than the cache's Retry-After.
+    for name in ("ok", "gone", "no", "last"):
+        assert rows[name].finished_at is not None and rows[name].finished_at >= before
+        assert rows[name].next_attempt_at is None
+    busy = rows["busy"]
+    assert busy.finished_at is None
+    assert busy.next_attempt_at is not None
+    assert busy.next_attempt_at >= before + datetime.timedelta(seconds=600)
+    untouched = PurgeAttempt.objects.get(pk=other)
+    assert (untouched.status, untouched.tries, untouched.http_status) == ("pending", 1, None)
+
+
+def test_claimed_rows_are_leased_in_the_database(settings) -> None:
+    settings.ROAN_RETRY = {"LEASE": 120}
+    rows = [
+        {"backend": "b", "node": "n", "target": f"/{i}", "trigger": "command"} for i in range(700)
+    ]
+    ids = PurgeAttempt.objects.write(rows)
+    before = timezone.now()
+
+    claimed = PurgeAttempt.objects.claim(None, limit=600)
+
+    assert [a.pk for a in claimed] == sorted(ids)[:600]
+    leased = PurgeAttempt.objects.filter(claimed_until__isnull=False)
+    assert set(leased.values_list("pk", flat=True)) == {a.pk for a in claimed}
+    lease = leased.first().claimed_until
+    assert lease >= before + datetime.timedelta(seconds=119)
+    assert all(a.claimed_until == lease for a in claimed)
+    # Another sender gets only what nobody holds.
+    assert [a.pk for a in PurgeAttempt.objects.claim(None)] == sorted(ids)[600:]
