@@ -290,6 +290,10 @@ def _rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:
 # -- dispatching ---------------------------------------------------------------------------
 
 
+#: Attempts one send() claims, sends and records at most.
+SEND_BATCH = 1000
+
+
 def dispatch(ids: Sequence[int], *, using: str | None = None) -> None:
     """Hand committed pending attempts to the configured sender. Never raises."""
     try:
@@ -298,15 +302,24 @@ def dispatch(ids: Sequence[int], *, using: str | None = None) -> None:
 
             enqueue_send(list(ids))
         else:
-            send(ids, using=using)
+            send_ids(ids, using=using)
     except Exception:
         # The rows stay pending (or claimed until the lease ends): roan_dispatch, a
         # retry task or the next dispatch picks them up. The editor's save goes on.
         logger.exception("roan: dispatching %d attempt(s) failed; they stay queued", len(ids))
 
 
+def send_ids(ids: Sequence[int], *, using: str | None = None) -> list[Any]:
+    """Send these attempts (those still due), ``SEND_BATCH`` at a time, so that a big
+    transaction is sent whole rather than left for ``roan_dispatch``."""
+    attempts: list[Any] = []
+    for start in range(0, len(ids), SEND_BATCH):
+        attempts += send(ids[start : start + SEND_BATCH], using=using, limit=SEND_BATCH)
+    return attempts
+
+
 def send(
-    ids: Sequence[int] | None = None, *, using: str | None = None, limit: int = 1000
+    ids: Sequence[int] | None = None, *, using: str | None = None, limit: int = SEND_BATCH
 ) -> list[Any]:
     """Claim due attempts (these ``ids``, or any due ones), send them, record outcomes.
 

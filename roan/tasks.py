@@ -27,8 +27,6 @@ from roan.conf import roan_settings
 
 logger = logging.getLogger(__name__)
 
-CLAIM_LIMIT = 1000
-
 
 def tasks_module() -> ModuleType | None:
     """``django.tasks`` (Django >= 6.0), else the ``django_tasks`` backport, else None."""
@@ -45,12 +43,9 @@ def send_attempts(ids: list[int]) -> int:
 
     Returns how many attempts this run handled.
     """
-    from roan.pipeline import send
+    from roan.pipeline import send_ids
 
-    attempts: list[Any] = []
-    # send() claims at most CLAIM_LIMIT rows per call; one transaction can ask for more.
-    for start in range(0, len(ids), CLAIM_LIMIT):
-        attempts += send(ids[start : start + CLAIM_LIMIT], limit=CLAIM_LIMIT)
+    attempts = send_ids(ids)
     schedule_retries(attempts)
     return len(attempts)
 

@@ -67,6 +67,17 @@ def test_ten_thousand_saves_in_one_transaction_purge_each_url_once(post_rule, ou
     assert PurgeAttempt.objects.count() == 101
 
 
+def test_a_transaction_of_more_attempts_than_one_claim_takes_is_sent_whole(
+    make_rule, outbox
+) -> None:
+    make_rule("many", "/many/{slug}/")
+    with transaction.atomic():
+        for i in range(1500):
+            Post.objects.create(title="T", slug=f"m{i}")
+    assert len(set(sent_targets())) == 1500
+    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
+
+
 def test_pending_rows_coalesce_across_transactions() -> None:
     row = {"backend": "default", "node": "default", "target": "/a/", "trigger": "api"}
     first = PurgeAttempt.objects.write([row])
