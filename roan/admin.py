@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from roan import dashboard
 from roan.forms import PurgeRuleForm
 from roan.models import PurgeAttempt, PurgeRule
 
@@ -61,3 +62,7 @@ class PurgeAttemptAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_superuser)
+
+
+# The dashboard at admin/roan/dashboard/ (roan/dashboard.py), listed with the models.
+dashboard.register(admin.site)

@@ -1,0 +1,123 @@
+"""The editor's admin in a real browser (Chromium): rules, the purge log, the dashboard.
+
+Each test signs in through the login form (``admin_page``, from ``tests/browser.py``)
+and saves screenshots to ``screenshots/`` for a person to review.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+
+from roan.models import PurgeAttempt, PurgeRule
+from tests.browser import Admin, new_context, sign_in
+from tests.testapp.models import Post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def seed_attempts() -> None:
+    rows: list[dict[str, Any]] = [
+        {"backend": "default", "node": "default", "target": f"/posts/{i}/", "trigger": "save",
+         "status": "ok", "http_status": 200, "latency_ms": 4.0 + i}
+        for i in range(8)
+    ]  # fmt: skip
+    rows.append(
+        {"backend": "default", "node": "default", "target": "/posts/broken/", "trigger": "save",
+         "status": "failed", "http_status": 503, "latency_ms": 30.0, "error": "HTTP 503"}
+    )  # fmt: skip
+    PurgeAttempt.objects.write(rows)
+
+
+def test_a_rule_with_a_bad_template_shows_the_error_then_saves_when_fixed(
+    admin_page: Admin,
+) -> None:
+    page = admin_page.page
+    admin_page.open("/admin/roan/purgerule/add/")
+    page.fill("#id_name", "post pages")
+    page.select_option("#id_content_type", str(ContentType.objects.get_for_model(Post).pk))
+    page.fill("#id_templates", "/posts/\n/posts/{title.nope}/")
+    page.click("input[name=_save]")
+
+    error = page.locator(".field-templates .errorlist")
+    assert "Line 2" in error.inner_text()
+    assert not PurgeRule.objects.exists()
+    admin_page.screenshot("rule-form-error")
+
+    page.fill("#id_templates", "/posts/\n/posts/{slug}/")
+    page.click("input[name=_save]")
+    page.wait_for_url("**/admin/roan/purgerule/")
+    assert any("post pages" in m for m in admin_page.messages())
+    assert PurgeRule.objects.get().template_lines == ["/posts/", "/posts/{slug}/"]
+
+
+def test_editing_a_post_shows_an_ok_attempt_with_its_latency_in_the_log(
+    admin_page: Admin, post_rule: PurgeRule, outbox: list[Any]
+) -> None:
+    page = admin_page.page
+    post = Post.objects.create(title="Hello", slug="hello")
+    PurgeAttempt.objects.all().delete()  # only the editor's purges below
+
+    admin_page.open(f"/admin/testapp/post/{post.pk}/change/")
+    page.fill("#id_title", "Hello again")
+    page.click("input[name=_save]")
+    page.wait_for_url("**/admin/testapp/post/")
+
+    admin_page.open("/admin/roan/purgeattempt/")
+    row = page.locator("#result_list tbody tr", has_text="/posts/hello/")
+    assert row.count() == 1
+    assert row.locator("td.field-status").inner_text().strip() == "ok"
+    latency = float(row.locator("td.field-latency_ms").inner_text())
+    assert latency >= 0
+    assert row.locator("td.field-user").inner_text().strip() == "editor"
+    admin_page.screenshot("purge-log")
+    assert ("default", "/posts/hello/") in [(node, r.target) for node, r in outbox]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_dashboard_reads_well_in_light_and_dark_mode(
+    browser: Any, live_server: Any, admin_user: Any, scheme: str
+) -> None:
+    seed_attempts()
+    context = new_context(browser, color_scheme=scheme)
+    try:
+        page = sign_in(context, live_server.url, admin_user.username, password="password")
+        page.click("#content-main a[href$='/admin/roan/dashboard/']")
+        page.wait_for_url("**/admin/roan/dashboard/")
+        assert page.locator("h1").inner_text() == "Purge dashboard"
+        assert page.locator("#roan-windows .roan-window-24h .roan-total").inner_text() == "9"
+        # The charts follow the admin's theme: page and bar colours switch together.
+        colours = page.evaluate(
+            """() => [getComputedStyle(document.body).backgroundColor,
+                      getComputedStyle(document.querySelector('rect.roan-failed')).fill,
+                      getComputedStyle(document.querySelector('.roan-tick')).fill]"""
+        )
+        expected = {
+            "light": ["rgb(255, 255, 255)", "rgb(186, 33, 33)", "rgb(102, 102, 102)"],
+            "dark": ["rgb(18, 18, 18)", "rgb(227, 95, 95)", "rgb(208, 208, 208)"],
+        }
+        assert colours == expected[scheme]
+        Admin(page, live_server.url, admin_user).screenshot(f"dashboard-{scheme}")
+    finally:
+        context.close()
+
+
+def test_re_purging_a_failure_from_the_dashboard_writes_a_new_attempt_naming_the_editor(
+    admin_page: Admin, outbox: list[Any]
+) -> None:
+    seed_attempts()
+    failed = PurgeAttempt.objects.get(status="failed")
+    page = admin_page.page
+    admin_page.open("/admin/roan/dashboard/")
+    page.locator("#roan-failures tr", has_text="/posts/broken/").get_by_role(
+        "button", name="Re-purge /posts/broken/"
+    ).click()
+    page.wait_for_url("**/admin/roan/dashboard/")
+    assert any("/posts/broken/" in m for m in admin_page.messages())
+    again = PurgeAttempt.objects.exclude(pk=failed.pk).get(target="/posts/broken/")
+    assert (again.trigger, again.user_id, again.status) == ("admin", admin_page.user.pk, "ok")
+    failed.refresh_from_db()
+    assert failed.status == "failed"  # the old row is history, never edited
+    assert ("default", "/posts/broken/") in [(node, r.target) for node, r in outbox]
