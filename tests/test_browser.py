@@ -6,10 +6,12 @@ and saves screenshots to ``screenshots/`` for a person to review.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
+from django.utils import timezone
 
 from roan.models import PurgeAttempt, PurgeRule
 from tests.browser import Admin, new_context, sign_in
@@ -18,17 +20,35 @@ from tests.testapp.models import Post
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def seed_attempts() -> None:
-    rows: list[dict[str, Any]] = [
-        {"backend": "default", "node": "default", "target": f"/posts/{i}/", "trigger": "save",
-         "status": "ok", "http_status": 200, "latency_ms": 4.0 + i}
-        for i in range(8)
-    ]  # fmt: skip
-    rows.append(
-        {"backend": "default", "node": "default", "target": "/posts/broken/", "trigger": "save",
-         "status": "failed", "http_status": 503, "latency_ms": 30.0, "error": "HTTP 503"}
-    )  # fmt: skip
-    PurgeAttempt.objects.write(rows)
+BACKENDS = {
+    "nginx": {"BACKEND": "roan.backends.locmem.LocMemBackend", "NODES": ["nginx-a", "nginx-b"]},
+    "varnish": {"BACKEND": "roan.backends.locmem.LocMemBackend", "NODES": ["varnish-1"]},
+}
+
+
+def seed_attempts() -> int:
+    """A day of attempts on three nodes, varnish-1 failing lately; returns how many."""
+    now = timezone.now()
+    rows: list[dict[str, Any]] = []
+    times: list[datetime.datetime] = []
+    for hour in range(24):
+        for n in range(2 + (hour * 7) % 5):
+            for backend, node, ms in (("nginx", "nginx-a", 4), ("nginx", "nginx-b", 5),
+                                      ("varnish", "varnish-1", 12)):  # fmt: skip
+                status = "not_cached" if n == 3 else "ok"
+                if node == "varnish-1" and hour < 2 and n < 2:
+                    status = "failed"
+                rows.append(
+                    {"backend": backend, "node": node, "target": f"/posts/{hour}-{n}/",
+                     "trigger": "save", "status": status, "http_status": 503 if status ==
+                     "failed" else 200, "latency_ms": ms + (hour + n) % 4,
+                     "error": "HTTP 503 Service Unavailable" if status == "failed" else ""}
+                )  # fmt: skip
+                times.append(now - datetime.timedelta(hours=hour, minutes=5 + 9 * n))
+    ids = PurgeAttempt.objects.write(rows)
+    for pk, created in zip(ids, times, strict=True):
+        PurgeAttempt.objects.filter(pk=pk).update(created_at=created)
+    return len(ids)
 
 
 def test_a_rule_with_a_bad_template_shows_the_error_then_saves_when_fixed(
@@ -78,16 +98,17 @@ def test_editing_a_post_shows_an_ok_attempt_with_its_latency_in_the_log(
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_dashboard_reads_well_in_light_and_dark_mode(
-    browser: Any, live_server: Any, admin_user: Any, scheme: str
+    browser: Any, live_server: Any, admin_user: Any, settings: Any, scheme: str
 ) -> None:
-    seed_attempts()
+    settings.ROAN_BACKENDS = BACKENDS
+    total = seed_attempts()
     context = new_context(browser, color_scheme=scheme)
     try:
         page = sign_in(context, live_server.url, admin_user.username, password="password")
         page.click("#content-main a[href$='/admin/roan/dashboard/']")
         page.wait_for_url("**/admin/roan/dashboard/")
         assert page.locator("h1").inner_text() == "Purge dashboard"
-        assert page.locator("#roan-windows .roan-window-24h .roan-total").inner_text() == "9"
+        assert page.locator("#roan-windows .roan-window-24h .roan-total").inner_text() == str(total)
         # The charts follow the admin's theme: page and bar colours switch together.
         colours = page.evaluate(
             """() => [getComputedStyle(document.body).backgroundColor,
@@ -105,19 +126,20 @@ def test_the_dashboard_reads_well_in_light_and_dark_mode(
 
 
 def test_re_purging_a_failure_from_the_dashboard_writes_a_new_attempt_naming_the_editor(
-    admin_page: Admin, outbox: list[Any]
+    admin_page: Admin, settings: Any, outbox: list[Any]
 ) -> None:
+    settings.ROAN_BACKENDS = BACKENDS
     seed_attempts()
-    failed = PurgeAttempt.objects.get(status="failed")
+    failed = PurgeAttempt.objects.filter(status="failed").latest()
     page = admin_page.page
     admin_page.open("/admin/roan/dashboard/")
-    page.locator("#roan-failures tr", has_text="/posts/broken/").get_by_role(
-        "button", name="Re-purge /posts/broken/"
-    ).click()
+    page.locator("#roan-failures tr", has_text=failed.target).get_by_role(
+        "button", name=f"Re-purge {failed.target}"
+    ).first.click()
     page.wait_for_url("**/admin/roan/dashboard/")
-    assert any("/posts/broken/" in m for m in admin_page.messages())
-    again = PurgeAttempt.objects.exclude(pk=failed.pk).get(target="/posts/broken/")
-    assert (again.trigger, again.user_id, again.status) == ("admin", admin_page.user.pk, "ok")
+    assert any(failed.target in m for m in admin_page.messages())
+    again = PurgeAttempt.objects.get(target=failed.target, trigger="admin")
+    assert (again.backend, again.user_id, again.status) == ("varnish", admin_page.user.pk, "ok")
     failed.refresh_from_db()
     assert failed.status == "failed"  # the old row is history, never edited
-    assert ("default", "/posts/broken/") in [(node, r.target) for node, r in outbox]
+    assert ("varnish-1", failed.target) in [(node, r.target) for node, r in outbox]
