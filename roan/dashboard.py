@@ -461,6 +461,7 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
 def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite) -> HttpResponse:
     if not request.user.has_perm(VIEW_PERMISSION):
         raise PermissionDenied
+    request.current_app = admin_site.name
     context = {
         **admin_site.each_context(request),
         **dashboard_context(),
@@ -469,7 +470,6 @@ def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite) -> HttpRes
         "app_label": "roan",
         "can_purge": request.user.has_perm(PURGE_PERMISSION),
     }
-    request.current_app = admin_site.name
     return TemplateResponse(request, "admin/roan/dashboard.html", context)
 
 

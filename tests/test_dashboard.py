@@ -107,9 +107,10 @@ def test_percentiles_use_the_nearest_rank_of_the_backends_latencies(settings: An
 def test_the_page_renders_the_charts_with_titles_and_a_table_alternative(
     admin_client: Client,
 ) -> None:
-    add(1, "ok", latency_ms=4)
-    add(2, "not_cached", latency_ms=6)
-    add(3, "failed", latency_ms=80, error="HTTP 503")
+    # All three in the same clock hour, whatever the time is now.
+    hour = add(0, "ok", latency_ms=4).created_at.strftime("%H:00")
+    add(0, "not_cached", latency_ms=6)
+    add(0, "failed", latency_ms=80, error="HTTP 503")
 
     html = admin_client.get(URL).content.decode()
 
@@ -117,8 +118,8 @@ def test_the_page_renders_the_charts_with_titles_and_a_table_alternative(
         assert re.search(rf'<svg [^>]*role="img"[^>]*aria-labelledby="{chart}-title', html)
         assert f'<desc id="{chart}-desc">' in html
     assert html.count('class="roan-table-alt"') == 2
-    # The current hour's bar: one segment per status, its tooltip giving the counts.
-    assert "1 ok, 1 not cached, 1 failed</title>" in html
+    # That hour's bar: one segment per status, its tooltip giving the counts.
+    assert f"<title>{hour}: 1 ok, 1 not cached, 1 failed</title>" in html
     for css in ("roan-ok", "roan-not-cached", "roan-failed"):
         assert f'<rect class="{css}"' in html
     assert "<script" not in html.split('id="content-main"')[1]  # no JavaScript needed
