@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import django
 from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
@@ -469,6 +470,7 @@ def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite) -> HttpRes
         "opts": PurgeAttempt._meta,
         "app_label": "roan",
         "can_purge": request.user.has_perm(PURGE_PERMISSION),
+        "breadcrumbs_as_list": django.VERSION >= (6, 0),
     }
     return TemplateResponse(request, "admin/roan/dashboard.html", context)
 

@@ -72,6 +72,7 @@ class Admin:
         self.page = page
         self.base_url = base_url
         self.user = user
+        self.broken = watch_assets(page)
 
     def open(self, path: str) -> Any:
         response = self.page.goto(self.base_url + path)
@@ -79,6 +80,8 @@ class Admin:
         return response
 
     def screenshot(self, name: str, *, full_page: bool = True) -> Path:
+        # A page missing a stylesheet or script is not what users see; fail, do not save it.
+        assert not self.broken, f"assets that did not load: {self.broken}"
         SCREENSHOTS.mkdir(exist_ok=True)
         target = SCREENSHOTS / f"{name}.png"
         self.page.screenshot(path=str(target), full_page=full_page)
@@ -86,6 +89,19 @@ class Admin:
 
     def messages(self) -> list[str]:
         return [m.strip() for m in self.page.locator("ul.messagelist li").all_inner_texts()]
+
+
+def watch_assets(page: Any) -> list[str]:
+    """Collect the page's requests that fail or answer 4xx/5xx (the favicon aside)."""
+    broken: list[str] = []
+
+    def on_response(response: Any) -> None:
+        if response.status >= 400 and not response.url.endswith("/favicon.ico"):
+            broken.append(f"{response.status} {response.url}")
+
+    page.on("response", on_response)
+    page.on("requestfailed", lambda request: broken.append(f"failed {request.url}"))
+    return broken
 
 
 def new_context(browser: Any, **options: Any) -> Any:
