@@ -344,17 +344,17 @@ def purge_chart(buckets: Sequence[Hour]) -> dict[str, Any]:
     for i, bucket in enumerate(buckets):
         x = PLOT_LEFT + i * slot
         y = float(PLOT_TOP + plot_height)
-        segments = []
-        for key, value in (("ok", bucket.ok), ("not-cached", bucket.not_cached)):
-            segments.append((key, value))
-        segments.append(("failed", bucket.failed))
         drawn = []
-        for key, value in segments:
+        for css, value in (
+            ("ok", bucket.ok),
+            ("not-cached", bucket.not_cached),
+            ("failed", bucket.failed),
+        ):
             if not value:
                 continue
             height = plot_height * value / top
-            y -= height
-            drawn.append({"css": key, "y": round(y, 1), "height": round(height, 1)})
+            y -= height  # stacked upwards from the axis
+            drawn.append({"css": css, "y": round(y, 1), "height": round(height, 1)})
         label = _hour_label(bucket.start)
         bars.append(
             {
@@ -364,7 +364,6 @@ def purge_chart(buckets: Sequence[Hour]) -> dict[str, Any]:
                 "label": label,
                 "show_label": i % 3 == 0,
                 "label_x": round(x + slot / 2, 1),
-                "hour": bucket,
                 "title": _("%(hour)s: %(ok)s ok, %(nc)s not cached, %(failed)s failed")
                 % {
                     "hour": label,

@@ -210,3 +210,27 @@ def test_latest_failures_are_newest_first_and_bounded() -> None:
     add(0.5, "ok")
     failures = dashboard.dashboard_context()["failures"]
     assert [a.target for a in failures] == [f"/f/{i}/" for i in range(11, 1, -1)]
+
+
+@pytest.mark.postgres
+def test_every_dashboard_query_on_the_attempt_table_can_use_an_index(settings: Any) -> None:
+    """With sequential scans priced out, each query reads an index by its conditions.
+
+    ("Index Cond", not a whole index read with a "Filter": the dashboard asks for the
+    ranges and equalities its indexes are ordered by.)
+    """
+    settings.ROAN_BACKENDS = NODES
+    add(1, "ok", latency_ms=3)
+    add(2, "failed")
+    with CaptureQueriesContext(connection) as queries:
+        dashboard.dashboard_context()
+    selects = [q["sql"] for q in queries if '"roan_purgeattempt"' in q["sql"]]
+    assert len(selects) >= 10
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for sql in selects:
+            cursor.execute("EXPLAIN " + sql)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert "Seq Scan on roan_purgeattempt" not in plan, f"{sql}\n{plan}"
+            # roan_attempt_due is partial: it holds exactly the pending and failed rows.
+            assert "Index Cond" in plan or "on roan_attempt_due" in plan, f"{sql}\n{plan}"
