@@ -103,10 +103,6 @@ class Hour:
     latency_sum: dict[str, float] = dataclasses.field(default_factory=dict)
     latency_n: dict[str, int] = dataclasses.field(default_factory=dict)
 
-    @property
-    def total(self) -> int:
-        return self.ok + self.not_cached + self.failed + self.other
-
     def mean_latency(self, backend: str) -> float | None:
         n = self.latency_n.get(backend, 0)
         return self.latency_sum[backend] / n if n else None
@@ -118,9 +114,9 @@ class Hour:
 def window_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> list[Window]:
     """Attempts per status for each window, over the last seven days.
 
-    One small query per status: ``status = %s AND created_at >= %s`` is a range of the
-    (status, created_at) index, which holds every column counted, so the rows themselves
-    are never read.
+    One small query per status: ``status = %s AND created_at BETWEEN %s AND %s`` is a
+    range of the (status, created_at) index, which holds every column counted, so the
+    rows themselves are never read.
     """
     longest = max(delta for _key, _label, delta in WINDOWS)
     counts = {
@@ -308,11 +304,14 @@ def latest_failures(qs: QuerySet[PurgeAttempt]) -> list[PurgeAttempt]:
 
 
 def nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``."""
+    """The smallest of 1, 2, 5 times a power of ten that is at least ``value``.
+
+    The axis is labelled at 0, half and top, so halves stay round numbers too.
+    """
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 2, 5, 10):
         if step * power >= value:
             return float(step * power)
     return float(10 * power)  # pragma: no cover - the loop always returns
