@@ -7,18 +7,27 @@ import re
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
+from django.urls import path
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from roan import dashboard
+from roan.admin import PurgeAttemptAdmin
 from roan.models import PurgeAttempt
 
 pytestmark = pytest.mark.django_db
 
 URL = "/admin/roan/dashboard/"
+
+# A project's own admin site, for the test that mounts the dashboard on one.
+custom_site = admin.AdminSite(name="custom")
+custom_site.register(PurgeAttempt, PurgeAttemptAdmin)
+dashboard.register(custom_site)
+urlpatterns = [path("office/", custom_site.urls)]
 NODES = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "NODES": ["a", "b"]}}
 
 
@@ -234,3 +243,14 @@ def test_every_dashboard_query_on_the_attempt_table_can_use_an_index(settings: A
             assert "Seq Scan on roan_purgeattempt" not in plan, f"{sql}\n{plan}"
             # roan_attempt_due is partial: it holds exactly the pending and failed rows.
             assert "Index Cond" in plan or "on roan_attempt_due" in plan, f"{sql}\n{plan}"
+
+
+@pytest.mark.urls("tests.test_dashboard")
+def test_the_dashboard_can_live_on_a_custom_admin_site(admin_client: Client) -> None:
+    add(1, "failed", target="/broken/")
+    response = admin_client.get("/office/roan/dashboard/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'action="/office/roan/dashboard/repurge/' in html
+    assert 'href="/office/roan/purgeattempt/"' in html
+    assert 'href="/office/roan/dashboard/"' in admin_client.get("/office/").content.decode()
