@@ -11,8 +11,8 @@ from django.contrib import admin
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
-from django.urls import path
 from django.test.utils import CaptureQueriesContext
+from django.urls import path
 from django.utils import timezone
 
 from roan import dashboard
