@@ -37,7 +37,7 @@ from import_export.admin import ExportMixin, ImportExportModelAdmin
 from import_export.formats import base_formats
 
 from roan import admin_views as views
-from roan import limits, pipeline, rules
+from roan import dashboard, limits, pipeline, rules
 from roan.admin_views import can_purge, can_purge_all
 from roan.backends.base import ALL, PurgeRequest
 from roan.conf import roan_settings
@@ -839,3 +839,7 @@ class BackendStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description=gettext_lazy("queued attempts"))
     def queued(self, obj: BackendState) -> int:
         return limits.queued(obj.alias)
+
+
+# The dashboard at admin/roan/dashboard/ (roan/dashboard.py), listed with the models.
+dashboard.register(admin.site)

@@ -8,7 +8,7 @@ import pytest
 from roan import rules
 from roan.models import PurgeRule
 
-pytest_plugins = ["tests.caches", "tests.workers"]
+pytest_plugins = ["tests.caches", "tests.workers", "tests.browser"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

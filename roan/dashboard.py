@@ -1,0 +1,578 @@
+"""The purge dashboard at ``admin/roan/dashboard/``: how purging went lately.
+
+Every figure comes from a handful of aggregate queries over indexed time ranges (the
+attempt table may hold millions of rows): counts are grouped in the database, latency
+percentiles come from a bounded sample of the newest attempts, and no query reads more
+than seven days of rows. The charts are inline SVG drawn here, so the page needs no
+JavaScript and no CDN, and each has a table alternative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import django
+from django.apps import apps
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db import connections
+from django.db.models import CharField, Count, Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import Substr, TruncHour
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+import roan
+from roan.models import PurgeAttempt
+
+VIEW_PERMISSION = "roan.view_purgeattempt"
+PURGE_PERMISSION = "roan.purge_now"
+
+SUCCESS = ("ok", "not_cached")
+FAILURE = ("failed", "gave_up")
+WINDOWS = (
+    ("1h", gettext_lazy("Last hour"), datetime.timedelta(hours=1)),
+    ("24h", gettext_lazy("Last 24 hours"), datetime.timedelta(hours=24)),
+    ("7d", gettext_lazy("Last 7 days"), datetime.timedelta(days=7)),
+)
+HOURS = 24
+#: Percentiles are computed from at most this many of a backend's newest latencies.
+LATENCY_SAMPLE = 1000
+LATEST_FAILURES = 10
+#: Counting consecutive failures stops here; the page shows "1000+".
+CONSECUTIVE_CAP = 1000
+
+# Chart geometry, in SVG user units (the SVG scales to the page's width).
+CHART_WIDTH = 720
+CHART_HEIGHT = 200
+PLOT_LEFT = 48
+PLOT_RIGHT = 8
+PLOT_TOP = 10
+PLOT_BOTTOM = 24
+
+
+@dataclasses.dataclass
+class Window:
+    key: str
+    label: str
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def success_rate(self) -> float | None:
+        """Share of finished attempts that succeeded; pending and skipped ones do not count."""
+        finished = sum(self.counts.get(s, 0) for s in (*SUCCESS, *FAILURE))
+        if not finished:
+            return None
+        return 100.0 * sum(self.counts.get(s, 0) for s in SUCCESS) / finished
+
+
+@dataclasses.dataclass
+class Node:
+    backend: str
+    node: str
+    last_success: datetime.datetime | None = None
+    last_failure: datetime.datetime | None = None
+    consecutive_failures: int = 0
+
+    @property
+    def consecutive_capped(self) -> bool:
+        return self.consecutive_failures >= CONSECUTIVE_CAP
+
+
+@dataclasses.dataclass
+class Hour:
+    start: datetime.datetime
+    ok: int = 0
+    not_cached: int = 0
+    failed: int = 0
+    other: int = 0
+    latency_sum: dict[str, float] = dataclasses.field(default_factory=dict)
+    latency_n: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def mean_latency(self, backend: str) -> float | None:
+        n = self.latency_n.get(backend, 0)
+        return self.latency_sum[backend] / n if n else None
+
+
+# -- the figures ---------------------------------------------------------------------------
+
+
+def window_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> list[Window]:
+    """Attempts per status for each window, over the last seven days.
+
+    One small query per status: ``status = %s AND created_at BETWEEN %s AND %s`` is a
+    range of the (status, created_at) index, which holds every column counted, so the
+    rows themselves are never read.
+    """
+    longest = max(delta for _key, _label, delta in WINDOWS)
+    counts = {
+        key: Count("pk", filter=Q(created_at__gte=now - delta)) for key, _label, delta in WINDOWS
+    }
+    recent = qs.filter(created_at__range=(now - longest, _horizon(now))).order_by()
+    by_status = {
+        status: recent.filter(status=status).aggregate(**counts)
+        for status in PurgeAttempt.Status.values
+    }
+    return [
+        Window(key, str(label), {status: n[key] for status, n in by_status.items() if n[key]})
+        for key, label, _delta in WINDOWS
+    ]
+
+
+def queue(qs: QuerySet[PurgeAttempt]) -> dict[str, Any]:
+    """Pending and failing (awaiting a retry) counts, and the oldest pending attempt."""
+    rows = (
+        qs.filter(status__in=["pending", "failed"])
+        .order_by()
+        .values("status")
+        .annotate(n=Count("pk"), oldest=Min("created_at"))
+    )
+    by_status: dict[str, dict[str, Any]] = {row["status"]: dict(row) for row in rows}
+    pending = by_status.get("pending", {})
+    return {
+        "pending": pending.get("n", 0),
+        "failing": by_status.get("failed", {}).get("n", 0),
+        "oldest_pending": pending.get("oldest"),
+    }
+
+
+def hours(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> tuple[list[Hour], set[Any]]:
+    """The last 24 clock hours (the current one included): counts and latency per backend.
+
+    Also returns the (backend, node) pairs seen in that time.
+    """
+    current = now.replace(minute=0, second=0, microsecond=0)
+    first = current - datetime.timedelta(hours=HOURS - 1)
+    buckets = [Hour(first + datetime.timedelta(hours=i)) for i in range(HOURS)]
+    index = {bucket.start: bucket for bucket in buckets}
+    rows = (
+        qs.filter(created_at__range=(first, _horizon(now)))
+        .annotate(hour=_hour(qs.db))
+        .order_by()
+        .values("hour", "backend", "node", "status")
+        .annotate(n=Count("pk"), latency_sum=Sum("latency_ms"), latency_n=Count("latency_ms"))
+    )
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        seen.add((row["backend"], row["node"]))
+        hour = row["hour"]
+        if isinstance(hour, str):  # SQLite: "YYYY-MM-DD HH" in UTC, see _hour()
+            hour = datetime.datetime.strptime(hour, "%Y-%m-%d %H").replace(tzinfo=datetime.UTC)
+        bucket = index.get(hour)
+        if bucket is None:  # a clock running ahead of the database's; nothing to draw
+            continue
+        status, n = row["status"], row["n"]
+        if status == "ok":
+            bucket.ok += n
+        elif status == "not_cached":
+            bucket.not_cached += n
+        elif status in FAILURE:
+            bucket.failed += n
+        else:
+            bucket.other += n
+        if row["latency_n"]:
+            backend = row["backend"]
+            bucket.latency_sum[backend] = bucket.latency_sum.get(backend, 0.0) + row["latency_sum"]
+            bucket.latency_n[backend] = bucket.latency_n.get(backend, 0) + row["latency_n"]
+    return buckets, seen
+
+
+def _horizon(now: datetime.datetime) -> datetime.datetime:
+    """An upper bound for time ranges, with room for app servers' clocks to differ.
+
+    A range closed on both ends is what makes SQLite's planner (without ANALYZE
+    statistics) choose the created_at index over scanning the (backend, node) one.
+    """
+    return now + datetime.timedelta(hours=1)
+
+
+def _hour(using: str) -> Any:
+    """An expression for the UTC hour an attempt was created in."""
+    if connections[using].vendor == "sqlite" and settings.USE_TZ:
+        # Django's TruncHour calls a Python function per row on SQLite (about 10 us each,
+        # a third of a second for a busy day); the stored text "YYYY-MM-DD HH:MM:SS" is
+        # already UTC, so its first 13 characters are the hour.
+        return Substr("created_at", 1, 13, output_field=CharField())
+    return TruncHour("created_at", tzinfo=datetime.UTC)
+
+
+def percentile(ordered: Sequence[float], p: float) -> float:
+    """The nearest-rank percentile of an ascending sequence."""
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latencies(
+    qs: QuerySet[PurgeAttempt], pairs: Iterable[tuple[str, str]], now: datetime.datetime
+) -> list[dict[str, Any]]:
+    """p50/p95/p99 per backend from its newest attempts with a latency in the last 24 h.
+
+    Read per node, newest first, so that each query walks the (backend, node, created_at)
+    index from its end and stops after ``LATENCY_SAMPLE`` rows; the nodes' samples are
+    then merged and cut to the backend's newest ``LATENCY_SAMPLE``.
+    """
+    since = now - datetime.timedelta(hours=24)
+    samples: dict[str, list[tuple[datetime.datetime, float]]] = {}
+    for backend, node in pairs:
+        newest = (
+            qs.filter(backend=backend, node=node, created_at__gte=since, latency_ms__isnull=False)
+            .order_by("-created_at")
+            .values_list("created_at", "latency_ms")[:LATENCY_SAMPLE]
+        )
+        samples.setdefault(backend, []).extend((t, v) for t, v in newest if v is not None)
+    result = []
+    for backend, rows in samples.items():
+        rows.sort(reverse=True)
+        sample = sorted(v for _t, v in rows[:LATENCY_SAMPLE])
+        row: dict[str, Any] = {"backend": backend, "n": len(sample)}
+        if sample:
+            row.update(p50=percentile(sample, 50), p95=percentile(sample, 95))
+            row["p99"] = percentile(sample, 99)
+        result.append(row)
+    return result
+
+
+def configured_nodes() -> list[tuple[str, str]]:
+    from roan.backends import get_backends
+
+    try:
+        return [(alias, node) for alias, b in get_backends().items() for node in b.nodes]
+    except ImproperlyConfigured:  # the system checks report it; show what the log shows
+        return []
+
+
+def nodes(
+    qs: QuerySet[PurgeAttempt], pairs: Iterable[tuple[str, str]], now: datetime.datetime
+) -> list[Node]:
+    """Last success, last failure and failures since the last success, per backend and node.
+
+    Looks back seven days at most, so a node that has been failing for longer shows no
+    last success rather than a scan of its whole history.
+    """
+    since = now - datetime.timedelta(days=7)
+    recent = qs.filter(created_at__range=(since, _horizon(now))).order_by()
+    last_failures = {
+        (row["backend"], row["node"]): row["last"]
+        for row in recent.filter(status__in=FAILURE)
+        .values("backend", "node")
+        .annotate(last=Max("created_at"))
+    }
+    result = []
+    for backend, node in pairs:
+        mine = recent.filter(backend=backend, node=node)
+        item = Node(backend, node, last_failure=last_failures.get((backend, node)))
+        item.last_success = (
+            mine.filter(status__in=SUCCESS)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if item.last_failure and (not item.last_success or item.last_failure > item.last_success):
+            failures = mine.filter(status__in=FAILURE)
+            if item.last_success:
+                failures = failures.filter(created_at__gt=item.last_success)
+            # Counting a slice is bounded: COUNT(*) over a LIMITed subquery.
+            item.consecutive_failures = failures.values("pk")[:CONSECUTIVE_CAP].count()
+        result.append(item)
+    return result
+
+
+def latest_failures(qs: QuerySet[PurgeAttempt]) -> list[PurgeAttempt]:
+    # One query per status, so each reads the (status, created_at) index from its newest end.
+    found: list[PurgeAttempt] = []
+    for status in FAILURE:
+        found += qs.filter(status=status).order_by("-created_at")[:LATEST_FAILURES]
+    found.sort(key=lambda a: (a.created_at, a.pk), reverse=True)
+    return found[:LATEST_FAILURES]
+
+
+# -- the charts ----------------------------------------------------------------------------
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 5 times a power of ten that is at least ``value``.
+
+    The axis is labelled at 0, half and top, so halves stay round numbers too.
+    """
+    if value <= 0:
+        return 1.0
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 5, 10):
+        if step * power >= value:
+            return float(step * power)
+    return float(10 * power)  # pragma: no cover - the loop always returns
+
+
+def _axis(top: float) -> list[dict[str, Any]]:
+    plot_height = CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM
+    return [
+        {"y": round(PLOT_TOP + plot_height * (1 - f), 1), "label": _number(top * f)}
+        for f in (0, 0.5, 1)
+    ]
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+
+
+def _hour_label(start: datetime.datetime) -> str:
+    return timezone.localtime(start).strftime("%H:%M")
+
+
+def purge_chart(buckets: Sequence[Hour]) -> dict[str, Any]:
+    """Stacked bars per hour: ok, not cached, failed (failed and gave up)."""
+    plot_width = CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT
+    plot_height = CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM
+    top = nice_ceiling(max((b.ok + b.not_cached + b.failed for b in buckets), default=0))
+    slot = plot_width / len(buckets)
+    bars = []
+    for i, bucket in enumerate(buckets):
+        x = PLOT_LEFT + i * slot
+        y = float(PLOT_TOP + plot_height)
+        drawn = []
+        for css, value in (
+            ("ok", bucket.ok),
+            ("not-cached", bucket.not_cached),
+            ("failed", bucket.failed),
+        ):
+            if not value:
+                continue
+            height = plot_height * value / top
+            y -= height  # stacked upwards from the axis
+            drawn.append({"css": css, "y": round(y, 1), "height": round(height, 1)})
+        label = _hour_label(bucket.start)
+        bars.append(
+            {
+                "x": round(x + slot * 0.15, 1),
+                "width": round(slot * 0.7, 1),
+                "segments": drawn,
+                "label": label,
+                "show_label": i % 3 == 0,
+                "label_x": round(x + slot / 2, 1),
+                "title": _("%(hour)s: %(ok)s ok, %(nc)s not cached, %(failed)s failed")
+                % {
+                    "hour": label,
+                    "ok": bucket.ok,
+                    "nc": bucket.not_cached,
+                    "failed": bucket.failed,
+                },
+            }
+        )
+    return {"bars": bars, "axis": _axis(top), **_frame()}
+
+
+def latency_chart(buckets: Sequence[Hour], backends: Sequence[str]) -> dict[str, Any]:
+    """One line per backend: the mean latency of each hour's attempts."""
+    plot_width = CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT
+    plot_height = CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM
+    values = [b.mean_latency(backend) for b in buckets for backend in backends]
+    top = nice_ceiling(max((v for v in values if v is not None), default=0))
+    slot = plot_width / len(buckets)
+    series = []
+    for n, backend in enumerate(backends):
+        points: list[dict[str, Any]] = []
+        for i, bucket in enumerate(buckets):
+            value = bucket.mean_latency(backend)
+            if value is None:
+                continue
+            points.append(
+                {
+                    "x": round(PLOT_LEFT + (i + 0.5) * slot, 1),
+                    "y": round(PLOT_TOP + plot_height * (1 - value / top), 1),
+                    "title": _("%(backend)s, %(hour)s: %(ms)s ms")
+                    % {"backend": backend, "hour": _hour_label(bucket.start), "ms": _number(value)},
+                }
+            )
+        # Hours without attempts break the line rather than bridging them.
+        lines: list[list[dict[str, Any]]] = []
+        previous: dict[str, Any] | None = None
+        for point in points:
+            if previous is None or point["x"] - previous["x"] > slot * 1.5:
+                lines.append([])
+            lines[-1].append(point)
+            previous = point
+        series.append(
+            {
+                "backend": backend,
+                "css": f"series-{n % 4}",
+                "points": points,
+                "lines": [" ".join(f"{p['x']},{p['y']}" for p in line) for line in lines],
+            }
+        )
+    labels = [
+        {"x": round(PLOT_LEFT + (i + 0.5) * slot, 1), "label": _hour_label(b.start)}
+        for i, b in enumerate(buckets)
+        if i % 3 == 0
+    ]
+    rows = [{"start": b.start, "values": [b.mean_latency(x) for x in backends]} for b in buckets]
+    return {"series": series, "axis": _axis(top), "labels": labels, "rows": rows, **_frame()}
+
+
+def _frame() -> dict[str, Any]:
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "left": PLOT_LEFT,
+        "right": CHART_WIDTH - PLOT_RIGHT,
+        "bottom": CHART_HEIGHT - PLOT_BOTTOM,
+        "label_y": CHART_HEIGHT - 8,
+    }
+
+
+# -- the views -----------------------------------------------------------------------------
+
+
+def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
+    """Everything the dashboard shows, computed with a bounded number of queries."""
+    now = now or timezone.now()
+    qs = PurgeAttempt.objects.all()
+    buckets, seen = hours(qs, now)
+    pairs = list(dict.fromkeys([*configured_nodes(), *sorted(seen)]))
+    backends = list(dict.fromkeys(backend for backend, _node in pairs))
+    return {
+        "now": now,
+        "windows": window_counts(qs, now),
+        "queue": queue(qs),
+        "latencies": latencies(qs, pairs, now),
+        "latency_sample": LATENCY_SAMPLE,
+        "nodes": nodes(qs, pairs, now),
+        "hours": buckets,
+        "purge_chart": purge_chart(buckets),
+        "latency_chart": latency_chart(buckets, backends),
+        "failures": latest_failures(qs),
+    }
+
+
+def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite) -> HttpResponse:
+    if not request.user.has_perm(VIEW_PERMISSION):
+        raise PermissionDenied
+    request.current_app = admin_site.name
+    context = {
+        **admin_site.each_context(request),
+        **dashboard_context(),
+        "title": _("Purge dashboard"),
+        "opts": PurgeAttempt._meta,
+        "app_label": "roan",
+        "can_purge": request.user.has_perm(PURGE_PERMISSION),
+        "breadcrumbs_as_list": django.VERSION >= (6, 0),
+    }
+    return TemplateResponse(request, "admin/roan/dashboard.html", context)
+
+
+def repurge_view(request: HttpRequest, pk: int, admin_site: admin.AdminSite) -> HttpResponse:
+    """Purge a failed attempt's target again: a new attempt (trigger "admin", this user)."""
+    if not request.user.has_perm(PURGE_PERMISSION):
+        raise PermissionDenied
+    attempt = get_object_or_404(PurgeAttempt, pk=pk)
+    target = attempt.target
+    if attempt.host and attempt.kind in {"url", "prefix"}:
+        target = f"http://{attempt.host}{target}"
+    count = roan.purge_urls(
+        [target], backends=[attempt.backend], kind=attempt.kind, trigger="admin", user=request.user
+    )
+    messages.success(
+        request,
+        _("Purging %(target)s again on %(backend)s: %(count)d new attempt(s).")
+        % {"target": attempt.target or attempt.get_kind_display(), "backend": attempt.backend,
+           "count": count},
+    )  # fmt: skip
+    return HttpResponseRedirect(reverse(f"{admin_site.name}:roan_dashboard"))
+
+
+def dashboard_urls(admin_site: admin.AdminSite) -> list[URLPattern]:
+    """URL patterns for the dashboard, to be mounted at ``<admin>/roan/dashboard/``."""
+
+    def dashboard(request: HttpRequest) -> HttpResponse:
+        return dashboard_view(request, admin_site)
+
+    @require_POST
+    def repurge(request: HttpRequest, pk: int) -> HttpResponse:
+        return repurge_view(request, pk, admin_site)
+
+    view = admin_site.admin_view(dashboard)
+    return [
+        path("", view, name="roan_dashboard"),
+        # The name the admin's app list reverses for a registered "model".
+        path("", view, name="roan_dashboard_changelist"),
+        path("repurge/<int:pk>/", admin_site.admin_view(repurge), name="roan_dashboard_repurge"),
+    ]
+
+
+# -- a place in the admin ------------------------------------------------------------------
+
+
+class _DashboardOptions:
+    """Just enough of a model's ``_meta`` for the admin to list and route the dashboard.
+
+    Registering a stand-in like this (as django-constance does for its settings page)
+    gives the dashboard the URL ``admin/roan/dashboard/`` and a row in the index, the app
+    page and the sidebar, without a database table or a template override.
+    """
+
+    app_label = "roan"
+    model_name = "dashboard"
+    object_name = "Dashboard"
+    verbose_name = gettext_lazy("dashboard")
+    verbose_name_plural = gettext_lazy("dashboard")
+    abstract = False
+    swapped = False
+    is_composite_pk = False
+
+    @property
+    def app_config(self) -> Any:
+        return apps.get_app_config(self.app_label)
+
+    @property
+    def label(self) -> str:
+        return f"{self.app_label}.{self.object_name}"
+
+    @property
+    def label_lower(self) -> str:
+        return f"{self.app_label}.{self.model_name}"
+
+
+class Dashboard:
+    """The stand-in "model" under which the dashboard is registered."""
+
+    _meta = _DashboardOptions()
+
+
+class DashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    actions = None
+
+    def get_urls(self) -> list[URLPattern]:
+        return dashboard_urls(self.admin_site)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(VIEW_PERMISSION))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(VIEW_PERMISSION))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def register(site: admin.AdminSite) -> None:
+    """Add the dashboard to ``site`` (roan/admin.py does this for the default site)."""
+    site.register([Dashboard], DashboardAdmin)
