@@ -36,7 +36,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from _databases import admin_sql, postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {
@@ -194,29 +195,6 @@ def worker(database: dict[str, Any], n: int, requests: int) -> dict[str, Any]:
 
 def sqlite_database(tmp: Path) -> dict[str, Any]:
     return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp / "bench.sqlite3")}
-
-
-def postgres_database(url: str, name: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": name,
-        "USER": parts.username or "",
-        "PASSWORD": parts.password or "",
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-    }
-
-
-def admin_sql(url: str, sql: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password,
-        dbname="postgres", autocommit=True,
-    ) as conn:  # fmt: skip
-        conn.execute(sql)
 
 
 def run(engine: str, url: str, n: int, requests: int) -> None:

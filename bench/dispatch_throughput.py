@@ -38,7 +38,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from _databases import admin_sql, postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -94,29 +95,6 @@ def worker(n: int, batch: int, location: str, database: dict[str, object]) -> di
 
 def sqlite_database(tmp: Path) -> dict[str, object]:
     return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp / f"{uuid.uuid4().hex}.db")}
-
-
-def postgres_database(url: str, name: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": name,
-        "USER": parts.username or "",
-        "PASSWORD": parts.password or "",
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-    }
-
-
-def admin_sql(url: str, sql: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password,
-        dbname="postgres", autocommit=True,
-    ) as conn:  # fmt: skip
-        conn.execute(sql)
 
 
 def run_roan(engine: str, args: argparse.Namespace, location: str, tmp: Path) -> float:

@@ -31,7 +31,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from _databases import admin_sql, postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUPS = ("none", "installed", "one-rule", "fifty-rules")
@@ -130,29 +131,6 @@ def sqlite_database(tmp: Path, name: str, wal: bool = False) -> dict[str, object
     if wal:
         database["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;"}
     return database
-
-
-def postgres_database(url: str, name: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": name,
-        "USER": parts.username or "",
-        "PASSWORD": parts.password or "",
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-    }
-
-
-def admin_sql(url: str, sql: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(
-        host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password,
-        dbname="postgres", autocommit=True,
-    ) as conn:  # fmt: skip
-        conn.execute(sql)
 
 
 def run_once(setup: str, n: int, engine: str, url: str, tmp: Path) -> dict[str, float]:

@@ -208,7 +208,32 @@ def start_varnish(origin_port: int) -> Varnish:
     return server
 
 
-class Origin:
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, served from a daemon thread.
+
+    Subclasses build their request handler and call :meth:`serve` with it; ``close()``
+    stops the server and its thread.
+    """
+
+    server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = self.server_class(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+class Origin(LoopbackServer):
     """A tiny origin: each (host, path) answers with how often it was fetched.
 
     Responses are public for 300 s and carry ``xkey: section-<first path segment>``.
@@ -224,6 +249,9 @@ class Origin:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes; without TCP_NODELAY each fetch
+            # through a cache waits out a delayed ACK (40 ms).
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 key = (self.headers.get("Host", ""), self.path)
@@ -245,13 +273,7 @@ class Origin:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.serve(Handler)
 
     def count(self, path: str, host: str = "") -> int:
         """How often the origin served ``path`` (for ``host``, or summed over hosts)."""
@@ -259,9 +281,7 @@ class Origin:
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().close()
 
 
 @pytest.fixture(scope="session")
@@ -287,7 +307,7 @@ def varnish_cache(cache_origin: HasPort) -> Iterator[Varnish]:
     node.close()
 
 
-class FakeCache:
+class FakeCache(LoopbackServer):
     """A scripted HTTP server standing in for a cache or a purge API.
 
     It records every request as ``(method, path, headers)`` and answers ``status`` with
@@ -320,20 +340,11 @@ class FakeCache:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = int(self.server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        self.serve(Handler)
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import http.client
 import os
 import re
 import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from roan.models import PurgeAttempt
-from tests.caches import Nginx, Origin, start_nginx
+from tests.caches import LoopbackServer, Nginx, Origin, start_nginx
 from tests.testapp.models import Post
 from tests.workers import wait_until
 
@@ -34,9 +33,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def nginx() -> Iterator[Nginx]:
     """A node of our own (these tests stop it) before an origin of our own."""
     origin = Origin()
-    # The origin writes headers and body separately; without TCP_NODELAY each fetch
-    # waits out a delayed ACK (40 ms), and these tests fetch a thousand pages twice.
-    origin.server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
     try:
         node = start_nginx(origin.port)
         yield node
@@ -116,9 +112,11 @@ class _QuietServer(ThreadingHTTPServer):
         pass  # the killed worker hung up on us: expected, not worth a traceback
 
 
-class SlowProxy:
+class SlowProxy(LoopbackServer):
     """Forwards purges to nginx, each after ``delay`` seconds: a batch takes long enough
     to kill its worker in the middle of it. Records the paths it forwarded."""
+
+    server_class = _QuietServer
 
     def __init__(self, upstream_port: int, delay: float) -> None:
         self.forwarded: list[str] = []
@@ -145,16 +143,7 @@ class SlowProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        self.serve(Handler)
 
 
 @pytest.fixture

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
@@ -14,6 +13,7 @@ from django.db import transaction
 from django_tasks_db.models import DBTaskResult
 
 from roan.models import PurgeAttempt
+from tests.caches import LoopbackServer
 from tests.testapp.models import Post
 from tests.workers import wait_until
 
@@ -78,7 +78,7 @@ def test_the_task_goes_to_roan_task_backend_and_queue(post_rule, settings) -> No
     )
 
 
-class ScriptedCache:
+class ScriptedCache(LoopbackServer):
     """Answers the n-th request with ``script[n]`` (status, headers), then 200; records
     when each request arrived (``time.time()``, comparable across processes)."""
 
@@ -102,16 +102,7 @@ class ScriptedCache:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        self.serve(Handler)
 
 
 @pytest.fixture
