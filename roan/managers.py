@@ -108,16 +108,6 @@ def _upsert_sql(connection: Any, table: str, columns: tuple[str, ...], rows: int
 
 
 # What sending changes on an attempt row, in the order record() writes it.
-# PostgreSQL array types for the unnest() form of the outcome update (other columns: text).
-_PG_TYPES = {
-    "claimed_until": "timestamptz",
-    "updated_at": "timestamptz",
-    "next_attempt_at": "timestamptz",
-    "finished_at": "timestamptz",
-    "tries": "integer",
-    "http_status": "integer",
-    "latency_ms": "float8",
-}
 _OUTCOME_COLUMNS = (
     "status",
     "http_status",
@@ -268,7 +258,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
 
         ``bulk_update`` builds a ``CASE WHEN id = ...`` per row and column, which costs
         more than sending the purges. Here PostgreSQL gets one ``UPDATE ... FROM
-        unnest(...)`` per few thousand rows, and other databases one prepared ``UPDATE``
+        unnest(...)`` per group of like outcomes, and other databases one prepared ``UPDATE``
         run for every row, in one transaction (SQLite runs it in-process, so a row costs
         no round trip).
         """
@@ -292,18 +282,39 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             rows.append((*values, attempt.pk))
         with transaction.atomic(using=db), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                types = [_PG_TYPES.get(column, "text") for column in _OUTCOME_COLUMNS]
-                arrays = ", ".join(f"%s::{t}[]" for t in [*types, "bigint"])
-                names = ", ".join([*_OUTCOME_COLUMNS, "id"])
-                sets = ", ".join(f"{qn(c)} = v.{c}" for c in _OUTCOME_COLUMNS)
-                sql = (
-                    f"UPDATE {table} SET {sets} "  # noqa: S608 - fixed column names
-                    f"FROM unnest({arrays}) AS v({names}) WHERE {table}.{qn('id')} = v.id"
-                )
-                for start in range(0, len(rows), _RECORD_CHUNK):
-                    chunk = rows[start : start + _RECORD_CHUNK]
-                    cursor.execute(sql, [list(column) for column in zip(*chunk, strict=True)])
+                self._record_grouped(cursor, qn, table, rows)
             else:
                 sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
                 sql = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
                 cursor.executemany(sql, rows)
+
+    def _record_grouped(
+        self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        """PostgreSQL: one ``UPDATE ... FROM unnest()`` per group of rows that share every
+        outcome but their latency and next attempt time (a batch is usually one or two
+        groups). Only ids, latencies and retry times travel as arrays: psycopg dumps
+        array elements in Python, which cost more than the update itself."""
+        varying = ("latency_ms", "next_attempt_at")
+        shared = [c for c in _OUTCOME_COLUMNS if c not in varying]
+        where = {c: _OUTCOME_COLUMNS.index(c) for c in _OUTCOME_COLUMNS}
+        groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row[where[c]] for c in shared), []).append(row)
+        sets = ", ".join(
+            [*(f"{qn(c)} = %s" for c in shared), *(f"{qn(c)} = v.{c}" for c in varying)]
+        )
+        sql = (
+            f"UPDATE {table} SET {sets} "  # noqa: S608 - fixed column names
+            "FROM unnest(%s::bigint[], %s::float8[], %s::timestamptz[]) "
+            f"AS v(id, {', '.join(varying)}) WHERE {table}.{qn('id')} = v.id"
+        )
+        for key, members in groups.items():
+            for start in range(0, len(members), _RECORD_CHUNK):
+                chunk = members[start : start + _RECORD_CHUNK]
+                arrays = [
+                    [row[-1] for row in chunk],
+                    [row[where["latency_ms"]] for row in chunk],
+                    [row[where["next_attempt_at"]] for row in chunk],
+                ]
+                cursor.execute(sql, [*key, *arrays])
