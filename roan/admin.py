@@ -549,7 +549,10 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
 
     @admin.display(description=gettext_lazy("backend"), ordering="backend")
     def backend_node(self, attempt: PurgeAttempt) -> str:
-        return f"{attempt.backend} / {attempt.node}" if attempt.node else attempt.backend
+        if not attempt.node or attempt.node == attempt.backend:
+            return attempt.backend
+        # The node (often a whole purge URL) goes on its own quiet line, as on the dashboard.
+        return format_html('{} <span class="roan-node">{}</span>', attempt.backend, attempt.node)
 
     @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_badge(self, attempt: PurgeAttempt) -> str:

@@ -8,6 +8,7 @@ and saves screenshots to ``screenshots/`` for a person to review.
 from __future__ import annotations
 
 import datetime
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from roan.models import PurgeAttempt, PurgeRule
-from tests.browser import Admin, new_context, sign_in
+from tests.browser import DOCS, Admin, new_context, sign_in
 from tests.caches import start_nginx
 from tests.testapp.models import Post
 
@@ -75,6 +76,7 @@ def test_a_rule_with_a_bad_template_shows_the_error_then_saves_when_fixed(
     page.wait_for_url("**/admin/roan/purgerule/")
     assert any("post pages" in m for m in admin_page.messages())
     assert PurgeRule.objects.get().template_lines == ["/posts/", "/posts/{slug}/"]
+    admin_page.screenshot("rules-list")
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +168,11 @@ def test_an_edit_purges_nginx_and_a_re_purge_from_the_log_writes_a_new_attempt(
     rows = page.locator("#result_list tbody tr", has_text="/posts/hello/")
     assert [t.strip() for t in rows.locator("td.field-trigger").all_inner_texts()] == [
         "admin", "save"]  # fmt: skip
+    admin_page.screenshot("purge-log-after-re-purge")
+
+    page.click(".object-tools a:text-is('Purge URLs')")
+    assert page.locator("h1").inner_text() == "Purge URLs"
+    admin_page.screenshot("purge-urls")
 
 
 def test_a_csv_import_with_one_bad_row_names_the_row_and_imports_nothing(
@@ -236,6 +243,8 @@ def test_the_dashboard_reads_well_in_light_and_dark_mode(
         }
         assert colours == expected[scheme]
         admin.screenshot(f"dashboard-{scheme}")
+        if scheme == "light" and os.environ.get("ROAN_DOCS_SCREENSHOTS"):
+            admin.screenshot("dashboard", folder=DOCS)  # the README's picture
     finally:
         context.close()
 
