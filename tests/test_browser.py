@@ -145,6 +145,12 @@ def test_an_edit_purges_nginx_and_a_re_purge_from_the_log_writes_a_new_attempt(
     latency = row.locator("td.field-latency").inner_text().strip()
     assert latency.endswith(" ms") and float(latency.removesuffix(" ms")) > 0
     assert row.locator("td.field-user").inner_text().strip() == "editor"
+    # The URL reads on one line (the column once shrank to a few letters per line).
+    url_lines = row.locator("td.field-url").evaluate(
+        "e => { const r = document.createRange(); r.selectNodeContents(e);"
+        " return r.getClientRects().length; }"
+    )
+    assert url_lines == 1
     admin_page.screenshot("purge-log")
 
     # Cached again since the edit; the editor sends the purge once more from the log.
