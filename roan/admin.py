@@ -140,6 +140,9 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     # import-export wraps change_list_template in its own; roan's sits outermost so that
     # its object tools show next to Import and Export.
     import_export_change_list_template = "admin/roan/purgerule/change_list.html"
+    # import-export's pages plus roan's stylesheet (breadcrumbs on Django 6, row errors).
+    import_template_name = "admin/roan/import.html"
+    export_template_name = "admin/roan/export.html"
     change_form_template = "admin/roan/purgerule/change_form.html"
     list_display = [
         "name",
@@ -484,6 +487,7 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     resource_classes = [PurgeAttemptResource]
     export_formats = [base_formats.CSV, base_formats.XLSX, base_formats.JSON]
     import_export_change_list_template = "admin/roan/purgeattempt/change_list.html"
+    export_template_name = "admin/roan/export.html"
     list_display = [
         "created",
         "url",
@@ -549,7 +553,10 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
 
     @admin.display(description=gettext_lazy("backend"), ordering="backend")
     def backend_node(self, attempt: PurgeAttempt) -> str:
-        return f"{attempt.backend} / {attempt.node}" if attempt.node else attempt.backend
+        if not attempt.node or attempt.node == attempt.backend:
+            return attempt.backend
+        # The node (often a whole purge URL) goes on its own quiet line, as on the dashboard.
+        return format_html('{} <span class="roan-node">{}</span>', attempt.backend, attempt.node)
 
     @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_badge(self, attempt: PurgeAttempt) -> str:

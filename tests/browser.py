@@ -8,7 +8,8 @@ A pytest plugin (listed in ``tests/conftest.py``):
 - ``admin_page``: a fresh browser context (light colour scheme, 1280x900) signed in to the
   admin as a new superuser through the login form, on the live server.
 - ``Admin`` (what ``admin_page`` returns): the page plus helpers to open admin URLs and
-  save screenshots to ``screenshots/`` (git-ignored) for a person to look at.
+  save screenshots to ``screenshots/`` (git-ignored) for a person to look at; with
+  ``ROAN_DOCS_SCREENSHOTS=1`` the light dashboard test also rewrites ``docs/dashboard.png``.
 
 New steps (a rule preview, re-purging from the log, a CSV import) are new test functions
 that take ``admin_page`` and drive the page; nothing here needs to change.
@@ -35,6 +36,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+# The README's dashboard picture; rewritten only on request (ROAN_DOCS_SCREENSHOTS=1).
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 PASSWORD = "correct horse battery staple"
 VIEWPORT = {"width": 1280, "height": 900}
 # Generous, for a shared two-core machine; a failing step still ends the test quickly.
@@ -79,11 +82,11 @@ class Admin:
         assert response is not None and response.ok, f"GET {path}: {response and response.status}"
         return response
 
-    def screenshot(self, name: str, *, full_page: bool = True) -> Path:
+    def screenshot(self, name: str, *, full_page: bool = True, folder: Path = SCREENSHOTS) -> Path:
         # A page missing a stylesheet or script is not what users see; fail, do not save it.
         assert not self.broken, f"assets that did not load: {self.broken}"
-        SCREENSHOTS.mkdir(exist_ok=True)
-        target = SCREENSHOTS / f"{name}.png"
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{name}.png"
         self.page.screenshot(path=str(target), full_page=full_page)
         return target
 

@@ -1,4 +1,5 @@
-"""The editor's admin in a real browser (Chromium): rules, the purge log, the dashboard.
+"""The editor's admin in a real browser (Chromium): rules, preview, the purge log and
+re-purge (behind a real nginx), a CSV import with a bad row, the dashboard.
 
 Each test signs in through the login form (``admin_page``, from ``tests/browser.py``)
 and saves screenshots to ``screenshots/`` for a person to review.
@@ -7,14 +8,18 @@ and saves screenshots to ``screenshots/`` for a person to review.
 from __future__ import annotations
 
 import datetime
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from roan.models import PurgeAttempt, PurgeRule
-from tests.browser import Admin, new_context, sign_in
+from tests.browser import DOCS, Admin, new_context, sign_in
+from tests.caches import start_nginx
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,29 +76,143 @@ def test_a_rule_with_a_bad_template_shows_the_error_then_saves_when_fixed(
     page.wait_for_url("**/admin/roan/purgerule/")
     assert any("post pages" in m for m in admin_page.messages())
     assert PurgeRule.objects.get().template_lines == ["/posts/", "/posts/{slug}/"]
+    admin_page.screenshot("rules-list")
 
 
-def test_editing_a_post_shows_an_ok_attempt_with_its_latency_in_the_log(
-    admin_page: Admin, post_rule: PurgeRule, outbox: list[Any]
+@pytest.fixture(scope="module")
+def nginx_site(live_server: Any) -> Iterator[Any]:
+    """A real nginx cache in front of the live server, so "ok" and latencies are real."""
+    node = start_nginx(live_server.thread.port)
+    yield node
+    node.close()
+
+
+def cache_status(url: str) -> str:
+    return requests.get(url, timeout=5).headers.get("X-Cache-Status", "")
+
+
+def test_the_preview_shows_a_posts_urls_and_backends_and_sends_nothing(
+    admin_page: Admin, make_rule: Any, settings: Any, outbox: list[Any]
 ) -> None:
-    page = admin_page.page
+    settings.ROAN_BACKENDS = BACKENDS
+    rule = make_rule("post pages", "/posts/\n/posts/{slug}/", backends=["nginx", "varnish"])
     post = Post.objects.create(title="Hello", slug="hello")
+    outbox.clear()
+    PurgeAttempt.objects.all().delete()
+    page = admin_page.page
+
+    admin_page.open(f"/admin/roan/purgerule/{rule.pk}/change/")
+    page.click("text=Preview and test")
+    page.fill("#id_object_id", str(post.pk))
+    page.click("input[type=submit][value=Preview]")
+
+    rows = page.locator("#content-main .module table tbody tr")
+    cells = [[c.strip() for c in rows.nth(i).locator("td").all_inner_texts()[:4]]
+             for i in range(rows.count())]  # fmt: skip
+    assert cells == [
+        ["url", "/posts/", "nginx", "nginx-a, nginx-b"],
+        ["url", "/posts/hello/", "nginx", "nginx-a, nginx-b"],
+        ["url", "/posts/", "varnish", "varnish-1"],
+        ["url", "/posts/hello/", "varnish", "varnish-1"],
+    ]
+    assert page.get_by_role("button", name="Send a test purge").is_visible()
+    admin_page.screenshot("rule-preview")
+    assert outbox == [] and not PurgeAttempt.objects.exists()  # a preview sends nothing
+
+
+def test_an_edit_purges_nginx_and_a_re_purge_from_the_log_writes_a_new_attempt(
+    admin_page: Admin, post_rule: PurgeRule, settings: Any, nginx_site: Any
+) -> None:
+    nginx = {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{nginx_site.url}/purge"}
+    settings.ROAN_BACKENDS = {"nginx": nginx}
+    post = Post.objects.create(title="Hello", slug="hello")
+    public = f"{nginx_site.url}/posts/hello/"
+    requests.get(public, timeout=5)
+    assert cache_status(public) == "HIT"
     PurgeAttempt.objects.all().delete()  # only the editor's purges below
+    page = admin_page.page
 
     admin_page.open(f"/admin/testapp/post/{post.pk}/change/")
     page.fill("#id_title", "Hello again")
     page.click("input[name=_save]")
     page.wait_for_url("**/admin/testapp/post/")
+    assert requests.get(public, timeout=5).text.startswith("Hello again")
 
     admin_page.open("/admin/roan/purgeattempt/")
     row = page.locator("#result_list tbody tr", has_text="/posts/hello/")
     assert row.count() == 1
     assert row.locator("td.field-status_badge").inner_text().strip() == "ok"
     latency = row.locator("td.field-latency").inner_text().strip()
-    assert latency.endswith(" ms") and float(latency.removesuffix(" ms")) >= 0
+    assert latency.endswith(" ms") and float(latency.removesuffix(" ms")) > 0
     assert row.locator("td.field-user").inner_text().strip() == "editor"
+    # The URL reads on one line (the column once shrank to a few letters per line).
+    url_lines = row.locator("td.field-url").evaluate(
+        "e => { const r = document.createRange(); r.selectNodeContents(e);"
+        " return r.getClientRects().length; }"
+    )
+    assert url_lines == 1
     admin_page.screenshot("purge-log")
-    assert ("default", "/posts/hello/") in [(node, r.target) for node, r in outbox]
+
+    # Cached again since the edit; the editor sends the purge once more from the log.
+    requests.get(public, timeout=5)
+    assert cache_status(public) == "HIT"
+    edited = PurgeAttempt.objects.get(target="/posts/hello/")
+    before = PurgeAttempt.objects.filter(pk=edited.pk).values().get()
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "repurge_selected")
+    page.click("#changelist-form button[name=index]")
+    page.wait_for_url("**/admin/roan/purgeattempt/")
+    assert any("Re-purging 1 target" in m for m in admin_page.messages())
+
+    again = PurgeAttempt.objects.exclude(pk=edited.pk).get(target="/posts/hello/")
+    assert (again.trigger, again.user_id, again.status, again.http_status) == (
+        "admin", admin_page.user.pk, "ok", 200)  # fmt: skip
+    assert again.latency_ms is not None and again.latency_ms > 0
+    assert PurgeAttempt.objects.filter(pk=edited.pk).values().get() == before  # history
+    assert cache_status(public) == "MISS"
+    # The new row is listed above the old one.
+    rows = page.locator("#result_list tbody tr", has_text="/posts/hello/")
+    assert [t.strip() for t in rows.locator("td.field-trigger").all_inner_texts()] == [
+        "admin", "save"]  # fmt: skip
+    admin_page.screenshot("purge-log-after-re-purge")
+
+    page.click(".object-tools a:text-is('Purge URLs')")
+    assert page.locator("h1").inner_text() == "Purge URLs"
+    admin_page.screenshot("purge-urls")
+
+
+def test_a_csv_import_with_one_bad_row_names_the_row_and_imports_nothing(
+    admin_page: Admin,
+) -> None:
+    csv_text = (
+        "name,model,templates,backends,on_save,on_delete,on_m2m,enabled,description\n"
+        "post pages,testapp.post,/posts/{slug}/,,1,1,0,1,\n"
+        "tag pages,testapp.tag,/tags/{nope}/,,1,1,0,1,\n"
+        "author pages,testapp.author,/authors/{username}/,,1,1,0,1,\n"
+    )
+    page = admin_page.page
+    admin_page.open("/admin/roan/purgerule/")
+    page.click(".object-tools a:text-is('Import')")
+    page.wait_for_url("**/admin/roan/purgerule/import/")
+    page.set_input_files(
+        "#id_import_file",
+        {"name": "rules.csv", "mimeType": "text/csv", "buffer": csv_text.encode()},
+    )
+    page.select_option("#id_format", label="csv")
+    with page.expect_navigation():
+        page.click("input[type=submit][value=Submit]")
+
+    assert page.locator("h2", has_text="Some rows failed to validate").is_visible()
+    rows = page.locator("table.import-preview tbody tr")
+    assert rows.count() == 1
+    row = rows.first
+    assert row.locator("td").first.inner_text().strip() == "2"
+    # The reason shows in the row (import-export alone shows it only on hover).
+    reason = row.locator(".validation-error-container")
+    assert reason.is_visible() and "has no field named 'nope'" in reason.inner_text()
+    assert page.locator("input[name=confirm]").count() == 0  # nothing to confirm
+    admin_page.screenshot("import-error")
+    assert not PurgeRule.objects.exists()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -129,6 +248,8 @@ def test_the_dashboard_reads_well_in_light_and_dark_mode(
         }
         assert colours == expected[scheme]
         admin.screenshot(f"dashboard-{scheme}")
+        if scheme == "light" and os.environ.get("ROAN_DOCS_SCREENSHOTS"):
+            admin.screenshot("dashboard", folder=DOCS)  # the README's picture
     finally:
         context.close()
 
