@@ -29,17 +29,14 @@ import os
 import platform
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from _databases import admin_sql, postgres_database
+from _common import admin_sql, postgres_database, run_worker
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGES = {
     "dashboard": "/admin/roan/dashboard/",
     "log": "/admin/roan/purgeattempt/",
@@ -206,16 +203,11 @@ def run(engine: str, url: str, n: int, requests: int) -> None:
         else:
             database = sqlite_database(Path(tmp))
         try:
-            command = [sys.executable, __file__, "--worker", "--rows", str(n)]
-            out = subprocess.run(
-                [*command, "--requests", str(requests), "--db", json.dumps(database)],
-                check=True, capture_output=True, text=True, cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )  # fmt: skip
+            worker_args = ["--worker", "--rows", str(n), "--requests", str(requests)]
+            result = run_worker(__file__, worker_args, database)
         finally:
             if engine == "postgresql":
                 admin_sql(url, f'DROP DATABASE IF EXISTS "{name}"')
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"\n{engine}: {n:,} attempts (filled in {result['fill_s']:.0f} s), {requests} requests")
     print(f"{'page':<11} {'median ms':>10} {'max ms':>8} {'stmts':>6}  slowest statements (ms)")
     for page, figures in result["pages"].items():

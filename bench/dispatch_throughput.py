@@ -39,7 +39,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _databases import admin_sql, postgres_database
+from _common import admin_sql, postgres_database, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -105,16 +105,11 @@ def run_roan(engine: str, args: argparse.Namespace, location: str, tmp: Path) ->
     else:
         database = sqlite_database(tmp)
     try:
-        command = [sys.executable, __file__, "--worker", location, "--n", str(args.n)]
-        out = subprocess.run(
-            [*command, "--batch", str(args.batch), "--db", json.dumps(database)],
-            check=True, capture_output=True, text=True, cwd=ROOT, timeout=600,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
+        worker_args = ["--worker", location, "--n", str(args.n), "--batch", str(args.batch)]
+        result = run_worker(__file__, worker_args, database)
     finally:
         if engine == "postgresql":
             admin_sql(args.database_url, f'DROP DATABASE IF EXISTS "{name}"')
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     # A benchmark that lost purges would be measuring the wrong thing.
     if result["handled"] != args.n or result["answered"] < args.n:
         raise SystemExit(f"roan ({engine}): only {result['answered']} of {args.n} answered")

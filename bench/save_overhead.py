@@ -25,14 +25,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from _databases import admin_sql, postgres_database
+from _common import admin_sql, postgres_database, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUPS = ("none", "installed", "one-rule", "fifty-rules")
@@ -141,16 +139,13 @@ def run_once(setup: str, n: int, engine: str, url: str, tmp: Path) -> dict[str, 
     else:
         database = sqlite_database(tmp, name, wal=engine == "sqlite-wal")
     try:
-        command = [sys.executable, __file__, "--worker", setup, "--n", str(n)]
-        out = subprocess.run(
-            [*command, "--db", json.dumps(database)],
-            check=True, capture_output=True, text=True, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
+        result: dict[str, float] = run_worker(
+            __file__, ["--worker", setup, "--n", str(n)], database
+        )
     finally:
         if engine == "postgresql":
             admin_sql(url, f'DROP DATABASE IF EXISTS "{name}"')
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return result
 
 
 def report(engine: str, url: str, n: int, rounds: int) -> None:

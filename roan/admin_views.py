@@ -274,17 +274,8 @@ def purge_urls_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
         purges = form.purges(user_id=request.user.pk)
         written = submit_confirmed(purges)
         targets = len(form.cleaned_data["requests"])
-        messages.success(
-            request,
-            (
-                ngettext("Purging %(targets)d target:", "Purging %(targets)d targets:", targets)
-                % {"targets": targets}
-                + " "
-                + rows_written(written)
-            ),
-        )
-        log = reverse(f"{site.name}:roan_purgeattempt_changelist")
-        return HttpResponseRedirect(f"{log}?trigger__exact=admin")
+        lead = ngettext("Purging %(targets)d target:", "Purging %(targets)d targets:", targets)
+        return to_admin_purges(request, site, lead % {"targets": targets}, written)
     context = {
         **page_context(site, request, _("Purge URLs")),
         "form": form,
@@ -311,22 +302,23 @@ def purge_all_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
                 )
             ]
         )
-        messages.success(
-            request,
-            (
-                _("Purging everything on %(backend)s:") % {"backend": alias}
-                + " "
-                + rows_written(written)
-            ),
-        )
-        log = reverse(f"{site.name}:roan_purgeattempt_changelist")
-        return HttpResponseRedirect(f"{log}?trigger__exact=admin")
+        lead = _("Purging everything on %(backend)s:") % {"backend": alias}
+        return to_admin_purges(request, site, lead, written)
     context = {
         **page_context(site, request, _("Purge everything?")),
         "form": form,
         "backend": form.cleaned_data.get("backend") if form.is_valid() else None,
     }
     return TemplateResponse(request, "admin/roan/purge_all_confirmation.html", context)
+
+
+def to_admin_purges(
+    request: HttpRequest, site: AdminSite, lead: str, written: int
+) -> HttpResponseRedirect:
+    """Say what a manual purge wrote, then show the log's manual purges."""
+    messages.success(request, f"{lead} {rows_written(written)}")
+    log = reverse(f"{site.name}:roan_purgeattempt_changelist")
+    return HttpResponseRedirect(f"{log}?trigger__exact=admin")
 
 
 def rows_written(rows: int, *, new: bool = False) -> str:

@@ -42,6 +42,18 @@ def require(what: str, reason: str) -> None:
     pytest.skip(reason)
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process this suite started (by its own PID): TERM, then KILL after 10 s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,12 +107,7 @@ class CacheServer:
         """Stop the process (by its own PID) and wait for it."""
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def close(self) -> None:

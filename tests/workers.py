@@ -22,6 +22,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.caches import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,13 +46,7 @@ class Worker:
             ) from None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 def roan_settings_json() -> str:

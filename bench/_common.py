@@ -1,8 +1,16 @@
-"""Scratch databases for the benchmarks: a PostgreSQL settings dict and admin statements."""
+"""What the benchmarks share: scratch PostgreSQL databases and a worker in a child process."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def postgres_database(url: str, name: str) -> dict[str, object]:
@@ -28,3 +36,14 @@ def admin_sql(url: str, sql: str) -> None:
         dbname="postgres", autocommit=True,
     ) as conn:  # fmt: skip
         conn.execute(sql)
+
+
+def run_worker(script: str, args: list[str], database: dict[str, Any]) -> Any:
+    """Run ``script`` with ``args`` and ``--db`` in a fresh Python process (its own Django
+    settings and database) and return the JSON it prints on its last line."""
+    out = subprocess.run(
+        [sys.executable, script, *args, "--db", json.dumps(database)],
+        check=True, capture_output=True, text=True, cwd=ROOT, timeout=1800,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
