@@ -111,11 +111,12 @@ def retry_batches(
 
 
 def schedule_retries(attempts: Sequence[Any]) -> None:
-    """Enqueue a deferred send for each batch of retryable failures in ``attempts``."""
+    """Enqueue a deferred send for each batch of ``attempts`` that must go again later:
+    retryable failures, and pending ones a rate limit held back."""
     due = [
         (a.pk, a.next_attempt_at)
         for a in attempts
-        if a.status == FAILED and a.next_attempt_at is not None
+        if a.status in (FAILED, "pending") and a.next_attempt_at is not None
     ]
     if not due:
         return

@@ -209,3 +209,32 @@ def test_a_queue_that_refuses_the_task_loses_nothing(post_rule, settings, outbox
     call_command("roan_dispatch", verbosity=0)  # cron's pass
     assert sorted(request.target for _, request in outbox) == ["/posts/", "/posts/kept/"]
     assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
+
+
+def test_attempts_a_rate_limit_holds_back_get_a_deferred_task(make_rule, settings, outbox) -> None:
+    from roan.tasks import send_attempts
+
+    settings.ROAN_DISPATCH = "task"
+    settings.ROAN_BACKENDS = {
+        "default": {
+            "BACKEND": "roan.backends.locmem.LocMemBackend",
+            "RATE_LIMIT": {"RATE": 1, "BURST": 1},
+        }
+    }
+    make_rule("limited", "/limited/{slug}/")
+    with transaction.atomic():
+        for i in range(3):
+            Post.objects.create(title="T", slug=f"l{i}")
+    [task] = DBTaskResult.objects.all()
+    ids = task.args_kwargs["args"][0]
+    assert send_attempts.call(ids) == 3  # what a worker runs (here in this process)
+    assert len(outbox) == 1  # the burst
+    held = PurgeAttempt.objects.filter(status="pending")
+    assert held.count() == 2
+    later = DBTaskResult.objects.exclude(pk=task.pk)
+    # The held-back attempts are queued again, each no sooner than its token comes.
+    queued = {pk for t in later for pk in t.args_kwargs["args"][0]}
+    assert queued == set(held.values_list("pk", flat=True))
+    for t in later:
+        due = max(a.next_attempt_at for a in held.filter(pk__in=t.args_kwargs["args"][0]))
+        assert t.run_after is not None and t.run_after >= due
