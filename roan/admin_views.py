@@ -28,7 +28,6 @@ from roan import pipeline, rules
 from roan.backends.base import ALL, PREFIX, URL, PurgeRequest
 from roan.conf import roan_settings
 from roan.forms import PurgeAllForm, PurgeURLsForm
-from roan.templating import parse_lines
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt, PurgeRule
@@ -74,19 +73,7 @@ def compile_rule(rule: PurgeRule) -> rules.CompiledRule:
     model = rule.content_type.model_class()
     if model is None:
         raise ValueError(_("The model of this rule is not installed."))
-    events = {
-        event for event, on in ((rules.SAVE, rule.on_save), (rules.DELETE, rule.on_delete)) if on
-    }
-    if rule.on_m2m:
-        events.add(rules.M2M)
-    return rules.CompiledRule(
-        name=rule.name,
-        model=model,
-        templates=tuple(parse_lines(rule.templates, model)),
-        events=frozenset(events),
-        backends=tuple(rule.backends or ()),
-        pk=rule.pk,
-    )
+    return rules.compile_row(rule, model)
 
 
 def aliases_for(rule: rules.CompiledRule) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.core.cache import InvalidCacheBackendError, caches
@@ -36,6 +36,9 @@ from django.dispatch import receiver
 
 from roan.conf import roan_settings
 from roan.templating import Template, TemplateErrors, parse_lines
+
+if TYPE_CHECKING:
+    from roan.models import PurgeRule
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +243,21 @@ def invalidate_on_commit(using: str | None = None) -> None:
     transaction.on_commit(invalidate, using=using)
 
 
+def compile_row(row: PurgeRule, model: type[models.Model]) -> CompiledRule:
+    """A rule row compiled for ``model`` (raises ``TemplateErrors`` for a bad template)."""
+    events = {
+        e for e, on in ((SAVE, row.on_save), (DELETE, row.on_delete), (M2M, row.on_m2m)) if on
+    }
+    return CompiledRule(
+        name=row.name,
+        model=model,
+        templates=tuple(parse_lines(row.templates, model)),
+        events=frozenset(events),
+        backends=tuple(row.backends or ()),
+        pk=row.pk,
+    )
+
+
 def load_index(stamp: object) -> RuleIndex:
     from roan.models import PurgeRule
 
@@ -254,18 +272,8 @@ def load_index(stamp: object) -> RuleIndex:
                 f"model {row.content_type.app_label}.{row.content_type.model} is gone"
             )
             continue
-        events = {
-            e for e, on in ((SAVE, row.on_save), (DELETE, row.on_delete), (M2M, row.on_m2m)) if on
-        }
         try:
-            compiled = CompiledRule(
-                name=row.name,
-                model=model,
-                templates=tuple(parse_lines(row.templates, model)),
-                events=frozenset(events),
-                backends=tuple(row.backends or ()),
-                pk=row.pk,
-            )
+            compiled = compile_row(row, model)
         except TemplateErrors as exc:
             broken[row.name] = str(exc)
             logger.error("roan: rule %r is not used: %s", row.name, exc)
