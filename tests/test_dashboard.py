@@ -18,6 +18,7 @@ from django.utils import timezone
 from roan import dashboard
 from roan.admin import PurgeAttemptAdmin
 from roan.models import PurgeAttempt
+from tests.admin_helpers import staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -42,15 +43,7 @@ def add(minutes_ago: float, status: str, *, node: str = "a", **fields: Any) -> P
 
 
 def staff(django_user_model: Any, *perms: str) -> Client:
-    user = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    client = Client()
-    client.force_login(user)
-    return client
+    return staff_client(django_user_model, "staff", list(perms))
 
 
 def test_windows_count_each_status_and_the_success_rate_ignores_pending_and_skipped(
