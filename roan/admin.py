@@ -38,6 +38,7 @@ from import_export.formats import base_formats
 
 from roan import admin_views as views
 from roan import dashboard, limits, pipeline, rules
+from roan.access import allowed_models, can_view_model, rule_model_refusal
 from roan.admin_views import can_purge, can_purge_all
 from roan.backends.base import ALL, PurgeRequest
 from roan.conf import roan_settings
@@ -79,7 +80,7 @@ def purge_rules_now(
     modeladmin: PurgeRuleAdmin, request: HttpRequest, queryset: QuerySet[Any]
 ) -> HttpResponse | None:
     """Static templates once; templated ones for every object, after a confirmation page."""
-    plan = views.plan_rules(queryset.select_related("content_type"))
+    plan = views.plan_rules(queryset.select_related("content_type"), user=request.user)
     confirmed = request.POST.get("post") == "yes"
     over_limit_ok = not plan.over_limit or request.POST.get("confirm_over_limit") == "yes"
     if confirmed and over_limit_ok and plan.rules:
@@ -174,6 +175,11 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         # import-export lets anyone import unless told otherwise; an import adds and
         # changes rules, so it takes both permissions.
         return bool(self.has_add_permission(request) and self.has_change_permission(request))
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "content_type":
+            kwargs["queryset"] = rule_content_types(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         since = timezone.now() - datetime.timedelta(hours=24)
@@ -286,11 +292,19 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         if request.method == "POST" and not can_purge(request):
             raise PermissionDenied
         model = rule.content_type.model_class()
-        form = PreviewForm(model, request.POST or request.GET or None) if model else None
+        if model is not None and not can_view_model(request.user, model):
+            # The preview lists objects and renders their fields: only for those who
+            # may see them anyway.
+            raise PermissionDenied
+        missing = _("The model of this rule is not installed.")
+        problem = rule_model_refusal(model) if model else missing
+        # A model rules may not name is never rendered, nor are its objects listed.
+        form = None
+        if model is not None and not problem:
+            form = PreviewForm(model, request.POST or request.GET or None)
         lines: list[views.Line] = []
         sent: list[PurgeAttempt] = []
         obj = None
-        problem = "" if model else _("The model of this rule is not installed.")
         if form is not None and form.is_valid():
             obj = form.cleaned_data["object_id"]
             try:
@@ -300,7 +314,7 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
                     lines = views.preview_rule(rule, obj)
             except ValueError as exc:
                 problem = str(exc)
-        latest = list(model._default_manager.order_by("-pk")[:50]) if model else []
+        latest = list(model._default_manager.order_by("-pk")[:50]) if form and model else []
         context = {
             **self.admin_site.each_context(request),
             "title": _("Preview: %(rule)s") % {"rule": rule},
@@ -316,6 +330,16 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             "media": self.media,
         }
         return TemplateResponse(request, "admin/roan/purgerule/preview.html", context)
+
+
+def rule_content_types(request: HttpRequest) -> QuerySet[ContentType]:
+    """The models a rule edited by this user may name: allowed by ``ROAN_RULE_MODELS``
+    and viewable by the user."""
+    viewable = [m for m in allowed_models() if can_view_model(request.user, m)]
+    by_model = ContentType.objects.get_for_models(*viewable, for_concrete_models=False)
+    return ContentType.objects.filter(pk__in=[ct.pk for ct in by_model.values()]).order_by(
+        "app_label", "model"
+    )
 
 
 # -- the purge log ------------------------------------------------------------------------

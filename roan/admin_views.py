@@ -25,6 +25,7 @@ from django.utils.translation import ngettext
 
 from roan import backends as backend_registry
 from roan import pipeline, rules
+from roan.access import can_view_model
 from roan.backends.base import ALL, PREFIX, URL, PurgeRequest
 from roan.conf import roan_settings
 from roan.forms import PurgeAllForm, PurgeURLsForm
@@ -153,7 +154,10 @@ class RulePlan:
         return self.urls > roan_settings.MAX_URLS_PER_EVENT
 
 
-def plan_rules(queryset: Iterable[PurgeRule]) -> RulePlan:
+def plan_rules(queryset: Iterable[PurgeRule], *, user: Any = None) -> RulePlan:
+    """What purging ``queryset`` now sends; with ``user``, a rule on a model the user
+    may not view is left out (purging every object of it would reveal how many there are
+    and send URLs rendered from data the user cannot see)."""
     planned: list[tuple[PurgeRule, rules.CompiledRule, int]] = []
     broken: list[tuple[PurgeRule, str]] = []
     counts: dict[type[models.Model], int] = {}
@@ -163,6 +167,9 @@ def plan_rules(queryset: Iterable[PurgeRule]) -> RulePlan:
             compiled = compile_rule(rule)
         except ValueError as exc:  # TemplateErrors is a ValueError too
             broken.append((rule, str(exc)))
+            continue
+        if user is not None and not can_view_model(user, compiled.model):
+            broken.append((rule, cannot_view(compiled.model)))
             continue
         templated = [t for t in compiled.templates if not t.is_static]
         urls = len(compiled.templates) - len(templated)
@@ -203,6 +210,12 @@ def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Pur
 
 
 # -- the rule preview and its test purge ----------------------------------------------------
+
+
+def cannot_view(model: type[models.Model]) -> str:
+    return _("You do not have permission to view %(models)s.") % {
+        "models": model._meta.verbose_name_plural
+    }
 
 
 def preview_rule(rule: PurgeRule, obj: models.Model) -> list[Line]:

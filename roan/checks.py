@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 
+from roan.access import ROAN_APP, SENSITIVE_APPS, is_roan_model, is_sensitive
 from roan.conf import roan_settings
 
 
@@ -205,6 +207,114 @@ def check_admin(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     ]
 
 
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list | tuple | set | frozenset) and all(
+        isinstance(entry, str) for entry in value
+    )
+
+
+def check_rule_models(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.E020: ``ROAN_RULE_MODELS`` is malformed or names what is not installed.
+
+    roan.E021: an entry that can never open anything (roan's models; a sensitive app by
+    its app label). roan.W020: an entry that opens accounts, sessions or admin data.
+    """
+    value = getattr(settings, "ROAN_RULE_MODELS", None)
+    if value is None:
+        return []
+    hint = 'Give a list of app labels and app_label.model labels, such as ["blog", "shop.product"].'
+    if not _is_strings(value):
+        return [checks.Error(f"ROAN_RULE_MODELS is {value!r}.", hint=hint, id="roan.E020")]
+    messages: list[checks.CheckMessage] = []
+    for entry in value:
+        app_label, dot, model_name = entry.strip().partition(".")
+        if not app_label or (dot and (not model_name or "." in model_name)):
+            messages.append(
+                checks.Error(
+                    f"ROAN_RULE_MODELS entry {entry!r} is malformed.", hint=hint, id="roan.E020"
+                )
+            )
+            continue
+        try:
+            config = apps.get_app_config(app_label)
+            model = config.get_model(model_name) if dot else None
+        except LookupError:
+            messages.append(
+                checks.Error(
+                    f"ROAN_RULE_MODELS entry {entry!r} names no installed "
+                    f"{'model' if dot else 'app'}.",
+                    hint=hint,
+                    id="roan.E020",
+                )
+            )
+            continue
+        if app_label == ROAN_APP or (model is not None and is_roan_model(model)):
+            messages.append(
+                checks.Error(
+                    f"ROAN_RULE_MODELS entry {entry!r}: rules can never name roan's own models.",
+                    hint="Remove the entry.",
+                    id="roan.E021",
+                )
+            )
+        elif model is None and app_label in SENSITIVE_APPS:
+            messages.append(
+                checks.Error(
+                    f"ROAN_RULE_MODELS entry {entry!r} opens nothing: the models of "
+                    f"{app_label!r} hold accounts, sessions or admin data and are only "
+                    "allowed one by one.",
+                    hint=f"List the model itself, such as '{app_label}.<model>', if you must.",
+                    id="roan.E021",
+                )
+            )
+        elif model is not None and is_sensitive(model):
+            messages.append(
+                checks.Warning(
+                    f"ROAN_RULE_MODELS entry {entry!r} lets rule editors read "
+                    f"{model._meta.label} (accounts, sessions or admin data) into purge "
+                    "URLs, the purge log and exports.",
+                    hint=(
+                        "Make sure everyone with the purge-rule permissions may see these "
+                        "rows; secret fields stay unreadable (ROAN_PRIVATE_FIELDS adds more)."
+                    ),
+                    id="roan.W020",
+                )
+            )
+    return messages
+
+
+def check_private_fields(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.E022: ``ROAN_PRIVATE_FIELDS`` is malformed or names an unknown model or field.
+
+    A typo here would leave the field it meant readable, so it is an error.
+    """
+    value = getattr(settings, "ROAN_PRIVATE_FIELDS", None)
+    if value is None:
+        return []
+    hint = 'Give a list of field names and app_label.model.field labels, such as ["email"].'
+    if not _is_strings(value):
+        return [checks.Error(f"ROAN_PRIVATE_FIELDS is {value!r}.", hint=hint, id="roan.E022")]
+    messages: list[checks.CheckMessage] = []
+    for entry in value:
+        parts = entry.strip().split(".")
+        problem = ""
+        if len(parts) not in {1, 3} or not all(parts):
+            problem = "is malformed"
+        elif len(parts) == 3:
+            try:
+                apps.get_model(parts[0], parts[1])._meta.get_field(parts[2])
+            except LookupError:
+                problem = "names no installed model"
+            except FieldDoesNotExist:
+                problem = f"names no field of {parts[0]}.{parts[1]}"
+        if problem:
+            messages.append(
+                checks.Error(
+                    f"ROAN_PRIVATE_FIELDS entry {entry!r} {problem}.", hint=hint, id="roan.E022"
+                )
+            )
+    return messages
+
+
 def register() -> None:
     checks.register(check_backends, "roan")
     checks.register(check_task_dispatch, "roan")
@@ -212,3 +322,5 @@ def register() -> None:
     checks.register(check_admin, "roan")
     checks.register(check_timeouts, "roan")
     checks.register(check_rate_limit_cache, "roan", deploy=False)
+    checks.register(check_rule_models, "roan")
+    checks.register(check_private_fields, "roan")

@@ -79,6 +79,33 @@ class RoanSettings:
         return None if value is None else int(value)
 
     @property
+    def RULE_MODELS(self) -> tuple[str, ...] | None:
+        """``ROAN_RULE_MODELS``: ``app_label.model`` labels or app labels database rules
+        may name. ``None`` (the default) allows every installed model but those of
+        ``auth``, ``sessions``, ``admin``, ``contenttypes`` and roan. Entries that are not
+        strings are dropped here (roan.E020 reports them); a value that is no list at all
+        allows nothing."""
+        value = getattr(settings, "ROAN_RULE_MODELS", None)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return (value,)
+        if not isinstance(value, list | tuple | set | frozenset):
+            return ()
+        return tuple(entry for entry in value if isinstance(entry, str))
+
+    @property
+    def PRIVATE_FIELDS(self) -> tuple[str, ...]:
+        """``ROAN_PRIVATE_FIELDS``: fields no placeholder may read, besides those named like
+        a secret; each ``field`` (on every model) or ``app_label.model.field``. Default: none."""
+        value = getattr(settings, "ROAN_PRIVATE_FIELDS", ())
+        if isinstance(value, str):
+            return (value,)
+        if not isinstance(value, list | tuple | set | frozenset):
+            return ()
+        return tuple(entry for entry in value if isinstance(entry, str))
+
+    @property
     def ENABLED(self) -> bool:
         return bool(getattr(settings, "ROAN_ENABLED", True))
 

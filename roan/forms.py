@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, Val
 from django.db.models import Model
 from django.utils.translation import gettext as _
 
+from roan.access import rule_model_refusal
 from roan.conf import roan_settings
 from roan.templating import TemplateErrors, parse_lines
 
@@ -22,7 +23,10 @@ def clean_rule(rule: PurgeRule) -> None:
     model = rule.content_type.model_class() if rule.content_type_id else None
     if rule.content_type_id and model is None:
         errors["content_type"] = [_("This model is not installed.")]
-    if model is not None:
+    refusal = rule_model_refusal(model) if model is not None else ""
+    if refusal:
+        errors["content_type"] = [refusal]
+    elif model is not None:
         try:
             parse_lines(rule.templates or "", model)
         except TemplateErrors as exc:

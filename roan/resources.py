@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from import_export import fields, resources, widgets
 
 from roan import rules
+from roan.access import can_view_model
 from roan.models import PurgeAttempt, PurgeRule
 
 #: A spreadsheet runs a cell that starts with one of these as a formula.
@@ -102,6 +103,14 @@ class PurgeRuleResource(resources.ModelResource):  # type: ignore[misc]
             super().import_instance(instance, row, **kwargs)
         except ValidationError as exc:
             errors = exc.update_error_dict(errors)
+        model = instance.content_type.model_class() if instance.content_type_id else None
+        user = kwargs.get("user")
+        if model is not None and user is not None and not can_view_model(user, model):
+            # As in the admin's model list: an editor only writes rules on models they
+            # may see, since the purge log shows what a rule renders.
+            errors.setdefault("content_type", []).append(
+                f"you do not have permission to view {model._meta.label_lower}"
+            )
         if errors:
             raise ValidationError(errors)
 

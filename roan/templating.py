@@ -22,6 +22,8 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models import ForeignObjectRel
 
+from roan.access import is_private_field
+
 MAX_LENGTH = 2048
 ABSOLUTE_URL = "get_absolute_url"
 
@@ -190,6 +192,9 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
         if name == "pk":
             if not last:
                 raise fail(f"'{{{expr}}}': nothing can follow pk.")
+            if is_private_field(current, current._meta.pk):
+                # A session's or an API token's key is its primary key.
+                raise fail(_private(expr, label, current._meta.pk.name))
             steps.append(Step(name, "field", current._meta.pk.attname))
             break
         try:
@@ -201,9 +206,18 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
                 f"'{{{expr}}}': {name!r} is a reverse relation of {label}; only fields "
                 "and forward relations can be used."
             )
+        if is_private_field(current, field):
+            raise fail(_private(expr, label, name))
         if field.is_relation:
             if field.related_model is None:
                 raise fail(f"'{{{expr}}}': {name!r} is a generic relation; it cannot be used.")
+            if last and name == field.attname != field.name:
+                # {author_id}: the column itself, which is the related row's key (or the
+                # field its to_field names), so that field's privacy decides.
+                if is_private_field(field.related_model, field.target_field):
+                    raise fail(_private(expr, label, name))
+                steps.append(Step(name, "field", field.attname))
+                continue
             if last:
                 raise fail(
                     f"'{{{expr}}}': {name!r} is a relation; name a field of it, such as "
@@ -217,6 +231,13 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
             raise fail(f"'{{{expr}}}': {name!r} is not a relation, so nothing can follow it.")
         steps.append(Step(name, "field", field.attname))
     return Placeholder(source=expr, steps=tuple(steps))
+
+
+def _private(expr: str, label: str, name: str) -> str:
+    return (
+        f"'{{{expr}}}': {label}.{name} is private (a password, key, token, secret or hash, "
+        "or listed in ROAN_PRIVATE_FIELDS); a placeholder can never read it."
+    )
 
 
 # -- rendering ---------------------------------------------------------------------------
