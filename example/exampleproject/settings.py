@@ -135,6 +135,11 @@ ROAN_BACKENDS: dict[str, dict[str, object]] = {
     # },
 }
 
+# The models purge rules may name: the blog's. Without this setting every installed model
+# but accounts, sessions, the admin log, content types and roan's own would be allowed;
+# listing the apps whose pages are cached keeps rule editors away from everything else.
+ROAN_RULE_MODELS = ["blog"]
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
