@@ -296,6 +296,12 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             # The preview lists objects and renders their fields: only for those who
             # may see them anyway.
             raise PermissionDenied
+        try:
+            compiled = views.compile_rule(rule) if model is not None else None
+        except ValueError:
+            compiled = None  # shown as the page's problem below
+        if compiled is not None and views.unviewable(request.user, compiled) is not None:
+            raise PermissionDenied
         missing = _("The model of this rule is not installed.")
         problem = rule_model_refusal(model) if model else missing
         # A model rules may not name is never rendered, nor are its objects listed.

@@ -168,8 +168,9 @@ def plan_rules(queryset: Iterable[PurgeRule], *, user: Any = None) -> RulePlan:
         except ValueError as exc:  # TemplateErrors is a ValueError too
             broken.append((rule, str(exc)))
             continue
-        if user is not None and not can_view_model(user, compiled.model):
-            broken.append((rule, cannot_view(compiled.model)))
+        hidden = unviewable(user, compiled) if user is not None else None
+        if hidden is not None:
+            broken.append((rule, cannot_view(hidden)))
             continue
         templated = [t for t in compiled.templates if not t.is_static]
         urls = len(compiled.templates) - len(templated)
@@ -210,6 +211,35 @@ def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Pur
 
 
 # -- the rule preview and its test purge ----------------------------------------------------
+
+
+def models_read(rule: rules.CompiledRule) -> list[type[models.Model]]:
+    """The rule's model, then every model its placeholders step into."""
+    found = [rule.model]
+    for template in rule.templates:
+        for placeholder in template.placeholders:
+            current = rule.model
+            for step in placeholder.steps:
+                if step.kind not in {"fk", "m2m"}:
+                    break
+                related = current._meta.get_field(step.name).related_model
+                assert isinstance(related, type)  # parse() refused generic relations
+                current = related
+                if current not in found:
+                    found.append(current)
+    return found
+
+
+def unviewable(user: Any, rule: rules.CompiledRule) -> type[models.Model] | None:
+    """The first model ``rule`` reads that ``user`` may not view (``None``: all viewable).
+
+    A preview or a purge shows what the rule renders, so through ``{author.email}`` it
+    would list the e-mail of every author: the related models count too.
+    """
+    for model in models_read(rule):
+        if not can_view_model(user, model):
+            return model
+    return None
 
 
 def cannot_view(model: type[models.Model]) -> str:

@@ -500,3 +500,33 @@ def test_the_checks_are_registered(settings) -> None:
     found = check_ids(checks.run_checks(tags=["roan"]))
 
     assert "roan.E021" in found and "roan.E022" in found
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purge_now_leaves_out_a_rule_on_a_disallowed_model_even_for_a_superuser(
+    admin_client, outbox
+) -> None:
+    rule = raw_rule(Session, "/s/{expire_date}/")
+    Session.objects.create(session_key="k" * 32, session_data="x", expire_date=timezone.now())
+    data = {"action": "purge_rules_now", "_selected_action": [rule.pk]}
+
+    page = admin_client.post("/admin/roan/purgerule/", data)
+    admin_client.post("/admin/roan/purgerule/", {**data, "post": "yes"})
+
+    assert "is left out" in page.text and "ROAN_RULE_MODELS" in page.text
+    assert outbox == [] and not PurgeAttempt.objects.exists()
+
+
+def test_the_preview_needs_view_permission_on_related_models_a_rule_reads_too(
+    django_user_model, make_rule, outbox
+) -> None:
+    rule = make_rule("by author", "/posts/{slug}/\n/authors/{author.username}/")
+    Post.objects.create(title="One", slug="one", author=Author.objects.create(username="ada.l"))
+    posts_only = staff_client(django_user_model, "viewer", VIEW)
+    both = staff_client(django_user_model, "both", [*VIEW, "testapp.view_author"])
+    url = f"/admin/roan/purgerule/{rule.pk}/preview/?object_id={Post.objects.get().pk}"
+
+    refused, shown = posts_only.get(url), both.get(url)
+
+    assert refused.status_code == 403 and "ada.l" not in refused.text
+    assert shown.status_code == 200 and "/authors/ada.l/" in shown.text
