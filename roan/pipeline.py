@@ -5,7 +5,9 @@ The flow, for every route in (signals, admin, commands, the public API):
 1. :func:`submit` takes purge requests for one event. It drops what this transaction
    already asked for, caps the event at ``ROAN_MAX_URLS_PER_EVENT``, expands each
    request to the backend's nodes, and writes the attempt rows in the same transaction
-   (pending, or skipped with the reason). The audit log is the outbox.
+   (pending, or skipped with the reason). The audit log is the outbox. What one event
+   writes is bounded: at most the cap of purges, the skipped ones its templates could
+   not render, and one skipped row per backend that counts the purges over the cap.
 2. ``transaction.on_commit`` hands the pending ids to :func:`dispatch`: sent right away
    (``ROAN_DISPATCH = "inline"``) or by a task (``"task"``). Nothing is sent before commit,
    and a rollback leaves neither rows nor purges.
@@ -249,7 +251,10 @@ def _state(using: str) -> _TransactionState:
 def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
     """Record ``purges`` (one event's worth) and send them after commit.
 
-    Returns how many attempt rows were written (merged duplicates included).
+    The first ``ROAN_MAX_URLS_PER_EVENT`` new purges are written; the rest are not, and
+    each backend that had some gets one ``skipped`` row (its first dropped target) that
+    says how many. Returns how many attempt rows were written (merged duplicates
+    included).
     """
     if not is_active():
         return 0
