@@ -348,8 +348,9 @@ def _related(queryset: Any, rest: Sequence[Step], page: int) -> Iterator[models.
     follow = "__".join(s.name for s in itertools.takewhile(lambda s: s.kind == "fk", rest))
     if follow:
         queryset = queryset.select_related(follow)
-    if not queryset.ordered:
-        queryset = queryset.order_by("pk")  # stable pages, and the same order every time
+    # The model's own order, then pk: pages that neither skip nor repeat an object.
+    ordering = queryset.query.order_by or queryset.model._meta.ordering
+    queryset = queryset.order_by(*ordering, "pk")
     start = 0
     while True:
         # LIMIT/OFFSET pages: a caller that stops early has read only what it used, on

@@ -92,6 +92,20 @@ def test_render_follows_the_related_objects_order_and_drops_duplicates(make_rule
     assert render(parse("/posts/{slug}/", Post), post) == ["/posts/t/"]
 
 
+def test_render_without_a_limit_reads_related_objects_page_by_page(make_rule) -> None:
+    from roan.templating import render
+
+    post = Post.objects.create(title="T", slug="t")
+    with pipeline.suppress_purges():
+        post.tags.add(*Tag.objects.bulk_create(Tag(slug=f"s{n:04}") for n in range(1500)))
+
+    with CaptureQueriesContext(connection) as queries:
+        paths = render(parse("/tags/{tags.slug}/", Post), post)
+
+    assert paths == [f"/tags/s{n:04}/" for n in range(1500)]
+    assert len([q for q in queries.captured_queries if "testapp_tag" in q["sql"]]) == 2
+
+
 # -- one event writes a bounded number of rows ----------------------------------------------
 
 
