@@ -251,7 +251,7 @@ def render(template: Template, obj: models.Model, *, limit: int | None = None) -
     every placeholder has one value but that one, which has one per related object;
     those are read lazily and reading stops once ``limit`` paths are rendered, so an
     object with 100,000 tags costs no more than ``limit`` of them. Paths come in the
-    related objects' order (their ``Meta.ordering``, else primary key).
+    related objects' order (their ``Meta.ordering``, then primary key).
 
     A placeholder whose value is missing (``None``, ``""``, no related object) renders
     nothing for that template. A ``get_absolute_url`` that is not a site path raises
