@@ -195,6 +195,43 @@ def check_rule_stamp_cache(app_configs: Any = None, **kwargs: Any) -> list[check
     ]
 
 
+#: Options that bound a Redis call, per cache backend: Django's own, django-redis.
+_REDIS_TIMEOUTS = {
+    "django.core.cache.backends.redis.RedisCache": "socket_timeout",
+    "django_redis.cache.RedisCache": "SOCKET_TIMEOUT",
+}
+
+
+def check_rule_stamp_timeout(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.W030: the rule stamp in a Redis cache with no socket timeout.
+
+    Every save reads the stamp (once per ``ROAN_RULES_TTL``); roan survives a Redis that
+    refuses connections, but a Redis that accepts and never answers holds the save for
+    as long as the socket waits, which without a timeout is for ever.
+    """
+    config = getattr(settings, "CACHES", {}).get(roan_settings.CACHE)
+    if not isinstance(config, dict):
+        return []
+    option = _REDIS_TIMEOUTS.get(str(config.get("BACKEND", "")))
+    if option is None:
+        return []
+    options = config.get("OPTIONS") or {}
+    if isinstance(options, dict) and _positive_seconds(options.get(option)):
+        return []
+    return [
+        checks.Warning(
+            f"ROAN_CACHE ({roan_settings.CACHE!r}) is a Redis cache without {option!r}: "
+            "a Redis that stops answering would hold every save.",
+            hint=(
+                f"Set CACHES[{roan_settings.CACHE!r}]['OPTIONS'][{option!r}] to a fraction "
+                "of a second (0.5); roan then reads the rules from the database until "
+                "Redis answers again."
+            ),
+            id="roan.W030",
+        )
+    ]
+
+
 def check_admin(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     if "django.contrib.admin" in settings.INSTALLED_APPS:
         return []
@@ -324,3 +361,4 @@ def register() -> None:
     checks.register(check_rate_limit_cache, "roan", deploy=False)
     checks.register(check_rule_models, "roan")
     checks.register(check_private_fields, "roan")
+    checks.register(check_rule_stamp_timeout, "roan")

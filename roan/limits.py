@@ -40,6 +40,7 @@ from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone
 
 from roan.conf import roan_settings
+from roan.shared_cache import outage
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt
@@ -152,6 +153,8 @@ def take(alias: str, limit: RateLimit, wanted: int, now: float | None = None) ->
     # Keep a slot's counter while later slots still read it, and a little longer.
     expiry = max(2, math.ceil(width * (SLOTS + 2)))
     cache = _cache()
+    if outage.down():
+        return wanted, 0.0  # as below, without waiting for the cache again
     try:
         spent = cache.get_many(keys)
         # The level at the start of this slot: refill each slot, minus what it spent.
@@ -171,6 +174,7 @@ def take(alias: str, limit: RateLimit, wanted: int, now: float | None = None) ->
     except Exception:
         # A cache that is down must not stop purging: the cache's own limit (a 429 with
         # Retry-After) still reaches the retry path.
+        outage.failed()
         logger.warning("roan: rate limit cache %r failed; sending unlimited", roan_settings.CACHE)
         return wanted, 0.0
     return given, level - (after - wanted) - given
@@ -268,10 +272,12 @@ def paused_backends() -> frozenset[str]:
 
 def _paused_by_toggle() -> set[str]:
     cache = _cache()
-    try:
-        cached = cache.get(PAUSED_KEY)
-    except Exception:
-        cached = None
+    cached = None
+    if not outage.down():
+        try:
+            cached = cache.get(PAUSED_KEY)
+        except Exception:
+            outage.failed()
     if cached is not None:
         return set(cached)
     from roan.models import BackendState
@@ -296,9 +302,12 @@ def _paused_by_toggle() -> set[str]:
     # A shared cache forgets the list when a switch flips; a process-local one cannot
     # hear that, so it keeps the list no longer than rule edits take to arrive.
     timeout = PAUSED_SHARED_SECONDS if is_shared() else roan_settings.RULES_TTL
+    if outage.down():
+        return set(aliases)
     try:
         cache.set(PAUSED_KEY, aliases, timeout=timeout)
     except Exception:
+        outage.failed()
         logger.debug("roan: cannot cache the paused list", exc_info=True)
     return set(aliases)
 

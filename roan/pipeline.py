@@ -5,7 +5,9 @@ The flow, for every route in (signals, admin, commands, the public API):
 1. :func:`submit` takes purge requests for one event. It drops what this transaction
    already asked for, caps the event at ``ROAN_MAX_URLS_PER_EVENT``, expands each
    request to the backend's nodes, and writes the attempt rows in the same transaction
-   (pending, or skipped with the reason). The audit log is the outbox.
+   (pending, or skipped with the reason). The audit log is the outbox. What one event
+   writes is bounded: at most the cap of purges, the skipped ones its templates could
+   not render, and one skipped row per backend that counts the purges over the cap.
 2. ``transaction.on_commit`` hands the pending ids to :func:`dispatch`: sent right away
    (``ROAN_DISPATCH = "inline"``) or by a task (``"task"``). Nothing is sent before commit,
    and a rollback leaves neither rows nor purges.
@@ -125,19 +127,50 @@ class Unrenderable(PurgeRequest):
     problem: str = ""
 
 
-def render_rule(rule: CompiledRule, obj: models.Model) -> list[PurgeRequest]:
-    """The requests ``rule`` makes for ``obj`` as it is now (no host: the backend's own)."""
+def render_rule(
+    rule: CompiledRule, obj: models.Model, *, limit: int | None = None
+) -> list[PurgeRequest]:
+    """The requests ``rule`` makes for ``obj`` as it is now (no host: the backend's own).
+
+    Each template renders at most ``limit`` paths (``ROAN_MAX_URLS_PER_EVENT`` unless
+    given); one that has more stops there and adds one ``Unrenderable`` saying so. A
+    template whose rendering raises anything (a ``get_absolute_url`` raising
+    ``NoReverseMatch``, a dangling foreign key) becomes one ``Unrenderable`` with the
+    reason: the other templates and rules still purge, and the save goes on.
+    """
+    cap = roan_settings.MAX_URLS_PER_EVENT if limit is None else limit
     requests: list[PurgeRequest] = []
     for template in rule.templates:
         try:
-            paths = render(template, obj)
-        except RenderError as exc:
-            logger.warning("roan: rule %r cannot render %r: %s", rule.name, template.source, exc)
-            requests.append(Unrenderable(URL, template.source, problem=str(exc)))
+            # One more than the cap tells "exactly the cap" from "more than the cap".
+            paths = render(template, obj, limit=max(0, cap) + 1)
+        except Exception as exc:
+            problem = _render_problem(exc)
+            logger.warning(
+                "roan: rule %r cannot render %r: %s", rule.name, template.source, problem
+            )
+            requests.append(Unrenderable(URL, template.source, problem=problem))
             continue
         kind = PREFIX if template.prefix else URL
-        requests.extend(PurgeRequest(kind, path) for path in paths)
+        cut = len(paths) > cap
+        requests.extend(PurgeRequest(kind, path) for path in paths[:cap])
+        if cut:
+            problem = (
+                f"renders more than ROAN_MAX_URLS_PER_EVENT ({cap}) paths for this object; "
+                f"the first {cap} were kept, the others not rendered"
+            )
+            requests.append(Unrenderable(kind, template.source, problem=problem))
     return requests
+
+
+def _render_problem(exc: Exception) -> str:
+    """Why a template did not render, short enough for the attempt's error column."""
+    if isinstance(exc, RenderError):
+        return str(exc)
+    # The object's own code raised: its type says most; the message is cut short.
+    message = " ".join(str(exc).split())[:300]
+    name = type(exc).__name__
+    return f"rendering raised {name}: {message}" if message else f"rendering raised {name}"
 
 
 def purges_for(
@@ -218,7 +251,10 @@ def _state(using: str) -> _TransactionState:
 def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
     """Record ``purges`` (one event's worth) and send them after commit.
 
-    Returns how many attempt rows were written (merged duplicates included).
+    The first ``ROAN_MAX_URLS_PER_EVENT`` new purges are written; the rest are not, and
+    each backend that had some gets one ``skipped`` row (its first dropped target) that
+    says how many. Returns how many attempt rows were written (merged duplicates
+    included).
     """
     if not is_active():
         return 0
@@ -234,18 +270,29 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
     rows: list[dict[str, Any]] = []
     limit = roan_settings.MAX_URLS_PER_EVENT
     kept = 0
+    # Purges over the cap, per backend: the first one, and how many there were.
+    dropped: dict[str, tuple[Purge, int]] = {}
     for purge in purges:
         key = (purge.backend, purge.request.kind, purge.request.target, purge.request.host)
         if key in state.seen:
             continue
-        state.seen.add(key)
         reason = getattr(purge.request, "problem", "")
         if not reason:
-            if kept < limit:
-                kept += 1
-            else:
-                reason = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) for one event"
+            if kept >= limit:
+                # One row per backend tells the whole overflow: a row per dropped purge
+                # would make one save write as many rows as it was kept from sending.
+                first, count = dropped.get(purge.backend, (purge, 0))
+                dropped[purge.backend] = (first, count + 1)
+                continue
+            kept += 1
+        state.seen.add(key)
         rows.extend(_rows_for(purge, reason))
+    for first, count in dropped.values():
+        reason = (
+            f"over ROAN_MAX_URLS_PER_EVENT ({limit}) for one event: this and {count - 1} "
+            f"more purge(s) on this backend were not sent"
+        )
+        rows.extend(_rows_for(first, reason))
     if not rows:
         return 0
     pending = [row for row in rows if row["status"] == "pending"]

@@ -119,12 +119,16 @@ class PurgeRuleResource(resources.ModelResource):  # type: ignore[misc]
         # back the rows before it.
         kwargs.setdefault("use_transactions", True)
         kwargs.setdefault("rollback_on_validation_errors", True)
-        return super().import_data(dataset, **kwargs)
+        # Each row's save would otherwise make the next one reload and recompile every
+        # rule (300 rows: 600 loads). The rules are reloaded once, after the import.
+        with rules.batched_rule_writes():
+            return super().import_data(dataset, **kwargs)
 
     def after_import(self, dataset: Any, result: Any, **kwargs: Any) -> None:
         super().after_import(dataset, result, **kwargs)
         if not kwargs.get("dry_run"):
-            rules.invalidate_on_commit()
+            # Row saves do this already; bulk routes a resource subclass may take too.
+            rules.invalidate_on_commit(using=self.get_db_connection_name())
 
 
 def escape_formula(value: Any) -> Any:

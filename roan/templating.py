@@ -114,6 +114,14 @@ def parse(source: str, model: type[models.Model], *, line: int | None = None) ->
     parts.append(_literal(body[pos:], fail))
     template = Template(source=source, parts=tuple(parts), prefix=prefix)
     _check_is_path(template, fail)
+    crossing = [p.source for p in template.placeholders for s in p.steps if s.kind == "m2m"]
+    if len(crossing) > 1:
+        # Two expansions multiply: nine {tags.slug} on ten tags are 10**9 URLs.
+        raise fail(
+            "a template may cross at most one many-to-many relation; "
+            f"{', '.join('{' + c + '}' for c in crossing)} cross {len(crossing)}. "
+            "Write one template per relation."
+        )
     return template
 
 
@@ -257,24 +265,57 @@ def encode_segment(value: object) -> str:
     return encoded
 
 
-def render(template: Template, obj: models.Model) -> list[str]:
-    """Every path ``template`` renders to for ``obj`` (many with a many-to-many step).
+def render(template: Template, obj: models.Model, *, limit: int | None = None) -> list[str]:
+    """The distinct paths ``template`` renders to for ``obj``, at most ``limit`` of them.
+
+    A template crosses at most one many-to-many relation (``parse`` refuses more), so
+    every placeholder has one value but that one, which has one per related object;
+    those are read lazily and reading stops once ``limit`` paths are rendered, so an
+    object with 100,000 tags costs no more than ``limit`` of them. Paths come in the
+    related objects' order (their ``Meta.ordering``, then primary key).
 
     A placeholder whose value is missing (``None``, ``""``, no related object) renders
     nothing for that template. A ``get_absolute_url`` that is not a site path raises
-    ``RenderError``.
+    ``RenderError``; anything the object's own code raises (a dangling foreign key, a
+    ``NoReverseMatch``) is passed on for the caller to record.
     """
-    choices: list[list[str]] = []
+    paths: list[str] = []
+    if limit is not None and limit <= 0:
+        return paths
+    seen: set[str] = set()
+    for path in _paths(template, obj, page=limit):
+        if path not in seen:
+            seen.add(path)
+            paths.append(path)
+            if limit is not None and len(paths) >= limit:
+                break
+    return paths
+
+
+def _paths(template: Template, obj: models.Model, *, page: int | None) -> Iterator[str]:
+    """Every path, duplicates included, generated lazily."""
+    texts: list[str] = []
+    expanding: Placeholder | None = None
+    split = 0
     for part in template.parts:
         if isinstance(part, str):
-            choices.append([part])
-            continue
-        values = [_format(part, value) for value in _resolve(obj, part.steps)]
-        values = [v for v in values if v]
-        if not values:
-            return []
-        choices.append(sorted(set(values)))
-    return ["".join(combo) for combo in itertools.product(*choices)]
+            texts.append(part)
+        elif any(step.kind == "m2m" for step in part.steps):
+            expanding, split = part, len(texts)
+        else:
+            # Without a many-to-many step a placeholder resolves to one value at most.
+            text = next((_format(part, v) for v in _resolve(obj, part.steps)), "")
+            if not text:
+                return
+            texts.append(text)
+    if expanding is None:
+        yield "".join(texts)
+        return
+    head, tail = "".join(texts[:split]), "".join(texts[split:])
+    for value in _resolve(obj, expanding.steps, page=page):
+        text = _format(expanding, value)
+        if text:
+            yield head + text + tail
 
 
 def _format(placeholder: Placeholder, value: object) -> str:
@@ -296,7 +337,11 @@ def _site_path(url: str) -> str:
     return url.split("#", 1)[0]
 
 
-def _resolve(obj: Any, steps: Sequence[Step]) -> Iterator[object]:
+#: Related objects read per query when a many-to-many step has no limit.
+_PAGE = 1000
+
+
+def _resolve(obj: Any, steps: Sequence[Step], *, page: int | None = None) -> Iterator[object]:
     if obj is None:
         return
     step, rest = steps[0], steps[1:]
@@ -307,9 +352,32 @@ def _resolve(obj: Any, steps: Sequence[Step]) -> Iterator[object]:
     elif step.kind == "fk":
         if getattr(obj, step.attname) is None:
             return
-        yield from _resolve(getattr(obj, step.name), rest)
+        yield from _resolve(getattr(obj, step.name), rest, page=page)
     else:  # m2m
         if obj.pk is None:
             return
-        for related in getattr(obj, step.name).all():
-            yield from _resolve(related, rest)
+        for related in _related(getattr(obj, step.name).all(), rest, page or _PAGE):
+            yield from _resolve(related, rest, page=page)
+
+
+def _related(queryset: Any, rest: Sequence[Step], page: int) -> Iterator[models.Model]:
+    """The objects of a many-to-many relation, read ``page`` at a time as they are used."""
+    if queryset._result_cache is not None:  # prefetch_related() already read them all
+        yield from queryset
+        return
+    # The foreign keys the rest of the placeholder follows come in the same query.
+    follow = "__".join(s.name for s in itertools.takewhile(lambda s: s.kind == "fk", rest))
+    if follow:
+        queryset = queryset.select_related(follow)
+    # The model's own order, then pk: pages that neither skip nor repeat an object.
+    ordering = queryset.query.order_by or queryset.model._meta.ordering
+    queryset = queryset.order_by(*ordering, "pk")
+    start = 0
+    while True:
+        # LIMIT/OFFSET pages: a caller that stops early has read only what it used, on
+        # every database (a server-side cursor would need a transaction on PostgreSQL).
+        chunk = list(queryset[start : start + page])
+        yield from chunk
+        if len(chunk) < page:
+            return
+        start += page

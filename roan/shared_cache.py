@@ -1,0 +1,48 @@
+"""What this process knows about the health of the cache named by ``ROAN_CACHE``.
+
+The rule stamp (:mod:`roan.rules`), the rate-limit buckets and the pause list
+(:mod:`roan.limits`) live there, and each is read while a save runs or just after it.
+A cache that hangs would cost its whole timeout at each of those reads, on every save;
+one that refuses connections would be asked again at each. So when one read fails, the
+others keep away from it until ``ROAN_RULES_TTL`` seconds have passed, and fall back
+(to the database, to sending unlimited): an outage costs one timeout per TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from roan.conf import roan_settings
+
+
+class Outage:
+    """When ``ROAN_CACHE`` last failed in this process (``None``: not known to)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def down(self) -> bool:
+        """Whether the cache failed less than ``ROAN_RULES_TTL`` seconds ago."""
+        since = self.since
+        if since is None:
+            return False
+        if time.monotonic() - since < roan_settings.RULES_TTL:
+            return True
+        self.since = None  # time to try it again
+        return False
+
+    def failed(self) -> None:
+        self.since = time.monotonic()
+
+
+outage = Outage()
+
+
+@receiver(setting_changed, dispatch_uid="roan.shared_cache.setting_changed")
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in {"ROAN_CACHE", "CACHES"}:
+        outage.since = None  # another cache now
