@@ -40,7 +40,7 @@ from roan import admin_views as views
 from roan import dashboard, limits, pipeline, rules
 from roan.admin_views import can_purge, can_purge_all
 from roan.conf import roan_settings
-from roan.forms import PreviewForm, PurgeRuleForm
+from roan.forms import PreviewForm, PurgeRuleForm, everything_templates
 from roan.managers import PurgeAttemptQuerySet
 from roan.models import BackendState, PurgeAttempt, PurgeRule
 from roan.resources import PurgeAttemptResource, PurgeRuleResource
@@ -53,6 +53,25 @@ FAILING = [PurgeAttempt.Status.FAILED, PurgeAttempt.Status.GAVE_UP]
 
 @admin.action(description=gettext_lazy("Enable selected rules"), permissions=["change"])
 def enable_rules(modeladmin: PurgeRuleAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    if not can_purge_all(request):
+        # Enabling a "/*" rule makes every save purge everything: like saving one.
+        everything = [
+            pk for pk, text in queryset.values_list("pk", "templates") if everything_templates(text)
+        ]
+        if everything:
+            modeladmin.message_user(
+                request,
+                ngettext(
+                    "%(count)d rule purges everything (/*); enabling it needs the purge_all "
+                    "permission.",
+                    "%(count)d rules purge everything (/*); enabling them needs the purge_all "
+                    "permission.",
+                    len(everything),
+                )
+                % {"count": len(everything)},
+                messages.ERROR,
+            )
+            queryset = queryset.exclude(pk__in=everything)
     count = queryset.update(enabled=True)
     modeladmin.message_user(
         request,

@@ -342,3 +342,49 @@ def test_with_task_dispatch_a_large_manual_purge_goes_to_the_worker(
     assert sorted(task.args_kwargs["args"][0]) == sorted(
         PurgeAttempt.objects.values_list("pk", flat=True)
     )
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({}, []),
+        ({"ROAN_MAX_MANUAL_PURGES": "many"}, ["roan.E050"]),
+        ({"ROAN_MAX_INLINE_MANUAL_PURGES": -1}, ["roan.E050"]),
+        ({"ROAN_MAX_MANUAL_PURGES": 50, "ROAN_MAX_INLINE_MANUAL_PURGES": 500}, ["roan.W050"]),
+    ],
+)
+def test_the_bounds_are_checked(settings, values: dict[str, Any], expected: list[str]) -> None:
+    from roan.checks import check_manual_purge_bounds
+
+    for name, value in values.items():
+        setattr(settings, name, value)
+    assert [m.id for m in check_manual_purge_bounds()] == expected
+
+
+def test_enabling_a_slash_star_rule_needs_purge_all(purger, operator, make_rule) -> None:
+    everything = make_rule("everything", "/*", enabled=False)
+    other = make_rule("posts", "/posts/", enabled=False)
+    form = {"action": "enable_rules", "_selected_action": [everything.pk, other.pk]}
+
+    response = purger.post("/admin/roan/purgerule/", form, follow=True)
+
+    assert any("enabling it needs the purge_all" in m for m in messages_of(response))
+    assert dict(PurgeRule.objects.values_list("name", "enabled")) == {
+        "everything": False,
+        "posts": True,
+    }
+    operator.post("/admin/roan/purgerule/", form)
+    assert PurgeRule.objects.get(name="everything").enabled
+
+
+def test_the_bounds_follow_override_settings() -> None:
+    from django.test import override_settings
+
+    from roan.conf import roan_settings
+
+    assert (roan_settings.MAX_MANUAL_PURGES, roan_settings.MAX_INLINE_MANUAL_PURGES) == (
+        10_000,
+        100,
+    )
+    with override_settings(ROAN_MAX_MANUAL_PURGES=7, ROAN_MAX_INLINE_MANUAL_PURGES=3):
+        assert (roan_settings.MAX_MANUAL_PURGES, roan_settings.MAX_INLINE_MANUAL_PURGES) == (7, 3)
