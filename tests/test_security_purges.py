@@ -388,3 +388,15 @@ def test_the_bounds_follow_override_settings() -> None:
     )
     with override_settings(ROAN_MAX_MANUAL_PURGES=7, ROAN_MAX_INLINE_MANUAL_PURGES=3):
         assert (roan_settings.MAX_MANUAL_PURGES, roan_settings.MAX_INLINE_MANUAL_PURGES) == (7, 3)
+
+
+def test_the_rule_preview_test_purge_of_slash_star_is_refused(purger, make_rule, outbox) -> None:
+    rule = make_rule("everything", "/*")
+    post = Post.objects.create(title="One", slug="one")
+    PurgeAttempt.objects.all().delete()
+    outbox.clear()
+
+    page = purger.post(f"/admin/roan/purgerule/{rule.pk}/preview/", {"object_id": post.pk})
+
+    assert "needs the purge_all permission" in page.context["problem"]
+    assert not PurgeAttempt.objects.exists() and outbox == []
