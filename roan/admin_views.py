@@ -220,9 +220,16 @@ def repurge(request: HttpRequest, attempts: Iterable[PurgeAttempt], *, back: str
     except Refused as exc:
         messages.error(request, str(exc))
         return HttpResponseRedirect(back)
-    lead = ngettext(
-        "Re-purging %(count)d target:", "Re-purging %(count)d targets:", len(purges)
-    ) % {"count": len(purges)}
+    if len(purges) == 1:
+        [(alias, one)] = purges
+        lead = _("Re-purging 1 target, %(target)s on %(backend)s:") % {
+            "target": f"{one.host}{one.target}" or _("everything"),
+            "backend": alias,
+        }
+    else:
+        lead = ngettext(
+            "Re-purging %(count)d target:", "Re-purging %(count)d targets:", len(purges)
+        ) % {"count": len(purges)}
     messages.success(request, f"{lead} {written_message(written, new=True)}")
     return SendAfterResponse(back, written.held)
 
