@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.contrib import admin, messages
@@ -40,9 +40,8 @@ from roan import admin_views as views
 from roan import dashboard, limits, pipeline, rules
 from roan.access import allowed_models, can_view_model, rule_model_refusal
 from roan.admin_views import can_purge, can_purge_all
-from roan.backends.base import ALL, PurgeRequest
 from roan.conf import roan_settings
-from roan.forms import PreviewForm, PurgeRuleForm
+from roan.forms import PreviewForm, PurgeRuleForm, everything_templates
 from roan.managers import PurgeAttemptQuerySet
 from roan.models import BackendState, PurgeAttempt, PurgeRule
 from roan.resources import PurgeAttemptResource, PurgeRuleResource
@@ -55,6 +54,25 @@ FAILING = [PurgeAttempt.Status.FAILED, PurgeAttempt.Status.GAVE_UP]
 
 @admin.action(description=gettext_lazy("Enable selected rules"), permissions=["change"])
 def enable_rules(modeladmin: PurgeRuleAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    if not can_purge_all(request):
+        # Enabling a "/*" rule makes every save purge everything: like saving one.
+        everything = [
+            pk for pk, text in queryset.values_list("pk", "templates") if everything_templates(text)
+        ]
+        if everything:
+            modeladmin.message_user(
+                request,
+                ngettext(
+                    "%(count)d rule purges everything (/*); enabling it needs the purge_all "
+                    "permission.",
+                    "%(count)d rules purge everything (/*); enabling them needs the purge_all "
+                    "permission.",
+                    len(everything),
+                )
+                % {"count": len(everything)},
+                messages.ERROR,
+            )
+            queryset = queryset.exclude(pk__in=everything)
     count = queryset.update(enabled=True)
     modeladmin.message_user(
         request,
@@ -81,27 +99,43 @@ def purge_rules_now(
 ) -> HttpResponse | None:
     """Static templates once; templated ones for every object, after a confirmation page."""
     plan = views.plan_rules(queryset.select_related("content_type"), user=request.user)
+    if plan.everything and not can_purge_all(request):
+        modeladmin.message_user(
+            request,
+            _(
+                "%(rules)s purge(s) everything (/*); purging that now needs the purge_all "
+                "permission. Nothing was purged."
+            )
+            % {"rules": ", ".join(f"“{rule}”" for rule in plan.everything)},
+            messages.ERROR,
+        )
+        return None
     confirmed = request.POST.get("post") == "yes"
     over_limit_ok = not plan.over_limit or request.POST.get("confirm_over_limit") == "yes"
-    if confirmed and over_limit_ok and plan.rules:
-        written = views.submit_confirmed(views.rule_purges(plan, user_id=request.user.pk))
+    if confirmed and over_limit_ok and plan.rules and not plan.too_many:
+        try:
+            written = views.submit_manual(request, views.rule_purges(plan, user_id=request.user.pk))
+        except views.Refused as exc:  # many-to-many templates rendered past the bound
+            modeladmin.message_user(request, str(exc), messages.ERROR)
+            return None
         modeladmin.message_user(
             request,
             (
                 ngettext("Purging %(rules)d rule:", "Purging %(rules)d rules:", len(plan.rules))
                 % {"rules": len(plan.rules)}
                 + " "
-                + views.rows_written(written)
+                + views.written_message(written)
             ),
             messages.SUCCESS,
         )
-        return None
+        return views.SendAfterResponse(request.get_full_path(), written.held)
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": _("Purge these rules now?"),
         "opts": modeladmin.opts,
         "plan": plan,
         "limit": roan_settings.MAX_URLS_PER_EVENT,
+        "max_manual": roan_settings.MAX_MANUAL_PURGES,
         "queryset": queryset,
         "missing_over_limit": confirmed and not over_limit_ok,
         "action_checkbox_name": ACTION_CHECKBOX_NAME,
@@ -170,6 +204,14 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
 
     def has_purge_now_permission(self, request: HttpRequest) -> bool:
         return can_purge(request)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        # get_form() builds a new class per call, so this stays with this request.
+        form.may_purge_all = can_purge_all(request)
+        return form
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         # import-export lets anyone import unless told otherwise; an import adds and
@@ -354,59 +396,11 @@ def rule_content_types(request: HttpRequest) -> QuerySet[ContentType]:
 @admin.action(description=gettext_lazy("Re-purge selected"), permissions=["purge_now"])
 def repurge_selected(
     modeladmin: PurgeAttemptAdmin, request: HttpRequest, queryset: QuerySet[Any]
-) -> None:
-    """Send the selected targets again as new attempts; the old rows stay as they were."""
-    limit = roan_settings.MAX_URLS_PER_EVENT
-    rows = list(queryset.order_by()[: limit + 1])
-    if len(rows) > limit:
-        modeladmin.message_user(
-            request,
-            _("Select at most %(limit)d attempts (ROAN_MAX_URLS_PER_EVENT); filter the log.")
-            % {"limit": limit},
-            messages.ERROR,
-        )
-        return
-    purges: dict[tuple[str, PurgeRequest], pipeline.Purge] = {}
-    refused = 0
-    for attempt in rows:
-        if attempt.kind == ALL and not can_purge_all(request):
-            refused += 1
-            continue
-        request_ = PurgeRequest(attempt.kind, attempt.target, attempt.host)
-        origin = pipeline.Origin(
-            trigger="admin",
-            rule_id=attempt.rule_id,
-            rule_name=attempt.rule_name,
-            content_type_id=attempt.content_type_id,
-            object_pk=attempt.object_pk,
-            object_repr=attempt.object_repr,
-            user_id=request.user.pk,
-        )
-        purges.setdefault(
-            (attempt.backend, request_), pipeline.Purge(attempt.backend, request_, origin)
-        )
-    written = views.submit_confirmed(purges.values())
-    modeladmin.message_user(
-        request,
-        (
-            ngettext("Re-purging %(count)d target:", "Re-purging %(count)d targets:", len(purges))
-            % {"count": len(purges)}
-            + " "
-            + views.rows_written(written, new=True)
-        ),
-        messages.SUCCESS,
-    )
-    if refused:
-        modeladmin.message_user(
-            request,
-            ngettext(
-                "%(count)d attempt purged everything; that needs the purge_all permission.",
-                "%(count)d attempts purged everything; that needs the purge_all permission.",
-                refused,
-            )
-            % {"count": refused},
-            messages.WARNING,
-        )
+) -> HttpResponse:
+    """Send the selected targets again as new attempts (see ``admin_views.repurge``)."""
+    # One past the bound, so that selecting the whole log reads a bounded slice.
+    rows = queryset.order_by()[: roan_settings.MAX_MANUAL_PURGES + 1]
+    return views.repurge(request, rows, back=request.get_full_path())
 
 
 class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -629,15 +623,23 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
 @admin.action(description=gettext_lazy("Purge cache for selected %(verbose_name_plural)s"))
 def purge_cache_for_selected(
     modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]
-) -> None:
+) -> HttpResponse | None:
     if not can_purge(request):
         raise PermissionDenied
-    purges: list[pipeline.Purge] = []
     objects = 0
-    for obj in queryset.iterator(chunk_size=views.CHUNK):
-        objects += 1
-        purges += views.object_purges(obj, user_id=request.user.pk)
-    written = views.submit_confirmed(purges)
+
+    def purges() -> Iterator[pipeline.Purge]:
+        # Rendered lazily: submit_manual stops reading at ROAN_MAX_MANUAL_PURGES.
+        nonlocal objects
+        for obj in queryset.iterator(chunk_size=views.CHUNK):
+            objects += 1
+            yield from views.object_purges(obj, user_id=request.user.pk)
+
+    try:
+        written = views.submit_manual(request, purges())
+    except views.Refused as exc:
+        modeladmin.message_user(request, str(exc), messages.ERROR)
+        return None
     modeladmin.message_user(
         request,
         (
@@ -648,10 +650,11 @@ def purge_cache_for_selected(
             )
             % {"count": objects}
             + " "
-            + views.rows_written(written)
+            + views.written_message(written)
         ),
         messages.SUCCESS,
     )
+    return views.SendAfterResponse(request.get_full_path(), written.held)
 
 
 class PurgeCacheMixin:
@@ -714,17 +717,21 @@ class PurgeCacheMixin:
             args=[obj.pk],
         )
         if request.method == "POST":
-            written = views.submit_confirmed(purges)
+            try:
+                written = views.submit_manual(request, purges)
+            except views.Refused as exc:
+                self.message_user(request, str(exc), messages.ERROR)  # type: ignore[attr-defined]
+                return HttpResponseRedirect(change_url)
             self.message_user(  # type: ignore[attr-defined]
                 request,
                 (
                     _("Purging the cache for “%(obj)s”:") % {"obj": obj}
                     + " "
-                    + views.rows_written(written)
+                    + views.written_message(written)
                 ),
                 messages.SUCCESS,
             )
-            return HttpResponseRedirect(change_url)
+            return views.SendAfterResponse(change_url, written.held)
         context = {
             **self.admin_site.each_context(request),
             "title": _("Purge the cache for “%(obj)s”?") % {"obj": obj},

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
@@ -26,7 +27,7 @@ from django.utils.translation import ngettext
 from roan import backends as backend_registry
 from roan import pipeline, rules
 from roan.access import can_view_model
-from roan.backends.base import ALL, PREFIX, URL, PurgeRequest
+from roan.backends.base import ALL, PREFIX, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.forms import PurgeAllForm, PurgeURLsForm
 
@@ -47,26 +48,191 @@ def can_purge_all(request: HttpRequest) -> bool:
     return bool(request.user.has_perm(PURGE_ALL))
 
 
-def submit_confirmed(purges: Iterable[pipeline.Purge]) -> int:
+class Refused(ValueError):
+    """A manual purge roan will not write at all; ``str()`` tells the editor why."""
+
+
+def bounded(purges: Iterable[pipeline.Purge], *, may_purge_all: bool) -> list[pipeline.Purge]:
+    """``purges`` as a list, or ``Refused``: above ``ROAN_MAX_MANUAL_PURGES``, or purging
+    everything without ``may_purge_all``.
+
+    Reads at most one purge past the bound, so a generator over a model's objects is
+    never rendered whole.
+    """
+    limit = max(1, roan_settings.MAX_MANUAL_PURGES)
+    taken = list(itertools.islice(purges, limit + 1))
+    if len(taken) > limit:
+        raise Refused(
+            _(
+                "This would write more than %(limit)d attempts, the most one manual purge "
+                "may (ROAN_MAX_MANUAL_PURGES); nothing was purged. Purge a prefix, select "
+                "less, or run roan_purge."
+            )
+            % {"limit": limit}
+        )
+    if not may_purge_all and any(purges_everything(p.request) for p in taken):
+        raise Refused(
+            _(
+                "This purges everything (a prefix of / or a whole cache); that needs the "
+                "purge_all permission. Nothing was purged."
+            )
+        )
+    return taken
+
+
+def submit_confirmed(purges: Iterable[pipeline.Purge], *, may_purge_all: bool = False) -> int:
     """Write ``purges`` in one transaction and send them after it commits.
 
-    ``pipeline.submit`` caps one call at ``ROAN_MAX_URLS_PER_EVENT``; calling it per
-    chunk of that size lets a confirmed purge through whole.
+    Raises ``Refused`` (nothing written) as :func:`bounded` says. ``pipeline.submit``
+    caps one call at ``ROAN_MAX_URLS_PER_EVENT``; calling it per chunk of that size lets
+    a confirmed purge through whole.
     """
     from roan.models import PurgeAttempt
 
+    taken = bounded(purges, may_purge_all=may_purge_all)
     limit = max(1, roan_settings.MAX_URLS_PER_EVENT)
     written = 0
-    chunk: list[pipeline.Purge] = []
     with transaction.atomic(using=router.db_for_write(PurgeAttempt)):
-        for purge in purges:
-            chunk.append(purge)
-            if len(chunk) >= limit:
-                written += pipeline.submit(chunk)
-                chunk = []
-        if chunk:
-            written += pipeline.submit(chunk)
+        for start in range(0, len(taken), limit):
+            written += pipeline.submit(taken[start : start + limit])
     return written
+
+
+@dataclasses.dataclass
+class Written:
+    """What one manual purge wrote, and whether it is sent from the queue."""
+
+    rows: int
+    #: More than ``ROAN_MAX_INLINE_MANUAL_PURGES``: not sent inside the request.
+    queued: bool = False
+    #: Pending ids this process dispatches once the response is out (inline dispatch).
+    held: list[int] = dataclasses.field(default_factory=list)
+
+
+def submit_manual(request: HttpRequest, purges: Iterable[pipeline.Purge]) -> Written:
+    """The one way an editor's purge is written: ``roan.purge_now`` checked, bounded,
+    everything only with ``roan.purge_all``, and large ones sent from the queue.
+
+    Raises ``PermissionDenied``, or ``Refused`` with nothing written.
+    """
+    if not can_purge(request):
+        raise PermissionDenied
+    taken = bounded(purges, may_purge_all=can_purge_all(request))
+    if len(taken) <= roan_settings.MAX_INLINE_MANUAL_PURGES:
+        return Written(submit_confirmed(taken, may_purge_all=True))
+    if roan_settings.DISPATCH == "task":
+        # The commit enqueues them, as for any save: a worker sends them.
+        return Written(submit_confirmed(taken, may_purge_all=True), queued=True)
+    with pipeline.hold_dispatch() as held:
+        rows = submit_confirmed(taken, may_purge_all=True)
+    return Written(rows, queued=True, held=held)
+
+
+class SendAfterResponse(HttpResponseRedirect):
+    """A redirect that dispatches held attempts when the server closes it.
+
+    WSGI and ASGI servers call ``close()`` once the response has been sent, so the
+    editor gets the page at once; rows this cannot send (the process stops first, a
+    failure) stay pending for ``roan_dispatch`` and the retries.
+    """
+
+    def __init__(self, url: str, held: Sequence[int] = ()) -> None:
+        super().__init__(url)
+        self.held = list(held)
+
+    def close(self) -> None:
+        ids, self.held = self.held, []
+        try:
+            if ids:
+                pipeline.dispatch(ids)
+        finally:
+            # Last: Django closes the request's database connections here.
+            super().close()
+
+
+def written_message(written: Written, *, new: bool = False) -> str:
+    """The second half of every purge message: the rows, and when they are sent."""
+    text = rows_written(written.rows, new=new)
+    if not written.queued:
+        return text
+    if roan_settings.DISPATCH == "task":
+        return text + " " + _("A task worker sends them; the log shows each result.")
+    return (
+        text
+        + " "
+        + _(
+            "They are sent from the queue once this page has loaded (or by roan_dispatch); "
+            "the log shows each result."
+        )
+    )
+
+
+def repurge(request: HttpRequest, attempts: Iterable[PurgeAttempt], *, back: str) -> HttpResponse:
+    """Send the attempts' targets again as new attempts; the old rows stay as they were.
+
+    The one re-purge, for the log's action and the dashboard's button: ``roan.purge_now``,
+    and ``roan.purge_all`` for an attempt that purged everything (kind ``all``, or a
+    prefix of ``/``), which is refused otherwise.
+    """
+    if not can_purge(request):
+        raise PermissionDenied
+    limit = roan_settings.MAX_MANUAL_PURGES
+    rows = list(itertools.islice(attempts, limit + 1))
+    if len(rows) > limit:
+        messages.error(
+            request,
+            _("Select at most %(limit)d attempts (ROAN_MAX_MANUAL_PURGES); filter the log.")
+            % {"limit": limit},
+        )
+        return HttpResponseRedirect(back)
+    purges: dict[tuple[str, PurgeRequest], pipeline.Purge] = {}
+    refused = 0
+    for attempt in rows:
+        request_ = PurgeRequest(attempt.kind, attempt.target, attempt.host)
+        if purges_everything(request_) and not can_purge_all(request):
+            refused += 1
+            continue
+        origin = pipeline.Origin(
+            trigger="admin",
+            rule_id=attempt.rule_id,
+            rule_name=attempt.rule_name,
+            content_type_id=attempt.content_type_id,
+            object_pk=attempt.object_pk,
+            object_repr=attempt.object_repr,
+            user_id=request.user.pk,
+        )
+        purges.setdefault(
+            (attempt.backend, request_), pipeline.Purge(attempt.backend, request_, origin)
+        )
+    if refused:
+        messages.error(
+            request,
+            ngettext(
+                "%(count)d attempt purged everything; that needs the purge_all permission.",
+                "%(count)d attempts purged everything; that needs the purge_all permission.",
+                refused,
+            )
+            % {"count": refused},
+        )
+    if not purges:
+        return HttpResponseRedirect(back)
+    try:
+        written = submit_manual(request, purges.values())
+    except Refused as exc:
+        messages.error(request, str(exc))
+        return HttpResponseRedirect(back)
+    if len(purges) == 1:
+        [(alias, one)] = purges
+        lead = _("Re-purging 1 target, %(target)s on %(backend)s:") % {
+            "target": f"{one.host}{one.target}" or _("everything"),
+            "backend": alias,
+        }
+    else:
+        lead = ngettext(
+            "Re-purging %(count)d target:", "Re-purging %(count)d targets:", len(purges)
+        ) % {"count": len(purges)}
+    messages.success(request, f"{lead} {written_message(written, new=True)}")
+    return SendAfterResponse(back, written.held)
 
 
 def compile_rule(rule: PurgeRule) -> rules.CompiledRule:
@@ -152,6 +318,24 @@ class RulePlan:
     @property
     def over_limit(self) -> bool:
         return self.urls > roan_settings.MAX_URLS_PER_EVENT
+
+    @property
+    def too_many(self) -> bool:
+        """More attempts than one manual purge may write: refused, not confirmed."""
+        return self.attempts > roan_settings.MAX_MANUAL_PURGES
+
+    @property
+    def everything(self) -> list[PurgeRule]:
+        """The rules with a template that purges everything (``/*``)."""
+        return [
+            rule
+            for rule, compiled, _n in self.rules
+            if any(
+                purges_everything(PurgeRequest(PREFIX, str(t.parts[0])))
+                for t in compiled.templates
+                if t.is_static and t.prefix
+            )
+        ]
 
 
 def plan_rules(queryset: Iterable[PurgeRule], *, user: Any = None) -> RulePlan:
@@ -299,13 +483,18 @@ def purge_urls_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
     """``admin/roan/purge/``: purge URLs or prefixes, one per line, on chosen backends."""
     if not can_purge(request):
         raise PermissionDenied
-    form = PurgeURLsForm(request.POST if request.method == "POST" else None)
+    form = PurgeURLsForm(
+        request.POST if request.method == "POST" else None, may_purge_all=can_purge_all(request)
+    )
     if request.method == "POST" and form.is_valid():
-        purges = form.purges(user_id=request.user.pk)
-        written = submit_confirmed(purges)
-        targets = len(form.cleaned_data["requests"])
-        lead = ngettext("Purging %(targets)d target:", "Purging %(targets)d targets:", targets)
-        return to_admin_purges(request, site, lead % {"targets": targets}, written)
+        try:
+            written = submit_manual(request, form.purges(user_id=request.user.pk))
+        except Refused as exc:  # the form checked; this is the backstop
+            form.add_error("urls", str(exc))
+        else:
+            targets = len(form.cleaned_data["requests"])
+            lead = ngettext("Purging %(targets)d target:", "Purging %(targets)d targets:", targets)
+            return to_admin_purges(request, site, lead % {"targets": targets}, written)
     context = {
         **page_context(site, request, _("Purge URLs")),
         "form": form,
@@ -323,14 +512,15 @@ def purge_all_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
     form = PurgeAllForm(request.POST)
     if form.is_valid() and request.POST.get("confirm") == "yes":
         alias = form.cleaned_data["backend"]
-        written = submit_confirmed(
+        written = submit_manual(
+            request,
             [
                 pipeline.Purge(
                     alias,
                     PurgeRequest(ALL, ""),
                     pipeline.Origin(trigger="admin", user_id=request.user.pk),
                 )
-            ]
+            ],
         )
         lead = _("Purging everything on %(backend)s:") % {"backend": alias}
         return to_admin_purges(request, site, lead, written)
@@ -343,12 +533,12 @@ def purge_all_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
 
 
 def to_admin_purges(
-    request: HttpRequest, site: AdminSite, lead: str, written: int
+    request: HttpRequest, site: AdminSite, lead: str, written: Written
 ) -> HttpResponseRedirect:
     """Say what a manual purge wrote, then show the log's manual purges."""
-    messages.success(request, f"{lead} {rows_written(written)}")
+    messages.success(request, f"{lead} {written_message(written)}")
     log = reverse(f"{site.name}:roan_purgeattempt_changelist")
-    return HttpResponseRedirect(f"{log}?trigger__exact=admin")
+    return SendAfterResponse(f"{log}?trigger__exact=admin", written.held)
 
 
 def rows_written(rows: int, *, new: bool = False) -> str:

@@ -11,13 +11,25 @@ from django.db import models
 from roan import pipeline, rules
 from roan.backends.base import KINDS, PurgeRequest
 from roan.conf import roan_settings
-from roan.templating import MAX_LENGTH
+from roan.models import PurgeAttempt
+from roan.templating import MAX_LENGTH, has_dot_segment
 
 _CONTROL = {chr(c) for c in range(0x21)} | {"\x7f"}
 
 
+def _column_length(name: str) -> int:
+    """The ``max_length`` of an attempt's text column: what PostgreSQL would refuse."""
+    field = PurgeAttempt._meta.get_field(name)
+    assert isinstance(field, models.CharField) and field.max_length is not None
+    return int(field.max_length)
+
+
 def parse_target(value: str, kind: str) -> PurgeRequest:
-    """A request from what a person or program typed: a path, a URL, a prefix or a tag."""
+    """A request from what a person or program typed: a path, a URL, a prefix or a tag.
+
+    Raises ``ValueError`` saying what is wrong; whatever it returns fits the attempt
+    table's columns, on every database.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     value = value.strip()
@@ -25,8 +37,9 @@ def parse_target(value: str, kind: str) -> PurgeRequest:
         return PurgeRequest("all", "")
     if not value:
         raise ValueError("empty target")
-    if len(value) > MAX_LENGTH:
-        raise ValueError(f"longer than {MAX_LENGTH} characters")
+    longest = min(MAX_LENGTH, _column_length("target"))
+    if len(value) > longest:
+        raise ValueError(f"longer than {longest} characters")
     if any(ch in _CONTROL for ch in value):
         raise ValueError(f"{value[:80]!r} contains spaces or control characters")
     if kind == "tag":
@@ -37,6 +50,8 @@ def parse_target(value: str, kind: str) -> PurgeRequest:
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"{value[:80]!r} is not an http(s) URL or a path")
         host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        if len(host) > (longest_host := _column_length("host")):
+            raise ValueError(f"the host {host[:40]!r}... is longer than {longest_host} characters")
         value = parts.path or "/"
         if parts.query:
             value += "?" + parts.query
@@ -45,6 +60,11 @@ def parse_target(value: str, kind: str) -> PurgeRequest:
     value = value.split("#", 1)[0]
     if kind == "prefix":
         value = value.removesuffix("*")
+    if has_dot_segment(value):
+        raise ValueError(
+            f"{value[:80]!r} has a '.' or '..' segment (or %2E), which caches resolve to "
+            "another path"
+        )
     return PurgeRequest(kind, value, host)
 
 
@@ -62,6 +82,10 @@ def purge_urls(
     if kind == "all" and not requests:
         requests = [PurgeRequest("all", "")]
     aliases = list(backends) if backends is not None else list(roan_settings.BACKENDS)
+    longest_alias = _column_length("backend")
+    for alias in aliases:
+        if len(alias) > longest_alias:
+            raise ValueError(f"backend alias {alias[:40]!r}... is longer than {longest_alias}")
     user_id = getattr(user, "pk", None) if user is not None else pipeline.current_user_id()
     origin = pipeline.Origin(trigger=trigger, user_id=user_id)
     return pipeline.submit(

@@ -352,6 +352,38 @@ def check_private_fields(app_configs: Any = None, **kwargs: Any) -> list[checks.
     return messages
 
 
+def check_manual_purge_bounds(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The bounds of one editor's manual purge: whole numbers, the queue below the cap."""
+    messages: list[checks.CheckMessage] = []
+    values: dict[str, int] = {}
+    for name in ("MAX_MANUAL_PURGES", "MAX_INLINE_MANUAL_PURGES"):
+        value = getattr(settings, f"ROAN_{name}", None)
+        if value is None:
+            values[name] = getattr(roan_settings, name)
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            messages.append(
+                checks.Error(
+                    f"ROAN_{name} is {value!r}.",
+                    hint="Give a whole number of attempts, 0 or more.",
+                    id="roan.E050",
+                )
+            )
+        else:
+            values[name] = value
+    inline, most = values.get("MAX_INLINE_MANUAL_PURGES"), values.get("MAX_MANUAL_PURGES")
+    if inline is not None and most is not None and inline > most:
+        messages.append(
+            checks.Warning(
+                f"ROAN_MAX_INLINE_MANUAL_PURGES ({inline}) is above ROAN_MAX_MANUAL_PURGES "
+                f"({most}): every manual purge is sent inside the admin's request.",
+                hint="Keep it well below, e.g. 100: a large purge then answers at once and "
+                "is sent from the queue.",
+                id="roan.W050",
+            )
+        )
+    return messages
+
+
 def register() -> None:
     checks.register(check_backends, "roan")
     checks.register(check_task_dispatch, "roan")
@@ -362,3 +394,4 @@ def register() -> None:
     checks.register(check_rule_models, "roan")
     checks.register(check_private_fields, "roan")
     checks.register(check_rule_stamp_timeout, "roan")
+    checks.register(check_manual_purge_bounds, "roan")

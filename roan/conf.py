@@ -73,6 +73,30 @@ class RoanSettings:
         return int(getattr(settings, "ROAN_MAX_URLS_PER_EVENT", 1000))
 
     @property
+    def MAX_MANUAL_PURGES(self) -> int:
+        """``ROAN_MAX_MANUAL_PURGES``: the most attempts one manual purge may write.
+
+        A manual purge is one editor's request in the admin (the "Purge URLs" page,
+        "Purge now" on rules, "Purge cache for selected", a re-purge). Above this, roan
+        refuses the whole request with an error and writes nothing; a prefix, a tag or
+        ``roan_purge`` from a shell is the tool for more. Counted per URL per backend,
+        before the fan-out to nodes.
+        """
+        return int(getattr(settings, "ROAN_MAX_MANUAL_PURGES", 10_000))
+
+    @property
+    def MAX_INLINE_MANUAL_PURGES(self) -> int:
+        """``ROAN_MAX_INLINE_MANUAL_PURGES``: above this many attempts, a manual purge is
+        not sent inside the admin's request.
+
+        The rows are written pending and the page answers at once. With
+        ``ROAN_DISPATCH = "task"`` a worker sends them; with ``"inline"`` this process
+        sends them once the response has gone out, and ``roan_dispatch`` sends any it
+        could not (a process that stopped first).
+        """
+        return int(getattr(settings, "ROAN_MAX_INLINE_MANUAL_PURGES", 100))
+
+    @property
     def RETENTION_DAYS(self) -> int | None:
         """``ROAN_RETENTION_DAYS``: what ``roan_prune`` keeps when run without ``--days``."""
         value = getattr(settings, "ROAN_RETENTION_DAYS", None)

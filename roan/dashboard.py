@@ -18,12 +18,12 @@ from typing import Any
 import django
 from django.apps import apps
 from django.conf import settings
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import connections
 from django.db.models import CharField, Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Substr, TruncHour
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -32,11 +32,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-import roan
+from roan import admin_views
 from roan.models import PurgeAttempt
 
 VIEW_PERMISSION = "roan.view_purgeattempt"
-PURGE_PERMISSION = "roan.purge_now"
+PURGE_PERMISSION = admin_views.PURGE_NOW
 
 SUCCESS = ("ok", "not_cached")
 FAILURE = ("failed", "gave_up")
@@ -467,30 +467,19 @@ def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite) -> HttpRes
         "title": _("Purge dashboard"),
         "opts": PurgeAttempt._meta,
         "app_label": "roan",
-        "can_purge": request.user.has_perm(PURGE_PERMISSION),
+        "can_purge": admin_views.can_purge(request),
+        "can_purge_all": admin_views.can_purge_all(request),
         "breadcrumbs_as_list": django.VERSION >= (6, 0),
     }
     return TemplateResponse(request, "admin/roan/dashboard.html", context)
 
 
 def repurge_view(request: HttpRequest, pk: int, admin_site: admin.AdminSite) -> HttpResponse:
-    """Purge a failed attempt's target again: a new attempt (trigger "admin", this user)."""
-    if not request.user.has_perm(PURGE_PERMISSION):
-        raise PermissionDenied
+    """Purge an attempt's target again: the log's re-purge, for one row."""
     attempt = get_object_or_404(PurgeAttempt, pk=pk)
-    target = attempt.target
-    if attempt.host and attempt.kind in {"url", "prefix"}:
-        target = f"http://{attempt.host}{target}"
-    count = roan.purge_urls(
-        [target], backends=[attempt.backend], kind=attempt.kind, trigger="admin", user=request.user
+    return admin_views.repurge(
+        request, [attempt], back=reverse(f"{admin_site.name}:roan_dashboard")
     )
-    messages.success(
-        request,
-        _("Purging %(target)s again on %(backend)s: %(count)d new attempt(s).")
-        % {"target": attempt.target or attempt.get_kind_display(), "backend": attempt.backend,
-           "count": count},
-    )  # fmt: skip
-    return HttpResponseRedirect(reverse(f"{admin_site.name}:roan_dashboard"))
 
 
 def dashboard_urls(admin_site: admin.AdminSite) -> list[URLPattern]:

@@ -10,6 +10,7 @@ from django.db.models import Model
 from django.utils.translation import gettext as _
 
 from roan.access import rule_model_refusal
+from roan.backends.base import PREFIX, PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.templating import TemplateErrors, parse_lines
 
@@ -58,8 +59,40 @@ class BackendsField(forms.MultipleChoiceField):
         self.choices = [(alias, alias) for alias in roan_settings.BACKENDS]
 
 
+def everything_templates(text: str) -> list[str]:
+    """The lines of a rule's templates that purge everything (``/*``, a prefix of ``/``)."""
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        line
+        for line in lines
+        if line.endswith("*") and purges_everything(PurgeRequest(PREFIX, line[:-1]))
+    ]
+
+
+def needs_purge_all_error(templates: list[str]) -> ValidationError:
+    return ValidationError(
+        _(
+            "%(templates)s purges everything on the site; only a user with the "
+            "purge_all permission may save a rule with it."
+        ),
+        params={"templates": ", ".join(templates)},
+        code="purge_all",
+    )
+
+
 class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
     backends = BackendsField(help_text="None checked means every backend.")
+    #: May this form save a rule that purges everything? The admin sets it from the
+    #: request's user (roan.purge_all); any other use of the form may not.
+    may_purge_all: bool = False
+
+    def _post_clean(self) -> None:
+        # After the rule's own validation: an error added in clean() would take the
+        # templates out of the instance, and clean_rule() would call them missing.
+        super()._post_clean()  # type: ignore[misc]
+        everything = everything_templates(self.cleaned_data.get("templates") or "")
+        if everything and not self.may_purge_all:
+            self.add_error("templates", needs_purge_all_error(everything))
 
     class Meta:
         fields = [
@@ -99,11 +132,21 @@ def _backend_choices(kind: str | None = None) -> list[tuple[str, str]]:
     return choices
 
 
+#: The most characters the "Purge URLs" text may hold.
+URLS_MAX_LENGTH = 500_000
+
+
 class PurgeURLsForm(forms.Form):
-    """Purge paths, absolute URLs or prefixes, one per line, on chosen backends."""
+    """Purge paths, absolute URLs or prefixes, one per line, on chosen backends.
+
+    ``may_purge_all`` (the user's roan.purge_all) allows a prefix of ``/``.
+    """
 
     urls = forms.CharField(
         label=_("URLs"),
+        # The attempts one purge may write are bounded too (ROAN_MAX_MANUAL_PURGES); this
+        # keeps a huge paste from being parsed line by line first.
+        max_length=URLS_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "spellcheck": "false"}),
         help_text=_(
             "One path (/posts/) or URL (https://www.example.com/about/) per line. A URL's "
@@ -121,8 +164,9 @@ class PurgeURLsForm(forms.Form):
     )
     backends = forms.MultipleChoiceField(label=_("Backends"), widget=forms.CheckboxSelectMultiple)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, may_purge_all: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.may_purge_all = may_purge_all
         choices = _backend_choices()
         field = self.fields["backends"]
         assert isinstance(field, forms.MultipleChoiceField)  # for mypy
@@ -143,18 +187,42 @@ class PurgeURLsForm(forms.Form):
             if not line.strip():
                 continue
             try:
-                requests.append(parse_target(line, kind))
+                request = parse_target(line, kind)
             except ValueError as exc:
                 errors.append(
                     ValidationError(
                         _("Line %(line)d: %(reason)s"), params={"line": number, "reason": exc}
                     )
                 )
+                continue
+            if purges_everything(request) and not self.may_purge_all:
+                errors.append(
+                    ValidationError(
+                        _(
+                            "Line %(line)d: a prefix of / purges everything; that needs the "
+                            "purge_all permission."
+                        ),
+                        params={"line": number},
+                    )
+                )
+            requests.append(request)
         if errors:
             self.add_error("urls", errors)
         elif not requests:
             self.add_error("urls", _("Give at least one URL."))
         data["requests"] = list(dict.fromkeys(requests))
+        attempts = len(data["requests"]) * len(data.get("backends", []))
+        limit = roan_settings.MAX_MANUAL_PURGES
+        if attempts > limit:
+            self.add_error(
+                "urls",
+                _(
+                    "That is %(attempts)d attempts (URLs times backends); one purge may "
+                    "write at most %(limit)d (ROAN_MAX_MANUAL_PURGES). Purge a prefix, or "
+                    "split the list."
+                )
+                % {"attempts": attempts, "limit": limit},
+            )
         unable = [
             alias
             for alias in data.get("backends", [])

@@ -45,10 +45,11 @@ from roan.backends.base import (
     PurgeResult,
     is_unreachable,
     not_sent,
+    purges_everything,
 )
 from roan.conf import roan_settings
 from roan.rules import CompiledRule
-from roan.templating import RenderError, render
+from roan.templating import RenderError, Template, has_dot_segment, render
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("roan_enabled", 
 _capture: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
     "roan_capture", default=None
 )
+#: When set (``hold_dispatch()``), committed pending ids go here instead of being sent.
+_held: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("roan_held", default=None)
 #: Who to name on attempts collected in this context: a user id, or a function giving one.
 _user_id: contextvars.ContextVar[int | Callable[[], int | None] | None] = contextvars.ContextVar(
     "roan_user", default=None
@@ -96,6 +99,22 @@ def suppress_purges() -> Iterator[None]:
         yield
     finally:
         _enabled.reset(token)
+
+
+@contextlib.contextmanager
+def hold_dispatch() -> Iterator[list[int]]:
+    """Write pending attempts in the block, but do not dispatch them when it commits.
+
+    Yields the list that collects their ids; the caller passes it to :func:`dispatch`
+    itself, after the commit (the admin does so once its response has been sent). Rows
+    it never dispatches stay pending for ``roan_dispatch``.
+    """
+    held: list[int] = []
+    token = _held.set(held)
+    try:
+        yield held
+    finally:
+        _held.reset(token)
 
 
 def is_active() -> bool:
@@ -153,7 +172,13 @@ def render_rule(
             continue
         kind = PREFIX if template.prefix else URL
         cut = len(paths) > cap
-        requests.extend(PurgeRequest(kind, path) for path in paths[:cap])
+        for path in paths[:cap]:
+            request = PurgeRequest(kind, path)
+            problem = _refused_path(template, request)
+            if problem:
+                logger.warning("roan: rule %r rendered %r: %s", rule.name, path, problem)
+                request = Unrenderable(kind, path, problem=problem)
+            requests.append(request)
         if cut:
             problem = (
                 f"renders more than ROAN_MAX_URLS_PER_EVENT ({cap}) paths for this object; "
@@ -171,6 +196,17 @@ def _render_problem(exc: Exception) -> str:
     message = " ".join(str(exc).split())[:300]
     name = type(exc).__name__
     return f"rendering raised {name}: {message}" if message else f"rendering raised {name}"
+
+
+def _refused_path(template: Template, request: PurgeRequest) -> str:
+    """Why a rendered path is not sent (``""`` when it is): values come from content."""
+    if has_dot_segment(request.target):
+        return "the path has a '.' or '..' segment, which caches resolve to another path"
+    if purges_everything(request) and not template.is_static:
+        # Only the literal template "/*" purges everything, and only a user with
+        # roan.purge_all may save it; "{get_absolute_url}*" of a home page may not.
+        return "the prefix is '/', which purges everything; only the template '/*' may"
+    return ""
 
 
 def purges_for(
@@ -300,7 +336,10 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
     ids = PurgeAttempt.objects.write(pending, using=db)
     if final:
         PurgeAttempt.objects.write(final, using=db)
-    if ids:
+    held = _held.get()
+    if ids and held is not None:
+        held.extend(ids)
+    elif ids:
         state.ids.extend(ids)
         transaction.on_commit(state.flush, using=db, robust=True)
     return len(rows)

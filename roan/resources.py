@@ -17,6 +17,8 @@ from import_export import fields, resources, widgets
 
 from roan import rules
 from roan.access import can_view_model
+from roan.admin_views import PURGE_ALL
+from roan.forms import everything_templates, needs_purge_all_error
 from roan.models import PurgeAttempt, PurgeRule
 
 #: A spreadsheet runs a cell that starts with one of these as a formula.
@@ -88,6 +90,18 @@ class PurgeRuleResource(resources.ModelResource):  # type: ignore[misc]
         skip_unchanged = True
         report_skipped = True
 
+    def export_field(self, field: Any, instance: Any, **kwargs: Any) -> Any:
+        # A rule's name and notes are anyone's text, opened in a spreadsheet by another.
+        return escape_formula(super().export_field(field, instance, **kwargs))
+
+    def before_import_row(self, row: Any, **kwargs: Any) -> None:
+        super().before_import_row(row, **kwargs)
+        # Undo escape_formula, so that an exported file imports to the same rules.
+        for column in ("name", "description"):
+            value = row.get(column)
+            if isinstance(value, str):
+                row[column] = unescape_formula(value)
+
     def before_import(self, dataset: Any, **kwargs: Any) -> None:
         names = Counter(
             str(row.get("name") or "").strip() for row in dataset.dict if isinstance(row, dict)
@@ -103,6 +117,7 @@ class PurgeRuleResource(resources.ModelResource):  # type: ignore[misc]
             super().import_instance(instance, row, **kwargs)
         except ValidationError as exc:
             errors = exc.update_error_dict(errors)
+        # The admin passes the importing user; an import from code is trusted.
         model = instance.content_type.model_class() if instance.content_type_id else None
         user = kwargs.get("user")
         if model is not None and user is not None and not can_view_model(user, model):
@@ -111,6 +126,9 @@ class PurgeRuleResource(resources.ModelResource):  # type: ignore[misc]
             errors.setdefault("content_type", []).append(
                 f"you do not have permission to view {model._meta.label_lower}"
             )
+        everything = everything_templates(instance.templates or "")
+        if everything and user is not None and not user.has_perm(PURGE_ALL):
+            errors.setdefault("templates", []).append(needs_purge_all_error(everything))
         if errors:
             raise ValidationError(errors)
 
@@ -135,6 +153,13 @@ def escape_formula(value: Any) -> Any:
     """Prefix a text cell a spreadsheet would run as a formula with ``'`` (OWASP advice)."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
+    return value
+
+
+def unescape_formula(value: str) -> str:
+    """What :func:`escape_formula` was given."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
     return value
 
 

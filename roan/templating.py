@@ -16,7 +16,7 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
@@ -122,6 +122,7 @@ def parse(source: str, model: type[models.Model], *, line: int | None = None) ->
             f"{', '.join('{' + c + '}' for c in crossing)} cross {len(crossing)}. "
             "Write one template per relation."
         )
+    _check_no_dot_segments(body, fail)
     return template
 
 
@@ -172,6 +173,34 @@ def _check_is_path(template: Template, fail: Any) -> None:
         raise fail("a template must be a path starting with a single '/', not a URL.")
     if any("#" in p for p in template.parts if isinstance(p, str)):
         raise fail("a template cannot contain '#' (fragments never reach a cache).")
+
+
+def has_dot_segment(path: str) -> bool:
+    """True if the path part of ``path`` holds a ``.`` or ``..`` segment.
+
+    Servers, caches and purge APIs resolve those (``/v1/zone/../other/``), so a path
+    holding one can purge, or call, another place than it names. Percent-encoded dots
+    count (``%2e``, ``%2E%2E``, and encoded twice, ``%252e``), as do segments behind an
+    encoded slash or a backslash and ``..;param`` (which Tomcat-style servers read as
+    ``..``).
+    """
+    path = path.split("?", 1)[0]
+    for _round in range(3):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    return any(segment.split(";", 1)[0] in {".", ".."} for segment in re.split(r"[/\\]", path))
+
+
+def _check_no_dot_segments(body: str, fail: Any) -> None:
+    # The literal text only: a placeholder stands for one encoded segment here, and what
+    # values render to is checked once rendered (roan.pipeline.render_rule).
+    if has_dot_segment(_PLACEHOLDER.sub("x", body)):
+        raise fail(
+            "a template cannot contain '.' or '..' path segments (nor %2E): caches and "
+            "purge APIs resolve them to another path."
+        )
 
 
 def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder:
@@ -334,6 +363,8 @@ def _site_path(url: str) -> str:
         raise RenderError(f"get_absolute_url() returned {url[:100]!r}, not a path on the site.")
     if _CONTROL.search(url.replace(" ", "%20")):
         raise RenderError("get_absolute_url() returned a path with control characters.")
+    if has_dot_segment(url):
+        raise RenderError(f"get_absolute_url() returned {url[:100]!r}, a path with '.' or '..'.")
     return url.split("#", 1)[0]
 
 

@@ -98,7 +98,7 @@ def test_re_purge_writes_new_attempts_and_leaves_old_rows_alone(
             follow=True,
         )
 
-    assert "Re-purging 1 target: 1 new attempt written." in response.text
+    assert "Re-purging 1 target, /again/ on default: 1 new attempt written." in response.text
     assert PurgeAttempt.objects.values().get(pk=old.pk) == before
     new = PurgeAttempt.objects.exclude(pk=old.pk).get()
     assert (new.target, new.trigger, new.user.username, new.status) == (

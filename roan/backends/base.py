@@ -50,6 +50,17 @@ class PurgeRequest:
     host: str = ""
 
 
+def purges_everything(request: PurgeRequest) -> bool:
+    """True for a request that empties a whole cache: kind ``all``, or a prefix that is
+    nothing but ``/`` (on any host: a ban of ``^/`` matches every page of it).
+
+    Such a purge takes the ``roan.purge_all`` permission wherever a person asks for it.
+    """
+    if request.kind == ALL:
+        return True
+    return request.kind == PREFIX and request.target.strip("/*") == ""
+
+
 @dataclasses.dataclass(slots=True)
 class PurgeResult:
     """The outcome of one :class:`PurgeRequest` on one node."""
