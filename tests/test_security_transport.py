@@ -192,25 +192,31 @@ class BuggyBackend(BaseBackend):
     """Answers every request, but with a result nobody can record for ``/bad``."""
 
     def purge(self, node: str, requests: Sequence[PurgeRequest]) -> list[PurgeResult]:
-        return [
-            PurgeResult("ok", purge_id=None)  # type: ignore[arg-type]
-            if request.target == "/bad"
-            else PurgeResult("ok", http_status=200)
-            for request in requests
-        ]
+        results = []
+        for request in requests:
+            if request.target == "/bad":
+                results.append(PurgeResult("ok", purge_id=None))  # type: ignore[arg-type]
+            elif request.target == "/refused":  # the column's CHECK (>= 0) refuses it
+                results.append(PurgeResult("ok", http_status=-1))
+            else:
+                results.append(PurgeResult("ok", http_status=200))
+        return results
 
 
 @pytest.mark.django_db
 def test_one_result_that_cannot_be_recorded_does_not_lose_the_others(settings) -> None:
     settings.ROAN_BACKENDS = {"buggy": {"BACKEND": f"{__name__}.BuggyBackend"}}
-    ids = [pending("default", target, backend="buggy") for target in ("/a", "/bad", "/b")]
+    targets = ("/a", "/bad", "/refused", "/b")
+    ids = [pending("default", target, backend="buggy") for target in targets]
     send(ids)
     rows = {row.target: row for row in PurgeAttempt.objects.filter(pk__in=ids)}
     assert (rows["/a"].status, rows["/b"].status) == ("ok", "ok")
-    bad = rows["/bad"]
-    assert (bad.status, bad.tries) == ("failed", 1)
-    assert bad.error == "roan could not record the outcome (TypeError)"
-    assert bad.next_attempt_at is not None and bad.claimed_until is None
+    assert (rows["/a"].tries, rows["/a"].http_status) == (1, 200)
+    for target, why in (("/bad", "TypeError"), ("/refused", "IntegrityError")):
+        bad = rows[target]
+        assert (bad.status, bad.tries, bad.http_status) == ("failed", 1, None)
+        assert bad.error == f"roan could not record the outcome ({why})"
+        assert bad.next_attempt_at is not None and bad.claimed_until is None
 
 
 # -- 2. A deadline on every answer; bodies are never buffered ------------------------------
