@@ -222,19 +222,28 @@ def test_one_result_that_cannot_be_recorded_does_not_lose_the_others(settings) -
 # -- 2. A deadline on every answer; bodies are never buffered ------------------------------
 
 
-def drip(server: RawServer, conn: socket.socket) -> None:
-    """A status line, then a header that never ends: one byte every 0.2 s, for 8 s."""
-    read_request(conn)
-    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Pad: ")
-    until = time.monotonic() + 8
-    while time.monotonic() < until and not server.stop.is_set():
-        conn.sendall(b"a")
-        time.sleep(0.2)
+def dripping(start: bytes) -> Handler:
+    """Sends ``start``, then one byte every 0.2 s for 8 s."""
+
+    def drip(server: RawServer, conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(start)
+        until = time.monotonic() + 8
+        while time.monotonic() < until and not server.stop.is_set():
+            conn.sendall(b"a")
+            time.sleep(0.2)
+
+    return drip
 
 
 @pytest.mark.parametrize("make", [nginx, http_backend], ids=["pipelined", "requests"])
-def test_a_cache_dripping_its_answer_is_cut_off_at_the_deadline(raw, make) -> None:
-    server = raw(drip)
+@pytest.mark.parametrize(
+    "start",
+    [b"HTTP/1.1 200 OK\r\nX-Pad: ", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"],
+    ids=["headers", "body"],
+)
+def test_a_cache_dripping_its_answer_is_cut_off_at_the_deadline(raw, make, start) -> None:
+    server = raw(dripping(start))
     started = time.monotonic()
     first, second = purge(make(server.url), "/a", "/b")
     elapsed = time.monotonic() - started
@@ -245,6 +254,28 @@ def test_a_cache_dripping_its_answer_is_cut_off_at_the_deadline(raw, make) -> No
     assert second.status == "failed"  # a node that slow is not asked again at once
     assert second.error.startswith("not sent: ")
     assert elapsed < 4.0  # the deadline is 1 s; a generous bound, not a benchmark
+
+
+def test_the_deadline_is_per_answer_and_a_slow_but_steady_cache_is_served(raw) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def steady(server: RawServer, conn: socket.socket) -> None:
+        read_request(conn)  # the first request goes alone
+        conn.sendall(answer)
+        data = b""
+        while data.count(b"\r\n\r\n") < 2:  # the other two come pipelined
+            data += conn.recv(4096)
+        third = len(answer) // 3
+        for start in range(0, len(answer), third):  # dripped, done within 0.6 s
+            time.sleep(0.2)
+            conn.sendall(answer[start : start + third])
+        time.sleep(0.7)  # 1.3 s after the pipeline was written, 0.7 s after the last
+        conn.sendall(answer)
+
+    server = raw(steady)
+    results = purge(nginx(server.url), "/a", "/b", "/c")
+    assert [(r.status, r.error) for r in results] == [("ok", "")] * 3
+    assert server.connections == 1
 
 
 def huge(server: RawServer, conn: socket.socket) -> None:
