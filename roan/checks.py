@@ -126,7 +126,7 @@ def check_timeouts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         else:
             try:
                 backend = build_backend(alias, config)
-            except ImproperlyConfigured:
+            except Exception:
                 continue  # roan.E002
             connect = getattr(backend, "connect_timeout", None)
             read = getattr(backend, "read_timeout", None)

@@ -188,6 +188,15 @@ def test_retry_after_is_ascii_digits_or_an_http_date() -> None:
     assert parse_retry_after("999999999") == 999999999.0  # capped by the sender
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e300, -5.0])
+def test_backoff_ignores_retry_after_that_is_not_a_finite_wait(settings, value: float) -> None:
+    from roan.pipeline import backoff_seconds
+
+    settings.ROAN_RETRY = {"BASE": 5.0, "MAX": 600.0}
+    assert 0 < backoff_seconds(1, retry_after=value) <= 600.0
+    assert backoff_seconds(2000) <= 600.0 * 1.25  # no OverflowError for many tries
+
+
 class BuggyBackend(BaseBackend):
     """Answers every request, but with a result nobody can record for ``/bad``."""
 
@@ -468,6 +477,32 @@ def test_a_node_url_with_a_misplaced_password_is_refused_without_the_password(
         NginxBackend("nginx", {"LOCATION": url})
     assert "percent-encode" in str(info.value)
     assert secret not in chain(info.value)
+
+
+@pytest.mark.parametrize(("url", "secret"), [(BROKEN, "s3cr"), (MISREAD, "12345/x")])
+def test_an_http_backend_url_with_a_misplaced_password_is_refused_without_it(
+    url: str, secret: str
+) -> None:
+    with pytest.raises(ImproperlyConfigured) as info:
+        HTTPBackend("api", {"URL": url + "{path}"})
+    assert "percent-encode" in str(info.value)
+    assert secret not in chain(info.value)
+
+
+class ExplodingBackend(BaseBackend):
+    """A custom backend whose validation raises something else than ImproperlyConfigured."""
+
+    def __init__(self, alias: str, options: dict[str, object]) -> None:
+        raise ValueError(f"cannot parse {options['LOCATION']}")
+
+
+def test_a_backend_raising_while_built_is_a_check_error_without_its_message(settings) -> None:
+    settings.ROAN_BACKENDS = {
+        "odd": {"BACKEND": f"{__name__}.ExplodingBackend", "LOCATION": BROKEN}
+    }
+    [error] = roan_checks.check_backends()
+    assert error.id == "roan.E002" and "ValueError" in error.msg and "s3cr" not in error.msg
+    assert roan_checks.check_timeouts() == []  # E002 reports it; no crash here either
 
 
 @pytest.mark.django_db

@@ -63,7 +63,19 @@ class HTTPBackend(BaseBackend):
             )
         # The part before the first placeholder must name the server: roan never lets a
         # rule or a model choose where it connects.
-        parts = urlsplit(template.format_map(dict.fromkeys(_FIELDS, _PROBE)))
+        try:
+            parts = urlsplit(template.format_map(dict.fromkeys(_FIELDS, _PROBE)))
+            parts.port  # noqa: B018 -- raises ValueError when the port is not a number
+            valid = "@" not in parts.path.split(_PROBE, 1)[0]
+        except ValueError:
+            valid = False
+        if not valid:
+            # Raised outside the except block: the parser's message, kept as the
+            # exception's context, can quote a password.
+            raise ImproperlyConfigured(
+                f"{where}['URL'] is not a valid URL; percent-encode any '/', '?', '#' or '@' "
+                "in its user name or password (%2F, %3F, %23, %40)."
+            )
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ImproperlyConfigured(f"{where}['URL'] must start with http(s)://host/.")
         if _PROBE in parts.netloc:
