@@ -64,8 +64,8 @@ class RawServer:
                 continue
             self.connections += 1
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)  # before start: the client may be done first
             thread.start()
-            self.threads.append(thread)
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(5)
@@ -275,14 +275,14 @@ def test_the_deadline_is_per_answer_and_a_slow_but_steady_cache_is_served(raw) -
         while data.count(b"\r\n\r\n") < 2:  # the other two come pipelined
             data += conn.recv(4096)
         third = len(answer) // 3
-        for start in range(0, len(answer), third):  # dripped, done within 0.6 s
+        for start in range(0, len(answer), third):  # dripped over 0.8 s of its 2 s
             time.sleep(0.2)
             conn.sendall(answer[start : start + third])
-        time.sleep(0.7)  # 1.3 s after the pipeline was written, 0.7 s after the last
+        time.sleep(1.6)  # 2.4 s after the pipeline was written, 1.6 s after the last
         conn.sendall(answer)
 
     server = raw(steady)
-    results = purge(nginx(server.url), "/a", "/b", "/c")
+    results = purge(nginx(server.url, TIMEOUT=(1, 2)), "/a", "/b", "/c")
     assert [(r.status, r.error) for r in results] == [("ok", "")] * 3
     assert server.connections == 1
 
