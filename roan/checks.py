@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from roan.access import ROAN_APP, SENSITIVE_APPS, is_roan_model, is_sensitive
 from roan.conf import roan_settings
@@ -29,6 +32,17 @@ def check_backends(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             messages.append(
                 checks.Error(
                     str(exc),
+                    hint="See the backend options in roan's README.",
+                    id="roan.E002",
+                )
+            )
+            continue
+        except Exception as exc:
+            # A backend's own bug: report it, but not its message, which may quote an
+            # option holding a credential.
+            messages.append(
+                checks.Error(
+                    f"ROAN_BACKENDS[{alias!r}] cannot be built ({type(exc).__name__}).",
                     hint="See the backend options in roan's README.",
                     id="roan.E002",
                 )
@@ -114,8 +128,8 @@ def check_timeouts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         else:
             try:
                 backend = build_backend(alias, config)
-            except ImproperlyConfigured:
-                continue  # roan.E002
+            except Exception:  # noqa: S112 -- check_backends reports it as roan.E002
+                continue
             connect = getattr(backend, "connect_timeout", None)
             read = getattr(backend, "read_timeout", None)
             backend.close()
@@ -384,6 +398,62 @@ def check_manual_purge_bounds(app_configs: Any = None, **kwargs: Any) -> list[ch
     return messages
 
 
+# Query parameter names that carry credentials (api_key, access_token, X-Amz-Signature,
+# sig, auth, password...): matched as a part of the name, case-insensitively.
+# "key" only as a word ("keys" and "keyword" are not credentials; Fastly's "keys" are tags).
+_CREDENTIAL_PARAM = re.compile(
+    r"token|secret|passw|pwd|signature|auth|credential"
+    r"|(?:^|[-_.]|api|access|private)key(?:$|[-_.])|(?:^|[-_.])sig(?:$|[-_.])",
+    re.IGNORECASE,
+)
+
+
+def check_http_url_credentials(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.E040: an ``HTTPBackend`` ``URL`` with a credential in its query string.
+
+    URLs end up in places headers do not: urllib3's DEBUG log line of every request,
+    proxies' and the API's access logs, error trackers.
+    """
+    from roan.backends.http import HTTPBackend
+
+    if not isinstance(getattr(settings, "ROAN_BACKENDS", {}), dict):
+        return []  # roan.E001
+    messages: list[checks.CheckMessage] = []
+    for alias, config in roan_settings.BACKENDS.items():
+        if not isinstance(config, dict) or not isinstance(config.get("URL"), str):
+            continue
+        try:
+            cls = import_string(str(config.get("BACKEND")))
+        except ImportError:
+            continue  # roan.E002
+        if not (isinstance(cls, type) and issubclass(cls, HTTPBackend)):
+            continue
+        try:
+            query = urlsplit(config["URL"]).query
+        except ValueError:
+            continue  # roan.E002 says the URL is not valid
+        names = sorted(
+            {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+            - {"{url}", "{path}", "{host}", "{target}"}
+        )
+        # Only the names are shown: the values are the secret.
+        found = [name for name in names if _CREDENTIAL_PARAM.search(name)]
+        if found:
+            messages.append(
+                checks.Error(
+                    f"ROAN_BACKENDS[{alias!r}]['URL'] has what looks like a credential in "
+                    f"its query string ({', '.join(found)}).",
+                    hint=(
+                        "A URL is logged in places headers are not (urllib3's DEBUG log, "
+                        "proxies, the API's access log). Send the credential in HEADERS, "
+                        "e.g. {'Authorization': 'Bearer ...'}."
+                    ),
+                    id="roan.E040",
+                )
+            )
+    return messages
+
+
 def register() -> None:
     checks.register(check_backends, "roan")
     checks.register(check_task_dispatch, "roan")
@@ -395,3 +465,4 @@ def register() -> None:
     checks.register(check_private_fields, "roan")
     checks.register(check_rule_stamp_timeout, "roan")
     checks.register(check_manual_purge_bounds, "roan")
+    checks.register(check_http_url_credentials, "roan")

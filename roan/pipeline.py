@@ -22,6 +22,7 @@ import contextvars
 import dataclasses
 import datetime
 import logging
+import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -481,15 +482,61 @@ def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeRes
 
 
 def backoff_seconds(tries: int, retry_after: float | None = None) -> float:
-    """Seconds to wait before try number ``tries + 1``: exponential, jittered, capped."""
+    """Seconds to wait before try number ``tries + 1``: exponential, jittered, capped.
+
+    A cache's ``Retry-After`` lengthens the wait up to ``ROAN_RETRY["MAX"]``, never
+    beyond: a cache cannot park a purge for years. A value that is not a finite number
+    of seconds is ignored.
+    """
     retry = roan_settings.RETRY
-    delay = min(
-        float(retry["MAX"]), float(retry["BASE"]) * float(retry["FACTOR"]) ** max(0, tries - 1)
-    )
+    cap = float(retry["MAX"])
+    delay = min(cap, float(retry["BASE"]) * float(retry["FACTOR"]) ** min(max(0, tries - 1), 64))
     delay *= random.uniform(0.75, 1.25)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
+    if isinstance(retry_after, int | float) and math.isfinite(retry_after) and retry_after > 0:
+        delay = max(delay, min(float(retry_after), cap))
     return delay
+
+
+def _apply(attempt: Any, result: PurgeResult, now: datetime.datetime, max_tries: int) -> None:
+    """Set ``attempt``'s outcome columns from ``result`` (after one more try)."""
+    attempt.tries += 1
+    attempt.status = result.status
+    attempt.http_status = result.http_status
+    attempt.latency_ms = result.latency_ms
+    attempt.error = result.error[:500]
+    attempt.purge_id = result.purge_id[:200]
+    attempt.claimed_until = None
+    attempt.updated_at = now
+    attempt.next_attempt_at = None
+    attempt.finished_at = now
+    if result.status == FAILED:
+        if not result.retryable:
+            attempt.status = GAVE_UP
+        elif attempt.tries >= max_tries:
+            attempt.status = GAVE_UP
+            attempt.error = f"{attempt.error} (gave up after {attempt.tries} tries)"[:500]
+        else:
+            delay = backoff_seconds(attempt.tries, result.retry_after)
+            attempt.next_attempt_at = now + datetime.timedelta(seconds=delay)
+            attempt.finished_at = None
+
+
+def _unrecordable(attempt: Any, tries: int, now: datetime.datetime, what: str) -> None:
+    """Mark ``attempt`` failed (retried later) when its outcome could not be recorded."""
+    attempt.tries = tries + 1
+    attempt.status = FAILED
+    attempt.http_status = None
+    attempt.latency_ms = None
+    attempt.error = f"roan could not record the outcome ({what})"[:500]
+    attempt.purge_id = ""
+    attempt.claimed_until = None
+    attempt.updated_at = now
+    attempt.finished_at = None
+    try:
+        delay = backoff_seconds(attempt.tries)
+    except Exception:  # a broken ROAN_RETRY: still keep the row, an hour on
+        delay = 3600.0
+    attempt.next_attempt_at = now + datetime.timedelta(seconds=delay)
 
 
 def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str) -> None:
@@ -499,27 +546,21 @@ def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str)
     max_tries = int(roan_settings.RETRY["MAX_ATTEMPTS"])
     for attempt in attempts:
         result = results.get(attempt.pk) or PurgeResult(status=FAILED, error="no result")
-        attempt.tries += 1
-        attempt.status = result.status
-        attempt.http_status = result.http_status
-        attempt.latency_ms = result.latency_ms
-        attempt.error = result.error[:500]
-        attempt.purge_id = result.purge_id[:200]
-        attempt.claimed_until = None
-        attempt.updated_at = now
-        attempt.next_attempt_at = None
-        attempt.finished_at = now
-        if result.status == FAILED:
-            if not result.retryable:
-                attempt.status = GAVE_UP
-            elif attempt.tries >= max_tries:
-                attempt.status = GAVE_UP
-                attempt.error = f"{attempt.error} (gave up after {attempt.tries} tries)"[:500]
-            else:
-                delay = backoff_seconds(attempt.tries, result.retry_after)
-                attempt.next_attempt_at = now + datetime.timedelta(seconds=delay)
-                attempt.finished_at = None
-    PurgeAttempt.objects.record(attempts, using=using)
+        tries = attempt.tries
+        # One strange result (a custom backend's, a cache's absurd header) must not cost
+        # the outcomes of the whole batch: it alone is recorded as failed, with why.
+        try:
+            _apply(attempt, result, now, max_tries)
+        except Exception as exc:
+            logger.exception("roan: cannot record the outcome of attempt %s", attempt.pk)
+            _unrecordable(attempt, tries, now, type(exc).__name__)
+    try:
+        PurgeAttempt.objects.record(attempts, using=using)
+    except Exception:
+        # A value the database refuses (an out-of-range number from a custom backend):
+        # write the rows one by one, so that only the bad one is marked instead.
+        logger.exception("roan: recording %d outcome(s) failed; retrying row by row", len(attempts))
+        _record_each(attempts, now, using=using)
     for attempt in attempts:
         log = logger.warning if attempt.status in {FAILED, GAVE_UP} else logger.debug
         log(
@@ -531,3 +572,19 @@ def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str)
             attempt.status,
             attempt.error,
         )
+
+
+def _record_each(attempts: list[Any], now: datetime.datetime, *, using: str) -> None:
+    from roan.models import PurgeAttempt
+
+    for attempt in attempts:
+        try:
+            PurgeAttempt.objects.record([attempt], using=using)
+            continue
+        except Exception as exc:
+            what = type(exc).__name__
+        _unrecordable(attempt, attempt.tries - 1, now, what)
+        try:
+            PurgeAttempt.objects.record([attempt], using=using)
+        except Exception:  # the lease runs out and the attempt is sent again
+            logger.exception("roan: cannot record attempt %s", attempt.pk)

@@ -10,10 +10,14 @@ backend, the node and the purge target only.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import email.utils
 import http.client
+import io
 import logging
+import math
+import re
 import socket
 import threading
 import time
@@ -22,7 +26,9 @@ from typing import Any, ClassVar, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 import urllib3
+import urllib3.connection
 from django.core.exceptions import ImproperlyConfigured
 
 from roan.backends.base import (
@@ -45,6 +51,10 @@ logger = logging.getLogger(__name__)
 #: 4xx answers that mean "later", not "never".
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 
+# 1 to 15 digits: beyond that a number of seconds means "never", and int() of thousands
+# of digits is slow (Python caps it at 4300).
+_DELTA_SECONDS = re.compile(r"[0-9]{1,15}")
+
 _HINTS = {
     400: "the cache did not understand the purge; check its purge configuration",
     401: "the cache wants credentials; check the backend's options",
@@ -63,19 +73,25 @@ class Call(NamedTuple):
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Delta-seconds are ASCII digits only (RFC 9110, section 10.2.3; ``str.isdigit()``
+    also takes "²"). A value too long to mean anything, or unparseable, is ignored; a
+    long wait is capped by the sender (``ROAN_RETRY["MAX"]``), not here.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELTA_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:  # "-0000" dates parse naive; HTTP dates are always GMT
+            return None
+        seconds = when.timestamp() - time.time()
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:  # "-0000" dates parse naive; HTTP dates are always GMT
-        return None
-    return max(0.0, round(when.timestamp() - time.time(), 3))
+    return max(0.0, round(seconds, 3)) if math.isfinite(seconds) else None
 
 
 def result_for_status(status: int, latency_ms: float, headers: Mapping[str, str]) -> PurgeResult:
@@ -145,8 +161,153 @@ def describe_connection_error(exc: BaseException, read_timeout: float) -> str:
     return "connection failed"
 
 
+#: Body bytes ``HTTPTransport`` reads at most per answer; more and the connection is
+#: dropped. No purge answer is needed beyond its status and headers.
+MAX_BODY = 65536
+
+
+class _Budget:
+    """The answer being read on this thread: its deadline, and how reading it went."""
+
+    __slots__ = ("deadline", "late", "progress", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        #: Some byte of the answer arrived (a timeout then means "too slow", not "silent").
+        self.progress = False
+        #: The deadline passed while the answer was still coming.
+        self.late = False
+
+
+#: Set while this thread sends one of roan's requests; read by the answer's reader (its
+#: deadline) and by the urllib3 log filter (the request is roan's).
+_current: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "roan_http_call", default=None
+)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a socket so that an answer as a whole, not each ``recv()``, has a deadline:
+    http.client and urllib3 only time out a read that gets no byte at all."""
+
+    def __init__(self, sock: socket.socket, budget: _Budget) -> None:
+        super().__init__()
+        self.sock = sock
+        self.budget = budget
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        budget = self.budget
+        remaining = budget.deadline - time.monotonic()
+        if remaining <= 0:
+            budget.late = budget.progress
+            raise TimeoutError("the answer's deadline passed")
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(remaining if timeout is None else min(timeout, remaining))
+        try:
+            count = self.sock.recv_into(buffer)
+        except TimeoutError:
+            budget.late = budget.progress
+            raise
+        finally:
+            self.sock.settimeout(timeout)
+        budget.progress = budget.progress or count > 0
+        return count
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's response, reading through a :class:`_DeadlineReader` when roan sends."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        debuglevel: int = 0,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        budget = _current.get()
+        if budget is not None and hasattr(sock, "recv_into"):
+            # The deadline counts from here: the request has been written.
+            budget.deadline = time.monotonic() + budget.seconds
+            self.fp.close()
+            self.fp = io.BufferedReader(_DeadlineReader(sock, budget))
+
+
+class _DeadlineConnection(urllib3.connection.HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _DeadlineTLSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _DeadlineConnection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _DeadlineTLSConnection
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections whose answers have a deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        # PoolManager picks a pool class per scheme from this (urllib3's documented
+        # extension point); the pools build _Deadline*Connection.
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
+
+
+# A path and query in a log line ("POST /purge?token=... HTTP/1.1", "url='/x?y'"), not
+# the "//" of "http://host".
+_LOGGED_PATH = re.compile(r"""(?<![\w/:.-])/[^\s"']*""")
+
+
+class _RedactRoanRequests(logging.Filter):
+    """On urllib3's loggers: a record written while this thread sends a roan request
+    loses every URL path and query, which may hold a token (webhook URLs often do).
+
+    Thread-safe without a lock: the context variable is this thread's own, and each
+    record is built for one log call. Other requests, in other threads or outside
+    roan's calls, are logged as urllib3 writes them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _current.get() is not None:
+            record.msg = _LOGGED_PATH.sub("/[path hidden by roan]", record.getMessage())
+            record.args = None
+        return True
+
+
+_LOG_FILTER = _RedactRoanRequests()
+# urllib3's modules that log request URLs: connectionpool (one DEBUG line per request),
+# connection (header parsing warnings) and util.retry (retry lines).
+_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
+_log_filter_lock = threading.Lock()
+
+
+def _install_log_filter() -> None:
+    with _log_filter_lock:
+        for name in _URLLIB3_LOGGERS:
+            log = logging.getLogger(name)
+            if _LOG_FILTER not in log.filters:
+                log.addFilter(_LOG_FILTER)
+
+
 class HTTPTransport:
-    """Thread-local sessions (one per node) and error mapping for one backend."""
+    """Thread-local sessions (one per node) and error mapping for one backend.
+
+    Every answer has a deadline: status line, headers and the first ``MAX_BODY`` bytes
+    of body must arrive within the read timeout of the request being written (the
+    timeout of requests and urllib3 alone holds per ``recv()``, so a cache sending a
+    byte at a time could hold a sender for ever). Bodies are streamed, never buffered:
+    past ``MAX_BODY`` bytes the connection is dropped.
+    """
 
     def __init__(self, backend: BaseBackend, interpret: Interpreter = result_for_status) -> None:
         self.backend = backend
@@ -154,6 +315,7 @@ class HTTPTransport:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
+        _install_log_filter()
 
     def session(self, node: str) -> requests.Session:
         """This thread's session for ``node`` (sessions are not thread-safe)."""
@@ -165,6 +327,8 @@ class HTTPTransport:
             session = requests.Session()
             # No proxies or .netrc credentials from the environment for cache purges.
             session.trust_env = False
+            session.mount("http://", _Adapter())
+            session.mount("https://", _Adapter())
             sessions[node] = session
             with self._lock:
                 self._sessions.append(session)
@@ -175,6 +339,8 @@ class HTTPTransport:
         connect, read = self.backend.timeout
         response: requests.Response | None = None
         error = ""
+        budget = _Budget(read)
+        token = _current.set(budget)
         with Timer() as timer:
             try:
                 response = self.session(node).request(
@@ -183,22 +349,34 @@ class HTTPTransport:
                     headers=dict(call.headers),
                     timeout=(connect, read),
                     allow_redirects=False,
+                    stream=True,
                 )
-                response.close()
+                try:
+                    # Read what a purge answer may hold; a longer body is left unread,
+                    # and close() then drops the connection instead of reading on.
+                    response.raw.read(MAX_BODY, decode_content=False)
+                finally:
+                    response.close()
             except requests.exceptions.ConnectTimeout:
                 error = f"connect timed out after {connect:.1f} s"
             except requests.exceptions.ReadTimeout:
                 error = f"read timed out after {read:.1f} s"
             except requests.exceptions.SSLError:
                 error = "TLS error talking to the cache"
-            except requests.exceptions.ConnectionError as exc:
+            except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError) as exc:
                 error = describe_connection_error(exc, read)
             except requests.exceptions.InvalidHeader:
                 error = "invalid header value (control characters?)"
             except Exception as exc:  # e.g. http.client.InvalidURL: a failure, not a crash
                 error = f"request failed ({type(exc).__name__})"
-        if response is None:
-            result = PurgeResult(FAILED, latency_ms=timer.ms, error=error)
+            finally:
+                _current.reset(token)
+        if budget.late:
+            error = (
+                f"no complete answer within the {read:.1f} s deadline (the cache sends too slowly)"
+            )
+        if error or response is None:
+            result = PurgeResult(FAILED, latency_ms=timer.ms, error=error or "no answer")
         else:
             result = self.interpret(response.status_code, timer.ms, response.headers)
         logger.debug(
@@ -254,18 +432,38 @@ def node_urls(backend: BaseBackend, options: Mapping[str, Any]) -> tuple[str, ..
         raise ImproperlyConfigured(f"{where} needs LOCATION or NODES (the cache's URL).")
     cleaned = []
     for url in urls:
-        parts = urlsplit(str(url))
-        # Never echo the URL itself: it may carry user:password.
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ImproperlyConfigured(f"{where}: {redact_url(str(url))!r} is not an http(s) URL.")
-        if parts.query or parts.fragment:
-            raise ImproperlyConfigured(f"{where}: a node URL cannot have a query or fragment.")
+        # Never echo the URL itself, nor a parser's message about it: either may carry
+        # user:password.
+        if problem := _bad_node_url(str(url)):
+            raise ImproperlyConfigured(f"{where}: {redact_url(str(url))!r} {problem}.")
         cleaned.append(str(url).rstrip("/"))
     if len(set(cleaned)) != len(cleaned):
         raise ImproperlyConfigured(f"{where}: the same node is listed twice.")
     if len({redact_url(url) for url in cleaned}) != len(cleaned):
         raise ImproperlyConfigured(f"{where}: two nodes differ only in their credentials.")
     return tuple(cleaned)
+
+
+def _bad_node_url(url: str) -> str:
+    """Why ``url`` cannot be a node URL (``""`` when it can); never quotes the URL."""
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError when the port is not a number
+    except ValueError:
+        hostname = None
+        parts = None
+    if parts is None or "@" in parts.path:
+        # The usual cause: a "/", "?" or "#" in the password ends the user info early.
+        return (
+            "is not a valid URL; percent-encode any '/', '?', '#' or '@' in its user name "
+            "or password (%2F, %3F, %23, %40)"
+        )
+    if parts.scheme not in {"http", "https"} or not hostname:
+        return "is not an http(s) URL"
+    if parts.query or parts.fragment:
+        return "cannot have a query or fragment (a node URL is a base URL)"
+    return ""
 
 
 def bad_path(target: str) -> str:

@@ -6,7 +6,12 @@ this transport writes the requests itself on a kept-alive socket and pipelines t
 (RFC 9112, section 9.3: a server answers pipelined requests in order). It keeps the
 contract of :class:`roan.backends._http.HTTPTransport`:
 
-- a connect and a read timeout on every socket operation; redirects are never followed;
+- a connect timeout, and a read timeout that bounds each whole answer (status line,
+  headers and body), not each ``recv()``; redirects are never followed;
+- answers are parsed strictly (RFC 9112): ASCII numbers only, no space before a colon,
+  no Content-Length beside Transfer-Encoding, bare LF accepted as a line end; a
+  malformed answer fails its call and drops the connection. Bodies are dropped unread
+  past ``_MAX_BODY`` (the connection goes with them), never buffered;
 - one result per call, in order; a call is reported answered only with its own answer;
 - a node that is down or silent costs one timeout: the calls after it fail unsent;
 - every failure is a short message written here (no library text, URL or credential);
@@ -53,10 +58,28 @@ _IDLE_PER_NODE = 8
 # small, so anything bigger is not a cache talking.
 _MAX_HEAD = 65536
 _MAX_HEADERS = 100
+# Body bytes read (and dropped) at most per answer: a purge answer's body is a short page
+# nobody reads. A longer body is not read at all: the connection is dropped instead, so a
+# cache announcing Content-Length: 10**12 costs nothing.
+_MAX_BODY = 1 << 20
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _BAD_HEADER = re.compile(r"[\r\n\x00]")
 # Characters left as they are in a request target; others (non-ASCII) are %-encoded.
 _SAFE = "!#$%&'()*+,/:;=?@[]~"
+# RFC 9112: an answer's parts, parsed strictly (ASCII only: str.isdigit() takes "²").
+_STATUS_LINE = re.compile(r"HTTP/1\.([0-9]) ([0-9]{3})(?: [^\x00\r\n\x7f]*)?")
+# One header line: a token, a colon right after it (no space before: RFC 9112, section
+# 5.1), and a value without control characters (so no bare CR, no folded line).
+_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_VALUE = r"[^\x00-\x08\x0a-\x1f\x7f]*"  # greedy, and it cannot run past a line end
+_FIELD_LINE = re.compile(rf"({_NAME}):({_VALUE})(?:\r?\n|\Z)")
+# A whole header block, checked in one pass before its lines are taken apart.
+_FIELD_BLOCK = re.compile(rf"(?:{_NAME}:{_VALUE}(?:\r?\n|\Z))*")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+# A line ends with LF, with or without CR before it (RFC 9112, section 2.2, lets a
+# recipient accept a bare LF); a header block ends with an empty line.
+_LINE_END = re.compile(rb"\r?\n")
 
 
 class _Unanswered(Exception):
@@ -90,8 +113,12 @@ class _Answer:
     closes: bool
 
 
-_INVALID = "the cache sent an invalid HTTP answer"
 _CLOSED = "the cache closed the connection without answering"
+
+
+def _invalid(why: str) -> _Unanswered:
+    """A malformed answer: the connection cannot be trusted to frame the next one."""
+    return _Unanswered(f"the cache sent an invalid HTTP answer ({why})", retry=False)
 
 
 class _Connection:
@@ -99,11 +126,24 @@ class _Connection:
 
     Answers to pipelined requests arrive many to a packet, so they are parsed from one
     buffer (a header block at a time) rather than line by line from a file object.
+
+    ``read_timeout`` bounds each whole answer, not each ``recv()``: an answer must be
+    complete (status line, headers and body) within ``read_timeout`` seconds of roan
+    starting to wait for it, so a cache dripping a byte at a time cannot hold a sender.
     """
 
-    __slots__ = ("buffer", "pid", "served", "sock")
+    __slots__ = (
+        "buffer",
+        "deadline",
+        "pid",
+        "progress",
+        "read_timeout",
+        "served",
+        "sock",
+        "timeout",
+    )
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, read_timeout: float | None = None) -> None:
         self.sock = sock
         self.buffer = b""
         # A forked child (a server that forks its workers after start-up) must not share
@@ -111,6 +151,12 @@ class _Connection:
         self.pid = os.getpid()
         #: Answers read on this connection so far.
         self.served = 0
+        self.read_timeout = read_timeout or sock.gettimeout() or 5.0
+        #: The socket's timeout as last set here.
+        self.timeout = sock.gettimeout() or self.read_timeout
+        self.deadline = 0.0
+        #: Some byte of the answer being read has arrived.
+        self.progress = False
 
     def stale(self) -> bool:
         """True if the cache has closed this idle connection (or sent something unasked:
@@ -128,105 +174,184 @@ class _Connection:
         with contextlib.suppress(OSError):
             self.sock.close()
 
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
+    def _settimeout(self, seconds: float) -> None:
+        self.sock.settimeout(seconds)  # a system call: made only when the value changes
+        self.timeout = seconds
+
+    def send(self, data: bytes) -> None:
+        # sendall's timeout bounds the whole write (Python >= 3.5), not each chunk.
+        if self.timeout != self.read_timeout:
+            self._settimeout(self.read_timeout)
+        self.sock.sendall(data)
+
+    def _recv(self) -> bytes:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._late()
+        # The socket's timeout follows what is left of the deadline, to 5 % of the read
+        # timeout (never less than what is left): a fast answer costs no system call.
+        if not remaining <= self.timeout <= remaining + self.read_timeout / 20:
+            self._settimeout(remaining)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            if self.progress:
+                raise self._late() from None
+            raise  # nothing at all: an ordinary read timeout
         if not data:
             raise _Unanswered(_CLOSED, retry=True)
-        self.buffer += data
-
-    def _take(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            self._fill()
-        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        self.progress = True
         return data
 
-    def _head(self) -> list[str]:
-        """The next status line and header lines."""
-        end = self.buffer.find(b"\r\n\r\n")
-        while end < 0:
+    def _late(self) -> _Unanswered:
+        return _Unanswered(
+            f"no complete answer within the {self.read_timeout:.1f} s deadline "
+            "(the cache sends too slowly)",
+            retry=False,
+        )
+
+    def _fill(self) -> None:
+        self.buffer += self._recv()
+
+    def _skip(self, size: int) -> None:
+        """Drop the next ``size`` bytes without keeping them."""
+        if len(self.buffer) >= size:
+            self.buffer = self.buffer[size:]
+            return
+        size -= len(self.buffer)
+        self.buffer = b""
+        while size > 0:
+            data = self._recv()
+            if len(data) > size:
+                self.buffer = data[size:]
+            size -= len(data)
+
+    def _line(self) -> bytes:
+        """The next line (chunk sizes), without its line end."""
+        while (match := _LINE_END.search(self.buffer)) is None:
             if len(self.buffer) > _MAX_HEAD:
-                raise _Unanswered(_INVALID, retry=False)
+                raise _invalid("a line too long")
             self._fill()
-            end = self.buffer.find(b"\r\n\r\n")
-        head = self.buffer[:end]
-        self.buffer = self.buffer[end + 4 :]
-        return head.decode("latin-1").split("\r\n")
+        line = self.buffer[: match.start()]
+        self.buffer = self.buffer[match.end() :]
+        return line
+
+    def _head(self, *, trailer: bool = False) -> str:
+        """The next status line and header lines, or a chunked body's trailer lines."""
+        while True:
+            buffer = self.buffer
+            if trailer and buffer[:1] in (b"\n", b"\r") and (empty := _LINE_END.match(buffer)):
+                self.buffer = buffer[empty.end() :]
+                return ""  # no trailer field: the section is its empty line alone
+            # The block ends at the first LF followed by an empty line (CRLF or bare LF).
+            # bytes.find is many times faster than a regex search over a pipelined buffer.
+            end, size = buffer.find(b"\n\r\n"), 3
+            bare = buffer.find(b"\n\n", 0, end if end >= 0 else len(buffer))
+            if bare >= 0:
+                end, size = bare, 2
+            if end >= 0:
+                break
+            if len(buffer) > _MAX_HEAD:
+                raise _invalid("headers too long")
+            self._fill()
+        self.buffer = buffer[end + size :]
+        return buffer[:end].removesuffix(b"\r").decode("latin-1")
 
     def read_answer(self) -> _Answer:
-        """Read one complete answer (its body is read and dropped)."""
+        """Read one complete answer (a body is read and dropped; see ``_MAX_BODY``)."""
+        self.deadline = time.monotonic() + self.read_timeout
+        self.progress = bool(self.buffer)
         for _ in range(10):
-            lines = self._head()
-            parts = lines[0].split(None, 2)
-            try:
-                version, status = parts[0], int(parts[1])
-            except (IndexError, ValueError):
-                raise _Unanswered(_INVALID, retry=False) from None
-            if not version.startswith("HTTP/1.") or not 100 <= status <= 999:
-                raise _Unanswered(_INVALID, retry=False)
+            first, _, fields = self._head().partition("\n")
+            status_line = _STATUS_LINE.fullmatch(first.removesuffix("\r"))
+            if status_line is None:
+                raise _invalid("a bad status line")
+            minor, status = int(status_line[1]), int(status_line[2])
+            if status < 100:
+                raise _invalid("a bad status code")
             if not 100 <= status < 200 or status == 101:
                 break
             # An interim answer (100 Continue): the real one follows.
         else:
-            raise _Unanswered(_INVALID, retry=False)
-        if len(lines) > _MAX_HEADERS:
-            raise _Unanswered(_INVALID, retry=False)
-        found: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise _Unanswered(_INVALID, retry=False)
-            key = name.strip().lower()
-            value = value.strip()
-            found[key] = f"{found[key]}, {value}" if key in found else value
+            raise _invalid("too many interim answers")
+        found = self._fields(fields)
         connection = found.get("connection", "").lower()
-        closes = "close" in connection or (version == "HTTP/1.0" and "keep-alive" not in connection)
+        closes = "close" in connection or (minor == 0 and "keep-alive" not in connection)
+        body = True
         if status in (204, 304) or 100 <= status < 200:
-            pass
-        elif "chunked" in found.get("transfer-encoding", "").lower():
-            self._chunked()
-        elif (length := found.get("content-length")) is not None:
-            if not length.isdigit():
-                raise _Unanswered(_INVALID, retry=False)
-            self._take(int(length))
-        else:
+            body = False
+        elif "transfer-encoding" in found:
+            # RFC 9112, section 6.3: both framings at once is how responses are split.
+            if "content-length" in found:
+                raise _invalid("both Transfer-Encoding and Content-Length")
+            codings = [c.strip().lower() for c in found["transfer-encoding"].split(",")]
+            if codings[-1] == "chunked":
+                closes = self._chunked() or closes
+            else:
+                # Not chunked last: the body runs to the end of the connection.
+                self._until_close()
+                closes = True
+        elif "content-length" in found:
+            # "5, 5" (a repeated field) is one length; differing lengths are an error.
+            length = found["content-length"]
+            if not _DIGITS.fullmatch(length):
+                lengths = {v.strip() for v in length.split(",")}
+                if len(lengths) != 1 or not _DIGITS.fullmatch(length := lengths.pop()):
+                    raise _invalid("a bad Content-Length")
+            if int(length) > _MAX_BODY:
+                closes = True  # not read: the connection goes instead
+            else:
+                self._skip(int(length))
+        if body and "transfer-encoding" not in found and "content-length" not in found:
             # No length: the body runs to the end of the connection (HTTP/1.0 style).
             self._until_close()
             closes = True
         self.served += 1
         return _Answer(status, _Headers(found), closes)
 
-    def _chunked(self) -> None:
+    @staticmethod
+    def _fields(block: str) -> dict[str, str]:
+        # Such a header is a smuggling attempt or a broken cache: never guess.
+        if not _FIELD_BLOCK.fullmatch(block):
+            raise _invalid("a malformed header line")
+        pairs = _FIELD_LINE.findall(block)
+        if len(pairs) >= _MAX_HEADERS:
+            raise _invalid("too many headers")
+        found: dict[str, str] = {}
+        for name, raw in pairs:
+            key, value = name.lower(), raw.strip(" \t")
+            found[key] = f"{found[key]}, {value}" if key in found else value
+        return found
+
+    def _chunked(self) -> bool:
+        """Drop a chunked body; True when it was too long and the connection must go."""
+        dropped = 0
         for _ in range(10000):  # bounded: a purge answer has a handful of chunks
-            end = self.buffer.find(b"\r\n")
-            while end < 0:
-                if len(self.buffer) > _MAX_HEAD:
-                    raise _Unanswered(_INVALID, retry=False)
-                self._fill()
-                end = self.buffer.find(b"\r\n")
-            line = self.buffer[:end].split(b";", 1)[0].strip()
-            self.buffer = self.buffer[end + 2 :]
-            try:
-                size = int(line, 16)
-            except ValueError:
-                raise _Unanswered(_INVALID, retry=False) from None
+            match = _CHUNK_LINE.fullmatch(self._line())
+            if match is None:
+                raise _invalid("a bad chunk size")
+            size = int(match[1], 16)
             if size == 0:
-                # Trailers, if any, end with an empty line like a header block.
-                if self._take(2) != b"\r\n":
-                    self.buffer = b"\r\n" + self.buffer
-                    self._head()
-                return
-            self._take(size + 2)  # the chunk and its CRLF
-        raise _Unanswered(_INVALID, retry=False)
+                self._fields(self._head(trailer=True))  # the trailer section, checked like headers
+                return False
+            dropped += size
+            if dropped > _MAX_BODY:
+                return True
+            self._skip(size)
+            if self._line():  # the chunk's own line end
+                raise _invalid("a chunk longer than its size")
+        return True
 
     def _until_close(self) -> None:
-        for _ in range(10000):
+        dropped = len(self.buffer)
+        self.buffer = b""
+        while dropped <= _MAX_BODY:
             try:
-                self._fill()
-            except _Unanswered:
-                self.buffer = b""
-                return
-            self.buffer = b""
-        raise _Unanswered(_INVALID, retry=False)
+                dropped += len(self._recv())
+            except _Unanswered as exc:
+                if exc.message == _CLOSED:
+                    return
+                raise
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -358,7 +483,7 @@ class PipelinedTransport:
         except BaseException:
             sock.close()
             raise
-        return _Connection(sock)
+        return _Connection(sock, read)
 
     def close(self) -> None:
         _close_idle(self._idle, self._lock)
@@ -461,7 +586,7 @@ class PipelinedTransport:
             problem: _Unanswered | None = None
             started = time.perf_counter()
             try:
-                conn.sock.sendall(b"".join([wire[i] or b"" for i in batch]))
+                conn.send(b"".join([wire[i] or b"" for i in batch]))
                 written = max(written, position + len(batch))
                 for index in batch:
                     answer = conn.read_answer()
@@ -475,6 +600,10 @@ class PipelinedTransport:
                 problem = exc
             except OSError as exc:
                 problem = _io_error(exc, read)
+            except Exception as exc:  # e.g. interpret() on a strange answer: never raise
+                problem = _Unanswered(
+                    f"the cache's answer could not be read ({type(exc).__name__})", retry=False
+                )
             if problem is None and not closes:
                 continue
             conn.close()

@@ -35,6 +35,11 @@ FAILED = "failed"
 GAVE_UP = "gave_up"
 SKIPPED = "skipped"
 
+#: Longest target roan sends: the attempt log's ``target`` column holds this many
+#: characters, and a target is refused rather than shortened (a shortened URL purges
+#: another page, and the log would claim the long one was purged).
+MAX_TARGET_LENGTH = 2048
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PurgeRequest:
@@ -122,6 +127,11 @@ class BaseBackend:
         Checked before a pending row is written, so a refused request is recorded as
         ``skipped`` with this reason instead of being retried forever.
         """
+        if len(request.target) > MAX_TARGET_LENGTH:
+            return (
+                f"the {request.kind} is {len(request.target):,} characters long; roan sends "
+                f"at most {MAX_TARGET_LENGTH:,} and never shortens one"
+            )
         if request.kind not in self.capabilities:
             can = ", ".join(sorted(self.capabilities))
             return f"{type(self).__name__} cannot purge by {request.kind} (it can: {can})"
@@ -202,11 +212,28 @@ def not_sent(after: PurgeResult) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``scheme://host[:port]/path`` of ``url``, without user info or query string."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    """``scheme://host[:port]/path`` of ``url``, without user info or query string.
+
+    Never raises and never returns any part of a password: a URL that does not parse
+    cleanly (``http://user:pa/ss@host/`` puts part of the password in the port and the
+    path) is shown as ``scheme://(unparseable URL)``.
+    """
+    text = str(url)
+    scheme = text.partition(":")[0] if ":" in text else ""
+    if not scheme.isascii() or not scheme.isalpha():
+        scheme = "?"
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+        port = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        return f"{scheme}://(unparseable URL)"
+    # An "@" after the user info means the split went wrong (an unencoded "/" or "?" in
+    # a password): what looks like the path may be the rest of the password.
+    if "@" in parts.path or "@" in parts.query or "@" in parts.fragment:
+        return f"{parts.scheme}://(unparseable URL)"
+    if port:
+        host = f"{host}:{port}"
     return f"{parts.scheme}://{host}{parts.path}"
 
 

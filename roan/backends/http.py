@@ -10,15 +10,24 @@ logged, stored or put in an error message or a node name.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
 from roan.backends._http import Call, HTTPTransport
-from roan.backends.base import KINDS, URL, BaseBackend, PurgeRequest, PurgeResult, redact_url
+from roan.backends.base import (
+    KINDS,
+    SKIPPED,
+    URL,
+    BaseBackend,
+    PurgeRequest,
+    PurgeResult,
+    redact_url,
+)
 
 _FIELDS = frozenset({"url", "path", "host", "target"})
 _PROBE = "roan-placeholder"
@@ -54,7 +63,19 @@ class HTTPBackend(BaseBackend):
             )
         # The part before the first placeholder must name the server: roan never lets a
         # rule or a model choose where it connects.
-        parts = urlsplit(template.format_map(dict.fromkeys(_FIELDS, _PROBE)))
+        try:
+            parts = urlsplit(template.format_map(dict.fromkeys(_FIELDS, _PROBE)))
+            parts.port  # noqa: B018 -- raises ValueError when the port is not a number
+            valid = "@" not in parts.path.split(_PROBE, 1)[0]
+        except ValueError:
+            valid = False
+        if not valid:
+            # Raised outside the except block: the parser's message, kept as the
+            # exception's context, can quote a password.
+            raise ImproperlyConfigured(
+                f"{where}['URL'] is not a valid URL; percent-encode any '/', '?', '#' or '@' "
+                "in its user name or password (%2F, %3F, %23, %40)."
+            )
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ImproperlyConfigured(f"{where}['URL'] must start with http(s)://host/.")
         if _PROBE in parts.netloc:
@@ -65,6 +86,11 @@ class HTTPBackend(BaseBackend):
                 "list the host names of your pages."
             )
         self.template = template
+        # Where every rendered URL must stay: the literal path before the first
+        # placeholder (the whole path when placeholders are only in the query).
+        literal = urlsplit(template.split("{", 1)[0])
+        self.base_path = literal.path if "{" in template else parts.path
+        self.origin = f"{parts.scheme}://{parts.netloc}"
 
         method = options.get("METHOD", "PURGE")
         if not isinstance(method, str) or not method.isalpha():
@@ -109,12 +135,46 @@ class HTTPBackend(BaseBackend):
             target=quote(request.target, safe=""),
         )
 
+    def escapes(self, url: str) -> str:
+        """Why the rendered ``url`` leaves the base of ``URL`` (``""`` when it stays).
+
+        A ``{path}`` keeps ``/``, so ``/../../other/`` would reach another part of the
+        API with the same credentials. Dot segments are refused, also percent-encoded
+        (``%2e%2e``, decoded repeatedly, as some servers decode twice), and the path must
+        start with the literal path of ``URL`` before its first placeholder.
+        """
+        if not url.startswith(self.origin):
+            return "the purge URL would go to another server than URL's"
+        path = urlsplit(url).path
+        for segment in path.split("/"):
+            decoded = segment
+            for _ in range(3):
+                decoded = unquote(decoded)
+            # A decoded "/" or backslash is a separator to some servers: check the pieces.
+            if any(part in (".", "..") for part in re.split(r"[/\\]", decoded)):
+                return "the purge URL has a '.' or '..' segment, which could leave URL's base path"
+        if not path.startswith(self.base_path):
+            return "the purge URL would leave URL's base path"
+        return ""
+
+    def refuse(self, request: PurgeRequest) -> str:
+        if why := super().refuse(request):
+            return why
+        return self.escapes(self.render(request))
+
     def purge(self, node: str, requests: Sequence[PurgeRequest]) -> list[PurgeResult]:
-        calls = [
-            Call(self.method, self.render(request), self.headers, request.target)
-            for request in requests
-        ]
-        return self.transport.send_all(node, calls)
+        results: list[PurgeResult | None] = []
+        calls: list[Call] = []
+        for request in requests:
+            url = self.render(request)
+            # Checked again here for rows written before the check at submit time.
+            if why := self.escapes(url):
+                results.append(PurgeResult(SKIPPED, error=why, retryable=False))
+                continue
+            results.append(None)
+            calls.append(Call(self.method, url, self.headers, request.target))
+        sent = iter(self.transport.send_all(node, calls))
+        return [result or next(sent) for result in results]
 
     def close(self) -> None:
         self.transport.close()

@@ -27,6 +27,7 @@ from roan.backends.base import (
     NOT_CACHED,
     OK,
     PREFIX,
+    SKIPPED,
     TAG,
     URL,
     PurgeRequest,
@@ -40,6 +41,18 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _URI_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*")
 # FOSHttpCache keeps tag headers under 7,500 bytes; many servers cap a header at 8 KiB.
 MAX_TAG_HEADER = 7500
+
+
+def _bad_tag(tag: str) -> str:
+    """Why ``tag`` cannot go in the xkey header (``""`` when it can)."""
+    if not tag or "," in tag or any(ch.isspace() or not ch.isprintable() for ch in tag):
+        return "a tag cannot be empty or contain spaces, commas or control characters"
+    try:
+        # Header values are Latin-1 on the wire, as Django writes the origin's xkey.
+        tag.encode("latin-1")
+    except UnicodeEncodeError:
+        return "a tag must be Latin-1 text (it goes in an HTTP header as it is)"
+    return ""
 
 
 class VarnishBackend(HTTPNodesBackend):
@@ -77,12 +90,8 @@ class VarnishBackend(HTTPNodesBackend):
     def refuse(self, request: PurgeRequest) -> str:
         if request.kind == PREFIX and not _URI_CHARS.fullmatch(request.target):
             return "a prefix must be a percent-encoded path (no spaces, quotes or non-ASCII)"
-        if request.kind == TAG and (
-            not request.target
-            or "," in request.target
-            or any(ch.isspace() or not ch.isprintable() for ch in request.target)
-        ):
-            return "a tag cannot be empty or contain spaces, commas or control characters"
+        if request.kind == TAG and (why := _bad_tag(request.target)):
+            return why
         return super().refuse(request)
 
     def purge(self, node: str, requests: Sequence[PurgeRequest]) -> list[PurgeResult]:
@@ -90,6 +99,7 @@ class VarnishBackend(HTTPNodesBackend):
         calls: list[Call] = []
         owners: list[list[int]] = []  # which requests each call answers for
         tag_batches: dict[str, list[int]] = {}  # host -> indexes of tag requests
+        refused: dict[int, PurgeResult] = {}
         for index, request in enumerate(requests):
             headers = self.host_header(request)
             if request.kind == URL:
@@ -101,6 +111,11 @@ class VarnishBackend(HTTPNodesBackend):
             elif request.kind == ALL:
                 headers[self.ban_header] = "."
                 calls.append(Call("BAN", base + "/", headers, "everything"))
+            elif why := _bad_tag(request.target):
+                # Refused at submit time; this guards rows written before that check, so
+                # that one bad tag cannot fail the header, and so the batch, it shares.
+                refused[index] = PurgeResult(SKIPPED, error=why, retryable=False)
+                continue
             else:
                 tag_batches.setdefault(headers.get("Host", ""), []).append(index)
                 continue
@@ -112,7 +127,7 @@ class VarnishBackend(HTTPNodesBackend):
                 headers[self.xkey_header] = tags
                 calls.append(Call("PURGE", base + "/", headers, f"tags {tags}"))
                 owners.append(chunk)
-        results: list[PurgeResult | None] = [None] * len(requests)
+        results: list[PurgeResult | None] = [refused.get(i) for i in range(len(requests))]
         for owner, result in zip(owners, self.transport.send_all(node, calls), strict=True):
             for index in owner:
                 results[index] = dataclasses.replace(result)
