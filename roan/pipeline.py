@@ -38,6 +38,7 @@ from roan import limits
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
+    MAX_TARGET_LENGTH,
     PREFIX,
     SKIPPED,
     URL,
@@ -352,7 +353,7 @@ def _rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:
         "backend": purge.backend,
         "host": request.host,
         "kind": request.kind,
-        "target": request.target[:2048],
+        "target": request.target[:MAX_TARGET_LENGTH],
         "trigger": origin.trigger,
         "rule_id": origin.rule_id,
         "rule_name": origin.rule_name[:200],
@@ -368,6 +369,10 @@ def _rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:
         reason = reason or str(exc)
     if backend is not None and not reason:
         reason = backend.refuse(request)
+    if not reason and len(request.target) > MAX_TARGET_LENGTH:
+        # The column keeps 2,048 characters; a shortened target is another URL, so it
+        # is recorded, never sent (also for a backend whose refuse() does not check).
+        reason = f"the target is longer than {MAX_TARGET_LENGTH} characters"
     now = timezone.now()
     if reason or backend is None:
         return [{**base, "node": "", "status": SKIPPED, "error": reason[:500], "finished_at": now}]

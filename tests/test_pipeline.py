@@ -8,6 +8,7 @@ from django.db import transaction
 
 import roan
 from roan.backends import locmem
+from roan.backends.base import PurgeRequest
 from roan.models import PurgeAttempt
 from tests.testapp.models import Author, Post, Tag
 
@@ -280,3 +281,27 @@ def test_a_save_that_changes_no_url_field_purges_the_current_urls(post_rule, out
     post.title = "New title"
     post.save()
     assert sorted(sent_targets()) == ["/posts/", "/posts/same/"]
+
+
+class TrustingBackend(locmem.LocMemBackend):
+    """A custom backend whose ``refuse()`` forgets to ask ``super()``."""
+
+    def refuse(self, request: PurgeRequest) -> str:
+        return ""
+
+
+def test_a_target_longer_than_its_column_is_recorded_skipped_never_shortened(
+    outbox, settings
+) -> None:
+    settings.ROAN_BACKENDS = {"trusting": {"BACKEND": f"{__name__}.TrustingBackend"}}
+    # Typed URLs are refused where they enter (roan.purge_urls); a rule's rendering or a
+    # project's own code can still hand the pipeline a long one.
+    from roan.pipeline import Origin, Purge, submit
+
+    long_path = "/" + "a" * 3000
+    origin = Origin(trigger="api")
+    submit(Purge("trusting", PurgeRequest("url", path), origin) for path in (long_path, "/short/"))
+    assert [request.target for _node, request in outbox] == ["/short/"]
+    skipped = PurgeAttempt.objects.get(status="skipped")
+    assert "longer than 2048 characters" in skipped.error
+    assert skipped.target == long_path[:2048]
