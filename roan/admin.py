@@ -357,7 +357,9 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             obj = form.cleaned_data["object_id"]
             try:
                 if request.method == "POST":
-                    sent = views.send_test_purge(rule, obj, user_id=request.user.pk)
+                    sent = views.send_test_purge(
+                        rule, obj, user_id=request.user.pk, may_purge_all=can_purge_all(request)
+                    )
                 else:
                     lines = views.preview_rule(rule, obj)
             except ValueError as exc:

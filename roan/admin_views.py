@@ -439,9 +439,13 @@ def preview_rule(rule: PurgeRule, obj: models.Model) -> list[Line]:
 
 
 def send_test_purge(
-    rule: PurgeRule, obj: models.Model, *, user_id: int | None
+    rule: PurgeRule, obj: models.Model, *, user_id: int | None, may_purge_all: bool = False
 ) -> list[PurgeAttempt]:
-    """Really send what ``rule`` renders for ``obj``; return the attempts it wrote."""
+    """Really send what ``rule`` renders for ``obj``; return the attempts it wrote.
+
+    A rendered purge of everything (``/*``) is sent only when ``may_purge_all``; else
+    ``Refused`` is raised and nothing is written.
+    """
     from roan.models import PurgeAttempt
 
     compiled = compile_rule(rule)
@@ -449,7 +453,8 @@ def send_test_purge(
     started = timezone.now() - datetime.timedelta(seconds=1)
     with pipeline.acting_user_lookup(user_id):
         submit_confirmed(
-            pipeline.purges_for(obj, compiled, requests, trigger="admin", user_id=user_id)
+            pipeline.purges_for(obj, compiled, requests, trigger="admin", user_id=user_id),
+            may_purge_all=may_purge_all,
         )
     # A pending twin coalesces into the older row (which then counts this request), so
     # the rows are found by their last change rather than by id.

@@ -33,6 +33,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from roan import admin_views
+from roan.backends.base import PurgeRequest, purges_everything
 from roan.models import PurgeAttempt
 
 VIEW_PERMISSION = "roan.view_purgeattempt"
@@ -297,7 +298,13 @@ def latest_failures(qs: QuerySet[PurgeAttempt]) -> list[PurgeAttempt]:
     for status in FAILURE:
         found += qs.filter(status=status).order_by("-created_at")[:LATEST_FAILURES]
     found.sort(key=lambda a: (a.created_at, a.pk), reverse=True)
-    return found[:LATEST_FAILURES]
+    latest = found[:LATEST_FAILURES]
+    for attempt in latest:
+        # The template offers re-purging one of these only to users with purge_all.
+        attempt.purges_everything = purges_everything(  # type: ignore[attr-defined]
+            PurgeRequest(attempt.kind, attempt.target)
+        )
+    return latest
 
 
 # -- the charts ----------------------------------------------------------------------------

@@ -71,6 +71,18 @@ def test_the_log_action_re_purge_of_a_prefix_of_slash_needs_purge_all(purger, ou
     assert outbox == []
 
 
+def test_the_dashboard_offers_re_purging_everything_only_with_purge_all(purger, operator) -> None:
+    everything = attempt(status="failed", kind="all", target="")
+    page = attempt(status="failed", target="/page/")
+
+    def offered(client: Any) -> set[int]:
+        html = client.get("/admin/roan/dashboard/").text
+        return {pk for pk in (everything.pk, page.pk) if f"/dashboard/repurge/{pk}/" in html}
+
+    assert offered(purger) == {page.pk}
+    assert offered(operator) == {everything.pk, page.pk}
+
+
 def test_with_purge_all_the_dashboard_re_purges_everything(operator, outbox) -> None:
     old = attempt(status="failed", kind="all", target="")
 
@@ -400,3 +412,18 @@ def test_the_rule_preview_test_purge_of_slash_star_is_refused(purger, make_rule,
 
     assert "needs the purge_all permission" in page.context["problem"]
     assert not PurgeAttempt.objects.exists() and outbox == []
+
+
+def test_with_purge_all_the_rule_preview_test_purge_of_slash_star_is_sent(
+    operator, make_rule, outbox
+) -> None:
+    rule = make_rule("everything", "/*")
+    post = Post.objects.create(title="One", slug="one")
+    PurgeAttempt.objects.all().delete()
+    outbox.clear()
+
+    page = operator.post(f"/admin/roan/purgerule/{rule.pk}/preview/", {"object_id": post.pk})
+
+    assert not page.context["problem"]
+    assert [(r.kind, r.target) for _node, r in outbox] == [("prefix", "/")]
+    assert [a.status for a in page.context["sent"]] == ["ok"]
