@@ -606,7 +606,7 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
         )
         if attempt.verification in (verify.STILL_CACHED, verify.VERIFIED):
             badge += format_html(
-                ' <span class="roan-badge roan-verify-{}" title="{}">{}</span>',
+                '<br><span class="roan-badge roan-verify-{}" title="{}">{}</span>',
                 attempt.verification,
                 attempt.verification_detail,
                 attempt.get_verification_display(),

@@ -208,11 +208,11 @@ def classify(
     # Age is whole seconds; an entry stored after the purge is at most this old.
     fresh_age = math.floor(max(0.0, since_purge))
     if age is not None and age > fresh_age:
-        return STILL_CACHED, f"still cached right after the purge ({seen})"
+        return STILL_CACHED, f"the cache served a copy older than the purge ({seen})"
     if status is not None:
         tokens = {t for t in re.split(r"[\s,]+", status.strip().upper()) if t}
         if tokens & options.hit and age is None:
-            return STILL_CACHED, f"still cached right after the purge ({seen})"
+            return STILL_CACHED, f"the cache served its copy ({seen})"
         if tokens & options.hit:
             return VERIFIED, f"refilled after the purge ({seen})"
         return VERIFIED, f"fetched fresh ({seen})"

@@ -7,6 +7,7 @@ misconfiguration where every purge answers 404 and no page is ever purged.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import threading
@@ -349,3 +350,73 @@ def test_a_page_on_another_host_or_with_dot_segments_is_not_fetched(held_page: H
     assert verify.probe("x", options, "/a/../admin/", "", 0)[0] == "unverifiable"
     assert verify.probe("x", options, "/a/", "other.example", 0)[0] == "unverifiable"
     assert held_page.paths == []
+
+
+def test_an_editor_sees_the_still_cached_attempt_and_the_hint_in_the_browser(
+    admin_page: Any, settings: Any, miskeyed_nginx: Nginx, nginx_cache: Nginx
+) -> None:
+    backends = {
+        **nginx_backend(nginx_cache, "nginx"),
+        **nginx_backend(miskeyed_nginx, "miskeyed"),
+    }
+    settings.ROAN_BACKENDS = backends
+    for server, path in ((nginx_cache, "/verify/seen-ok"), (miskeyed_nginx, "/verify/seen")):
+        requests.get(f"{server.url}{path}", timeout=5)
+        roan.purge_urls([path], backends=["miskeyed" if server is miskeyed_nginx else "nginx"])
+    finish()
+    still = PurgeAttempt.objects.get(target="/verify/seen")
+    assert still.verification == "still_cached"
+
+    admin_page.open("/admin/roan/dashboard/")
+    box = admin_page.page.locator("#roan-verification")
+    assert box.locator("#roan-verified").inner_text() == "1"
+    assert box.locator("#roan-still-cached").inner_text() == "1"
+    assert "did not reach the page's cache entry" in box.locator("#roan-verify-hint").inner_text()
+    admin_page.screenshot("verify-dashboard")
+
+    admin_page.open(f"/admin/roan/purgeattempt/{still.pk}/change/")
+    hint = admin_page.page.locator("#roan-verify-hint")
+    assert "X-Cache-Status: HIT" in hint.inner_text()
+    assert "check the cache key" in hint.inner_text()
+    admin_page.screenshot("verify-attempt")
+
+    admin_page.open("/admin/roan/purgeattempt/")
+    assert admin_page.page.locator(".roan-verify-still_cached").count() == 1
+    admin_page.screenshot("verify-log", full_page=False)
+
+
+def test_roan_dispatch_waits_for_its_probes_and_closes_orphaned_ones(
+    transactional_db: None, settings: Any, held_page: HeldPage
+) -> None:
+    import datetime
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from roan import pipeline
+
+    held_page.release.set()
+    settings.ROAN_BACKENDS = {
+        "site": {
+            "BACKEND": "roan.backends.locmem.LocMemBackend",
+            "HOSTS": ["127.0.0.1"],
+            "VERIFY": {"BASE_URL": held_page.url},
+        }
+    }
+    # A probe some process never ran (it stopped after recording the purge).
+    orphan = PurgeAttempt.objects.create(
+        backend="site", target="/orphan/", trigger="api", status="ok", verification="pending",
+        finished_at=timezone.now() - datetime.timedelta(hours=1),
+    )  # fmt: skip
+    with pipeline.hold_dispatch():
+        roan.purge_urls(["/queued/"])
+    assert PurgeAttempt.objects.get(target="/queued/").status == "pending"
+
+    call_command("roan_dispatch", stdout=io.StringIO())
+
+    # No drain here: the command did not exit before its probe was recorded.
+    assert PurgeAttempt.objects.get(target="/queued/").verification == "verified"
+    orphan.refresh_from_db()
+    assert orphan.verification == "unverifiable"
+    assert "ended first" in orphan.verification_detail
+    assert held_page.paths == ["/queued/"]
