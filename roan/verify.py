@@ -192,8 +192,8 @@ def classify(
     """``(verdict, detail)`` for the probe's answer headers, ``since_purge`` seconds after
     the purge was recorded.
 
-    An ``Age`` no older than the purge means a fresh copy (refilled since), whatever the
-    status header says; an older one means the purge missed it.
+    An ``Age`` older than the purge means the purge missed the page, whatever the status
+    header says; a hit whose ``Age`` is younger than the purge was refilled since.
     """
     status = headers.get(options.header) if options.header else None
     age = _age(headers.get("Age"))
@@ -211,10 +211,12 @@ def classify(
         return STILL_CACHED, f"the cache served a copy older than the purge ({seen})"
     if status is not None:
         tokens = {t for t in re.split(r"[\s,]+", status.strip().upper()) if t}
-        if tokens & options.hit and age is None:
-            return STILL_CACHED, f"the cache served its copy ({seen})"
         if tokens & options.hit:
-            return VERIFIED, f"refilled after the purge ({seen})"
+            # A hit is a refill only when its Age proves it is younger than the purge:
+            # Age counts whole seconds, so within the purge's second a hit is the old copy.
+            if age is not None and age < fresh_age:
+                return VERIFIED, f"refilled after the purge ({seen})"
+            return STILL_CACHED, f"the cache served its copy ({seen})"
         return VERIFIED, f"fetched fresh ({seen})"
     if age is not None:
         return VERIFIED, f"fetched fresh ({seen})"

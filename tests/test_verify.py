@@ -157,6 +157,56 @@ def test_a_purge_that_missed_the_pages_key_is_recorded_still_cached_with_the_hin
     assert HINT_START in dashboard.text
 
 
+def varnish_backend(varnish: Any, hosts: list[str], **verify_options: Any) -> dict[str, Any]:
+    return {
+        "varnish": {
+            "BACKEND": "roan.backends.varnish.VarnishBackend",
+            "LOCATION": varnish.url,
+            "HOSTS": hosts,
+            "VERIFY": {"BASE_URL": varnish.url, **verify_options},
+        }
+    }
+
+
+def test_a_varnish_purge_that_worked_is_verified_by_its_age(
+    transactional_db: None, settings: Any, varnish_cache: Any
+) -> None:
+    # Varnish keys pages on the Host header with its port, so HOSTS names host:port.
+    settings.ROAN_BACKENDS = varnish_backend(
+        varnish_cache, [f"127.0.0.1:{varnish_cache.port}"], HEADER=None
+    )
+    page = f"{varnish_cache.url}/verify/varnish-good"
+    requests.get(page, timeout=5)
+    assert requests.get(page, timeout=5).headers["X-Cache"] == "HIT"
+
+    roan.purge_urls(["/verify/varnish-good"])
+    finish()
+
+    attempt = PurgeAttempt.objects.get(target="/verify/varnish-good")
+    assert (attempt.status, attempt.verification) == ("ok", "verified")
+    assert "Age: 0" in attempt.verification_detail
+
+
+def test_a_varnish_purge_sent_for_another_host_is_still_cached(
+    transactional_db: None, settings: Any, varnish_cache: Any
+) -> None:
+    # The purge goes out with Host "127.0.0.1" (the first of HOSTS); the page was cached
+    # under "127.0.0.1:<port>": another cache key.
+    settings.ROAN_BACKENDS = varnish_backend(
+        varnish_cache, ["127.0.0.1", f"127.0.0.1:{varnish_cache.port}"], HEADER="X-Cache"
+    )
+    page = f"{varnish_cache.url}/verify/varnish-host"
+    requests.get(page, timeout=5)
+
+    roan.purge_urls(["/verify/varnish-host"])
+    finish()
+
+    attempt = PurgeAttempt.objects.get(target="/verify/varnish-host")
+    assert (attempt.status, attempt.http_status) == ("not_cached", 404)
+    assert attempt.verification == "still_cached"
+    assert "X-Cache: HIT" in attempt.verification_detail
+
+
 def test_the_dashboard_counts_verified_and_unverified_purges_of_the_last_day(
     db: None, admin_client: Any
 ) -> None:
@@ -325,6 +375,8 @@ def _options(**overrides: Any) -> verify.VerifyOptions:
     ("headers", "since", "verdict"),
     [
         ({"X-Cache-Status": "MISS"}, 0.1, "verified"),
+        # A hit within the purge's second is the old copy, whatever its Age.
+        ({"X-Cache": "HIT", "Age": "0"}, 0.3, "still_cached"),
         ({"X-Cache-Status": "HIT"}, 0.1, "still_cached"),
         ({"X-Cache-Status": "STALE"}, 0.1, "still_cached"),
         ({"x-cache-status": "hit"}, 0.1, "still_cached"),
