@@ -267,7 +267,7 @@ def probe(
     if result.status != OK:
         return UNVERIFIABLE, f"the probe failed: {result.error}"[:300]
     verdict, detail = classify(options, CaseInsensitiveDict(answer), since_purge)
-    return verdict, f"HTTP {result.http_status}, {detail}"[:300]
+    return verdict, f"probe answered HTTP {result.http_status}: {detail}"[:300]
 
 
 # -- the sender's side ---------------------------------------------------------------------
