@@ -37,7 +37,7 @@ from import_export.admin import ExportMixin, ImportExportModelAdmin
 from import_export.formats import base_formats
 
 from roan import admin_views as views
-from roan import dashboard, limits, pipeline, rules
+from roan import dashboard, limits, pipeline, rules, verify
 from roan.access import allowed_models, can_view_model, rule_model_refusal
 from roan.admin_views import can_purge, can_purge_all
 from roan.conf import roan_settings
@@ -538,9 +538,21 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
     actions = [repurge_selected]
+    # Shows the hint when VERIFY found the page still cached after its purge.
+    change_form_template = "admin/roan/purgeattempt/change_form.html"
 
     class Media:
         css = {"all": ["roan/admin.css"]}
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra = {"roan_verify_hint": verify.HINT, **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)
@@ -586,12 +598,20 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
 
     @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_badge(self, attempt: PurgeAttempt) -> str:
-        return format_html(
+        badge = format_html(
             '<span class="roan-badge roan-status-{}" title="{}">{}</span>',
             attempt.status,
             attempt.error,
             attempt.get_status_display(),
         )
+        if attempt.verification in (verify.STILL_CACHED, verify.VERIFIED):
+            badge += format_html(
+                '<br><span class="roan-badge roan-verify-{}" title="{}">{}</span>',
+                attempt.verification,
+                attempt.verification_detail,
+                attempt.get_verification_display(),
+            )
+        return badge
 
     @admin.display(description=gettext_lazy("latency"), ordering="latency_ms")
     def latency(self, attempt: PurgeAttempt) -> str:

@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 
 from roan.access import ROAN_APP, SENSITIVE_APPS, is_roan_model, is_sensitive
 from roan.conf import roan_settings
+from roan.verify import parse_verify
 
 
 def check_backends(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -26,8 +27,8 @@ def check_backends(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         return [checks.Error("ROAN_BACKENDS must be a dict of alias -> options.", id="roan.E001")]
     for alias, config in roan_settings.BACKENDS.items():
         try:
-            # A missing timeout is reported on its own, as roan.E010.
-            backend = build_backend(alias, _without_missing_timeout(config))
+            # A missing timeout is reported on its own, as roan.E010; VERIFY as roan.E110.
+            backend = build_backend(alias, _without_verify(_without_missing_timeout(config)))
         except ImproperlyConfigured as exc:
             messages.append(
                 checks.Error(
@@ -102,6 +103,34 @@ def _without_missing_timeout(config: Any) -> Any:
     if isinstance(config, dict) and "TIMEOUT" in config and _no_timeout(config["TIMEOUT"]):
         return {k: v for k, v in config.items() if k != "TIMEOUT"}
     return config
+
+
+def _without_verify(config: Any) -> Any:
+    if isinstance(config, dict) and "VERIFY" in config:
+        return {k: v for k, v in config.items() if k != "VERIFY"}
+    return config
+
+
+def check_verify(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A backend's VERIFY option: valid, and fetching only from a host in its HOSTS."""
+    messages: list[checks.CheckMessage] = []
+    for alias, config in roan_settings.BACKENDS.items():
+        if not isinstance(config, dict):
+            continue  # roan.E002
+        try:
+            parse_verify(alias, config)
+        except ImproperlyConfigured as exc:
+            messages.append(
+                checks.Error(
+                    str(exc),
+                    hint=(
+                        'Give VERIFY a BASE_URL like "https://www.example.com" whose host is '
+                        "one of the backend's HOSTS (the probe never fetches from elsewhere)."
+                    ),
+                    id="roan.E110",
+                )
+            )
+    return messages
 
 
 def _positive_seconds(value: Any) -> bool:
@@ -466,3 +495,4 @@ def register() -> None:
     checks.register(check_rule_stamp_timeout, "roan")
     checks.register(check_manual_purge_bounds, "roan")
     checks.register(check_http_url_credentials, "roan")
+    checks.register(check_verify, "roan")

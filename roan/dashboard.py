@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from roan import admin_views
+from roan import admin_views, verify
 from roan.backends.base import PurgeRequest, purges_everything
 from roan.models import PurgeAttempt
 
@@ -148,6 +148,27 @@ def queue(qs: QuerySet[PurgeAttempt]) -> dict[str, Any]:
         "pending": pending.get("n", 0),
         "failing": by_status.get("failed", {}).get("n", 0),
         "oldest_pending": pending.get("oldest"),
+    }
+
+
+def verification_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> dict[str, Any]:
+    """Purges probed by a backend's VERIFY in the last 24 hours, by verdict (one query)."""
+    since = now - datetime.timedelta(hours=24)
+    rows = (
+        qs.filter(created_at__gte=since)
+        .exclude(verification="")
+        .order_by()
+        .values("verification")
+        .annotate(n=Count("pk"))
+    )
+    counts = {row["verification"]: row["n"] for row in rows}
+    return {
+        "any": bool(counts),
+        "verified": counts.get(verify.VERIFIED, 0),
+        "still_cached": counts.get(verify.STILL_CACHED, 0),
+        "unverified": counts.get(verify.UNVERIFIABLE, 0) + counts.get(verify.PENDING, 0),
+        "pending": counts.get(verify.PENDING, 0),
+        "hint": verify.HINT,
     }
 
 
@@ -461,6 +482,7 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
         "purge_chart": purge_chart(buckets),
         "latency_chart": latency_chart(buckets, backends),
         "failures": latest_failures(qs),
+        "verification": verification_counts(qs, now),
     }
 
 

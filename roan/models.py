@@ -117,6 +117,15 @@ class PurgeAttempt(models.Model):
         RETRY = "retry", _("retry")
         CODE_RULE = "code_rule", _("code rule")
 
+    class Verification(models.TextChoices):
+        # "" is "not verified": the backend has no VERIFY, or the attempt is not an
+        # ok/not_cached purge of a URL.
+        NONE = "", _("not verified")
+        PENDING = "pending", _("probe pending")
+        VERIFIED = "verified", _("verified")
+        STILL_CACHED = "still_cached", _("still cached")
+        UNVERIFIABLE = "unverifiable", _("unverifiable")
+
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     status = models.CharField(
@@ -150,6 +159,28 @@ class PurgeAttempt(models.Model):
         help_text=_("Later requests for the same target merged into this one while pending."),
     )
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    verification = models.CharField(
+        _("verification"),
+        max_length=14,
+        choices=Verification.choices,
+        default=Verification.NONE,
+        # The database default too: the outbox writes rows with raw SQL that names
+        # only the columns it sets.
+        db_default=Verification.NONE,
+        blank=True,
+        help_text=_(
+            "What fetching the page right after the purge showed (the backend's VERIFY "
+            "option): the cache served it fresh, or still from its cache."
+        ),
+    )
+    verification_detail = models.CharField(
+        _("verification detail"),
+        max_length=300,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("The cache status header or Age seen, or why the page was not probed."),
+    )
     claimed_until = models.DateTimeField(
         _("claimed until"),
         null=True,

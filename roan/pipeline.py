@@ -34,7 +34,7 @@ from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import limits
+from roan import limits, verify
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
@@ -444,6 +444,8 @@ def send(
             for group_results in pool.map(lambda job: _send_group(*job), jobs):
                 results.update(group_results)
     _record(sendable, results, using=db)
+    # Probes run on verify's own thread: this one may be the editor's request.
+    verify.after_send(sendable, using=db)
     return attempts
 
 

@@ -32,10 +32,17 @@ def build_backend(alias: str, config: dict[str, Any]) -> BaseBackend:
             f"ROAN_BACKENDS[{alias!r}]['BACKEND']: {config['BACKEND']!r} is not a roan backend."
         )
     from roan.limits import SENDER_OPTIONS, validate_options
+    from roan.verify import parse_verify
 
     validate_options(alias, config)
-    # RATE_LIMIT and PAUSED are roan's (the sender applies them), so no backend sees them.
-    options = {k: v for k, v in config.items() if k != "BACKEND" and k not in SENDER_OPTIONS}
+    parse_verify(alias, config)
+    # RATE_LIMIT, PAUSED and VERIFY are roan's (the sender applies them), so no backend
+    # sees them.
+    options = {
+        k: v
+        for k, v in config.items()
+        if k not in {"BACKEND", "VERIFY"} and k not in SENDER_OPTIONS
+    }
     return cls(alias, options)
 
 

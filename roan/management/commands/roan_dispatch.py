@@ -11,6 +11,10 @@ from django.utils import timezone
 
 from roan.models import PurgeAttempt
 from roan.pipeline import send
+from roan.verify import expire_pending, verifier
+
+#: How long roan_dispatch waits for its verification probes at most before exiting.
+VERIFY_DRAIN_SECONDS = 30.0
 
 
 class Command(BaseCommand):
@@ -54,6 +58,10 @@ class Command(BaseCommand):
             if pause is None:
                 break
             time.sleep(pause)
+        # This process ends here: let the purges' verification probes run first (the
+        # thread is a daemon), and close the probes some ended process never ran.
+        verifier.drain(timeout=VERIFY_DRAIN_SECONDS)
+        expire_pending(using=db)
         counts: dict[str, int] = {}
         for status in handled.values():
             counts[status] = counts.get(status, 0) + 1

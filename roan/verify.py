@@ -1,0 +1,438 @@
+"""Prove a purge worked: fetch the page right after it and read the cache's status.
+
+A backend's optional ``VERIFY`` option (off by default)::
+
+    "VERIFY": {
+        "BASE_URL": "https://www.example.com",  # required; its host must be in HOSTS
+        "HEADER": "X-Cache-Status",             # the cache status header (None: Age only)
+        "HIT": ["HIT", "STALE", "UPDATING"],    # its values that mean "served from cache"
+        "RATE": 5,                              # probes a second at most, per backend
+        "TIMEOUT": 2,                           # seconds for a whole probe
+        "METHOD": "HEAD",                       # or "GET"
+    }
+
+After an ``ok`` or ``not_cached`` purge of a URL (kind ``url``), the sender marks the
+attempt ``verification="pending"`` and hands it to this process's probe thread; the
+thread fetches ``BASE_URL + target`` and records ``verified`` (the cache answered MISS,
+or an ``Age`` younger than the purge), ``still_cached`` (HIT, or an older ``Age``: the
+purge did not reach the page's cache entry) or ``unverifiable`` (no status header, no
+answer, over the rate, another host). The probe never runs in the thread that sent the
+purge: inline dispatch runs in the editor's request (``on_commit``), so a probe there
+would delay the save's response by up to ``TIMEOUT`` per page.
+
+No SSRF: the probe goes to ``BASE_URL``, fixed in settings, whose host must be one of
+the backend's ``HOSTS``; editors only choose the path, and paths with ``.``/``..``
+segments are never sent. Probes reuse the purge transport (:mod:`roan.backends._http`):
+a deadline for the whole answer, at most 64 KiB of body read, redirects not followed,
+no proxies or ``.netrc`` from the environment.
+
+A probe refills the cache (the fetch is a miss), like the first reader would. A reader
+may also refill it between the purge and the probe; with an ``Age`` header that case is
+told apart (the entry is younger than the purge), without one it reads as a hit, so a
+busy page can show ``still_cached`` once by bad luck: look for a pattern, not one row.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextvars
+import dataclasses
+import datetime
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from django.utils import timezone
+from requests.structures import CaseInsensitiveDict
+
+from roan import limits
+from roan.backends._http import Call, HTTPTransport
+from roan.backends.base import NOT_CACHED, OK, URL, BaseBackend, PurgeResult
+from roan.conf import roan_settings
+from roan.templating import has_dot_segment
+
+if TYPE_CHECKING:
+    from roan.models import PurgeAttempt
+
+logger = logging.getLogger(__name__)
+
+PENDING = "pending"
+VERIFIED = "verified"
+STILL_CACHED = "still_cached"
+UNVERIFIABLE = "unverifiable"
+
+#: Shown with every ``still_cached`` attempt: the usual cause, and where to look.
+HINT = (
+    "The purge did not reach the page's cache entry: check the cache key (scheme, host, "
+    "$request_uri) of the purge location; it must build the same key as the location "
+    "that caches the page."
+)
+
+OPTION_NAMES = frozenset({"BASE_URL", "HEADER", "HIT", "RATE", "TIMEOUT", "METHOD"})
+DEFAULT_HIT = ("HIT", "STALE", "UPDATING")
+#: Attempts waiting for this process's probe thread at most; more are not probed.
+QUEUE_LIMIT = 1000
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifyOptions:
+    base_url: str  # scheme://host[:port], no trailing slash
+    host: str  # the host name of base_url, lowercase
+    header: str | None
+    hit: frozenset[str]
+    rate: float
+    timeout: float
+    method: str
+
+
+def parse_verify(alias: str, config: Mapping[str, Any]) -> VerifyOptions | None:
+    """The ``VERIFY`` option of backend ``alias`` (``None``: off), validated against its
+    ``HOSTS``. Raises ``ImproperlyConfigured`` with what to fix."""
+    value = config.get("VERIFY")
+    if value is None or value is False:
+        return None
+    where = f"ROAN_BACKENDS[{alias!r}]['VERIFY']"
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(f'{where} must be a dict like {{"BASE_URL": "https://..."}}.')
+    unknown = set(value) - OPTION_NAMES
+    if unknown:
+        raise ImproperlyConfigured(f"{where}: unknown option(s) {', '.join(sorted(unknown))}.")
+    base_url, host = _base_url(where, value.get("BASE_URL"), config.get("HOSTS", ()))
+    header = value.get("HEADER", "X-Cache-Status")
+    if header is not None and not (isinstance(header, str) and _HEADER_NAME.fullmatch(header)):
+        raise ImproperlyConfigured(f"{where}['HEADER'] must be a header name or None.")
+    hit = value.get("HIT", DEFAULT_HIT)
+    if isinstance(hit, str) or not all(isinstance(h, str) and h.strip() for h in hit):
+        raise ImproperlyConfigured(f"{where}['HIT'] must be a list of header values.")
+    rate = _number(where, "RATE", value.get("RATE", 5), 1000)
+    timeout = _number(where, "TIMEOUT", value.get("TIMEOUT", 2), 30)
+    method = value.get("METHOD", "HEAD")
+    if method not in ("HEAD", "GET"):
+        raise ImproperlyConfigured(f"{where}['METHOD'] must be 'HEAD' or 'GET'.")
+    return VerifyOptions(
+        base_url=base_url,
+        host=host,
+        header=header,
+        hit=frozenset(h.strip().upper() for h in hit),
+        rate=rate,
+        timeout=timeout,
+        method=method,
+    )
+
+
+def _number(where: str, name: str, value: Any, most: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ImproperlyConfigured(f"{where}[{name!r}] must be a number.")
+    if not (math.isfinite(value) and 0 < value <= most):
+        raise ImproperlyConfigured(f"{where}[{name!r}] must be more than 0 and at most {most}.")
+    return float(value)
+
+
+def _base_url(where: str, url: Any, hosts: Any) -> tuple[str, str]:
+    if not isinstance(url, str):
+        raise ImproperlyConfigured(f"{where} needs BASE_URL, the site's public http(s) URL.")
+    try:
+        parts = urlsplit(url)
+        hostname = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{where}['BASE_URL'] is not a valid URL.") from None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise ImproperlyConfigured(f"{where}['BASE_URL'] must be an http(s) URL.")
+    if "@" in parts.netloc or parts.query or parts.fragment or parts.path.strip("/"):
+        raise ImproperlyConfigured(
+            f"{where}['BASE_URL'] must be scheme://host[:port] only: no user, path or query "
+            "(the path comes from each purge)."
+        )
+    allowed = {str(h).lower() for h in ([hosts] if isinstance(hosts, str) else hosts)}
+    if not allowed:
+        raise ImproperlyConfigured(
+            f"{where} needs the backend's HOSTS: the probe only fetches from a host listed there."
+        )
+    if hostname not in allowed and f"{hostname}:{port}" not in allowed:
+        raise ImproperlyConfigured(
+            f"{where}['BASE_URL'] host {hostname!r} is not in the backend's HOSTS "
+            f"({', '.join(sorted(allowed))}): the probe only fetches from those."
+        )
+    return f"{parts.scheme}://{parts.netloc}", hostname
+
+
+def options_for(alias: str) -> VerifyOptions | None:
+    """``alias``'s VERIFY options now (``None`` when off or invalid: the check says why)."""
+    config = roan_settings.BACKENDS.get(alias)
+    if not isinstance(config, Mapping):
+        return None
+    try:
+        return parse_verify(alias, config)
+    except ImproperlyConfigured:
+        return None
+
+
+# -- reading the answer ------------------------------------------------------------------
+
+
+def _age(value: str | None) -> int | None:
+    if value is None or not re.fullmatch(r"[0-9]{1,10}", value.strip()):
+        return None
+    return int(value.strip())
+
+
+def classify(
+    options: VerifyOptions, headers: Mapping[str, str], since_purge: float
+) -> tuple[str, str]:
+    """``(verdict, detail)`` for the probe's answer headers, ``since_purge`` seconds after
+    the purge was recorded.
+
+    An ``Age`` older than the purge means the purge missed the page, whatever the status
+    header says; a hit whose ``Age`` is younger than the purge was refilled since.
+    """
+    status = headers.get(options.header) if options.header else None
+    age = _age(headers.get("Age"))
+    seen = "; ".join(
+        part
+        for part in (
+            f"{options.header}: {status[:60]}" if status is not None else "",
+            f"Age: {age}" if age is not None else "",
+        )
+        if part
+    )
+    # Age is whole seconds; an entry stored after the purge is at most this old.
+    fresh_age = math.floor(max(0.0, since_purge))
+    if age is not None and age > fresh_age:
+        return STILL_CACHED, f"the cache served a copy older than the purge ({seen})"
+    if status is not None:
+        tokens = {t for t in re.split(r"[\s,]+", status.strip().upper()) if t}
+        if tokens & options.hit:
+            # A hit is a refill only when its Age proves it is younger than the purge:
+            # Age counts whole seconds, so within the purge's second a hit is the old copy.
+            if age is not None and age < fresh_age:
+                return VERIFIED, f"refilled after the purge ({seen})"
+            return STILL_CACHED, f"the cache served its copy ({seen})"
+        return VERIFIED, f"fetched fresh ({seen})"
+    if age is not None:
+        return VERIFIED, f"fetched fresh ({seen})"
+    wanted = f"{options.header} or Age" if options.header else "Age"
+    return UNVERIFIABLE, f"the answer had no {wanted} header"
+
+
+# -- probing ---------------------------------------------------------------------------------
+
+#: The probe's answer headers, filled by the transport's interpreter on this thread.
+_answer: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "roan_verify_answer", default=None
+)
+
+
+def _keep_headers(status: int, latency_ms: float, headers: Mapping[str, str]) -> PurgeResult:
+    answer = _answer.get()
+    if answer is not None:
+        answer.update({name: str(value) for name, value in headers.items()})
+    return PurgeResult(OK, http_status=status, latency_ms=latency_ms)
+
+
+def probe(
+    alias: str, options: VerifyOptions, target: str, host: str, since_purge: float
+) -> tuple[str, str]:
+    """Fetch ``target`` from the VERIFY base URL and classify the answer. Never raises."""
+    if host and host.lower() != options.host:
+        return UNVERIFIABLE, f"the page is on host {host!r}; VERIFY fetches from {options.host!r}"
+    if not target.startswith("/") or has_dot_segment(target):
+        return UNVERIFIABLE, "not a path roan fetches"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return UNVERIFIABLE, "the path has spaces or control characters"
+    half = options.timeout / 2
+    # Half the deadline to connect, half for the whole answer: the probe takes at most
+    # TIMEOUT (the transport enforces the answer's deadline, not just per recv()).
+    owner = BaseBackend(f"{alias} VERIFY", {"TIMEOUT": (half, half)})
+    transport = HTTPTransport(owner, interpret=_keep_headers)
+    answer: dict[str, str] = {}
+    token = _answer.set(answer)
+    try:
+        call = Call(
+            options.method, options.base_url + target, {"User-Agent": "roan-verify"}, target
+        )
+        result = transport.send("verify", call)
+    finally:
+        _answer.reset(token)
+        transport.close()
+    if result.status != OK:
+        return UNVERIFIABLE, f"the probe failed: {result.error}"[:300]
+    verdict, detail = classify(options, CaseInsensitiveDict(answer), since_purge)
+    return verdict, f"probe answered HTTP {result.http_status}: {detail}"[:300]
+
+
+# -- the sender's side ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    pk: int
+    backend: str
+    target: str
+    host: str
+    finished_at: datetime.datetime
+    using: str
+
+
+def after_send(attempts: Iterable[PurgeAttempt], *, using: str) -> list[Job]:
+    """Queue a probe for each attempt just recorded ``ok``/``not_cached`` for a URL on a
+    backend with VERIFY; returns the jobs queued. Never raises, never probes itself.
+
+    Each backend's ``RATE`` is a token bucket (shared through ``ROAN_CACHE``, like
+    ``RATE_LIMIT``): attempts over it are recorded ``unverifiable`` at once rather than
+    probed late, when a reader may have refilled the page.
+    """
+    try:
+        return _after_send(list(attempts), using=using)
+    except Exception:
+        logger.exception("roan: cannot queue verification probes")
+        return []
+
+
+def _after_send(attempts: list[PurgeAttempt], *, using: str) -> list[Job]:
+    groups: dict[str, list[PurgeAttempt]] = collections.defaultdict(list)
+    for attempt in attempts:
+        if attempt.kind == URL and attempt.status in (OK, NOT_CACHED):
+            groups[attempt.backend].append(attempt)
+    jobs: list[Job] = []
+    for alias, group in groups.items():
+        options = options_for(alias)
+        if options is None:
+            continue
+        bucket = limits.RateLimit(options.rate, max(1.0, options.rate))
+        given, _ = limits.take(f"{alias}:verify", bucket, len(group))
+        probed, over = group[:given], group[given:]
+        if over:
+            detail = f"not probed: over VERIFY's RATE ({options.rate:g} a second)"
+            _mark([a.pk for a in over], UNVERIFIABLE, detail, using=using)
+        if probed:
+            _mark([a.pk for a in probed], PENDING, "", using=using)
+            now = timezone.now()
+            jobs.extend(
+                Job(a.pk, alias, a.target, a.host, a.finished_at or now, using) for a in probed
+            )
+    if jobs:
+        refused = verifier.put(jobs)
+        if refused:
+            _mark(
+                [j.pk for j in refused],
+                UNVERIFIABLE,
+                "not probed: the probe queue is full",
+                using=using,
+            )
+    return jobs
+
+
+def _mark(
+    pks: Sequence[int], verdict: str, detail: str, *, using: str, only_pending: bool = False
+) -> int:
+    from roan.models import PurgeAttempt
+
+    rows = PurgeAttempt.objects.using(using).filter(pk__in=list(pks))
+    if only_pending:
+        rows = rows.filter(verification=PENDING)
+    return rows.update(verification=verdict, verification_detail=detail[:300])
+
+
+def run_job(job: Job) -> str:
+    """Probe one queued attempt and record the verdict on its row; returns the verdict."""
+    options = options_for(job.backend)
+    if options is None:
+        verdict, detail = UNVERIFIABLE, "VERIFY was turned off before the probe"
+    else:
+        since = (timezone.now() - job.finished_at).total_seconds()
+        verdict, detail = probe(job.backend, options, job.target, job.host, since)
+    _mark([job.pk], verdict, detail, using=job.using, only_pending=True)
+    if verdict == STILL_CACHED:
+        logger.warning(
+            "roan: %s on %s is still cached after its purge: %s", job.target, job.backend, detail
+        )
+    return verdict
+
+
+class Verifier:
+    """One daemon thread per process that runs queued probes one after the other.
+
+    Probes wait at most ``QUEUE_LIMIT`` deep; the rate limit keeps the queue short in
+    practice. The thread closes its database connections whenever the queue runs dry.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: collections.deque[Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._thread: threading.Thread | None = None
+
+    def put(self, jobs: Sequence[Job]) -> list[Job]:
+        """Queue ``jobs``; returns those refused because the queue is full."""
+        with self._cond:
+            room = max(0, QUEUE_LIMIT - len(self._jobs) - self._busy)
+            taken, refused = list(jobs[:room]), list(jobs[room:])
+            self._jobs.extend(taken)
+            if taken and (self._thread is None or not self._thread.is_alive()):
+                self._thread = threading.Thread(target=self._run, name="roan-verify", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        return refused
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every queued probe has run (or ``timeout`` seconds); True if all did.
+
+        ``roan_dispatch`` calls this before it exits, so its probes are not lost.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._jobs or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._jobs:
+                    # Idle: give the thread's database connections back, and end; the
+                    # next put() starts a new thread.
+                    connections.close_all()
+                    self._thread = None
+                    self._cond.notify_all()
+                    return
+                job = self._jobs.popleft()
+                self._busy += 1
+            try:
+                run_job(job)
+            except Exception:
+                logger.exception("roan: the verification probe of attempt %s failed", job.pk)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+
+verifier = Verifier()
+
+
+def expire_pending(*, older_than: float = 300.0, using: str | None = None) -> int:
+    """Record ``unverifiable`` on probes still pending ``older_than`` seconds after their
+    purge (their process ended before probing): a late probe proves nothing."""
+    from roan.models import PurgeAttempt
+
+    cutoff = timezone.now() - datetime.timedelta(seconds=older_than)
+    rows = PurgeAttempt.objects.db_manager(using).filter(
+        verification=PENDING, finished_at__lt=cutoff
+    )
+    return rows.update(
+        verification=UNVERIFIABLE,
+        verification_detail="not probed: the process that sent the purge ended first",
+    )
