@@ -150,10 +150,14 @@ def _rows(aliases: Collection[str], keys: Collection[Key], *, using: str) -> Pur
     caller matches host and kind)."""
     from roan.models import PurgeAttempt
 
-    return PurgeAttempt.objects.get_queryset().using(using).filter(
-        models.Q(status="pending") | models.Q(status="failed"),
-        backend__in=list(aliases),
-        target__in=list({target for _host, _kind, target in keys}),
+    return (
+        PurgeAttempt.objects.get_queryset()
+        .using(using)
+        .filter(
+            models.Q(status="pending") | models.Q(status="failed"),
+            backend__in=list(aliases),
+            target__in=list({target for _host, _kind, target in keys}),
+        )
     )
 
 
@@ -193,21 +197,16 @@ def pull_inner(
     return pulled
 
 
-def hold_outer(
+def _blocking(
     attempts: Sequence[PurgeAttempt], *, using: str, paused: Collection[str]
-) -> list[PurgeAttempt]:
-    """Return the ``attempts`` whose inner caches have all purged their target; put the
-    others back in the queue, due when their inner attempt is, with the reason."""
-    from roan.backends import get_backend
-
+) -> dict[tuple[str, Key], datetime.datetime]:
+    """``(inner alias, key)`` for each inner attempt still to send for the targets of
+    ``attempts``, with when it is due again (the latest, when it has several nodes)."""
     waiting: dict[str, set[Key]] = defaultdict(set)
     for attempt in attempts:
         for inner in _after(attempt.backend):
             waiting[inner].add(_key(attempt))
-    if not waiting:
-        return list(attempts)
     now = timezone.now()
-    # (inner alias, key) -> when the first of its unfinished attempts is due again.
     blocked: dict[tuple[str, Key], datetime.datetime] = {}
     for inner, keys in waiting.items():
         for chunk in _chunks(sorted(keys)):
@@ -226,14 +225,33 @@ def hold_outer(
                     live = claimed if claimed is not None and claimed > now else None
                     at = max(t for t in (next_at, live, now) if t is not None)
                 blocked[(inner, key)] = max(at, blocked.get((inner, key), at))
+    return blocked
+
+
+def _waits(
+    attempt: PurgeAttempt, blocked: Mapping[tuple[str, Key], datetime.datetime]
+) -> list[tuple[datetime.datetime, str]]:
+    key = _key(attempt)
+    return [(blocked[(i, key)], i) for i in _after(attempt.backend) if (i, key) in blocked]
+
+
+def hold_outer(
+    attempts: Sequence[PurgeAttempt], *, using: str, paused: Collection[str]
+) -> list[PurgeAttempt]:
+    """Return the ``attempts`` whose inner caches have all purged their target; put the
+    others back in the queue, due when their inner attempt is, with the reason."""
+    from roan.backends import get_backend
+    from roan.limits import _release
+    from roan.models import PurgeAttempt
+
+    if not any(_after(attempt.backend) for attempt in attempts):
+        return list(attempts)
+    blocked = _blocking(attempts, using=using, paused=paused)
+    now = timezone.now()
     send: list[PurgeAttempt] = []
     held: list[tuple[PurgeAttempt, datetime.datetime]] = []
     for attempt in attempts:
-        waits = [
-            (blocked[(inner, _key(attempt))], inner)
-            for inner in _after(attempt.backend)
-            if (inner, _key(attempt)) in blocked
-        ]
+        waits = _waits(attempt, blocked)
         if not waits:
             send.append(attempt)
             continue
@@ -247,10 +265,16 @@ def hold_outer(
         # Never due "now" while the inner one is still unsent: a sender that finds them
         # both due claims the inner one with it (pull_inner), so a second is plenty.
         held.append((attempt, max(at, now + datetime.timedelta(seconds=1))))
-    if held:
-        from roan.limits import _release
-
-        _release(held, using=using, also=("error",))
+    if not held:
+        return send
+    _release(held, using=using, also=("error",))
+    # Another sender may have recorded the inner attempt between the look above and the
+    # release: it then found these still claimed by us and left them. Looking once more,
+    # after the release, one of the two senders always sees the other's write.
+    again = _blocking([a for a, _at in held], using=using, paused=paused)
+    free = [attempt.pk for attempt, _at in held if not _waits(attempt, again)]
+    if free:
+        send += PurgeAttempt.objects.claim(free, limit=len(free), using=using, any_time=True)
     return send
 
 

@@ -399,3 +399,30 @@ def test_with_task_dispatch_the_held_outer_purge_is_queued_and_goes_after_the_in
 
     assert sent(outbox) == [("page-cache", "/a/"), ("edge", "/a/")]
     assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
+
+
+def test_an_inner_purge_recorded_by_another_sender_while_the_outer_is_held_releases_it(
+    settings: Any, outbox: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another sender has the inner attempt in flight; it records "ok" just while this one
+    # puts the outer attempt back (and found it still claimed, so it could not take it).
+    settings.ROAN_BACKENDS = {
+        "outer": locmem(NODES=["edge"], AFTER=["inner"]),
+        "inner": locmem(NODES=["page-cache"]),
+    }
+    with hold_dispatch() as held, transaction.atomic():
+        roan.purge_urls(["/a/"])
+    inner = PurgeAttempt.objects.get(backend="inner")
+    lease = timezone.now() + datetime.timedelta(seconds=120)
+    PurgeAttempt.objects.filter(pk=inner.pk).update(claimed_until=lease)  # in flight
+    release = limits._release
+
+    def other_sender_records_meanwhile(*args: Any, **kwargs: Any) -> None:
+        PurgeAttempt.objects.filter(pk=inner.pk).update(status="ok", claimed_until=None)
+        release(*args, **kwargs)
+
+    monkeypatch.setattr(limits, "_release", other_sender_records_meanwhile)
+    send(held)
+
+    assert sent(outbox) == [("edge", "/a/")]
+    assert PurgeAttempt.objects.get(backend="outer").status == "ok"
