@@ -483,6 +483,29 @@ def check_http_url_credentials(app_configs: Any = None, **kwargs: Any) -> list[c
     return messages
 
 
+def check_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.E100: an ``AFTER`` option that is not a list of other aliases, or a cycle."""
+    from roan.layers import layer_order
+
+    if not isinstance(getattr(settings, "ROAN_BACKENDS", {}), dict):
+        return []  # roan.E001
+    try:
+        layer_order(roan_settings.BACKENDS)
+    except ImproperlyConfigured as exc:
+        return [
+            checks.Error(
+                str(exc),
+                hint=(
+                    "AFTER lists the aliases of the caches behind this one (purged before "
+                    'it), e.g. "nginx": {..., "AFTER": ["django"]}; no backend is sent '
+                    "until this is fixed."
+                ),
+                id="roan.E100",
+            )
+        ]
+    return []
+
+
 def register() -> None:
     checks.register(check_backends, "roan")
     checks.register(check_task_dispatch, "roan")
@@ -496,3 +519,4 @@ def register() -> None:
     checks.register(check_manual_purge_bounds, "roan")
     checks.register(check_http_url_credentials, "roan")
     checks.register(check_verify, "roan")
+    checks.register(check_layers, "roan")

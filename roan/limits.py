@@ -47,8 +47,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Options in ``ROAN_BACKENDS`` entries that roan's sender reads; backends never see them.
-SENDER_OPTIONS = frozenset({"RATE_LIMIT", "PAUSED"})
+#: Options in ``ROAN_BACKENDS`` entries that roan's sender reads; backends never see them
+#: (``AFTER``: see :mod:`roan.layers`).
+SENDER_OPTIONS = frozenset({"RATE_LIMIT", "PAUSED", "AFTER"})
 
 #: The bucket is kept as this many slots of ``BURST / RATE / SLOTS`` seconds each.
 SLOTS = 10
@@ -220,7 +221,11 @@ def hold_back(attempts: Sequence[PurgeAttempt], *, using: str) -> list[PurgeAtte
     return [a for a in attempts if a.pk in send_ids]
 
 
-def _release(held: list[tuple[PurgeAttempt, datetime.datetime]], *, using: str) -> None:
+def _release(
+    held: list[tuple[PurgeAttempt, datetime.datetime]], *, using: str, also: Sequence[str] = ()
+) -> None:
+    """End the claim of ``held`` attempts, each due again at its time (``also``: more
+    columns set on the objects to write, e.g. the reason in ``error``)."""
     from roan.models import PurgeAttempt
 
     now = timezone.now()
@@ -246,7 +251,7 @@ def _release(held: list[tuple[PurgeAttempt, datetime.datetime]], *, using: str) 
         attempt.claimed_until = at if twin else None
         attempt.next_attempt_at = at
         attempt.updated_at = now
-    fields = ["claimed_until", "next_attempt_at", "updated_at"]
+    fields = ["claimed_until", "next_attempt_at", "updated_at", *also]
     attempts = [attempt for attempt, _at in held]
     try:
         with transaction.atomic(using=using):

@@ -204,11 +204,14 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         limit: int = 1000,
         using: str | None = None,
         exclude_backends: Collection[str] = (),
+        any_time: bool = False,
     ) -> list[PurgeAttempt]:
         """Take due attempts (these ``ids``, or any) for sending, under a lease.
 
-        On PostgreSQL rows locked by another sender (or by a transaction that just merged
-        a request into them) are skipped, never waited for.
+        ``any_time``: also those whose ``next_attempt_at`` has not come (the outer
+        attempts an inner cache's purge releases, see :mod:`roan.layers`); never one
+        that another sender holds. On PostgreSQL rows locked by another sender (or by a
+        transaction that just merged a request into them) are skipped, never waited for.
         """
         from roan.conf import roan_settings
 
@@ -216,7 +219,14 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         now = timezone.now()
         lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
         with transaction.atomic(using=db):
-            qs = self.get_queryset().using(db).due(now)
+            qs = self.get_queryset().using(db)
+            if any_time:
+                qs = qs.filter(
+                    models.Q(status="pending") | models.Q(status="failed"),
+                    models.Q(claimed_until__isnull=True) | models.Q(claimed_until__lt=now),
+                )
+            else:
+                qs = qs.due(now)
             if ids is not None:
                 qs = qs.filter(pk__in=list(ids))
             if exclude_backends:  # paused: left pending and unclaimed

@@ -34,7 +34,7 @@ from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import limits, verify
+from roan import layers, limits, verify
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
@@ -416,22 +416,48 @@ def send(
     """Claim due attempts (these ``ids``, or any due ones), send them, record outcomes.
 
     Attempts of a paused backend are not claimed; attempts over a backend's rate limit
-    are released with a later ``next_attempt_at`` (see :mod:`roan.limits`).
-    Returns the attempts it handled, with their new status (still ``pending`` or
-    ``failed`` for those held back).
+    are released with a later ``next_attempt_at`` (see :mod:`roan.limits`). A backend with
+    ``AFTER`` is sent only once its inner caches have purged the same target (see
+    :mod:`roan.layers`). Returns the attempts it handled, with their new status (still
+    ``pending`` or ``failed`` for those held back).
     """
     from roan.models import PurgeAttempt
 
-    attempts = PurgeAttempt.objects.claim(
-        ids, limit=limit, using=using, exclude_backends=limits.paused_backends()
-    )
+    paused = limits.paused_backends()
+    attempts = PurgeAttempt.objects.claim(ids, limit=limit, using=using, exclude_backends=paused)
     if not attempts:
         return []
     db = using or router.db_for_write(PurgeAttempt)
-    # Attempts over a rate limit go back to the queue; they are returned still pending.
-    sendable = limits.hold_back(attempts, using=db)
-    if not sendable:
+    order = layers.layers()
+    if not any(order.values()):
+        # No AFTER anywhere: one layer, sent at once.
+        _send_layer(limits.hold_back(attempts, using=db), db)
         return attempts
+    # Inner caches first (roan.layers): the inner attempts for these targets join the
+    # batch, and each layer goes once the one inside it has been sent and recorded.
+    attempts += layers.pull_inner(attempts, using=db, exclude_backends=paused)
+    by_layer: dict[int, list[Any]] = defaultdict(list)
+    for attempt in limits.hold_back(attempts, using=db):
+        by_layer[order.get(attempt.backend, 0)].append(attempt)
+    for level in range(max(order.values()) + 1):
+        layer = by_layer.pop(level, [])
+        if level and layer:
+            layer = layers.hold_outer(layer, using=db, paused=paused)
+        if not layer:
+            continue
+        _send_layer(layer, db)
+        released = layers.release_waiting(layer, using=db, exclude_backends=paused)
+        attempts += released
+        for attempt in limits.hold_back(released, using=db):
+            by_layer[order.get(attempt.backend, 0)].append(attempt)
+    return attempts
+
+
+def _send_layer(sendable: list[Any], db: str) -> None:
+    """Send ``sendable`` (claimed attempts), one job per backend node in parallel, and
+    record the outcomes."""
+    if not sendable:
+        return
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for attempt in sendable:
         groups[(attempt.backend, attempt.node)].append(attempt)
@@ -446,7 +472,6 @@ def send(
     _record(sendable, results, using=db)
     # Probes run on verify's own thread: this one may be the editor's request.
     verify.after_send(sendable, using=db)
-    return attempts
 
 
 def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeResult]:

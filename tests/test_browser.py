@@ -18,8 +18,9 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from roan.models import PurgeAttempt, PurgeRule
-from tests.browser import DOCS, Admin, new_context, sign_in
+from tests.browser import DOCS, SCREENSHOTS, Admin, new_context, sign_in
 from tests.caches import start_nginx
+from tests.test_example import demo  # noqa: F401 - the example served by runserver
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -272,3 +273,36 @@ def test_re_purging_a_failure_from_the_dashboard_writes_a_new_attempt_naming_the
     failed.refresh_from_db()
     assert failed.status == "failed"  # the old row is history, never edited
     assert ("varnish-1", failed.target) in [(node, r.target) for node, r in outbox]
+
+
+def test_an_editor_saves_a_post_and_view_on_site_shows_the_new_title(
+    browser: Any,
+    demo: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    # The demo as `make demo` runs it (runserver, the page cache, roan purging it). The
+    # browser has the post's page in its own cache before the edit: with the old
+    # "max-age=600" the "View on site" click would show it from there, old title and all.
+    context = new_context(browser)
+    try:
+        page = sign_in(context, demo, "admin", password="admin")
+        page.goto(demo + "/posts/")
+        link = page.locator("a[href^='/posts/']:not([href='/posts/'])").first
+        path = link.get_attribute("href")
+        page.goto(demo + path)
+        old_title = page.locator("h1").inner_text().strip()
+        page.goto(demo + path)  # read twice: it is in the browser's cache now
+        assert page.locator("h1").inner_text().strip() == old_title
+
+        page.goto(f"{demo}/admin/blog/post/?q={path.strip('/').split('/')[-1]}")
+        page.locator("#result_list tbody tr th a").first.click()
+        page.fill("#id_title", "Edited in the browser")
+        page.click("input[name=_continue]")
+        page.wait_for_selector("ul.messagelist li.success")
+
+        page.click("a.viewsitelink")
+        page.wait_for_url(demo + path)
+        assert page.locator("h1").inner_text().strip() == "Edited in the browser"
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "view-on-site.png"))
+    finally:
+        context.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import sqlite3
 import subprocess
@@ -140,3 +141,59 @@ def test_editing_a_post_in_the_admin_changes_its_cached_page(demo: str, tmp_path
     finally:
         db.close()
     assert rows == [("ok", "save", "admin")]
+
+
+def test_public_pages_are_for_shared_caches_and_browsers_revalidate(
+    demo: str, tmp_path: Path
+) -> None:
+    first = requests.get(demo + "/posts/", timeout=5)
+    directives = {d.strip() for d in first.headers["Cache-Control"].split(",")}
+    # Shared caches keep the page 600 s (roan purges them); browsers ask again each time.
+    assert directives == {"public", "max-age=0", "s-maxage=600", "must-revalidate"}
+    assert first.headers["Expires"] == first.headers["Date"]  # not "now + 600"
+
+    # Django's page cache still keeps it for the configured 600 s, though max-age is 0.
+    time.sleep(1.1)
+    again = requests.get(demo + "/posts/", timeout=5)
+    assert rendered_at(again.text) == rendered_at(first.text), "served from Django's cache"
+    # A file cache entry starts with its expiry time (None: roan's rule stamp, no timeout).
+    stored = [pickle.loads(f.read_bytes()) for f in (tmp_path / "pages").rglob("*.djcache")]
+    expiries = [expiry for expiry in stored if expiry is not None]
+    assert len(expiries) >= 2, "cache_page stored the page and its header list"
+    assert all(550 < expiry - time.time() <= 600 for expiry in expiries)
+
+    # A browser revalidating the page it has gets a 304, no body.
+    etag = again.headers["ETag"]
+    revalidated = requests.get(demo + "/posts/", headers={"If-None-Match": etag}, timeout=5)
+    assert (revalidated.status_code, revalidated.content) == (304, b"")
+
+
+def test_with_nginx_configured_the_example_purges_it_after_the_page_cache(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "ROAN_EXAMPLE_SQLITE": str(tmp_path / "demo.sqlite3"),
+        "ROAN_EXAMPLE_NGINX_PURGE_URL": "http://127.0.0.1:8080/purge",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    code = (
+        "from django.conf import settings as s; b = s.ROAN_BACKENDS; "
+        "print(b['nginx']['AFTER'], b['nginx']['HOSTS'], b['site']['HOSTS'])"
+    )
+    manage = [sys.executable, str(EXAMPLE / "manage.py")]
+    shown = subprocess.run(
+        [*manage, "shell", "-v", "0", "-c", code],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.stdout.strip() == (
+        "['site'] ['localhost'] ['127.0.0.1:8000', 'localhost:8000', 'localhost']"
+    )
+    checked = subprocess.run(
+        [*manage, "check", "--tag", "roan"], env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "roan.E100" not in checked.stderr

@@ -7,6 +7,7 @@ visitor) or a ``Set-Cookie`` header (not cached at all).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
+from django.utils.http import http_date
 from django.views.decorators.cache import cache_control, cache_page
 
 from blog.models import Author, Post, Tag
@@ -22,9 +24,32 @@ View = Callable[..., HttpResponse]
 
 
 def public_page(view: View) -> View:
-    """Cache ``view`` in Django's cache and let caches in front keep it too."""
+    """Cache ``view`` in Django's cache and in shared caches in front; never in browsers.
+
+    Shared caches (nginx, Varnish, a CDN) keep the page for ``s-maxage`` seconds: roan
+    purges them when the content changes. A browser's cache is private and roan cannot
+    purge it, so browsers get ``max-age=0, must-revalidate``: they may store the page
+    but ask again every time (a cheap 304 when it has not changed: the ETag comes from
+    ConditionalGetMiddleware), and an editor's "View on site" shows the edit at once.
+
+    ``cache_page`` is given the timeout explicitly: without one it would read
+    ``max-age`` from the response, and ``max-age=0`` means "do not cache" to Django.
+    """
     seconds = settings.BLOG_PAGE_SECONDS
-    return cache_page(seconds)(cache_control(public=True, max_age=seconds)(view))
+    headers = cache_control(public=True, max_age=0, s_maxage=seconds, must_revalidate=True)
+    return cache_page(seconds)(_expires_now(headers(view)))
+
+
+def _expires_now(view: View) -> View:
+    # cache_page adds "Expires: now + timeout" unless the response has one; HTTP/1.0
+    # caches (which ignore Cache-Control) would keep the page that long.
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response.headers.setdefault("Expires", http_date())
+        return response
+
+    return wrapped
 
 
 def _posts() -> QuerySet[Post]:

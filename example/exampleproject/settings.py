@@ -36,6 +36,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # An ETag on every page, and 304 to a browser revalidating a page it has: the public
+    # pages tell browsers to ask again each time (blog/views.py).
+    "django.middleware.http.ConditionalGetMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -97,7 +100,8 @@ CACHES = {
     }
 }
 
-# How long cache_page keeps a public page, and the max-age sent to caches in front.
+# How long cache_page keeps a public page, and the s-maxage sent to caches in front
+# (browsers get max-age=0 and revalidate: roan can purge shared caches, not theirs).
 BLOG_PAGE_SECONDS = int(os.environ.get("ROAN_EXAMPLE_PAGE_SECONDS", "600"))
 
 USE_TZ = True
@@ -114,18 +118,12 @@ STATIC_ROOT = BASE_DIR / ".cache" / "static"
 # The pages cached by cache_page above live in Django's cache; DjangoCacheBackend deletes
 # them. HOSTS are the hosts the pages are served under: cache_page keys include the host,
 # so a page fetched at localhost:8000 is a different entry from 127.0.0.1:8000.
+_SITE_HOSTS = os.environ.get("ROAN_EXAMPLE_HOSTS", "127.0.0.1:8000,localhost:8000").split(",")
 ROAN_BACKENDS: dict[str, dict[str, object]] = {
     "site": {
         "BACKEND": "roan.backends.django_cache.DjangoCacheBackend",
-        "HOSTS": os.environ.get("ROAN_EXAMPLE_HOSTS", "127.0.0.1:8000,localhost:8000").split(","),
+        "HOSTS": _SITE_HOSTS,
     },
-    # With nginx in front (example/deploy/ has a configuration with the
-    # ngx_cache_purge module; "GET /purge/<path>" purges <path>):
-    # "nginx": {
-    #     "BACKEND": "roan.backends.nginx.NginxBackend",
-    #     "LOCATION": "http://127.0.0.1:8080/purge",
-    #     "HOSTS": ["localhost"],
-    # },
     # With Varnish in front (example/deploy/ has a VCL accepting PURGE, BAN and xkey
     # from localhost):
     # "varnish": {
@@ -134,6 +132,23 @@ ROAN_BACKENDS: dict[str, dict[str, object]] = {
     #     "HOSTS": ["localhost"],
     # },
 }
+
+# With nginx in front (example/deploy/nginx.conf, with the ngx_cache_purge module; "GET
+# /purge/<path>" purges <path>), set ROAN_EXAMPLE_NGINX_PURGE_URL, e.g.
+# http://127.0.0.1:8080/purge. nginx then sits in front of Django's page cache: it is
+# purged AFTER it, so that a reader who refills nginx right after its purge cannot get
+# the page cache's old copy (which nginx would then keep for its whole lifetime).
+# ROAN_EXAMPLE_NGINX_HOSTS (default "localhost") are the names readers use; nginx passes
+# them to Django without the port, so the page cache keys its pages by them too.
+if os.environ.get("ROAN_EXAMPLE_NGINX_PURGE_URL"):
+    _nginx_hosts = os.environ.get("ROAN_EXAMPLE_NGINX_HOSTS", "localhost").split(",")
+    ROAN_BACKENDS["site"]["HOSTS"] = [*_SITE_HOSTS, *_nginx_hosts]
+    ROAN_BACKENDS["nginx"] = {
+        "BACKEND": "roan.backends.nginx.NginxBackend",
+        "LOCATION": os.environ["ROAN_EXAMPLE_NGINX_PURGE_URL"],
+        "HOSTS": _nginx_hosts,
+        "AFTER": ["site"],
+    }
 
 # The models purge rules may name: the blog's. Without this setting every installed model
 # but accounts, sessions, the admin log, content types and roan's own would be allowed;

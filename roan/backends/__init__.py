@@ -53,6 +53,11 @@ def get_backends() -> dict[str, BaseBackend]:
     if backends is None:
         with _lock:
             if _backends is None:
+                from roan.layers import layer_order
+
+                # An AFTER naming an unknown alias or closing a cycle stops them all:
+                # sending the outer caches in no order is what AFTER exists to prevent.
+                layer_order(roan_settings.BACKENDS)
                 _backends = {
                     alias: build_backend(alias, config)
                     for alias, config in roan_settings.BACKENDS.items()
