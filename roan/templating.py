@@ -23,6 +23,8 @@ from urllib.parse import quote, unquote, urlsplit
 from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
 from django.db.models import ForeignObjectRel, ManyToManyRel, ManyToOneRel
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 from roan.access import is_private_field, looks_secret, rule_model_refusal
 
@@ -484,3 +486,81 @@ def _related(queryset: Any, rest: Sequence[Step], page: int) -> Iterator[models.
         if len(chunk) < page:
             return
         start += page
+
+
+# -- what a placeholder may name (the rule form's list) --------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UsableGroup:
+    """Placeholders of one model a rule can reach: its own, or through one relation."""
+
+    title: str
+    #: (placeholder such as "{author.username}", what it is)
+    placeholders: tuple[tuple[str, str], ...]
+    #: True for a relation to many objects (one URL per object, one such per template).
+    many: bool = False
+
+
+def usable_placeholders(model: type[models.Model], *, may_view: Any = None) -> list[UsableGroup]:
+    """What a template on ``model`` may name: its fields, ``pk``, ``get_absolute_url``,
+    then each relation, forward or reverse, with the fields of its model, one level deep.
+
+    Every entry is checked with :func:`parse`, so private fields and relations into
+    models rules may not name never appear. Relations into a model ``ROAN_RULE_MODELS``
+    refuses, or that ``may_view(model)`` says no to, are left out entirely: the list
+    shows field names, which are the other model's schema.
+    """
+
+    def fields_of(current: type[models.Model], prefix: str) -> tuple[tuple[str, str], ...]:
+        names: list[tuple[str, str]] = [("pk", str(_("primary key")))]
+        for field in current._meta.concrete_fields:
+            if field.primary_key and not field.is_relation:
+                continue  # {pk} says it
+            if field.is_relation:
+                if not prefix:  # the column only: the related row's key
+                    names.append((field.attname, str(_("key of %s") % field.verbose_name)))
+                continue
+            names.append((field.name, f"{field.verbose_name} ({type(field).__name__})"))
+        if callable(getattr(current, ABSOLUTE_URL, None)):
+            names.append((ABSOLUTE_URL, str(_("its own URL, a whole path"))))
+        usable = []
+        for name, about in names:
+            expr = f"{prefix}{name}"
+            try:
+                parse(f"/{{{expr}}}", model)
+            except TemplateError:
+                continue
+            usable.append((f"{{{expr}}}", about))
+        return tuple(usable)
+
+    groups = [UsableGroup(capfirst(str(model._meta.verbose_name)), fields_of(model, ""))]
+    relations: list[tuple[str, Any, bool]] = []
+    # Forward relations first, then the reverse ones.
+    fields = model._meta.get_fields()
+    ordered = [f for f in fields if not isinstance(f, ForeignObjectRel)]
+    for field in ordered + [f for f in fields if isinstance(f, ForeignObjectRel)]:
+        if isinstance(field, ForeignObjectRel):
+            if field.hidden:
+                continue
+            relations.append((field.name, field, field.one_to_many or field.many_to_many))
+        elif field.is_relation and not field.one_to_many:
+            relations.append((field.name, field, bool(field.many_to_many)))
+    for name, field, many in relations:
+        related = field.related_model
+        if not (isinstance(related, type) and issubclass(related, models.Model)):
+            continue  # a generic foreign key
+        if rule_model_refusal(related):
+            continue
+        if may_view is not None and not may_view(related):
+            continue
+        usable = fields_of(related, f"{name}.")
+        if not usable:
+            continue
+        what = related._meta.verbose_name_plural if many else related._meta.verbose_name
+        if isinstance(field, ForeignObjectRel):
+            title = _("%(name)s: the %(what)s pointing here") % {"name": name, "what": what}
+        else:
+            title = _("%(name)s: the %(what)s it points to") % {"name": name, "what": what}
+        groups.append(UsableGroup(str(title), usable, many))
+    return groups

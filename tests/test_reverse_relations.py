@@ -220,3 +220,91 @@ def test_the_preview_needs_view_permission_on_the_models_a_reverse_step_reads(
     assert refused.status_code == 403 and "/posts/one/" not in refused.text
     assert shown.status_code == 200 and "/posts/one/" in shown.text
     assert ContentType.objects.get_for_model(Author) == rule.content_type
+
+
+# -- the rule form lists what a placeholder may use ------------------------------------------
+
+
+def placeholders_url(model: type[Any]) -> str:
+    content_type = ContentType.objects.get_for_model(model)
+    return f"/admin/roan/purgerule/placeholders/?content_type={content_type.pk}"
+
+
+def test_the_change_page_lists_the_placeholders_of_the_rules_model(
+    admin_client: Any, make_rule: Callable[..., PurgeRule]
+) -> None:
+    rule = make_rule("author's posts", "/posts/{post.slug}/", model=Author)
+
+    page = admin_client.get(f"/admin/roan/purgerule/{rule.pk}/change/").text
+
+    assert "Placeholders for Author" in page
+    for placeholder in ("{pk}", "{username}", "{name}", "{post.slug}", "{post.get_absolute_url}"):
+        assert f"<code>{placeholder}</code>" in page
+    assert "post: the posts pointing here" in page and "one URL each" in page
+    assert "roan/placeholders.js" in page and "/admin/roan/purgerule/placeholders/" in page
+
+
+def test_the_add_page_asks_for_a_model_first(admin_client: Any) -> None:
+    page = admin_client.get("/admin/roan/purgerule/add/").text
+
+    assert "Choose a model to see the placeholders" in page
+    assert "<code>" not in page[page.index('id="roan-placeholders"') :]
+
+
+def test_the_list_leaves_out_private_fields_and_models_the_editor_cannot_view(
+    django_user_model: Any, settings: Any
+) -> None:
+    from tests.admin_helpers import staff_client
+
+    settings.ROAN_PRIVATE_FIELDS = ["testapp.post.body"]
+    editor = staff_client(
+        django_user_model,
+        "editor",
+        ["roan.add_purgerule", "roan.change_purgerule", "testapp.view_post", "testapp.view_tag"],
+    )
+
+    listing = editor.get(placeholders_url(Post)).json()
+
+    names = [p["placeholder"] for g in listing["groups"] for p in g["placeholders"]]
+    assert "{slug}" in names and "{tags.slug}" in names and "{get_absolute_url}" in names
+    assert "{body}" not in names  # private
+    # No permission to view authors or comments: neither their fields nor the relation.
+    assert not [n for n in names if n.startswith(("{author.", "{comments."))]
+    assert "{author_id}" in names  # a column of the post itself
+    assert [g["many"] for g in listing["groups"]] == [False, True]
+
+
+def test_the_placeholders_endpoint_needs_the_rule_and_model_permissions(
+    django_user_model: Any, admin_client: Any, settings: Any
+) -> None:
+    from django.contrib.sessions.models import Session
+
+    from tests.admin_helpers import staff_client
+
+    viewer = staff_client(django_user_model, "viewer", ["roan.view_purgerule", "testapp.view_post"])
+    no_model = staff_client(django_user_model, "no-model", ["roan.change_purgerule"])
+    adder = staff_client(
+        django_user_model,
+        "adder",
+        ["roan.add_purgerule", "testapp.view_author", "testapp.view_post"],
+    )
+
+    assert viewer.get(placeholders_url(Post)).status_code == 403
+    assert no_model.get(placeholders_url(Post)).status_code == 403
+    author = adder.get(placeholders_url(Author))
+    assert author.status_code == 200 and author["Content-Type"] == "application/json"
+    assert {"placeholder": "{post.slug}", "about": "slug (CharField)"} in author.json()["groups"][
+        1
+    ]["placeholders"]
+    # Models no rule may name: not even a superuser gets their fields.
+    assert admin_client.get(placeholders_url(Session)).status_code == 403
+    assert admin_client.get(placeholders_url(User)).status_code == 403
+    assert admin_client.get("/admin/roan/purgerule/placeholders/?content_type=x").status_code == 400
+    settings.ROAN_RULE_MODELS = ["auth.user"]
+    names = [
+        p["placeholder"]
+        for g in admin_client.get(placeholders_url(User)).json()["groups"]
+        for p in g["placeholders"]
+    ]
+    assert "{username}" in names and "{password}" not in names
+    assert not [n for n in names if n.startswith(("{logentry.", "{groups."))]
