@@ -21,7 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, Max, Min, Model, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, URLResolver, path, reverse
@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import cached_property
 from django.utils.html import format_html
-from django.utils.text import Truncator
+from django.utils.text import Truncator, capfirst
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -45,6 +45,7 @@ from roan.forms import PreviewForm, PurgeRuleForm, everything_templates
 from roan.managers import PurgeAttemptQuerySet
 from roan.models import BackendState, PurgeAttempt, PurgeRule
 from roan.resources import PurgeAttemptResource, PurgeRuleResource
+from roan.templating import usable_placeholders
 
 FAILING = [PurgeAttempt.Status.FAILED, PurgeAttempt.Status.GAVE_UP]
 
@@ -313,11 +314,37 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
     ) -> HttpResponse:
         context["roan_can_purge"] = can_purge(request)
+        form = context.get("adminform")
+        chosen = _chosen_content_type(form.form) if form is not None else None
+        context["roan_placeholders"] = _placeholder_list(request, chosen)
+        info = self.opts.app_label, self.opts.model_name
+        context["roan_placeholders_url"] = reverse(
+            "admin:{}_{}_placeholders".format(*info), current_app=self.admin_site.name
+        )
         return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[no-any-return]
+
+    def placeholders_view(self, request: HttpRequest) -> HttpResponse:
+        """The placeholders a rule on ``?content_type=<id>`` may use, as JSON, for the form."""
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
+        try:
+            content_type_id = int(request.GET.get("content_type", ""))
+        except ValueError:
+            return JsonResponse({"error": "content_type must be an id"}, status=400)
+        listing = _placeholder_list(request, content_type_id)
+        if listing is None:
+            # Not a model this user may name in a rule (ROAN_RULE_MODELS, view permission).
+            raise PermissionDenied
+        return JsonResponse(listing)
 
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name
         return [
+            path(
+                "placeholders/",
+                self.admin_site.admin_view(self.placeholders_view),
+                name="{}_{}_placeholders".format(*info),
+            ),
             path(
                 "<path:object_id>/preview/",
                 self.admin_site.admin_view(self.preview_view),
@@ -380,6 +407,38 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             "media": self.media,
         }
         return TemplateResponse(request, "admin/roan/purgerule/preview.html", context)
+
+
+def _chosen_content_type(form: Any) -> int | None:
+    """The model the rule form is for: the one posted, else the rule's own."""
+    value = form.data.get("content_type") if form.is_bound else form.initial.get("content_type")
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _placeholder_list(request: HttpRequest, content_type_id: int | None) -> dict[str, Any] | None:
+    """What a rule on that model may name, for the form; ``None`` for a model this user
+    may not name in a rule (refused by ``ROAN_RULE_MODELS`` or not viewable)."""
+    if content_type_id is None:
+        return None
+    content_type = rule_content_types(request).filter(pk=content_type_id).first()
+    model = content_type.model_class() if content_type is not None else None
+    if model is None:
+        return None
+    groups = usable_placeholders(model, may_view=lambda m: can_view_model(request.user, m))
+    return {
+        "model": capfirst(str(model._meta.verbose_name)),
+        "groups": [
+            {
+                "title": group.title,
+                "many": group.many,
+                "placeholders": [{"placeholder": p, "about": a} for p, a in group.placeholders],
+            }
+            for group in groups
+        ],
+    }
 
 
 def rule_content_types(request: HttpRequest) -> QuerySet[ContentType]:

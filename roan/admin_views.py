@@ -30,6 +30,7 @@ from roan.access import can_view_model
 from roan.backends.base import ALL, PREFIX, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.forms import PurgeAllForm, PurgeURLsForm
+from roan.templating import MANY, RELATIONS
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt, PurgeRule
@@ -363,7 +364,7 @@ def plan_rules(queryset: Iterable[PurgeRule], *, user: Any = None) -> RulePlan:
                 counts[compiled.model] = compiled.model._default_manager.count()
             urls += len(templated) * counts[compiled.model]
             at_least = at_least or any(
-                step.kind == "m2m" for t in templated for p in t.placeholders for step in p.steps
+                step.kind in MANY for t in templated for p in t.placeholders for step in p.steps
             )
         planned.append((rule, compiled, urls))
     return RulePlan(planned, broken, sum(counts.values()), at_least)
@@ -398,13 +399,13 @@ def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Pur
 
 
 def models_read(rule: rules.CompiledRule) -> list[type[models.Model]]:
-    """The rule's model, then every model its placeholders step into."""
+    """The rule's model, then every model its placeholders step into, forward or reverse."""
     found = [rule.model]
     for template in rule.templates:
         for placeholder in template.placeholders:
             current = rule.model
             for step in placeholder.steps:
-                if step.kind not in {"fk", "m2m"}:
+                if step.kind not in RELATIONS:
                     break
                 related = current._meta.get_field(step.name).related_model
                 assert isinstance(related, type)  # parse() refused generic relations

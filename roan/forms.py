@@ -8,6 +8,7 @@ from django import forms
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
 from django.db.models import Model
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from roan.access import rule_model_refusal
 from roan.backends.base import PREFIX, PurgeRequest, purges_everything
@@ -108,6 +109,15 @@ class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
         ]
         widgets = {
             "templates": forms.Textarea(attrs={"rows": 5, "cols": 80, "spellcheck": "false"})
+        }
+        help_texts = {
+            # The model's help text predates reverse relations; said here, no migration.
+            "templates": gettext_lazy(
+                "One path per line, such as /posts/ or /posts/{slug}/. A placeholder is a "
+                "field or a path through relations, forward ({author.username}) or reverse "
+                "({post.slug} on an author: one URL per post); {get_absolute_url} is the "
+                "object's own URL. End a line with * to purge a prefix."
+            )
         }
 
 

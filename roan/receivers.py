@@ -4,6 +4,11 @@ They are connected for every model (the rules are data, so any model may gain on
 time); for a model without rules each costs one dictionary lookup. Values before a change
 are rendered in the ``pre_*`` signal and kept on the instance until the ``post_*`` one,
 so a changed slug purges the old URL too. Fixture loading (``raw=True``) purges nothing.
+
+A template through a reverse relation (``/posts/{post.slug}/`` on Author) reads the
+related rows as they are when it renders: a save of the author purges its posts' URLs
+now, and a delete renders in ``pre_delete``, before a cascade or ``SET_NULL`` touches
+them. A post moved to another author is the post's own change: its rule purges it.
 """
 
 from __future__ import annotations
@@ -158,7 +163,8 @@ def on_pre_delete(
         return
     active = rules.rules_for(sender, rules.DELETE)
     if active:
-        # Render now, while the row and its relations still exist.
+        # Render now, while the row, its relations and the rows that point to it still
+        # exist: Django sends every pre_delete before it cascades or sets null.
         _stash(instance, rules.DELETE, _render_all(active, instance))
 
 
@@ -214,10 +220,11 @@ def on_m2m_changed(
     field = _m2m_field(sender, instance, model, reverse)
     if field is None:
         return
-    # The field's name on the side that declares it; the other side has no usable name
-    # (templates cannot follow reverse relations).
-    own_name = None if reverse else field.name
-    other_name = field.name if reverse else None
+    # Templates name the relation by the field's name on the side that declares it, and
+    # by its query name (``related_query_name``, as in ``{posts.slug}``) on the other.
+    forward_name, reverse_name = field.name, field.related_query_name()
+    own_name = reverse_name if reverse else forward_name
+    other_name = forward_name if reverse else reverse_name
     key = ("m2m", sender, instance.pk)
     if action.startswith("pre_"):
         if action == "pre_clear":

@@ -2,8 +2,10 @@
 that rendering through relations needs.
 
 The language is deliberately tiny: literal path text and placeholders ``{name}`` where
-``name`` is a field of the model, or a dotted path through forward relations
-(``{author.username}``, ``{tags.slug}``); ``get_absolute_url`` may end a path. There are
+``name`` is a field of the model, or a dotted path through relations: forward ones
+(``{author.username}``, ``{tags.slug}``) and reverse ones, named as in a query
+(``Author``: ``{posts.slug}`` with ``related_name="posts"``, else ``{post.slug}``; the
+accessor ``{post_set.slug}`` is understood too); ``get_absolute_url`` may end a path. There are
 no method calls, indexing, conversions or format specs, and no name may start with an
 underscore, so a template cannot reach into Python objects. Each rendered value is
 percent-encoded as one path segment. A template ending in ``*`` is a prefix purge.
@@ -18,11 +20,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist
 from django.db import models
-from django.db.models import ForeignObjectRel
+from django.db.models import ForeignObjectRel, ManyToManyRel, ManyToOneRel
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
-from roan.access import is_private_field
+from roan.access import is_private_field, looks_secret, rule_model_refusal
 
 MAX_LENGTH = 2048
 ABSOLUTE_URL = "get_absolute_url"
@@ -47,11 +51,23 @@ class TemplateError(ValueError):
 class Step:
     """One name in a placeholder, resolved against a model."""
 
+    #: The name a query would use (a reverse relation's ``related_query_name``).
     name: str
-    #: "field" (a value), "fk" (follow one object), "m2m" (expand to many),
-    #: or "url" (get_absolute_url: the value is a path, not a segment).
+    #: "field" (a value), "fk" (follow one object), "m2m" (expand to many), "reverse"
+    #: (a reverse foreign key or many-to-many: expand to many), "reverse_one" (a reverse
+    #: one-to-one: follow one object, which may be missing), or "url" (get_absolute_url:
+    #: the value is a path, not a segment).
     kind: str
+    #: The column of the model itself it reads ("" when none: relations to many, reverse).
     attname: str
+    #: The attribute of a reverse relation on the object (``post_set``, ``posts``).
+    accessor: str = ""
+
+
+#: Steps that stand for many objects: a template may cross at most one of them.
+MANY = frozenset({"m2m", "reverse"})
+#: Steps that go from one model into another.
+RELATIONS = frozenset({"fk", "m2m", "reverse", "reverse_one"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -114,12 +130,14 @@ def parse(source: str, model: type[models.Model], *, line: int | None = None) ->
     parts.append(_literal(body[pos:], fail))
     template = Template(source=source, parts=tuple(parts), prefix=prefix)
     _check_is_path(template, fail)
-    crossing = [p.source for p in template.placeholders for s in p.steps if s.kind == "m2m"]
+    crossing = [p.source for p in template.placeholders for s in p.steps if s.kind in MANY]
     if len(crossing) > 1:
-        # Two expansions multiply: nine {tags.slug} on ten tags are 10**9 URLs.
+        # Two expansions multiply: nine {tags.slug} on ten tags are 10**9 URLs, and so
+        # are {posts.tags.slug} on an author of a thousand posts with a thousand tags.
+        named = ", ".join("{" + c + "}" for c in dict.fromkeys(crossing))
         raise fail(
-            "a template may cross at most one many-to-many relation; "
-            f"{', '.join('{' + c + '}' for c in crossing)} cross {len(crossing)}. "
+            "a template may cross at most one many-to-many relation or reverse relation "
+            f"(each stands for many objects); {named} cross {len(crossing)}. "
             "Write one template per relation."
         )
     _check_no_dot_segments(body, fail)
@@ -234,15 +252,14 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
                 raise fail(_private(expr, label, current._meta.pk.name))
             steps.append(Step(name, "field", current._meta.pk.attname))
             break
-        try:
-            field: Any = current._meta.get_field(name)
-        except FieldDoesNotExist:
-            raise fail(f"'{{{expr}}}': {label} has no field named {name!r}.") from None
+        field: Any = _get_field(current, name)
+        if field is None:
+            raise fail(f"'{{{expr}}}': {label} has no field named {name!r}.")
         if isinstance(field, ForeignObjectRel) or field.one_to_many:
-            raise fail(
-                f"'{{{expr}}}': {name!r} is a reverse relation of {label}; only fields "
-                "and forward relations can be used."
-            )
+            step = _reverse_step(expr, current, field, last, fail)
+            steps.append(step)
+            current = field.related_model
+            continue
         if is_private_field(current, field):
             raise fail(_private(expr, label, name))
         if field.is_relation:
@@ -268,6 +285,52 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
             raise fail(f"'{{{expr}}}': {name!r} is not a relation, so nothing can follow it.")
         steps.append(Step(name, "field", field.attname))
     return Placeholder(source=expr, steps=tuple(steps))
+
+
+def _get_field(model: type[models.Model], name: str) -> Any:
+    """The field or relation ``name`` of ``model`` (``None`` when there is none).
+
+    ``_meta.get_field`` knows a reverse relation by its query name (``post``); the
+    accessor (``post_set``) is what Python code writes, so it is accepted too.
+    """
+    try:
+        return model._meta.get_field(name)
+    except FieldDoesNotExist:
+        pass
+    for rel in model._meta.related_objects:
+        if not rel.hidden and rel.get_accessor_name() == name:
+            return rel
+    return None
+
+
+def _reverse_step(expr: str, model: type[models.Model], rel: Any, last: bool, fail: Any) -> Step:
+    """Validate a step through a reverse relation of ``model``; raise ``fail(...)``."""
+    label = model._meta.label
+    name = rel.name
+    # ManyToOneRel (reverse foreign key, and OneToOneRel) and ManyToManyRel only:
+    # GenericRelation, GenericRel and composite ForeignObject relations are refused.
+    plain = isinstance(rel, (ManyToOneRel, ManyToManyRel)) and isinstance(
+        getattr(rel, "field", None), (models.ForeignKey, models.ManyToManyField)
+    )
+    if not plain or rel.related_model is None:
+        raise fail(f"'{{{expr}}}': {name!r} is a generic relation; it cannot be used.")
+    accessor = rel.get_accessor_name()
+    if rel.hidden or not accessor:
+        # related_name="+": the project chose to give this relation no reverse side.
+        raise fail(f"'{{{expr}}}': {label} has no field named {name!r}.")
+    if is_private_field(model, rel) or looks_secret(accessor):
+        raise fail(_private(expr, label, name))
+    refusal = rule_model_refusal(rel.related_model)
+    if refusal:
+        # A reverse step reads rows of another table, many of them: that table must be
+        # one a rule could name itself (an account's admin log, sessions, roan's log).
+        raise fail(f"'{{{expr}}}': {name!r} leads to a model rules may not read: {refusal}")
+    if last:
+        raise fail(
+            f"'{{{expr}}}': {name!r} is a relation; name a field of it, such as {{{expr}.pk}}."
+        )
+    kind = "reverse_one" if rel.one_to_one else "reverse"
+    return Step(name, kind, "", accessor)
 
 
 def _private(expr: str, label: str, name: str) -> str:
@@ -297,16 +360,18 @@ def encode_segment(value: object) -> str:
 def render(template: Template, obj: models.Model, *, limit: int | None = None) -> list[str]:
     """The distinct paths ``template`` renders to for ``obj``, at most ``limit`` of them.
 
-    A template crosses at most one many-to-many relation (``parse`` refuses more), so
-    every placeholder has one value but that one, which has one per related object;
+    A template crosses at most one relation to many objects, many-to-many or reverse
+    (``parse`` refuses more), so every placeholder has one value but that one, which has
+    one per related object;
     those are read lazily and reading stops once ``limit`` paths are rendered, so an
     object with 100,000 tags costs no more than ``limit`` of them. Paths come in the
     related objects' order (their ``Meta.ordering``, then primary key).
 
-    A placeholder whose value is missing (``None``, ``""``, no related object) renders
-    nothing for that template. A ``get_absolute_url`` that is not a site path raises
-    ``RenderError``; anything the object's own code raises (a dangling foreign key, a
-    ``NoReverseMatch``) is passed on for the caller to record.
+    A placeholder whose value is missing (``None``, ``""``, no related object, no object
+    on the other side of a reverse one-to-one) renders nothing for that template. A
+    ``get_absolute_url`` that is not a site path raises ``RenderError``; anything the
+    object's own code raises (a dangling foreign key, a ``NoReverseMatch``) is passed on
+    for the caller to record.
     """
     paths: list[str] = []
     if limit is not None and limit <= 0:
@@ -329,10 +394,10 @@ def _paths(template: Template, obj: models.Model, *, page: int | None) -> Iterat
     for part in template.parts:
         if isinstance(part, str):
             texts.append(part)
-        elif any(step.kind == "m2m" for step in part.steps):
+        elif any(step.kind in MANY for step in part.steps):
             expanding, split = part, len(texts)
         else:
-            # Without a many-to-many step a placeholder resolves to one value at most.
+            # Without a step to many objects a placeholder resolves to one value at most.
             text = next((_format(part, v) for v in _resolve(obj, part.steps)), "")
             if not text:
                 return
@@ -368,7 +433,7 @@ def _site_path(url: str) -> str:
     return url.split("#", 1)[0]
 
 
-#: Related objects read per query when a many-to-many step has no limit.
+#: Related objects read per query when a step to many objects has no limit.
 _PAGE = 1000
 
 
@@ -384,15 +449,24 @@ def _resolve(obj: Any, steps: Sequence[Step], *, page: int | None = None) -> Ite
         if getattr(obj, step.attname) is None:
             return
         yield from _resolve(getattr(obj, step.name), rest, page=page)
-    else:  # m2m
+    elif step.kind == "reverse_one":
         if obj.pk is None:
             return
-        for related in _related(getattr(obj, step.name).all(), rest, page or _PAGE):
+        try:
+            related = getattr(obj, step.accessor)
+        except ObjectDoesNotExist:  # no row points to this one: nothing to render
+            return
+        yield from _resolve(related, rest, page=page)
+    else:  # m2m, reverse: the same paging path, so the cap bounds what is read
+        if obj.pk is None:
+            return
+        manager = getattr(obj, step.accessor or step.name)
+        for related in _related(manager.all(), rest, page or _PAGE):
             yield from _resolve(related, rest, page=page)
 
 
 def _related(queryset: Any, rest: Sequence[Step], page: int) -> Iterator[models.Model]:
-    """The objects of a many-to-many relation, read ``page`` at a time as they are used."""
+    """The objects of a relation to many, read ``page`` at a time as they are used."""
     if queryset._result_cache is not None:  # prefetch_related() already read them all
         yield from queryset
         return
@@ -412,3 +486,81 @@ def _related(queryset: Any, rest: Sequence[Step], page: int) -> Iterator[models.
         if len(chunk) < page:
             return
         start += page
+
+
+# -- what a placeholder may name (the rule form's list) --------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UsableGroup:
+    """Placeholders of one model a rule can reach: its own, or through one relation."""
+
+    title: str
+    #: (placeholder such as "{author.username}", what it is)
+    placeholders: tuple[tuple[str, str], ...]
+    #: True for a relation to many objects (one URL per object, one such per template).
+    many: bool = False
+
+
+def usable_placeholders(model: type[models.Model], *, may_view: Any = None) -> list[UsableGroup]:
+    """What a template on ``model`` may name: its fields, ``pk``, ``get_absolute_url``,
+    then each relation, forward or reverse, with the fields of its model, one level deep.
+
+    Every entry is checked with :func:`parse`, so private fields and relations into
+    models rules may not name never appear. Relations into a model ``ROAN_RULE_MODELS``
+    refuses, or that ``may_view(model)`` says no to, are left out entirely: the list
+    shows field names, which are the other model's schema.
+    """
+
+    def fields_of(current: type[models.Model], prefix: str) -> tuple[tuple[str, str], ...]:
+        names: list[tuple[str, str]] = [("pk", str(_("primary key")))]
+        for field in current._meta.concrete_fields:
+            if field.primary_key and not field.is_relation:
+                continue  # {pk} says it
+            if field.is_relation:
+                if not prefix:  # the column only: the related row's key
+                    names.append((field.attname, str(_("key of %s") % field.verbose_name)))
+                continue
+            names.append((field.name, f"{field.verbose_name} ({type(field).__name__})"))
+        if callable(getattr(current, ABSOLUTE_URL, None)):
+            names.append((ABSOLUTE_URL, str(_("its own URL, a whole path"))))
+        usable = []
+        for name, about in names:
+            expr = f"{prefix}{name}"
+            try:
+                parse(f"/{{{expr}}}", model)
+            except TemplateError:
+                continue
+            usable.append((f"{{{expr}}}", about))
+        return tuple(usable)
+
+    groups = [UsableGroup(capfirst(str(model._meta.verbose_name)), fields_of(model, ""))]
+    relations: list[tuple[str, Any, bool]] = []
+    # Forward relations first, then the reverse ones.
+    fields = model._meta.get_fields()
+    ordered = [f for f in fields if not isinstance(f, ForeignObjectRel)]
+    for field in ordered + [f for f in fields if isinstance(f, ForeignObjectRel)]:
+        if isinstance(field, ForeignObjectRel):
+            if field.hidden:
+                continue
+            relations.append((field.name, field, field.one_to_many or field.many_to_many))
+        elif field.is_relation and not field.one_to_many:
+            relations.append((field.name, field, bool(field.many_to_many)))
+    for name, field, many in relations:
+        related = field.related_model
+        if not (isinstance(related, type) and issubclass(related, models.Model)):
+            continue  # a generic foreign key
+        if rule_model_refusal(related):
+            continue
+        if may_view is not None and not may_view(related):
+            continue
+        usable = fields_of(related, f"{name}.")
+        if not usable:
+            continue
+        what = related._meta.verbose_name_plural if many else related._meta.verbose_name
+        if isinstance(field, ForeignObjectRel):
+            title = _("%(name)s: the %(what)s pointing here") % {"name": name, "what": what}
+        else:
+            title = _("%(name)s: the %(what)s it points to") % {"name": name, "what": what}
+        groups.append(UsableGroup(str(title), usable, many))
+    return groups
