@@ -135,7 +135,7 @@ def _submit_tags(
     step = tag_index.LOOKUP_CHUNK
     for start in range(0, len(tags), step):
         chunk = tags[start : start + step]
-        written += pipeline.submit(tag_index.tag_purges(chunk, origin, aliases))
+        written += tag_index.submit_tags(chunk, origin, aliases)
     return written
 
 

@@ -103,8 +103,7 @@ def _submit_tags(instance: models.Model, tags: list[str], *, trigger: str, using
         object_repr=pipeline._safe_repr(instance),
         user_id=pipeline.current_user_id(),
     )
-    purges = tag_index.tag_purges(tags, origin, roan_settings.BACKENDS)
-    pipeline.submit(purges, using=using)
+    tag_index.submit_tags(tags, origin, roan_settings.BACKENDS, using=using)
 
 
 def _purge_object_tags(

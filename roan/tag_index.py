@@ -246,6 +246,59 @@ def _page_host(stored: str, hosts: Sequence[str]) -> str:
     return stored.rpartition(":")[0] if ":" in stored else stored
 
 
+def submit_tags(
+    tags: Sequence[str],
+    origin: pipeline.Origin,
+    aliases: Iterable[str],
+    *,
+    using: str | None = None,
+) -> int:
+    """Write the purges of ``tags`` (one event) and, inside a transaction, look at the
+    index again once it commits.
+
+    A page rendered between the change and the commit still showed the old content, and
+    may have been indexed after the first look: the second look purges the URLs that are
+    new since then (the others are already on their way), which leaves the same window
+    as for any purge sent after commit.
+    """
+    from roan.models import PurgeAttempt
+
+    if not pipeline.is_active():
+        return 0
+    aliases = list(aliases)
+    purges = tag_purges(tags, origin, aliases)
+    written = pipeline.submit(purges, using=using)
+    db = using or router.db_for_write(PurgeAttempt)
+    urls_only = [alias for alias in aliases if not _purges_by_tag(alias)]
+    capturing = pipeline._capture.get() is not None
+    if not urls_only or capturing or not transaction.get_connection(db).in_atomic_block:
+        return written
+    sent = {(p.backend, p.request.target, p.request.host) for p in purges}
+
+    def look_again() -> None:
+        try:
+            again = [
+                purge
+                for purge in tag_purges(tags, origin, urls_only)
+                if purge.request.kind == URL
+                and (purge.backend, purge.request.target, purge.request.host) not in sent
+            ]
+            if again:
+                pipeline.submit(again, using=db)
+        except Exception:
+            logger.exception("roan: looking at the tag index after commit failed")
+
+    transaction.on_commit(look_again, using=db, robust=True)
+    return written
+
+
+def _purges_by_tag(alias: str) -> bool:
+    try:
+        return TAG in backend_registry.get_backend(alias).capabilities
+    except ImproperlyConfigured:
+        return True  # recorded skipped with the error the first time; nothing to expand
+
+
 def tag_purges(
     tags: Sequence[str], origin: pipeline.Origin, aliases: Iterable[str]
 ) -> list[pipeline.Purge]:

@@ -119,6 +119,26 @@ def test_a_page_that_carried_a_posts_tag_is_purged_through_nginx_when_the_post_i
     assert (row.trigger, row.object_pk) == ("save", str(post.pk))
 
 
+def test_a_page_indexed_between_the_change_and_the_commit_is_purged_too(
+    nginx_only: Nginx,
+) -> None:
+    post = Post.objects.create(title="Before", slug=uuid.uuid4().hex)
+    early, late = unique_path("early"), unique_path("late")
+    pages = [cached(nginx_only, early), cached(nginx_only, late)]
+    remember(early, object_tag(Post, post.pk))
+    with transaction.atomic():
+        post.title = "After"
+        post.save()
+        # A reader rendered the page before the commit (still the old title) and the
+        # middleware indexed it after the save had looked at the index.
+        remember(late, object_tag(Post, post.pk))
+    assert [status(page) for page in pages] == ["MISS", "MISS"]
+    assert sorted(PurgeAttempt.objects.filter(trigger="save").values_list("target", "status")) == [
+        (early, "ok"),
+        (late, "ok"),
+    ]
+
+
 def test_a_list_page_is_purged_when_any_post_is_created_or_deleted(nginx_only: Nginx) -> None:
     listing = unique_path("list")
     page = cached(nginx_only, listing)
