@@ -415,3 +415,27 @@ def test_purge_model_purges_every_page_showing_the_model_after_a_queryset_update
     assert {r.target for _n, r in outbox} == {"testapp.post"} | {
         object_tag(Post, p.pk) for p in posts
     }
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+
+def check_ids() -> list[str]:
+    from roan.checks import check_tags
+
+    return [message.id or "" for message in check_tags()]
+
+
+def test_bad_tag_settings_are_reported(settings: Any) -> None:
+    assert check_ids() == []
+    settings.ROAN_TAG_INDEX_TTL = "a day"
+    settings.ROAN_TAG_INDEX_MAX_TAGS = 0
+    settings.ROAN_TAG_PREFIX = "my site "
+    assert check_ids() == ["roan.E080", "roan.E080", "roan.E081"]
+
+
+def test_tags_on_without_the_middleware_warns(settings: Any) -> None:
+    settings.ROAN_TAGS = True
+    assert check_ids() == ["roan.W080"]
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "roan.middleware.CacheTagMiddleware"]
+    assert check_ids() == []
