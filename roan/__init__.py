@@ -76,7 +76,8 @@ def purge_urls(
 
 
 def purge_object(obj: Model, *, trigger: str = "api", user: Any = None) -> int:
-    """Purge every URL the rules of ``obj``'s model render for it, as if it were saved."""
+    """Purge every URL the rules of ``obj``'s model render for it, as if it were saved
+    (with ``ROAN_TAGS`` on, its object and list tags too)."""
     from roan.api import purge_object as _purge_object
 
     return _purge_object(obj, trigger=trigger, user=user)

@@ -104,7 +104,24 @@ def purge_object(obj: models.Model, *, trigger: str = "api", user: Any = None) -
     for rule in fired:
         requests = pipeline.render_rule(rule, obj)
         purges += pipeline.purges_for(obj, rule, requests, trigger=trigger, user_id=user_id)
-    return pipeline.submit(purges)
+    written = pipeline.submit(purges)
+    if roan_settings.TAGS:
+        # As if it were saved: with automatic tags, its pages are found by its tags too.
+        from django.contrib.contenttypes.models import ContentType
+
+        from roan import tag_index
+        from roan.receivers import _tags_of
+
+        origin = pipeline.Origin(
+            trigger=trigger,
+            content_type_id=ContentType.objects.get_for_model(obj).pk,
+            object_pk=str(obj.pk),
+            object_repr=pipeline._safe_repr(obj),
+            user_id=user_id if user_id is not None else pipeline.current_user_id(),
+        )
+        tags = _tags_of(type(obj), [obj.pk])
+        written += tag_index.submit_tags(tags, origin, roan_settings.BACKENDS)
+    return written
 
 
 def _aliases(backends: Iterable[str] | None) -> list[str]:

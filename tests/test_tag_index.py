@@ -391,6 +391,21 @@ def test_purge_tags_sends_tags_or_their_urls_per_backend(
         roan.purge_tags("two words")
 
 
+def test_purge_object_purges_the_objects_tags_as_a_save_would(
+    nginx_only: Nginx,
+) -> None:
+    post = Post.objects.create(title="P", slug=uuid.uuid4().hex)
+    path = unique_path("obj")
+    page = cached(nginx_only, path)
+    remember(path, object_tag(Post, post.pk))
+    Post.objects.filter(pk=post.pk).update(title="changed")  # no signal
+
+    roan.purge_object(post)
+
+    assert status(page) == "MISS"
+    assert attempts(trigger="api") == [("nginx", "url", path, "ok", f"tag testapp.post:{post.pk}")]
+
+
 def test_purge_model_purges_every_page_showing_the_model_after_a_queryset_update(
     tags_on: Any, nginx_cache: Nginx, outbox: list[tuple[str, PurgeRequest]]
 ) -> None:
