@@ -68,8 +68,8 @@ def _submit(
     pipeline.submit(purges, using=using)
 
 
-#: Apps whose rows are machinery, never content on a page: a task queue's results (a tag
-#: purge sent by a task would enqueue the next one, for ever), the migration log.
+#: Apps whose rows are machinery, never content on a page: a task queue's results (with
+#: tags on them, the task sending a purge would save a row that asks for the next one).
 UNTAGGED_APPS = frozenset({"django_tasks_db", "django_tasks", "django_celery_results"})
 
 
