@@ -8,6 +8,8 @@ Public API (importing roan touches neither settings nor the app registry)::
     import roan
     roan.purge_urls(["/posts/", "https://example.com/about/"])
     roan.purge_object(post)
+    roan.purge_tags(["blog.post:42"])       # after raw SQL, QuerySet.update(), bulk_*
+    roan.purge_model(Post)
     with roan.suppress_purges():
         ...
 """
@@ -21,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from django.db.models import Model
 
-__all__ = ["purge", "purge_object", "purge_urls", "suppress_purges"]
+__all__ = [
+    "purge",
+    "purge_model",
+    "purge_object",
+    "purge_tags",
+    "purge_urls",
+    "suppress_purges",
+]
 
 
 class purge:
@@ -67,10 +76,42 @@ def purge_urls(
 
 
 def purge_object(obj: Model, *, trigger: str = "api", user: Any = None) -> int:
-    """Purge every URL the rules of ``obj``'s model render for it, as if it were saved."""
+    """Purge every URL the rules of ``obj``'s model render for it, as if it were saved
+    (with ``ROAN_TAGS`` on, its object and list tags too)."""
     from roan.api import purge_object as _purge_object
 
     return _purge_object(obj, trigger=trigger, user=user)
+
+
+def purge_tags(
+    tags: Iterable[str] | str,
+    *,
+    backends: Iterable[str] | None = None,
+    trigger: str = "api",
+    user: Any = None,
+) -> int:
+    """Purge pages by cache tag after commit: as a tag where the backend can purge by
+    tag, else each URL the tag index holds for the tag (pages cached with it, not yet
+    expired). For what no signal tells (raw SQL, ``QuerySet.update()``, ``bulk_create``,
+    ``bulk_update``). Returns the number of attempt rows written."""
+    from roan.api import purge_tags as _purge_tags
+
+    return _purge_tags(tags, backends=backends, trigger=trigger, user=user)
+
+
+def purge_model(
+    model: type[Model],
+    *,
+    backends: Iterable[str] | None = None,
+    trigger: str = "api",
+    user: Any = None,
+) -> int:
+    """Purge every page showing objects of ``model``: its list tag, and each of its object
+    tags the tag index knows (after ``Post.objects.update(...)``, say). Returns the number
+    of attempt rows written."""
+    from roan.api import purge_model as _purge_model
+
+    return _purge_model(model, backends=backends, trigger=trigger, user=user)
 
 
 @contextmanager

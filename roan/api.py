@@ -104,4 +104,84 @@ def purge_object(obj: models.Model, *, trigger: str = "api", user: Any = None) -
     for rule in fired:
         requests = pipeline.render_rule(rule, obj)
         purges += pipeline.purges_for(obj, rule, requests, trigger=trigger, user_id=user_id)
-    return pipeline.submit(purges)
+    written = pipeline.submit(purges)
+    if roan_settings.TAGS:
+        # As if it were saved: with automatic tags, its pages are found by its tags too.
+        from django.contrib.contenttypes.models import ContentType
+
+        from roan import tag_index
+        from roan.receivers import _tags_of
+
+        origin = pipeline.Origin(
+            trigger=trigger,
+            content_type_id=ContentType.objects.get_for_model(obj).pk,
+            object_pk=str(obj.pk),
+            object_repr=pipeline._safe_repr(obj),
+            user_id=user_id if user_id is not None else pipeline.current_user_id(),
+        )
+        tags = _tags_of(type(obj), [obj.pk])
+        written += tag_index.submit_tags(tags, origin, roan_settings.BACKENDS)
+    return written
+
+
+def _aliases(backends: Iterable[str] | None) -> list[str]:
+    aliases = list(backends) if backends is not None else list(roan_settings.BACKENDS)
+    longest_alias = _column_length("backend")
+    for alias in aliases:
+        if len(alias) > longest_alias:
+            raise ValueError(f"backend alias {alias[:40]!r}... is longer than {longest_alias}")
+    return aliases
+
+
+def _submit_tags(
+    tags: list[str], aliases: list[str], *, trigger: str, user: Any, model: Any = None
+) -> int:
+    """Purge ``tags``, :data:`tag_index.LOOKUP_CHUNK` of them per event (each event has
+    its own ``ROAN_MAX_URLS_PER_EVENT``), so that a script's big purge is sent whole."""
+    from django.contrib.contenttypes.models import ContentType
+
+    from roan import tag_index
+
+    user_id = getattr(user, "pk", None) if user is not None else pipeline.current_user_id()
+    origin = pipeline.Origin(
+        trigger=trigger,
+        user_id=user_id,
+        content_type_id=ContentType.objects.get_for_model(model).pk if model else None,
+    )
+    written = 0
+    step = tag_index.LOOKUP_CHUNK
+    for start in range(0, len(tags), step):
+        chunk = tags[start : start + step]
+        written += tag_index.submit_tags(chunk, origin, aliases)
+    return written
+
+
+def purge_tags(
+    tags: Iterable[str] | str,
+    *,
+    backends: Iterable[str] | None = None,
+    trigger: str = "api",
+    user: Any = None,
+) -> int:
+    if isinstance(tags, str):
+        tags = [tags]
+    names = list(dict.fromkeys(parse_target(tag, "tag").target for tag in tags))
+    return _submit_tags(names, _aliases(backends), trigger=trigger, user=user)
+
+
+def purge_model(
+    model: type[models.Model],
+    *,
+    backends: Iterable[str] | None = None,
+    trigger: str = "api",
+    user: Any = None,
+) -> int:
+    from roan import tag_index
+    from roan.tags import model_tag
+
+    if isinstance(model, models.Model):
+        model = type(model)
+    # Every page that shows objects of the model carries its list tag (a list) or an
+    # object tag (a detail page): the index names the object tags still cached.
+    names = [model_tag(model), *tag_index.object_tags_of(model)]
+    return _submit_tags(names, _aliases(backends), trigger=trigger, user=user, model=model)

@@ -506,6 +506,57 @@ def check_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
     return []
 
 
+def check_tags(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.E080: a tag index setting that is not a positive number.
+
+    roan.E081: a ``ROAN_TAG_PREFIX`` no cache can carry (spaces, control characters).
+    roan.W080: ``ROAN_TAGS`` on without ``CacheTagMiddleware``: no page carries a tag.
+    """
+    messages: list[checks.CheckMessage] = []
+    for name, default, kind in (
+        ("ROAN_TAG_INDEX_TTL", 86400, float),
+        ("ROAN_TAG_INDEX_MAX_TAGS", 200, int),
+    ):
+        value = getattr(settings, name, default)
+        try:
+            number = kind(value)
+            good = not isinstance(value, bool) and math.isfinite(number) and number > 0
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            messages.append(
+                checks.Error(
+                    f"{name} is {value!r}; it must be a positive number.",
+                    hint=f"Remove it for the default ({default}).",
+                    id="roan.E080",
+                )
+            )
+    prefix = getattr(settings, "ROAN_TAG_PREFIX", "")
+    if not isinstance(prefix, str) or any(ch.isspace() or ord(ch) < 0x20 for ch in prefix):
+        messages.append(
+            checks.Error(
+                f"ROAN_TAG_PREFIX is {prefix!r}; tag headers separate tags by spaces.",
+                hint="Use letters, digits and punctuation, such as 'www-' or 'shop:'.",
+                id="roan.E081",
+            )
+        )
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or ())
+    if getattr(settings, "ROAN_TAGS", None) and (
+        "roan.middleware.CacheTagMiddleware" not in middleware
+    ):
+        messages.append(
+            checks.Warning(
+                "ROAN_TAGS is on but roan.middleware.CacheTagMiddleware is not in MIDDLEWARE.",
+                hint=(
+                    "No page carries a tag, so every save writes tag purges that purge "
+                    "nothing. Add the middleware, or remove ROAN_TAGS."
+                ),
+                id="roan.W080",
+            )
+        )
+    return messages
+
+
 def register() -> None:
     checks.register(check_backends, "roan")
     checks.register(check_task_dispatch, "roan")
@@ -520,3 +571,4 @@ def register() -> None:
     checks.register(check_http_url_credentials, "roan")
     checks.register(check_verify, "roan")
     checks.register(check_layers, "roan")
+    checks.register(check_tags, "roan")

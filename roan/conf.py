@@ -133,5 +133,38 @@ class RoanSettings:
     def ENABLED(self) -> bool:
         return bool(getattr(settings, "ROAN_ENABLED", True))
 
+    @property
+    def TAG_PREFIX(self) -> str:
+        """``ROAN_TAG_PREFIX``: put before every cache tag roan names, so that several
+        sites can share one CDN or cache. Default ``""``."""
+        return str(getattr(settings, "ROAN_TAG_PREFIX", ""))
+
+    @property
+    def TAGS(self) -> bool:
+        """``ROAN_TAGS``: purge cache tags automatically when an object is saved, deleted
+        or its many-to-many relations change, and keep the URL<->tag index.
+
+        Default: on exactly when ``roan.middleware.CacheTagMiddleware`` is in
+        ``MIDDLEWARE`` (the pages carry tags, so purging them is what a user expects);
+        off otherwise, so that a site without tags writes no tag rows at all."""
+        value = getattr(settings, "ROAN_TAGS", None)
+        if value is None:
+            return "roan.middleware.CacheTagMiddleware" in getattr(settings, "MIDDLEWARE", ())
+        return bool(value)
+
+    @property
+    def TAG_INDEX_TTL(self) -> float:
+        """``ROAN_TAG_INDEX_TTL``: seconds the URL<->tag index keeps a page whose response
+        says neither ``s-maxage`` nor ``max-age`` (the cache keeps it by its own rules).
+        Default one day."""
+        return float(getattr(settings, "ROAN_TAG_INDEX_TTL", 86400))
+
+    @property
+    def TAG_INDEX_MAX_TAGS(self) -> int:
+        """``ROAN_TAG_INDEX_MAX_TAGS``: the most tags the index stores for one URL. Over
+        it, the page's object tags are stored as their model's list tag (less precise,
+        never less correct: every save purges the list tag too). Default 200."""
+        return int(getattr(settings, "ROAN_TAG_INDEX_MAX_TAGS", 200))
+
 
 roan_settings = RoanSettings()

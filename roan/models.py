@@ -291,3 +291,35 @@ class BackendState(models.Model):
 
     def natural_key(self) -> tuple[str]:
         return (self.alias,)
+
+
+class TaggedURL(models.Model):
+    """The URL<->tag index: a cached page (``host`` + ``path``) carried ``tag`` until
+    ``expires_at``.
+
+    Written once per cache miss by the tag middleware (``roan.tag_index.remember``), read
+    when a tag is purged on a backend that cannot purge by tag: the tag becomes a purge of
+    each URL it was on. Rows past ``expires_at`` are ignored and deleted by ``roan_prune``.
+    """
+
+    tag = models.CharField(_("tag"), max_length=255)
+    host = models.CharField(_("host"), max_length=255, blank=True)
+    path = models.CharField(
+        _("path"), max_length=2048, help_text=_("The path with its query string.")
+    )
+    # sha256 of host and path: a URL is up to 2,048 characters, longer than MariaDB and
+    # PostgreSQL can put in a unique index, so the upsert's key is this digest.
+    url_key = models.CharField(_("URL key"), max_length=64)
+    expires_at = models.DateTimeField(_("expires"))
+
+    class Meta:
+        verbose_name = _("tagged URL")
+        verbose_name_plural = _("tagged URLs")
+        constraints = [
+            # Also the index that reads by tag (its first column).
+            models.UniqueConstraint(fields=["tag", "url_key"], name="roan_taggedurl_unique"),
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="roan_taggedurl_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.tag} on {self.host}{self.path}"

@@ -392,7 +392,9 @@ def dispatch(ids: Sequence[int], *, using: str | None = None) -> None:
         if roan_settings.DISPATCH == "task":
             from roan.tasks import enqueue_send
 
-            enqueue_send(list(ids))
+            # The task's own row is no content: saving it must not purge cache tags.
+            with suppress_purges():
+                enqueue_send(list(ids))
         else:
             send_ids(ids, using=using)
     except Exception:

@@ -14,8 +14,10 @@ them. A post moved to another author is the post's own change: its rule purges i
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
+from django.apps import apps as global_apps
 from django.db import models
 from django.db.models.signals import (
     m2m_changed,
@@ -26,9 +28,12 @@ from django.db.models.signals import (
     pre_save,
 )
 
-from roan import pipeline, rules
+from roan import pipeline, rules, tag_index
+from roan.access import rule_model_refusal
 from roan.backends.base import PurgeRequest
+from roan.conf import roan_settings
 from roan.rules import CompiledRule
+from roan.tags import model_tag, object_tag
 
 _OLD = "_roan_before"
 _LOADED = "_roan_loaded"
@@ -66,6 +71,54 @@ def _submit(
     for rule, requests in rendered:
         purges += pipeline.purges_for(instance, rule, requests, trigger=trigger)
     pipeline.submit(purges, using=using)
+
+
+#: Apps whose rows are machinery, never content on a page: a task queue's results (with
+#: tags on them, the task sending a purge would save a row that asks for the next one).
+UNTAGGED_APPS = frozenset({"django_tasks_db", "django_tasks", "django_celery_results"})
+
+
+def _tags_of(model: type[models.Model], pks: Iterable[Any], *, lists: bool = True) -> list[str]:
+    """The object tags of ``pks`` and the list tag of ``model`` and of its concrete
+    parents (a page that loaded the parent rows carries their tags); none for a model
+    rules may not name (accounts, sessions, roan's own tables), a task queue's, or one
+    outside the app registry (historical models in migrations, the migration log)."""
+    opts = model._meta
+    if opts.apps is not global_apps or opts.app_label in UNTAGGED_APPS:
+        return []
+    if rule_model_refusal(model):
+        return []
+    lineage = [model, *model._meta.get_parent_list()]
+    tags = [object_tag(each, pk) for each in lineage for pk in pks if pk is not None]
+    if lists:
+        tags += [model_tag(each) for each in lineage]
+    return list(dict.fromkeys(tags))
+
+
+def _submit_tags(instance: models.Model, tags: list[str], *, trigger: str, using: str) -> None:
+    """Purge ``tags`` on every backend after commit (one event: its own bound)."""
+    if not tags:
+        return
+    from django.contrib.contenttypes.models import ContentType
+
+    origin = pipeline.Origin(
+        trigger=trigger,
+        content_type_id=ContentType.objects.db_manager(using).get_for_model(instance).pk,
+        object_pk=str(instance.pk) if instance.pk is not None else "",
+        object_repr=pipeline._safe_repr(instance),
+        user_id=pipeline.current_user_id(),
+    )
+    tag_index.submit_tags(tags, origin, roan_settings.BACKENDS, using=using)
+
+
+def _purge_object_tags(
+    model: type[models.Model], instance: models.Model, *, trigger: str, using: str, created: bool
+) -> None:
+    if not roan_settings.TAGS:
+        return
+    # A new object is on no page yet, but the lists it joins are.
+    tags = _tags_of(model, [] if created else [instance.pk])
+    _submit_tags(instance, tags, trigger=trigger, using=using)
 
 
 def track_model(model: type[models.Model]) -> None:
@@ -154,6 +207,8 @@ def on_post_save(
         before = _unstash(instance, rules.SAVE, [])
         _submit(instance, before, after=active, trigger="save", using=using)
         _remember(sender, instance)  # the next save's "before" is this save's "after"
+    created = bool(kwargs.get("created", False))
+    _purge_object_tags(sender, instance, trigger="save", using=using, created=created)
 
 
 def on_pre_delete(
@@ -174,6 +229,8 @@ def on_post_delete(
     before = _unstash(instance, rules.DELETE, [])
     if before and pipeline.is_active():
         _submit(instance, before, trigger="delete", using=using)
+    if pipeline.is_active():
+        _purge_object_tags(sender, instance, trigger="delete", using=using, created=False)
 
 
 def _m2m_rules(model: type[models.Model], field_name: str | None) -> tuple[CompiledRule, ...]:
@@ -220,6 +277,8 @@ def on_m2m_changed(
     field = _m2m_field(sender, instance, model, reverse)
     if field is None:
         return
+    if roan_settings.TAGS:
+        _m2m_tags(field, sender, instance, action, reverse, model, pk_set, using)
     # Templates name the relation by the field's name on the side that declares it, and
     # by its query name (``related_query_name``, as in ``{posts.slug}``) on the other.
     forward_name, reverse_name = field.name, field.related_query_name()
@@ -251,6 +310,33 @@ def on_m2m_changed(
     for other, rendered in others_before:
         # Re-read the other side: its relation has changed in the database.
         _submit(other, rendered, after=theirs, trigger="m2m", using=using)
+
+
+def _m2m_tags(
+    field: Any,
+    sender: type[models.Model],
+    instance: models.Model,
+    action: str,
+    reverse: bool,
+    model: type[models.Model],
+    pk_set: set[Any] | None,
+    using: str,
+) -> None:
+    """Purge the tags of both sides of an m2m change: the instance, and each object
+    added, removed or cleared (their pages list, or no longer list, each other)."""
+    key = ("m2m-tags", sender, instance.pk)
+    if action == "pre_clear":
+        # After the clear the rows are gone: read who was related now.
+        _stash(instance, key, set(_related_pks(field, instance, reverse, using)))
+        return
+    if action.startswith("pre_"):
+        return
+    if action == "post_clear":
+        pk_set = _unstash(instance, key, set())
+    if not pk_set:
+        return  # nothing was added or removed
+    tags = _tags_of(type(instance), [instance.pk]) + _tags_of(model, sorted(pk_set, key=str))
+    _submit_tags(instance, tags, trigger="m2m", using=using)
 
 
 def _related_pks(field: Any, instance: models.Model, reverse: bool, using: str) -> list[Any]:

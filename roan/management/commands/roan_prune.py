@@ -1,4 +1,5 @@
-"""Retention: delete finished attempts older than ``--days`` (or ``ROAN_RETENTION_DAYS``).
+"""Retention: delete finished attempts older than ``--days`` (or ``ROAN_RETENTION_DAYS``),
+and the tag index's expired rows (every run: they are never read again).
 
 Each batch is its own short statement, committed on its own, so a large prune never holds
 locks on the attempt table for long and senders keep writing meanwhile.
@@ -12,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from roan import tag_index
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt
 
@@ -19,7 +21,7 @@ from roan.models import PurgeAttempt
 class Command(BaseCommand):
     help = (
         "Delete finished purge attempts older than --days (default: ROAN_RETENTION_DAYS), "
-        "in small batches."
+        "in small batches; and the expired rows of the URL<->tag index."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -42,6 +44,11 @@ class Command(BaseCommand):
         dry_run: bool,
         **options: Any,
     ) -> None:
+        if batch < 1:
+            raise CommandError("--batch must be 1 or more")
+        expired = tag_index.prune(batch=batch, dry_run=dry_run)
+        verb = "would remove" if dry_run else "removed"
+        self.stdout.write(f"roan_prune: tag index: {verb} {expired} expired row(s)")
         if days is None:
             days = roan_settings.RETENTION_DAYS
             if days is None:

@@ -1,0 +1,336 @@
+"""The URL<->tag index, and tag purges for every backend (by tag, or by the URLs it was on).
+
+A cache that purges by tag (Varnish with xkey, a CDN) gets a ``tag`` purge as it is. One
+that cannot (nginx, Django's page cache, a plain HTTP purge endpoint) gets a ``url`` purge
+of each page that carried the tag while it could still be cached: the tag middleware calls
+:func:`remember` for every response it tags (a cache miss: hits never reach Django), which
+writes one row per tag with the page's lifetime, in one statement. Rows past their
+lifetime are never expanded, and ``roan_prune`` deletes them.
+
+Each expanded row names the tag it came from in its ``rule_name`` ("tag blog.post:42"),
+so the purge log says why a URL was purged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models, router, transaction
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponseBase
+from django.utils import timezone
+
+from roan import backends as backend_registry
+from roan import pipeline
+from roan.backends.base import MAX_TARGET_LENGTH, TAG, URL, PurgeRequest
+from roan.conf import roan_settings
+
+logger = logging.getLogger(__name__)
+
+#: Longest tag the index keeps (its column); a longer tag is not indexed (and logged).
+MAX_TAG_LENGTH = 255
+#: Seconds the index keeps a page beyond its ``max-age``: caches serve a little past it
+#: (Varnish's grace, a slow clock), and a purge that reaches an expired copy costs nothing.
+EXPIRY_MARGIN = 60
+#: Tags looked up in one query when a purge is expanded.
+LOOKUP_CHUNK = 100
+
+_CONTROL = {chr(c) for c in range(0x21)} | {"\x7f"}
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def lifetime(response: HttpResponseBase) -> float | None:
+    """Seconds a shared cache may keep ``response``: ``s-maxage``, else ``max-age``, else
+    ``ROAN_TAG_INDEX_TTL``; ``None`` when no shared cache keeps it (``private``,
+    ``no-store``, a lifetime of 0)."""
+    header = response.get("Cache-Control", "") or ""
+    directives: dict[str, str] = {}
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name:
+            directives[name.strip().lower()] = value.strip().strip('"')
+    if "no-store" in directives or "private" in directives:
+        return None
+    for name in ("s-maxage", "max-age"):
+        if name in directives:
+            try:
+                seconds = float(int(directives[name]))
+            except ValueError:
+                continue  # a malformed value: caches ignore it too
+            return seconds if seconds > 0 else None
+    return roan_settings.TAG_INDEX_TTL
+
+
+def usable_tag(tag: object) -> bool:
+    return (
+        isinstance(tag, str)
+        and 0 < len(tag) <= MAX_TAG_LENGTH
+        and not any(ch in _CONTROL for ch in tag)
+    )
+
+
+def collapse(tags: Iterable[str], limit: int) -> list[str]:
+    """At most ``limit`` tags for one URL: over it, object tags become their model's list
+    tag (every save purges the list tag as well, so the page is still purged)."""
+    unique = sorted(set(tags))
+    if len(unique) <= limit:
+        return unique
+    prefix = roan_settings.TAG_PREFIX
+    collapsed: set[str] = set()
+    for tag in unique:
+        if tag.startswith(prefix) and ":" in tag[len(prefix) :]:
+            head, _, _pk = tag[len(prefix) :].partition(":")
+            collapsed.add(prefix + head)
+        else:
+            collapsed.add(tag)
+    result = sorted(collapsed)
+    if len(result) > limit:
+        # Only hand-written tags (or more models than the limit) get here.
+        logger.warning(
+            "roan: a page carries %d tags even with object tags collapsed; the index keeps "
+            "%d (ROAN_TAG_INDEX_MAX_TAGS)",
+            len(result),
+            limit,
+        )
+        result = result[:limit]
+    return result
+
+
+def url_key(host: str, path: str) -> str:
+    return hashlib.sha256(f"{host}\n{path}".encode()).hexdigest()
+
+
+def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[str]) -> None:
+    """Record that ``request``'s URL (host, path and query) carried ``tags``, for as long
+    as a shared cache may keep ``response``.
+
+    Called by the tag middleware once per rendered response (a cache miss). One upsert
+    statement; a URL rendered again gets its new lifetime. Never raises: the response
+    matters more than the index (a URL missing from it is purged by its rules, if any).
+    """
+    if not (roan_settings.ENABLED and roan_settings.TAGS):
+        return
+    if request.method not in {"GET", "HEAD"}:
+        return
+    ttl = lifetime(response)
+    if ttl is None:
+        return
+    try:
+        host = request.get_host().lower()
+        path = request.get_full_path()
+    except Exception:  # a Host that ALLOWED_HOSTS refuses: nothing caches it under ours
+        return
+    if len(host) > 255 or len(path) > MAX_TARGET_LENGTH:
+        return
+    kept = [tag for tag in tags if usable_tag(tag)]
+    if len(kept) != len(tags):
+        logger.warning("roan: %d unusable tag(s) on %s not indexed", len(tags) - len(kept), path)
+    if not kept:
+        return
+    from roan.models import TaggedURL
+
+    expires = timezone.now() + datetime.timedelta(seconds=ttl + EXPIRY_MARGIN)
+    key = url_key(host, path)
+    rows = [
+        TaggedURL(tag=tag, host=host, path=path, url_key=key, expires_at=expires)
+        for tag in collapse(kept, max(1, roan_settings.TAG_INDEX_MAX_TAGS))
+    ]
+    db = router.db_for_write(TaggedURL)
+    try:
+        # A savepoint: a failed write must not spoil a transaction the view runs in.
+        with transaction.atomic(using=db):
+            _upsert(rows, db)
+    except Exception:
+        logger.exception("roan: writing the tag index for %s failed", path)
+
+
+def _upsert(rows: list[Any], db: str) -> None:
+    from django.db import connections
+
+    from roan.models import TaggedURL
+
+    features = connections[db].features
+    options: dict[str, Any] = {"update_conflicts": True, "update_fields": ["expires_at"]}
+    # MariaDB/MySQL take no conflict target (ON DUPLICATE KEY UPDATE uses every key).
+    if features.supports_update_conflicts_with_target:
+        options["unique_fields"] = ["tag", "url_key"]
+    TaggedURL.objects.using(db).bulk_create(rows, **options)
+
+
+def prune(*, batch: int = 5000, dry_run: bool = False) -> int:
+    """Delete expired index rows, ``batch`` at a time (each its own statement)."""
+    from roan.models import TaggedURL
+
+    expired = TaggedURL.objects.filter(expires_at__lte=timezone.now())
+    if dry_run:
+        return expired.count()
+    deleted = 0
+    while True:
+        ids = list(expired.order_by("id").values_list("id", flat=True)[:batch])
+        if not ids:
+            return deleted
+        chunk = TaggedURL.objects.filter(id__in=ids)
+        deleted += chunk._raw_delete(chunk.db)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+def _host_filter(hosts: Sequence[str]) -> Q:
+    # A page may have been rendered for "host:port" (the Host header as the browser sent
+    # it) while the cache keys it, and the backend names it, without the port.
+    query = Q(host__in=list(hosts))
+    for host in hosts:
+        query |= Q(host__startswith=f"{host}:")
+    return query
+
+
+def expand(
+    tags: Sequence[str], hosts: Sequence[str], limit: int
+) -> tuple[list[tuple[str, str, str]], bool]:
+    """``(tag, host, path)`` of the live index rows for ``tags`` on ``hosts`` (every host
+    when empty), one per URL, at most ``limit``; and whether there were more."""
+    from roan.models import TaggedURL
+
+    now = timezone.now()
+    found: dict[tuple[str, str], str] = {}
+    for start in range(0, len(tags), LOOKUP_CHUNK):
+        chunk = list(tags[start : start + LOOKUP_CHUNK])
+        qs = TaggedURL.objects.filter(tag__in=chunk, expires_at__gt=now)
+        if hosts:
+            qs = qs.filter(_host_filter(hosts))
+        # A URL has at most one row per tag, so this many rows hold more than ``limit``
+        # URLs whenever the index has that many.
+        wanted = (limit + 1 - len(found)) * len(chunk)
+        for tag, host, path in qs.order_by().values_list("tag", "host", "path")[:wanted]:
+            found.setdefault((host, path), tag)
+        if len(found) > limit:
+            break
+    rows = [(tag, host, path) for (host, path), tag in found.items()]
+    return rows[:limit], len(rows) > limit
+
+
+def object_tags_of(model: type[models.Model]) -> Iterator[str]:
+    """The live object tags of ``model`` the index knows, each once, in order."""
+    from roan.models import TaggedURL
+    from roan.tags import model_tag
+
+    return (
+        TaggedURL.objects.filter(
+            tag__startswith=f"{model_tag(model)}:", expires_at__gt=timezone.now()
+        )
+        .order_by("tag")
+        .values_list("tag", flat=True)
+        .distinct()
+        .iterator()
+    )
+
+
+# -- purging -------------------------------------------------------------------------------
+
+
+def _page_host(stored: str, hosts: Sequence[str]) -> str:
+    """The host to purge a page rendered for ``stored`` on a backend with ``hosts``."""
+    if not hosts:
+        return ""  # the backend's own (its only) site
+    if stored in hosts:
+        return stored
+    return stored.rpartition(":")[0] if ":" in stored else stored
+
+
+def submit_tags(
+    tags: Sequence[str],
+    origin: pipeline.Origin,
+    aliases: Iterable[str],
+    *,
+    using: str | None = None,
+) -> int:
+    """Write the purges of ``tags`` (one event) and, inside a transaction, look at the
+    index again once it commits.
+
+    A page rendered between the change and the commit still showed the old content, and
+    may have been indexed after the first look: the second look purges the URLs that are
+    new since then (the others are already on their way), which leaves the same window
+    as for any purge sent after commit.
+    """
+    from roan.models import PurgeAttempt
+
+    if not pipeline.is_active():
+        return 0
+    aliases = list(aliases)
+    purges = tag_purges(tags, origin, aliases)
+    written = pipeline.submit(purges, using=using)
+    db = using or router.db_for_write(PurgeAttempt)
+    urls_only = [alias for alias in aliases if not _purges_by_tag(alias)]
+    capturing = pipeline._capture.get() is not None
+    if not urls_only or capturing or not transaction.get_connection(db).in_atomic_block:
+        return written
+    sent = {(p.backend, p.request.target, p.request.host) for p in purges}
+
+    def look_again() -> None:
+        try:
+            again = [
+                purge
+                for purge in tag_purges(tags, origin, urls_only)
+                if purge.request.kind == URL
+                and (purge.backend, purge.request.target, purge.request.host) not in sent
+            ]
+            if again:
+                pipeline.submit(again, using=db)
+        except Exception:
+            logger.exception("roan: looking at the tag index after commit failed")
+
+    transaction.on_commit(look_again, using=db, robust=True)
+    return written
+
+
+def _purges_by_tag(alias: str) -> bool:
+    try:
+        return TAG in backend_registry.get_backend(alias).capabilities
+    except ImproperlyConfigured:
+        return True  # recorded skipped with the error the first time; nothing to expand
+
+
+def tag_purges(
+    tags: Sequence[str], origin: pipeline.Origin, aliases: Iterable[str]
+) -> list[pipeline.Purge]:
+    """The purges of ``tags`` on each backend of ``aliases``: the tags themselves where
+    the backend purges by tag, else a URL purge per page the index holds for them, at
+    most ``ROAN_MAX_URLS_PER_EVENT`` per backend (one ``skipped`` row says when more)."""
+    tags = list(dict.fromkeys(tags))
+    if not tags:
+        return []
+    limit = max(0, roan_settings.MAX_URLS_PER_EVENT)
+    purges: list[pipeline.Purge] = []
+    for alias in aliases:
+        try:
+            backend = backend_registry.get_backend(alias)
+        except ImproperlyConfigured:
+            backend = None  # recorded skipped with the error, as for any purge
+        if backend is None or TAG in backend.capabilities:
+            for tag in tags:
+                named = dataclasses.replace(origin, rule_name=f"tag {tag}"[:200])
+                purges.append(pipeline.Purge(alias, PurgeRequest(TAG, tag), named))
+            continue
+        rows, more = expand(tags, backend.hosts, limit)
+        for tag, host, path in rows:
+            named = dataclasses.replace(origin, rule_name=f"tag {tag}"[:200])
+            request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
+            purges.append(pipeline.Purge(alias, request, named))
+        if more:
+            problem = (
+                f"the tag(s) are on more than ROAN_MAX_URLS_PER_EVENT ({limit}) cached URLs "
+                f"for this backend, which cannot purge by tag: {limit} were purged, the "
+                "others were not"
+            )
+            request = pipeline.Unrenderable(TAG, tags[0], problem=problem)
+            purges.append(pipeline.Purge(alias, request, origin))
+    return purges
