@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -42,7 +43,6 @@ from django.db.models.sql.compiler import (
     SQLInsertCompiler,
     SQLUpdateCompiler,
 )
-
 from django.http import HttpRequest, HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 
@@ -106,7 +106,9 @@ def tag_for(item: Any) -> str:
         return model_tag(item)
     if isinstance(item, QuerySet):
         return model_tag(item.model)
-    raise TypeError(f"a cache tag is a string, a model, a model instance or a queryset, not {item!r}")
+    raise TypeError(
+        f"a cache tag is a string, a model, a model instance or a queryset, not {item!r}"
+    )
 
 
 # -- what one response depends on ------------------------------------------------------------
@@ -262,7 +264,7 @@ def _record_instance(sender: type[models.Model], instance: models.Model, **kwarg
     # load it, from inside the instance's own __init__. An instance built in the view
     # without a pk has none and is skipped; one built with an explicit pk is tagged,
     # which purges a little more than needed, never less.
-    pk = instance.__dict__.get(sender._meta.pk.attname)  # type: ignore[union-attr]
+    pk = instance.__dict__.get(sender._meta.pk.attname)
     if pk is not None:
         collector.add_object(sender, pk)
 
@@ -282,7 +284,6 @@ def _wrap_execute_sql(original: Callable[..., Any]) -> Callable[..., Any]:
                     collector.add_list(model)
         return original(self, *args, **kwargs)
 
-    execute_sql.__roan_tags__ = True  # type: ignore[attr-defined]
     return execute_sql
 
 
@@ -303,7 +304,6 @@ def _wrap_get(original: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             _in_get.reset(token)
 
-    get.__roan_tags__ = True  # type: ignore[attr-defined]
     return get
 
 
@@ -316,12 +316,11 @@ def _wrap_earliest(original: Callable[..., Any]) -> Callable[..., Any]:
             collector.add_list(self.model)
         return original(self, *args, **kwargs)
 
-    earliest.__roan_tags__ = True  # type: ignore[attr-defined]
     return earliest
 
 
 _install_lock = threading.Lock()
-_installed = False
+_originals: dict[tuple[type, str], Any] = {}
 
 
 def install() -> None:
@@ -332,22 +331,31 @@ def install() -> None:
     queryset runs) and ``QuerySet.get``/``latest``/``earliest``. The wrappers read one
     context variable and call through: processes that never track pay nothing else.
     """
-    global _installed
-    if _installed:
+    if _originals:
         return
     with _install_lock:
-        if _installed:
+        if _originals:
             return
         post_init.connect(_record_instance, dispatch_uid="roan.tags.record_instance", weak=False)
-        if not getattr(SQLCompiler.execute_sql, "__roan_tags__", False):
-            SQLCompiler.execute_sql = _wrap_execute_sql(SQLCompiler.execute_sql)  # type: ignore[method-assign]
-        if not getattr(QuerySet.get, "__roan_tags__", False):
-            QuerySet.get = _wrap_get(QuerySet.get)  # type: ignore[method-assign]
-        for name in ("latest", "earliest"):
-            method = getattr(QuerySet, name)
-            if not getattr(method, "__roan_tags__", False):
-                setattr(QuerySet, name, _wrap_earliest(method))
-        _installed = True
+        wrappers: list[tuple[type, str, Callable[..., Any]]] = [
+            (SQLCompiler, "execute_sql", _wrap_execute_sql),
+            (QuerySet, "get", _wrap_get),
+            (QuerySet, "latest", _wrap_earliest),
+            (QuerySet, "earliest", _wrap_earliest),
+        ]
+        for owner, name, wrap in wrappers:
+            original = owner.__dict__[name]
+            _originals[owner, name] = original
+            setattr(owner, name, wrap(original))
+
+
+def uninstall() -> None:
+    """Undo :func:`install` (for benchmarks and tests that compare with no hooks at all)."""
+    with _install_lock:
+        post_init.disconnect(dispatch_uid="roan.tags.record_instance")
+        for (owner, name), original in _originals.items():
+            setattr(owner, name, original)
+        _originals.clear()
 
 
 # -- the headers -----------------------------------------------------------------------------
@@ -375,23 +383,30 @@ def is_cacheable(request: HttpRequest, response: HttpResponseBase) -> bool:
     return not ({"private", "no-store"} & _cache_control(response))
 
 
-def list_tag_of(tag: str) -> str | None:
+def list_tag_of(tag: str, known: dict[str, str | None] | None = None) -> str | None:
     """The list tag an object tag collapses to (``blog.post`` for ``blog.post:42``), or
-    ``None`` when ``tag`` is not the object tag of an installed model."""
+    ``None`` when ``tag`` is not the object tag of an installed model. ``known`` caches
+    the answer per model label across calls."""
     prefix = roan_settings.TAG_PREFIX
     if not tag.startswith(prefix):
         return None
     label, colon, pk = tag[len(prefix) :].partition(":")
     if not colon or not pk:
         return None
+    if known is not None and label in known:
+        return known[label]
     app_label, dot, model_name = label.partition(".")
-    if not dot:
-        return None
-    try:
-        model = apps.get_model(app_label, model_name)
-    except LookupError:
-        return None
-    return model_tag(model)
+    found: str | None = None
+    if dot:
+        with suppress(LookupError):
+            found = model_tag(apps.get_model(app_label, model_name))
+    if known is not None:
+        known[label] = found
+    return found
+
+
+# Spaces and control characters (Unicode's too): never in a tag.
+_NOT_IN_TAGS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 def tag_refusal(tag: str, backend: BaseBackend) -> str:
@@ -400,15 +415,16 @@ def tag_refusal(tag: str, backend: BaseBackend) -> str:
         return "empty"
     if len(tag) > backend.tag_max_length:
         return f"longer than {backend.tag_max_length} characters"
-    if any(ch.isspace() or not ch.isprintable() for ch in tag):
+    if _NOT_IN_TAGS.search(tag) or not tag.isprintable():
         return "contains spaces or control characters"
     if backend.tag_separator in tag or any(ch in tag for ch in backend.tag_forbidden):
         return "contains the header's separator"
-    try:
-        # Header values go out as Latin-1 (WSGI, and Django's own encoding of them).
-        tag.encode("latin-1")
-    except UnicodeEncodeError:
-        return "is not Latin-1 text"
+    if not tag.isascii():
+        try:
+            # Header values go out as Latin-1 (WSGI, and Django's own encoding of them).
+            tag.encode("latin-1")
+        except UnicodeEncodeError:
+            return "is not Latin-1 text"
     return ""
 
 
@@ -421,10 +437,11 @@ def header_value(tags: Iterable[str], backend: BaseBackend) -> str | None:
     that cannot be sent is dropped with a warning. ``None`` when nothing is left, or
     when even the list tags do not fit (logged as an error: the page is not tagged).
     """
+    known: dict[str, str | None] = {}
     sendable: set[str] = set()
     objects: dict[str, set[str]] = {}  # list tag -> its object tags in the header
     for tag in tags:
-        list_tag = list_tag_of(tag)
+        list_tag = list_tag_of(tag, known)
         if why := tag_refusal(tag, backend):
             if list_tag is None or tag_refusal(list_tag, backend):
                 logger.warning("Cache tag %r cannot be sent in %s: %s; dropped.",
@@ -435,26 +452,27 @@ def header_value(tags: Iterable[str], backend: BaseBackend) -> str | None:
             objects.setdefault(list_tag, set()).add(tag)
         else:
             sendable.add(tag)
-    separator = backend.tag_separator
-
-    def size() -> int:
-        every = sendable.union(*objects.values())
-        return sum(len(t) for t in every) + len(separator) * max(len(every) - 1, 0)
-
+    separator = len(backend.tag_separator)
+    # Bytes of each object group, and of the rest; a list tag counted once.
+    group_bytes = {t: sum(len(o) + separator for o in group) for t, group in objects.items()}
+    size = sum(len(t) + separator for t in sendable) + sum(group_bytes.values()) - separator
     # Largest group first: the fewest models lose their precision.
-    for list_tag in sorted(objects, key=lambda t: -sum(len(o) + 1 for o in objects[t])):
-        if size() <= backend.tag_header_limit:
+    for list_tag in sorted(group_bytes, key=group_bytes.__getitem__, reverse=True):
+        if size <= backend.tag_header_limit:
             break
+        size -= group_bytes[list_tag]
         del objects[list_tag]
-        sendable.add(list_tag)
+        if list_tag not in sendable:
+            sendable.add(list_tag)
+            size += len(list_tag) + separator
     every = sendable.union(*objects.values())
     if not every:
         return None
-    if size() > backend.tag_header_limit:
+    if size > backend.tag_header_limit:
         logger.error("The page's %d list tags do not fit in %s (%d bytes); it is not tagged.",
                      len(every), backend.tag_header, backend.tag_header_limit)  # fmt: skip
         return None
-    return separator.join(sorted(every))
+    return backend.tag_separator.join(sorted(every))
 
 
 def tag_backends() -> dict[str, BaseBackend]:
@@ -488,6 +506,9 @@ def stamp(response: HttpResponseBase, tags: Iterable[str]) -> None:
     """Write ``tags``, with those the response carries already, in the tag header of
     every configured backend that has one."""
     every = frozenset(tags) | carried_tags(response)
+    if getattr(response, "_roan_tags", None) == every:
+        return  # stamped already with these (by cache_tags() inside the view)
+    response._roan_tags = every  # type: ignore[attr-defined]
     for backend in tag_backends().values():
         assert backend.tag_header is not None
         value = header_value(every, backend)

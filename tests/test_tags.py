@@ -11,12 +11,15 @@ from django.template import engines
 
 from roan import tags
 from roan.backends.base import BaseBackend
+from roan.checks import TAG_MIDDLEWARE, check_cache_tags
 from roan.tags import header_value, model_tag, object_tag, tracking
 from tests.testapp.models import Author, Post
 
 pytestmark = pytest.mark.django_db
 
-VARNISH = {"edge": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": ["http://127.0.0.1:9"]}}
+VARNISH = {
+    "edge": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": ["http://127.0.0.1:9"]}
+}
 
 
 @pytest.fixture
@@ -30,7 +33,8 @@ def site(settings: Any) -> Any:
 def remembered(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, frozenset[str]]]:
     calls: list[tuple[str, frozenset[str]]] = []
     monkeypatch.setattr(
-        "roan.tag_index.remember", lambda request, response, found: calls.append((request.path, found))
+        "roan.tag_index.remember",
+        lambda request, response, found: calls.append((request.path, found)),
     )
     return calls
 
@@ -48,7 +52,10 @@ def test_tag_names_follow_the_shared_contract(settings: Any) -> None:
         "testapp.post", "testapp.post:7", "testapp.post:7",
     )  # fmt: skip
     settings.ROAN_TAG_PREFIX = "site1-"
-    assert (model_tag(post), object_tag(Post, "a")) == ("site1-testapp.post", "site1-testapp.post:a")
+    assert (model_tag(post), object_tag(Post, "a")) == (
+        "site1-testapp.post",
+        "site1-testapp.post:a",
+    )
 
 
 def test_a_proxy_is_tagged_as_its_concrete_model() -> None:
@@ -63,24 +70,34 @@ def test_a_proxy_is_tagged_as_its_concrete_model() -> None:
 # -- the middleware --------------------------------------------------------------------------
 
 
-def test_a_page_loading_a_post_and_listing_posts_gets_its_xkey_header(site, remembered, client) -> None:
+def test_a_page_loading_a_post_and_listing_posts_gets_its_xkey_header(
+    site, remembered, client
+) -> None:
     first = Post.objects.create(title="One", slug="one")
     second = Post.objects.create(title="Two", slug="two")
 
     response = client.get(f"/front/{first.pk}/")
 
     assert response.status_code == 200
-    assert response.headers["xkey"] == f"testapp.post testapp.post:{first.pk} testapp.post:{second.pk}"
+    assert (
+        response.headers["xkey"] == f"testapp.post testapp.post:{first.pk} testapp.post:{second.pk}"
+    )
     # The full set goes to the index once, with the response.
     assert remembered == [
-        (f"/front/{first.pk}/", frozenset({"testapp.post", f"testapp.post:{first.pk}", f"testapp.post:{second.pk}"}))
+        (
+            f"/front/{first.pk}/",
+            frozenset({"testapp.post", f"testapp.post:{first.pk}", f"testapp.post:{second.pk}"}),
+        )
     ]
 
 
 def test_a_get_gives_object_tags_only_select_related_included(site, client) -> None:
     author = Author.objects.create(username="ann")
     post = Post.objects.create(title="One", slug="one", author=author)
-    assert xkey(client.get(f"/one/{post.pk}/")) == [f"testapp.author:{author.pk}", f"testapp.post:{post.pk}"]
+    assert xkey(client.get(f"/one/{post.pk}/")) == [
+        f"testapp.author:{author.pk}",
+        f"testapp.post:{post.pk}",
+    ]
 
 
 def test_head_is_tagged_like_get(site, client) -> None:
@@ -93,7 +110,12 @@ def test_a_template_response_is_tracked_while_it_renders(site, client) -> None:
     response = client.get(f"/lazy/{post.pk}/")
     # The queryset was only iterated by the template; {% cache_tag %} added two more.
     assert response.content.decode() == "One "
-    assert xkey(response) == ["sidebar", "testapp.post", f"testapp.post:{post.pk}", "testapp.post:999"]
+    assert xkey(response) == [
+        "sidebar",
+        "testapp.post",
+        f"testapp.post:{post.pk}",
+        "testapp.post:999",
+    ]
 
 
 def test_tags_added_by_hand_in_a_view(site, client, settings) -> None:
@@ -124,7 +146,9 @@ def test_a_post_request_gets_no_tags(site, remembered, client) -> None:
     assert [path for path, _ in remembered] == [f"/either/{post.pk}/"]
 
 
-def test_without_a_backend_reading_tags_no_header_but_the_index_hears(settings, remembered, client) -> None:
+def test_without_a_backend_reading_tags_no_header_but_the_index_hears(
+    settings, remembered, client
+) -> None:
     settings.ROOT_URLCONF = "tests.tagged_site"
     settings.ROAN_BACKENDS = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
     post = Post.objects.create(title="One", slug="one")
@@ -272,3 +296,21 @@ def test_list_tags_that_do_not_fit_leave_the_page_untagged(caplog) -> None:
     backend = Narrow("cdn", {})
     assert header_value([f"hand{i}" for i in range(10)], backend) is None
     assert "it is not tagged" in caplog.text
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["a b", "a,b", "ŝ€", 3])
+def test_a_prefix_no_header_can_carry_is_an_error(settings, prefix) -> None:
+    settings.ROAN_TAG_PREFIX = prefix
+    assert [m.id for m in check_cache_tags()] == ["roan.E070"]
+
+
+def test_the_middleware_below_the_session_middleware_warns(settings) -> None:
+    session = "django.contrib.sessions.middleware.SessionMiddleware"
+    settings.ROAN_TAG_PREFIX = "site-"
+    settings.MIDDLEWARE = [TAG_MIDDLEWARE, session]
+    assert check_cache_tags() == []
+    settings.MIDDLEWARE = [session, TAG_MIDDLEWARE]
+    assert [m.id for m in check_cache_tags()] == ["roan.W070"]

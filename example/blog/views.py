@@ -17,12 +17,16 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control, cache_page
 
 from blog.models import Author, Post, Tag
+from roan.tags import cache_tags
 
 View = Callable[..., HttpResponse]
 
 
 def public_page(view: View) -> View:
     """Cache ``view`` in Django's cache and let caches in front keep it too."""
+    # Inside cache_page, so the copies it stores (and answers from) carry their tags.
+    view = cache_tags()(view)
+
     seconds = settings.BLOG_PAGE_SECONDS
     return cache_page(seconds)(cache_control(public=True, max_age=seconds)(view))
 
