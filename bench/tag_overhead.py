@@ -117,6 +117,7 @@ def run(requests: int, rounds: int) -> None:
         page = clients["on"].get("/posts/")
         assert page.status_code == 200, page.status_code
         tags = page.headers.get("xkey", "").split()
+        assert "blog.post" in tags and "blog.post:1" in tags, tags
         assert "xkey" not in clients["off"].get("/posts/").headers
         for _ in range(20):  # warm up: templates, statement caches
             for client in clients.values():
