@@ -557,6 +557,53 @@ def check_tags(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessa
     return messages
 
 
+TAG_MIDDLEWARE = "roan.middleware.CacheTagMiddleware"
+# Middleware that may add a cookie on the way out; the tag middleware must see it.
+_COOKIE_MIDDLEWARE = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+)
+
+
+def check_cache_tags(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.E070: ``ROAN_TAG_PREFIX`` cannot go in a header; roan.W070:
+    ``CacheTagMiddleware`` below middleware that sets cookies."""
+    messages: list[checks.CheckMessage] = []
+    prefix = getattr(settings, "ROAN_TAG_PREFIX", "")
+    bad = not isinstance(prefix, str)
+    if isinstance(prefix, str):
+        try:
+            prefix.encode("latin-1")
+        except UnicodeEncodeError:
+            bad = True
+        bad = bad or any(ch.isspace() or not ch.isprintable() or ch == "," for ch in prefix)
+    if bad:
+        messages.append(
+            checks.Error(
+                f"ROAN_TAG_PREFIX is {prefix!r}.",
+                hint="Use Latin-1 text without spaces, commas or control characters, "
+                'e.g. "shop-": every cache tag header carries it.',
+                id="roan.E070",
+            )
+        )
+    middleware = [str(m) for m in getattr(settings, "MIDDLEWARE", None) or ()]
+    if TAG_MIDDLEWARE in middleware:
+        position = middleware.index(TAG_MIDDLEWARE)
+        above = [m for m in _COOKIE_MIDDLEWARE if m in middleware[:position]]
+        if above:
+            messages.append(
+                checks.Warning(
+                    f"{TAG_MIDDLEWARE} comes after {', '.join(above)} in MIDDLEWARE: it "
+                    "cannot see the cookies they set, and tags responses no shared cache "
+                    "should keep.",
+                    hint="Put it first in MIDDLEWARE, or right after SecurityMiddleware.",
+                    id="roan.W070",
+                )
+            )
+    return messages
+
+
 def register() -> None:
     checks.register(check_backends, "roan")
     checks.register(check_task_dispatch, "roan")
@@ -572,3 +619,4 @@ def register() -> None:
     checks.register(check_verify, "roan")
     checks.register(check_layers, "roan")
     checks.register(check_tags, "roan")
+    checks.register(check_cache_tags, "roan")

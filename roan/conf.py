@@ -130,14 +130,17 @@ class RoanSettings:
         return tuple(entry for entry in value if isinstance(entry, str))
 
     @property
-    def ENABLED(self) -> bool:
-        return bool(getattr(settings, "ROAN_ENABLED", True))
+    def TAG_PREFIX(self) -> str:
+        """``ROAN_TAG_PREFIX``: put before every cache tag roan writes or purges (default
+        ``""``), so that several sites sharing one cache or CDN account purge only their
+        own pages: ``"shop-"`` makes ``shop-blog.post:42``. Latin-1 text without spaces or
+        commas (roan.E070)."""
+        value = getattr(settings, "ROAN_TAG_PREFIX", "")
+        return value if isinstance(value, str) else ""
 
     @property
-    def TAG_PREFIX(self) -> str:
-        """``ROAN_TAG_PREFIX``: put before every cache tag roan names, so that several
-        sites can share one CDN or cache. Default ``""``."""
-        return str(getattr(settings, "ROAN_TAG_PREFIX", ""))
+    def ENABLED(self) -> bool:
+        return bool(getattr(settings, "ROAN_ENABLED", True))
 
     @property
     def TAGS(self) -> bool:

@@ -19,6 +19,7 @@ from django.utils.http import http_date
 from django.views.decorators.cache import cache_control, cache_page
 
 from blog.models import Author, Post, Tag
+from roan.tags import cache_tags
 
 View = Callable[..., HttpResponse]
 
@@ -35,6 +36,8 @@ def public_page(view: View) -> View:
     ``cache_page`` is given the timeout explicitly: without one it would read
     ``max-age`` from the response, and ``max-age=0`` means "do not cache" to Django.
     """
+    # Inside cache_page, so the copies it stores (and answers from) carry their tags.
+    view = cache_tags()(view)
     seconds = settings.BLOG_PAGE_SECONDS
     headers = cache_control(public=True, max_age=0, s_maxage=seconds, must_revalidate=True)
     return cache_page(seconds)(_expires_now(headers(view)))

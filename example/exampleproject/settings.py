@@ -34,6 +34,9 @@ INSTALLED_APPS = [
 # cache_page instead (blog/views.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Tags each cacheable page with the posts, authors and tags it shows (an xkey header
+    # for Varnish); above the middleware that set cookies, so it sees their cookies.
+    "roan.middleware.CacheTagMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # An ETag on every page, and 304 to a browser revalidating a page it has: the public

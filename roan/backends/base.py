@@ -95,6 +95,15 @@ class BaseBackend:
     #: Option names this backend accepts (besides the common ones below).
     options_accepted: ClassVar[frozenset[str]] = frozenset()
     common_options: ClassVar[frozenset[str]] = frozenset({"HOSTS", "TIMEOUT", "LABEL"})
+    #: The response header this cache reads a page's cache tags from (``None``: it reads
+    #: none), how tags are separated in it, the most bytes its value may hold, the
+    #: longest tag, and characters besides the separator a tag may not contain.
+    #: ``roan.middleware.CacheTagMiddleware`` writes it; see ``roan.tags``.
+    tag_header: ClassVar[str | None] = None
+    tag_separator: ClassVar[str] = " "
+    tag_header_limit: ClassVar[int] = 8192
+    tag_max_length: ClassVar[int] = 1024
+    tag_forbidden: ClassVar[str] = ""
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         self.alias = alias

@@ -64,6 +64,14 @@ class VarnishBackend(HTTPNodesBackend):
         "BAN_URL_HEADER",
         "XKEY_HEADER",
     }
+    # varnish-modules' xkey indexes the keys of the response's xkey header, split on
+    # spaces and commas; Varnish refuses a backend response with a header line longer
+    # than http_resp_hdr_len (8 KiB by default).
+    tag_header: ClassVar[str | None] = "xkey"
+    tag_separator: ClassVar[str] = " "
+    tag_header_limit: ClassVar[int] = MAX_TAG_HEADER
+    tag_max_length: ClassVar[int] = 256
+    tag_forbidden: ClassVar[str] = ","
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)

@@ -1,0 +1,186 @@
+"""What automatic cache tags cost a page render: the example blog's post list, 50 posts.
+
+    .venv/bin/python bench/tag_overhead.py [--requests 100] [--rounds 5] [--database-url URL]
+
+The example site (its settings, views and templates) with a fresh database of 50 posts by
+5 authors, each post with 2 of 8 tags, rendered through Django's test client (the full
+middleware chain, no network) in two setups, interleaved round by round in one process:
+
+    off   the example's MIDDLEWARE without roan.middleware.CacheTagMiddleware, and
+          roan's tracking hooks uninstalled (roan.tags.uninstall())
+    on    with it, and a Varnish backend configured, so each page gets its xkey header
+
+Django's page cache is swapped for a DummyCache, so every request renders the page. The
+tag index write is not part of this figure (``roan.tag_index.remember`` is timed on its
+own by the index's benchmark). Requests alternate off/on one by one; prints the median
+wall and CPU ms per page of each setup (CPU time of this process: what other processes
+on a shared machine disturb least), the ratio, and the tags one page carries. Goal: at
+most 10% overhead. SQLite by default; PostgreSQL with --database-url (a scratch
+database, created and dropped here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from _common import admin_sql
+
+ROOT = Path(__file__).resolve().parent.parent
+TAG_MIDDLEWARE = "roan.middleware.CacheTagMiddleware"
+
+
+def setup_django(sqlite: str, database_url: str) -> None:
+    sys.path[:0] = [str(ROOT / "example"), str(ROOT)]
+    os.environ["DJANGO_SETTINGS_MODULE"] = "exampleproject.settings"
+    os.environ["ROAN_EXAMPLE_SQLITE"] = sqlite
+    if database_url:
+        os.environ["ROAN_EXAMPLE_DATABASE_URL"] = database_url
+    os.environ["ROAN_EXAMPLE_DEBUG"] = "0"  # no query log: it would be timed too
+    import django
+
+    django.setup()
+
+
+def seed() -> None:
+    from blog.models import Author, Post, Tag
+    from django.core.management import call_command
+
+    import roan
+
+    call_command("migrate", verbosity=0)
+    with roan.suppress_purges():
+        authors = Author.objects.bulk_create(
+            Author(username=f"author-{i}", name=f"Author {i}") for i in range(5)
+        )
+        tags = Tag.objects.bulk_create(Tag(slug=f"tag-{i}", name=f"Tag {i}") for i in range(8))
+        posts = Post.objects.bulk_create(
+            Post(
+                title=f"Post number {i}",
+                slug=f"post-{i}",
+                body="A paragraph of text about caches. " * 20,
+                author=authors[i % 5],
+            )
+            for i in range(50)
+        )
+        through = Post.tags.through
+        through.objects.bulk_create(
+            through(post_id=post.pk, tag_id=tags[(i + k) % 8].pk)
+            for i, post in enumerate(posts)
+            for k in (0, 3)
+        )
+
+
+def client_for(tracking: bool) -> Any:
+    """A test client whose middleware chain is built (by a first request) now."""
+    from django.conf import settings
+    from django.test import Client, override_settings
+
+    middleware = [m for m in settings.MIDDLEWARE if m != TAG_MIDDLEWARE]
+    if tracking:
+        middleware.insert(1, TAG_MIDDLEWARE)
+    client = Client(HTTP_HOST="localhost")
+    with override_settings(MIDDLEWARE=middleware):
+        client.get("/posts/")
+    return client
+
+
+def timed_request(client: Any) -> tuple[float, float]:
+    """(wall ms, CPU ms of this process) for one request of the post list."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    response = client.get("/posts/")
+    elapsed = ((time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000)
+    assert response.status_code == 200
+    return elapsed
+
+
+def run(requests: int, rounds: int) -> None:
+    from django.test import override_settings
+
+    from roan import tags as tags_module
+
+    seed()
+    dummy = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    varnish = {
+        "edge": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": ["http://127.0.0.1:9"]}
+    }
+    with override_settings(CACHES=dummy, ROAN_BACKENDS=varnish):
+        clients = {"off": client_for(False), "on": client_for(True)}
+        page = clients["on"].get("/posts/")
+        assert page.status_code == 200, page.status_code
+        tags = page.headers.get("xkey", "").split()
+        assert "blog.post" in tags and "blog.post:1" in tags, tags
+        assert "xkey" not in clients["off"].get("/posts/").headers
+        for _ in range(20):  # warm up: templates, statement caches
+            for client in clients.values():
+                timed_request(client)
+        wall: dict[str, list[float]] = {"off": [], "on": []}
+        cpu: dict[str, list[float]] = {"off": [], "on": []}
+        ratios: list[float] = []
+        for _ in range(rounds):
+            round_cpu: dict[str, list[float]] = {"off": [], "on": []}
+            for _ in range(requests):
+                # Alternating request by request: a neighbour's load hits both alike.
+                # "off" runs with roan's hooks taken out: a site without the
+                # middleware, not one where it is merely idle.
+                for setup in ("off", "on"):
+                    (tags_module.install if setup == "on" else tags_module.uninstall)()
+                    w, c = timed_request(clients[setup])
+                    wall[setup].append(w)
+                    cpu[setup].append(c)
+                    round_cpu[setup].append(c)
+            ratios.append(statistics.median(round_cpu["on"]) / statistics.median(round_cpu["off"]))
+    print(f"{requests} requests x {rounds} rounds of /posts/ (50 posts), alternating off/on")
+    print(f"{'setup':<6} {'wall ms':>8} {'cpu ms':>8} {'cpu ratio':>9}")
+    base = statistics.median(cpu["off"])
+    for setup in ("off", "on"):
+        w, c = statistics.median(wall[setup]), statistics.median(cpu[setup])
+        print(f"{setup:<6} {w:8.3f} {c:8.3f} {c / base:9.3f}")
+    print(
+        f"overhead (CPU, medians) {100 * (statistics.median(cpu['on']) / base - 1):+.1f}%; "
+        f"per-round ratios {min(ratios):.3f}..{max(ratios):.3f}, median "
+        f"{statistics.median(ratios):.3f}"
+    )
+    print(f"{len(tags)} tags, {len(' '.join(tags))} bytes of xkey: {' '.join(tags[:7])} ...")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=100, help="requests per setup and round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="roan-bench-tags-") as tmp:
+        name = f"roan_bench_tags_{uuid.uuid4().hex[:8]}"
+        url = ""
+        if args.database_url:
+            admin_sql(args.database_url, f'CREATE DATABASE "{name}"')
+            url = args.database_url.rsplit("/", 1)[0] + f"/{name}"
+        try:
+            setup_django(str(Path(tmp) / "bench.sqlite3"), url)
+            import django
+
+            engine = "postgresql" if url else "sqlite"
+            print(
+                f"Python {platform.python_version()}, Django {django.get_version()}, "
+                f"{os.cpu_count()} CPUs, {engine}"
+            )
+            run(args.requests, args.rounds)
+        finally:
+            if url:
+                from django.db import connections
+
+                connections.close_all()
+                admin_sql(args.database_url, f'DROP DATABASE IF EXISTS "{name}"')
+
+
+if __name__ == "__main__":
+    main()
