@@ -468,7 +468,8 @@ def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite) -> HttpRes
         "opts": PurgeAttempt._meta,
         "app_label": "roan",
         "can_purge": request.user.has_perm(PURGE_PERMISSION),
-        "breadcrumbs_as_list": django.VERSION >= (6, 0),
+        # Django 6.1 turned the admin's breadcrumbs into a list (6.0 still has a <div>).
+        "breadcrumbs_as_list": django.VERSION >= (6, 1),
     }
     return TemplateResponse(request, "admin/roan/dashboard.html", context)
 
