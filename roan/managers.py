@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import random
+import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, models, router, transaction
+from django.db import OperationalError, connections, models, router, transaction
 from django.utils import timezone
 
 if TYPE_CHECKING:
@@ -87,6 +89,8 @@ _DATETIMES = frozenset(
 )
 # SQLite caps bound parameters per statement (32766 since 3.32); stay well below.
 _UPSERT_CHUNK = 500
+# ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back.
+_MYSQL_DEADLOCK = 1213
 
 
 def dedup_key(backend: str, node: str, host: str, kind: str, target: str) -> str:
@@ -209,31 +213,32 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         )
         columns += tuple(_REQUIRED) + optional
         columns += ("dedup_key",)
+        keys = [
+            dedup_key(
+                row["backend"],
+                row["node"],
+                row.get("host", ""),
+                row.get("kind", "url"),
+                row["target"],
+            )
+            for row in rows
+        ]
         params: list[Any] = []
-        for row in rows:
+        for row, key in zip(rows, keys, strict=True):
             params += (now, now, row["backend"], row["node"], row["target"], row["trigger"])
             params += [row.get(c, default) for c, default in _REQUIRED.items()]
             for column in optional:
                 value = row.get(column)
                 params.append(adapt(value) if column in _DATETIMES and value is not None else value)
-            params.append(
-                dedup_key(
-                    row["backend"],
-                    row["node"],
-                    row.get("host", ""),
-                    row.get("kind", "url"),
-                    row["target"],
-                )
-            )
-        returning = _returns_ids_from_upsert(connection)
-        if not returning:
-            return self._upsert_mysql(connection, columns, rows, params, now)
-        sql = self._sql(connection, columns, len(rows), returning=True)
-        if connection.vendor == "mysql":
-            params.append(now)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return [row[0] for row in cursor.fetchall()]
+            params.append(key)
+        if _returns_ids_from_upsert(connection):
+            sql = self._sql(connection, columns, len(rows), returning=True)
+            if connection.vendor == "mysql":
+                params.append(now)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return [row[0] for row in cursor.fetchall()]
+        return self._upsert_mysql(connection, columns, rows, params, now)
 
     def _sql(self, connection: Any, columns: tuple[str, ...], rows: int, returning: bool) -> str:
         key = (connection.vendor, columns, rows, returning)
@@ -308,9 +313,26 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         locked by another sender (or by a transaction that just merged a request into
         them) are skipped, never waited for.
         """
+        db = using or router.db_for_write(self.model)
+        connection = connections[db]
+        # InnoDB may pick a claim as a deadlock victim against editors merging into the
+        # pending key index's neighbourhood; it rolled the claim back whole, so take again.
+        tries = 6 if connection.vendor == "mysql" and not connection.in_atomic_block else 1
+        for attempt in range(tries):
+            try:
+                return self._claim(ids, limit, db, exclude_backends)
+            except OperationalError as exc:
+                if attempt + 1 == tries or exc.args[:1] != (_MYSQL_DEADLOCK,):
+                    raise
+            # Apart, so that the same editors' transactions do not meet this one again.
+            time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _claim(
+        self, ids: Sequence[int] | None, limit: int, db: str, exclude_backends: Collection[str]
+    ) -> list[PurgeAttempt]:
         from roan.conf import roan_settings
 
-        db = using or router.db_for_write(self.model)
         now = timezone.now()
         lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
         with transaction.atomic(using=db):
@@ -322,6 +344,10 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             connection = connections[db]
             if connection.features.has_select_for_update_skip_locked:
                 qs = qs.select_for_update(skip_locked=True)
+            elif connection.features.has_select_for_update:
+                # MariaDB 10.5 has no SKIP LOCKED: wait for other senders' claims rather
+                # than read the same rows and send them twice.
+                qs = qs.select_for_update()
             claimed = list(qs.order_by("id")[:limit])
             if claimed:
                 self._lease([a.pk for a in claimed], lease, now, db)
