@@ -164,9 +164,10 @@ class PurgeAttempt(models.Model):
     # no code path that claims or finishes a row can forget to release the key. The
     # unique index on pending_key lets NULLs coexist. A hash keeps the key within
     # InnoDB's 3072-byte limit, which the 2048-character target alone would break.
-    # Rows written elsewhere (fixtures, a project's own code) have no hash and never merge.
+    # Rows written elsewhere (fixtures, a project's own code, raw SQL: hence the database
+    # default too) have no hash and never merge.
     dedup_key = models.CharField(
-        _("dedup key"), max_length=32, blank=True, default="", editable=False
+        _("dedup key"), max_length=32, blank=True, default="", db_default="", editable=False
     )
     pending_key = models.GeneratedField(
         expression=Case(
@@ -229,9 +230,9 @@ class PurgeAttempt(models.Model):
             models.UniqueConstraint(fields=["pending_key"], name="roan_attempt_pending_key"),
         ]
         indexes = [
-            # Rows still to send. Not a partial index, which MySQL and MariaDB lack: with
-            # status first, due() reads only the pending and failed part of it.
-            models.Index(fields=["status", "next_attempt_at"], name="roan_attempt_due"),
+            # No index of its own for the rows still to send (a partial one, which MySQL
+            # and MariaDB lack, was here): due() reads the pending and failed part of
+            # roan_attempt_status, and every insert maintains one index fewer.
             models.Index(fields=["backend", "node", "-created_at"], name="roan_attempt_backend"),
             models.Index(fields=["trigger", "-created_at"], name="roan_attempt_trigger"),
             models.Index(fields=["rule", "-created_at"], name="roan_attempt_rule"),

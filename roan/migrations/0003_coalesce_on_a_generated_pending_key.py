@@ -1,7 +1,8 @@
 # Coalescing of pending attempts without partial indexes, so that it works on MySQL and
 # MariaDB too: every row carries a hash of (backend, node, host, kind, target), and a
 # stored generated column holds it only while the row is pending and unclaimed, under an
-# ordinary unique constraint. The index of rows to send loses its condition likewise.
+# ordinary unique constraint. The partial index of rows to send goes: due() reads the
+# (status, created_at) index.
 #
 # Rows pending when this runs have no hash; they are sent as they are, and new requests
 # for their targets start new rows.
@@ -27,7 +28,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='purgeattempt',
             name='dedup_key',
-            field=models.CharField(blank=True, default='', editable=False, max_length=32, verbose_name='dedup key'),
+            field=models.CharField(blank=True, db_default='', default='', editable=False, max_length=32, verbose_name='dedup key'),
         ),
         migrations.AddField(
             model_name='purgeattempt',
@@ -37,9 +38,5 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name='purgeattempt',
             constraint=models.UniqueConstraint(fields=('pending_key',), name='roan_attempt_pending_key'),
-        ),
-        migrations.AddIndex(
-            model_name='purgeattempt',
-            index=models.Index(fields=['status', 'next_attempt_at'], name='roan_attempt_due'),
         ),
     ]
