@@ -3,11 +3,14 @@
 #
 #   make test PYTEST_ARGS="-k nginx -x"
 #   make test PYTHON=python3.12 VENV=.venv312 DJANGO="Django==6.1.*"
+#   make test EXTRAS=test,mysql DATABASE_URL=mysql://root@127.0.0.1:3306/roan
 
 PYTHON ?= python3
 VENV ?= .venv
 # An extra pip requirement installed with roan, e.g. DJANGO="Django==6.1.*".
 DJANGO ?=
+# roan's extras for `make venv` and `make test`, e.g. EXTRAS=test,mysql for MariaDB.
+EXTRAS ?= test
 PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -50,7 +53,7 @@ define install
 endef
 
 venv:
-	$(call install,test)
+	$(call install,$(EXTRAS))
 
 demo:
 	$(call install,)
@@ -65,7 +68,7 @@ demo:
 	ROAN_EXAMPLE_HOSTS=$(HOST):$(PORT),localhost:$(PORT) $(MANAGE) runserver $(HOST):$(PORT)
 
 test:
-	$(call install,test)
+	$(call install,$(EXTRAS))
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint:

@@ -498,7 +498,8 @@ def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite) -> HttpRes
         "app_label": "roan",
         "can_purge": admin_views.can_purge(request),
         "can_purge_all": admin_views.can_purge_all(request),
-        "breadcrumbs_as_list": django.VERSION >= (6, 0),
+        # Django 6.1 turned the admin's breadcrumbs into a list (6.0 still has a <div>).
+        "breadcrumbs_as_list": django.VERSION >= (6, 1),
     }
     return TemplateResponse(request, "admin/roan/dashboard.html", context)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import random
+import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, models, router, transaction
+from django.db import OperationalError, connections, models, router, transaction
 from django.utils import timezone
 
 if TYPE_CHECKING:
@@ -84,27 +87,56 @@ _OPTIONAL = (
 _DATETIMES = frozenset(
     {"created_at", "updated_at", "next_attempt_at", "claimed_until", "finished_at"}
 )
-_CONFLICT_COLUMNS = ("backend", "node", "host", "kind", "target")
 # SQLite caps bound parameters per statement (32766 since 3.32); stay well below.
 _UPSERT_CHUNK = 500
+# ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back.
+_MYSQL_DEADLOCK = 1213
 
 
-def _upsert_sql(connection: Any, table: str, columns: tuple[str, ...], rows: int) -> str:
+def dedup_key(backend: str, node: str, host: str, kind: str, target: str) -> str:
+    """What makes two attempts the same purge: 32 hex digits over the five columns.
+
+    Each part is prefixed with its length, so no choice of values can make two different
+    tuples hash alike by moving a separator.
+    """
+    text = "".join(f"{len(part)}:{part}" for part in (backend, node, host, kind, target))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _returns_ids_from_upsert(connection: Any) -> bool:
+    """Whether the upsert can say which row each VALUES row went to.
+
+    PostgreSQL and SQLite can (RETURNING); MariaDB can since 10.5, with ON DUPLICATE KEY
+    UPDATE too; MySQL cannot, so there the ids are read back by key (see _upsert_mysql).
+    """
+    if connection.vendor != "mysql":
+        return True
+    return bool(connection.mysql_is_mariadb and connection.mysql_version >= (10, 5))
+
+
+def _upsert_sql(
+    connection: Any, table: str, columns: tuple[str, ...], rows: int, returning: bool
+) -> str:
     qn = connection.ops.quote_name
     table = qn(table)
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     values = f"VALUES {', '.join([one] * rows)}"
-    return (
-        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
-        f"{values} "
-        f"ON CONFLICT ({', '.join(qn(c) for c in _CONFLICT_COLUMNS)}) "
-        # SQLite matches this against the partial index's WHERE as written, so it
-        # repeats the migration's SQL term for term and in the same order.
-        f"WHERE ({qn('claimed_until')} IS NULL AND {qn('status')} = 'pending') "
-        f"DO UPDATE SET {qn('coalesced')} = {table}.{qn('coalesced')} + 1, "
-        f"{qn('updated_at')} = EXCLUDED.{qn('updated_at')} "
-        f"RETURNING {qn('id')}"
-    )
+    head = f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) {values} "
+    if connection.vendor == "mysql":
+        # The pending key's unique index is the table's only one besides the primary key,
+        # so a duplicate can only be a pending, unclaimed row for the same purge. The
+        # last parameter is the time (VALUES() is deprecated on MySQL 8).
+        sql = (
+            f"{head}ON DUPLICATE KEY UPDATE {qn('coalesced')} = {qn('coalesced')} + 1, "
+            f"{qn('updated_at')} = %s"
+        )
+    else:
+        sql = (
+            f"{head}ON CONFLICT ({qn('pending_key')}) "
+            f"DO UPDATE SET {qn('coalesced')} = {table}.{qn('coalesced')} + 1, "
+            f"{qn('updated_at')} = EXCLUDED.{qn('updated_at')}"
+        )
+    return f"{sql} RETURNING {qn('id')}" if returning else sql
 
 
 # What sending changes on an attempt row, in the order record() writes it.
@@ -137,7 +169,7 @@ class PurgeAttemptQuerySet(models.QuerySet["PurgeAttempt"]):
 class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
     """Attempt rows are written here and nowhere else."""
 
-    _sql_cache: dict[tuple[str, tuple[str, ...], int], str] = {}
+    _sql_cache: dict[tuple[str, tuple[str, ...], int, bool], str] = {}
 
     def get_queryset(self) -> PurgeAttemptQuerySet:
         return PurgeAttemptQuerySet(self.model, using=self._db)
@@ -150,9 +182,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
 
         A pending row whose (backend, node, host, kind, target) matches a pending row
         nobody has claimed yet is merged into it (``coalesced`` + 1) instead; its id is
-        returned. On PostgreSQL the merge locks that row until this transaction ends, so a
-        sender cannot send it before this transaction's change is committed.
-        """
+        returned. On PostgreSQL, MySQL and MariaDB the merge locks that row until this
+        transaction ends, so a sender cannot send it before this transaction's change is
+        committed (SQLite has one writer at a time anyway)."""
         if not rows:
             return []
         db = using or router.db_for_write(self.model)
@@ -180,22 +212,92 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             "trigger",
         )
         columns += tuple(_REQUIRED) + optional
+        columns += ("dedup_key",)
+        keys = [
+            dedup_key(
+                row["backend"],
+                row["node"],
+                row.get("host", ""),
+                row.get("kind", "url"),
+                row["target"],
+            )
+            for row in rows
+        ]
         params: list[Any] = []
-        for row in rows:
+        for row, key in zip(rows, keys, strict=True):
             params += (now, now, row["backend"], row["node"], row["target"], row["trigger"])
             params += [row.get(c, default) for c, default in _REQUIRED.items()]
             for column in optional:
                 value = row.get(column)
                 params.append(adapt(value) if column in _DATETIMES and value is not None else value)
-        key = (connection.vendor, columns, len(rows))
+            params.append(key)
+        if _returns_ids_from_upsert(connection):
+            sql = self._sql(connection, columns, len(rows), returning=True)
+            if connection.vendor == "mysql":
+                params.append(now)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return [row[0] for row in cursor.fetchall()]
+        return self._upsert_mysql(connection, columns, rows, params, now)
+
+    def _sql(self, connection: Any, columns: tuple[str, ...], rows: int, returning: bool) -> str:
+        key = (connection.vendor, columns, rows, returning)
         sql = self._sql_cache.get(key)
         if sql is None:
             sql = self._sql_cache[key] = _upsert_sql(
-                connection, self.model._meta.db_table, columns, key[2]
+                connection, self.model._meta.db_table, columns, rows, returning
             )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return [row[0] for row in cursor.fetchall()]
+        return sql
+
+    def _upsert_mysql(
+        self,
+        connection: Any,
+        columns: tuple[str, ...],
+        rows: Sequence[dict[str, Any]],
+        params: list[Any],
+        now: Any,
+    ) -> list[int]:
+        """MySQL (no RETURNING): which row each request went to, read back by key.
+
+        Rows that take a pending key go in one statement and their ids are then selected
+        by key: this transaction holds those rows (inserted or merged into) until it ends,
+        so nobody can claim them in between. Other rows never merge; they go one per
+        statement, because a multi-row INSERT's ids need not be consecutive.
+        """
+        width = len(columns)
+        keys = [params[(i + 1) * width - 1] for i in range(len(rows))]
+        keyed = [
+            i
+            for i, row in enumerate(rows)
+            if row.get("status", "pending") == "pending" and row.get("claimed_until") is None
+        ]
+        ids: list[int] = [0] * len(rows)
+        qn = connection.ops.quote_name
+        with (
+            transaction.atomic(using=connection.alias, savepoint=False),
+            connection.cursor() as cursor,
+        ):
+            if keyed:
+                values = [p for i in keyed for p in params[i * width : (i + 1) * width]]
+                sql = self._sql(connection, columns, len(keyed), returning=False)
+                cursor.execute(sql, [*values, now])
+                marks = ", ".join(["%s"] * len(keyed))
+                cursor.execute(
+                    f"SELECT {qn('pending_key')}, {qn('id')} "  # noqa: S608 - fixed names
+                    f"FROM {qn(self.model._meta.db_table)} "
+                    f"WHERE {qn('pending_key')} IN ({marks})",
+                    [keys[i] for i in keyed],
+                )
+                found = dict(cursor.fetchall())
+                for i in keyed:
+                    ids[i] = found[keys[i]]
+            keyed_set = set(keyed)
+            single = self._sql(connection, columns, 1, returning=False)
+            for i in range(len(rows)):
+                if i not in keyed_set:
+                    cursor.execute(single, [*params[i * width : (i + 1) * width], now])
+                    ids[i] = cursor.lastrowid
+        return ids
 
     def claim(
         self,
@@ -210,12 +312,35 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
 
         ``any_time``: also those whose ``next_attempt_at`` has not come (the outer
         attempts an inner cache's purge releases, see :mod:`roan.layers`); never one
-        that another sender holds. On PostgreSQL rows locked by another sender (or by a
-        transaction that just merged a request into them) are skipped, never waited for.
+        that another sender holds. Where the database has SKIP LOCKED (PostgreSQL,
+        MariaDB 10.6+, MySQL 8), rows locked by another sender (or by a transaction that
+        just merged a request into them) are skipped, never waited for.
         """
+        db = using or router.db_for_write(self.model)
+        connection = connections[db]
+        # InnoDB may pick a claim as a deadlock victim against editors merging into the
+        # pending key index's neighbourhood; it rolled the claim back whole, so take again.
+        tries = 6 if connection.vendor == "mysql" and not connection.in_atomic_block else 1
+        for attempt in range(tries):
+            try:
+                return self._claim(ids, limit, db, exclude_backends, any_time)
+            except OperationalError as exc:
+                if attempt + 1 == tries or exc.args[:1] != (_MYSQL_DEADLOCK,):
+                    raise
+            # Apart, so that the same editors' transactions do not meet this one again.
+            time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _claim(
+        self,
+        ids: Sequence[int] | None,
+        limit: int,
+        db: str,
+        exclude_backends: Collection[str],
+        any_time: bool,
+    ) -> list[PurgeAttempt]:
         from roan.conf import roan_settings
 
-        db = using or router.db_for_write(self.model)
         now = timezone.now()
         lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
         with transaction.atomic(using=db):
@@ -234,6 +359,10 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             connection = connections[db]
             if connection.features.has_select_for_update_skip_locked:
                 qs = qs.select_for_update(skip_locked=True)
+            elif connection.features.has_select_for_update:
+                # MariaDB 10.5 has no SKIP LOCKED: wait for other senders' claims rather
+                # than read the same rows and send them twice.
+                qs = qs.select_for_update()
             claimed = list(qs.order_by("id")[:limit])
             if claimed:
                 self._lease([a.pk for a in claimed], lease, now, db)

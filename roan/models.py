@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+from django.db.models import Case, F, Q, When
 from django.utils.translation import gettext_lazy as _
 
 from roan.managers import PurgeAttemptManager, PurgeRuleManager
@@ -188,6 +189,29 @@ class PurgeAttempt(models.Model):
         help_text=_("A sender owns this attempt until then."),
     )
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # Coalescing without a partial index (MySQL and MariaDB have none): the write path
+    # stores a hash of (backend, node, host, kind, target) in every row, and the database
+    # itself copies it into pending_key only while the row is pending and unclaimed, so
+    # no code path that claims or finishes a row can forget to release the key. The
+    # unique index on pending_key lets NULLs coexist. A hash keeps the key within
+    # InnoDB's 3072-byte limit, which the 2048-character target alone would break.
+    # Rows written elsewhere (fixtures, a project's own code, raw SQL: hence the database
+    # default too) have no hash and never merge.
+    dedup_key = models.CharField(
+        _("dedup key"), max_length=32, blank=True, default="", db_default="", editable=False
+    )
+    pending_key = models.GeneratedField(
+        expression=Case(
+            When(
+                Q(status="pending", claimed_until__isnull=True) & ~Q(dedup_key=""),
+                then=F("dedup_key"),
+            ),
+            default=None,
+        ),
+        output_field=models.CharField(max_length=32, null=True),
+        db_persist=True,
+        verbose_name=_("pending key"),
+    )
     trigger = models.CharField(_("trigger"), max_length=12, choices=Trigger.choices)
     # The attempt table is written in every save that fires a rule, so it carries only
     # the indexes the purge log's filters and the senders need (see Meta.indexes); the
@@ -234,19 +258,12 @@ class PurgeAttempt(models.Model):
             # Pending, unclaimed rows coalesce: a burst of saves across transactions
             # becomes one purge. Once a sender claims a row, new requests start a new one
             # so that a change committed after the send is purged again.
-            models.UniqueConstraint(
-                fields=["backend", "node", "host", "kind", "target"],
-                condition=models.Q(status="pending", claimed_until__isnull=True),
-                name="roan_attempt_pending_unique",
-            ),
+            models.UniqueConstraint(fields=["pending_key"], name="roan_attempt_pending_key"),
         ]
         indexes = [
-            # Only rows still to send: small, and finished rows leave it.
-            models.Index(
-                fields=["next_attempt_at"],
-                name="roan_attempt_due",
-                condition=models.Q(status__in=["pending", "failed"]),
-            ),
+            # No index of its own for the rows still to send (a partial one, which MySQL
+            # and MariaDB lack, was here): due() reads the pending and failed part of
+            # roan_attempt_status, and every insert maintains one index fewer.
             models.Index(fields=["backend", "node", "-created_at"], name="roan_attempt_backend"),
             models.Index(fields=["trigger", "-created_at"], name="roan_attempt_trigger"),
             models.Index(fields=["rule", "-created_at"], name="roan_attempt_rule"),

@@ -12,13 +12,14 @@ pytest_plugins = ["tests.caches", "tests.workers", "tests.browser"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``postgres`` run only when the suite runs on PostgreSQL."""
+    """Tests marked ``postgres`` run only when the suite runs on PostgreSQL, and tests
+    marked ``mysql`` only on MySQL or MariaDB."""
     from django.db import connection
 
-    if connection.vendor == "postgresql":
-        return
-    keep = [item for item in items if "postgres" not in item.keywords]
-    dropped = [item for item in items if "postgres" in item.keywords]
+    marker = {"postgresql": "postgres", "mysql": "mysql"}.get(connection.vendor)
+    unwanted = {"postgres", "mysql"} - {marker}
+    keep = [item for item in items if not unwanted & set(item.keywords)]
+    dropped = [item for item in items if unwanted & set(item.keywords)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep

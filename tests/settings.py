@@ -1,4 +1,5 @@
-"""Settings for roan's own test suite (SQLite by default, PostgreSQL with DATABASE_URL)."""
+"""Settings for roan's own test suite (SQLite by default; PostgreSQL or MySQL/MariaDB with
+DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/roan or mysql://root@127.0.0.1:3306/roan)."""
 
 from __future__ import annotations
 
@@ -68,16 +69,30 @@ def _database() -> dict[str, object]:
             },
         }
     parts = urlsplit(url)
-    if parts.scheme not in {"postgres", "postgresql"}:
-        raise RuntimeError(f"DATABASE_URL: only postgres:// is supported, not {parts.scheme}")
-    return {
-        "ENGINE": "django.db.backends.postgresql",
+    engines = {
+        "postgres": "django.db.backends.postgresql",
+        "postgresql": "django.db.backends.postgresql",
+        "mysql": "django.db.backends.mysql",  # MySQL and MariaDB, through mysqlclient
+        "mariadb": "django.db.backends.mysql",
+    }
+    if parts.scheme not in engines:
+        raise RuntimeError(
+            f"DATABASE_URL: postgres:// or mysql:// is supported, not {parts.scheme}://"
+        )
+    database: dict[str, object] = {
+        "ENGINE": engines[parts.scheme],
         "NAME": unquote(parts.path.lstrip("/")) or "roan",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
     }
+    if database["ENGINE"] == "django.db.backends.mysql":
+        # utf8mb4: targets and object names may hold any character. The server's
+        # time-zone tables are deliberately not needed (and empty in CI).
+        database["OPTIONS"] = {"charset": "utf8mb4"}
+        database["TEST"] = {"CHARSET": "utf8mb4"}
+    return database
 
 
 DATABASES = {"default": _database()}

@@ -171,10 +171,33 @@ def test_the_date_hierarchy_finds_the_same_dates_as_django_without_a_full_scan(
     queryset = PurgeAttempt.objects.all()
     log = LogQuerySet(model=PurgeAttempt, query=queryset.query)
 
-    assert log.datetimes("created_at", kind) == list(queryset.datetimes("created_at", kind))
-    assert log.filter(created_at__year=2026).datetimes("created_at", kind) == list(
-        queryset.filter(created_at__year=2026).datetimes("created_at", kind)
+    if not (kind == "day" and connection.vendor == "mysql"):
+        # Days over more than 400 days fall back to Django's datetimes() (the admin never
+        # asks that), which on MySQL/MariaDB needs the server's time-zone tables.
+        assert log.datetimes("created_at", kind) == djangos_datetimes(queryset, kind)
+    assert log.filter(created_at__year=2026).datetimes("created_at", kind) == (
+        djangos_datetimes(queryset.filter(created_at__year=2026), kind)
     )
+
+
+def djangos_datetimes(queryset, kind: str) -> list:
+    """What Django's own ``datetimes()`` answers. On MySQL/MariaDB that needs the server's
+    time-zone tables (CONVERT_TZ), which roan's does not: there the same truncation is
+    done here in Python."""
+    if connection.vendor != "mysql":
+        return list(queryset.datetimes("created_at", kind))
+    from django.utils import timezone
+
+    def start(moment):
+        local = timezone.localtime(moment).replace(hour=0, minute=0, second=0, microsecond=0)
+        if kind in {"month", "year"}:
+            local = local.replace(day=1)
+        if kind == "year":
+            local = local.replace(month=1)
+        return local.replace(tzinfo=None)
+
+    starts = {start(m) for m in queryset.values_list("created_at", flat=True)}
+    return [timezone.make_aware(s) for s in sorted(starts)]
 
 
 def test_the_date_hierarchy_drills_down(admin_client) -> None:

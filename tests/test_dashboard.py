@@ -247,3 +247,13 @@ def test_the_dashboard_can_live_on_a_custom_admin_site(admin_client: Client) -> 
     assert 'action="/office/roan/dashboard/repurge/' in html
     assert 'href="/office/roan/purgeattempt/"' in html
     assert 'href="/office/roan/dashboard/"' in admin_client.get("/office/").content.decode()
+
+
+def test_the_breadcrumbs_use_the_markup_of_the_running_django(django_user_model: Any) -> None:
+    """Django 6.1's admin turned them into a list, 6.0's still has a <div>: the dashboard
+    must match the admin's own pages, or they render as an unstyled numbered list."""
+    client = staff(django_user_model, "roan.view_purgeattempt")
+    crumbs = re.compile(r'<(\w+) class="breadcrumbs"')
+    [admins] = crumbs.findall(client.get("/admin/roan/purgeattempt/").content.decode())
+    [ours] = crumbs.findall(client.get(URL).content.decode())
+    assert ours == admins
