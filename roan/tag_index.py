@@ -241,9 +241,10 @@ def _page_host(stored: str, hosts: Sequence[str]) -> str:
     """The host to purge a page rendered for ``stored`` on a backend with ``hosts``."""
     if not hosts:
         return ""  # the backend's own (its only) site
-    if stored in hosts:
-        return stored
-    return stored.rpartition(":")[0] if ":" in stored else stored
+    host = stored if stored in hosts else (stored.rpartition(":")[0] if ":" in stored else stored)
+    # The default host is written "" by URL rules too: the same page's purges then
+    # coalesce into one attempt instead of two (the second one "not cached").
+    return "" if host == hosts[0] else host
 
 
 def submit_tags(

@@ -193,7 +193,26 @@ def test_a_host_with_a_port_is_purged_under_the_backends_host(
 
     assert status(page, host="a.example") == "MISS"
     assert status(other_site, host="b.example") == "HIT"
-    assert PurgeAttempt.objects.get().host == "a.example"
+    # The backend's default host is written "", as URL rules write it, so both coalesce.
+    assert PurgeAttempt.objects.get().host == ""
+
+
+def test_a_tag_and_a_url_rule_naming_the_same_page_make_one_attempt(
+    tags_on: Any, nginx_cache: Nginx, make_rule: Any
+) -> None:
+    tags_on.ROAN_BACKENDS = nginx_backend(nginx_cache, HOSTS=["a.example", "b.example"])
+    post = Post.objects.create(title="P", slug=uuid.uuid4().hex)
+    path = f"/posts/{post.slug}/"
+    make_rule("post page", "/posts/{slug}/")
+    page = cached(nginx_cache, path, host="a.example")
+    remember(path, object_tag(Post, post.pk), host="a.example:8000")
+    PurgeAttempt.objects.all().delete()
+
+    with transaction.atomic():
+        post.save()
+
+    assert status(page, host="a.example") == "MISS"
+    assert list(PurgeAttempt.objects.filter(target=path).values_list("status", flat=True)) == ["ok"]
 
 
 # -- the index ------------------------------------------------------------------------------------
