@@ -415,7 +415,9 @@ def test_an_editor_sees_the_still_cached_attempt_and_the_hint_in_the_browser(
     for server, path in ((nginx_cache, "/verify/seen-ok"), (miskeyed_nginx, "/verify/seen")):
         requests.get(f"{server.url}{path}", timeout=5)
         roan.purge_urls([path], backends=["miskeyed" if server is miskeyed_nginx else "nginx"])
-    finish()
+        # One purge at a time: on SQLite the first probe's write and the second claim
+        # would race for the file's lock, and the loser's rows wait for roan_dispatch.
+        finish()
     still = PurgeAttempt.objects.get(target="/verify/seen")
     assert still.verification == "still_cached"
 
