@@ -24,6 +24,17 @@ DEFAULT_RETRY: dict[str, float] = {
 }
 
 
+def _strings(value: Any) -> tuple[str, ...]:
+    """A setting that lists strings: one string alone counts as a list of it; entries
+    that are not strings are dropped (the system checks report them); a value that is
+    no list at all gives nothing."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list | tuple | set | frozenset):
+        return ()
+    return tuple(entry for entry in value if isinstance(entry, str))
+
+
 class RoanSettings:
     """One property per ``ROAN_*`` setting, with its default."""
 
@@ -112,22 +123,14 @@ class RoanSettings:
         value = getattr(settings, "ROAN_RULE_MODELS", None)
         if value is None:
             return None
-        if isinstance(value, str):
-            return (value,)
-        if not isinstance(value, list | tuple | set | frozenset):
-            return ()
-        return tuple(entry for entry in value if isinstance(entry, str))
+        return _strings(value)
 
     @property
     def PRIVATE_FIELDS(self) -> tuple[str, ...]:
         """``ROAN_PRIVATE_FIELDS``: fields no placeholder may read, besides those named like
         a secret; each ``field`` (on every model) or ``app_label.model.field``. Default: none."""
         value = getattr(settings, "ROAN_PRIVATE_FIELDS", ())
-        if isinstance(value, str):
-            return (value,)
-        if not isinstance(value, list | tuple | set | frozenset):
-            return ()
-        return tuple(entry for entry in value if isinstance(entry, str))
+        return _strings(value)
 
     @property
     def TAG_PREFIX(self) -> str:
