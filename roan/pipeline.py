@@ -45,6 +45,7 @@ from roan.backends.base import (
     BaseBackend,
     PurgeRequest,
     PurgeResult,
+    is_throttled,
     is_unreachable,
     not_sent,
     purges_everything,
@@ -490,10 +491,11 @@ def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeRes
     for start in range(0, len(attempts), size):
         chunk = attempts[start : start + size]
         if down is not None:
-            # The node did not answer: don't make the caller wait a timeout per batch.
+            # The node did not answer, or throttled us: don't make the caller wait a
+            # timeout per batch, nor send what it would refuse (it waits as long).
             for attempt in chunk:
                 results[attempt.pk] = dataclasses.replace(
-                    down, latency_ms=None, error=not_sent(down)
+                    down, http_status=None, latency_ms=None, error=not_sent(down)
                 )
             continue
         requests = [PurgeRequest(a.kind, a.target, a.host) for a in chunk]
@@ -510,7 +512,7 @@ def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeRes
             ] * len(chunk)
         for attempt, result in zip(chunk, chunk_results, strict=True):
             results[attempt.pk] = result
-            if is_unreachable(result):
+            if is_unreachable(result) or is_throttled(result):
                 down = result
     return results
 

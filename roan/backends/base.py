@@ -215,6 +215,11 @@ def is_unreachable(result: PurgeResult) -> bool:
     return result.status == FAILED and result.http_status is None and result.retryable
 
 
+def is_throttled(result: PurgeResult) -> bool:
+    """A 429: the cache or provider asked roan to slow down (``retry_after`` says how)."""
+    return result.status == FAILED and result.http_status == 429 and result.retryable
+
+
 def not_sent(after: PurgeResult) -> str:
     error = after.error.removeprefix("not sent: ")
     return f"not sent: {error}"

@@ -1,0 +1,414 @@
+"""Fakes of CDN purge APIs on loopback, strict about each provider's documented contract.
+
+Each fake is a real HTTP server in a thread (``tests.caches.LoopbackServer``). It checks
+what the provider checks (credentials, the body's shape, batch caps, absolute URLs),
+answers with the provider's envelopes and status codes, throttles with a token bucket
+and the provider's own headers, and records every request it received (credentials
+replaced by ``"[checked]"`` once compared). ``script`` holds canned answers given before
+anything is checked, for faults (a 503, a 429 from elsewhere). The contracts are those
+of ``shared/research/purge-apis.md``; where the research marks a detail unverified, the
+fake's choice is said in a comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import itertools
+import json
+import math
+import re
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.caches import LoopbackServer
+
+
+@dataclasses.dataclass
+class Received:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any  # parsed JSON, the raw text when it is not JSON, None when empty
+    #: It passed the contract checks and was answered 2xx.
+    ok: bool = False
+
+
+@dataclasses.dataclass
+class Answer:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class Bucket:
+    """A token bucket: ``burst`` tokens, ``rate`` more a second (0: none come back)."""
+
+    def __init__(self, burst: float, rate: float) -> None:
+        self.burst, self.rate = burst, rate
+        self.tokens = burst
+        self.at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self, count: float = 1.0) -> float:
+        """0 when ``count`` tokens were taken, else the seconds until they would be."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= count:
+                self.tokens -= count
+                return 0.0
+            if self.rate <= 0:
+                return 60.0
+            return (count - self.tokens) / self.rate
+
+
+class FakeAPI(LoopbackServer):
+    """Records requests, plays ``script`` first, then asks :meth:`handle`."""
+
+    #: Header names whose values are credentials: compared, then recorded as "[checked]".
+    secret_headers: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.script: list[Answer] = []
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                try:
+                    body: Any = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                headers = dict(self.headers)
+                recorded = {
+                    k: ("[checked]" if k.lower() in fake.secret_headers else v)
+                    for k, v in headers.items()
+                }
+                request = Received(self.command, parts.path, parse_qs(parts.query), recorded, body)
+                with fake.lock:
+                    fake.received.append(request)
+                    scripted = fake.script.pop(0) if fake.script else None
+                if scripted is None:
+                    scripted = fake.handle(request, headers, raw)
+                payload = b""
+                if scripted.body is not None:
+                    text = (
+                        scripted.body
+                        if isinstance(scripted.body, str)
+                        else json.dumps(scripted.body)
+                    )
+                    payload = text.encode()
+                self.send_response(scripted.status)
+                for name, value in {**fake.always_headers(), **scripted.headers}.items():
+                    self.send_header(name, value)
+                if payload:
+                    self.send_header("Content-Type", fake.content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_DELETE = do_PURGE = answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.serve(Handler)
+
+    content_type = "application/json"
+
+    def always_headers(self) -> dict[str, str]:
+        return {}
+
+    def handle(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
+        raise NotImplementedError
+
+    def purges(self) -> list[Received]:
+        """The requests that reached the contract checks and passed them (2xx)."""
+        return [r for r in self.received if r.ok]
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+# -- Cloudflare -----------------------------------------------------------------------------
+
+
+class FakeCloudflare(FakeAPI):
+    """``POST /client/v4/zones/{zone}/purge_cache`` (``DELETE`` too, as the API still takes).
+
+    Envelope ``{"success", "errors", "messages", "result"}``; codes 1012 (no known key),
+    1014 (not an array); relative ``files`` refused with Cloudflare's message; ``cap``
+    values per request (30 by default, the old limit; 100 or 500 by plan). The purge
+    bucket answers 429 with ``Retry-After`` (seconds) and ``X-RateLimit-Reset`` (RFC
+    1123), with ``X-RateLimit-Limit``/``-Remaining`` on every answer.
+    """
+
+    secret_headers = ("authorization", "x-auth-key", "x-auth-email")
+    KEYS = ("purge_everything", "files", "tags", "hosts", "prefixes")
+
+    def __init__(
+        self,
+        *,
+        zone: str = "023e105f4ecef8ad9ca31a8372d0c353",
+        token: str = "cf-token",
+        email: str | None = None,
+        api_key: str | None = None,
+        cap: int = 30,
+        burst: float = 1000,
+        rate: float = 1000,
+    ) -> None:
+        self.zone, self.token, self.email, self.api_key = zone, token, email, api_key
+        self.cap = cap
+        self.bucket = Bucket(burst, rate)
+        #: Echo the credential it was sent in the auth error (a careless server's habit),
+        #: to prove roan blanks it out.
+        self.echo_credentials = False
+        super().__init__()
+
+    def always_headers(self) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(int(self.bucket.burst)),
+                "X-RateLimit-Remaining": str(max(0, int(self.bucket.tokens)))}  # fmt: skip
+
+    @staticmethod
+    def envelope(status: int, *errors: tuple[int, str], result: Any = None) -> Answer:
+        return Answer(
+            status,
+            {
+                "success": not errors,
+                "errors": [{"code": c, "message": m} for c, m in errors],
+                "messages": [],
+                "result": result,
+            },
+        )
+
+    def handle(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
+        match = re.fullmatch(r"/client/v4/zones/([^/]+)/purge_cache", request.path)
+        if request.method not in {"POST", "DELETE"} or not match:
+            return self.envelope(404, (7000, "No route for that URI"))
+        bearer = _header(headers, "Authorization")
+        if bearer is not None:
+            authorised = bearer == f"Bearer {self.token}"
+            shown = bearer
+        else:
+            given = (_header(headers, "X-Auth-Email"), _header(headers, "X-Auth-Key"))
+            authorised = self.email is not None and given == (self.email, self.api_key)
+            shown = str(given[1])
+        if not authorised:
+            detail = f" for {shown!r}" if self.echo_credentials else ""
+            return self.envelope(403, (10000, f"Authentication error{detail}"))
+        if match.group(1) != self.zone:
+            return self.envelope(
+                400,
+                (7003, "Could not route to /zones/x/purge_cache, perhaps your object "
+                       "identifier is invalid?"),
+            )  # fmt: skip
+        if wait := self.bucket.take():
+            retry = max(1, math.ceil(wait))
+            answer = self.envelope(429, (10429, "Rate limit enforced for cache purge."))
+            answer.headers = {
+                "Retry-After": str(retry),
+                "X-RateLimit-Reset": email.utils.formatdate(time.time() + retry, usegmt=True),
+            }
+            return answer
+        body = request.body
+        if _header(headers, "Content-Type") != "application/json" or not isinstance(body, dict):
+            return self.envelope(400, (1012, 'Request must contain one of "purge_everything", '
+                                             '"files", "tags", "hosts" or "prefixes"'))  # fmt: skip
+        keys = [k for k in body if k in self.KEYS]
+        if not keys or set(body) - set(self.KEYS):
+            return self.envelope(400, (1012, 'Request must contain one of "purge_everything", '
+                                             '"files", "tags", "hosts" or "prefixes"'))  # fmt: skip
+        if len(keys) > 1:
+            # Mixing kinds is not documented; this fake refuses it.
+            return self.envelope(400, (1012, "Only one purge type per request"))
+        key = keys[0]
+        if key == "purge_everything":
+            if body[key] is not True:
+                return self.envelope(400, (1012, "purge_everything must be true"))
+        else:
+            values = body[key]
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                return self.envelope(400, (1014, '"files", "tags", or "hosts" must be an array'))
+            if len(values) > self.cap:
+                # The exact code is unverified; the limit is Cloudflare's.
+                return self.envelope(
+                    400, (1018, f"Requests can only contain up to {self.cap} {key}")
+                )
+            if key == "files":
+                for url in values:
+                    parts = urlsplit(url)
+                    if parts.scheme not in {"http", "https"} or not parts.netloc:
+                        return self.envelope(
+                            400, (1016, f"Unable to purge{url}, which is an invalid URL.")
+                        )
+            if key == "prefixes" and any("://" in v or "?" in v for v in values):
+                return self.envelope(400, (1016, "A prefix has no scheme and no query string"))
+        request.ok = True
+        return self.envelope(200, result={"id": uuid.uuid4().hex})
+
+
+# -- Fastly -------------------------------------------------------------------------------
+
+
+class FakeFastly(FakeAPI):
+    """Fastly's purge API: ``POST /purge/{host/path}`` (one URL), ``POST
+    /service/{id}/purge`` (``{"surrogate_keys": [...]}`` or a ``Surrogate-Key`` header,
+    at most 256), ``POST /service/{id}/purge/{key}`` and ``POST /service/{id}/purge_all``
+    (never soft). ``Fastly-Key`` on every call (URL purges too: the service is set up
+    with ``Fastly-Purge-Requires-Auth``). A new id per purge; purge_all counts against
+    ``purge_all_per_hour``, answered 429 with ``Fastly-RateLimit-Reset`` (epoch seconds).
+    """
+
+    secret_headers = ("fastly-key",)
+    MAX_KEYS = 256
+
+    def __init__(
+        self, *, service: str = "SU1Z0isxPaozGVKXdv0eY", token: str = "fastly-token"
+    ) -> None:
+        self.service, self.token = service, token
+        self.purge_all_per_hour = 1000
+        self.purge_all_count = 0
+        self.window_end = int(time.time()) + 3600
+        self.require_url_auth = True
+        self.ids = itertools.count(1)
+        super().__init__()
+
+    def always_headers(self) -> dict[str, str]:
+        left = max(0, self.purge_all_per_hour - self.purge_all_count)
+        return {"Fastly-RateLimit-Remaining": str(left),
+                "Fastly-RateLimit-Reset": str(self.window_end)}  # fmt: skip
+
+    def new_id(self) -> str:
+        return f"108-{int(time.time())}-{next(self.ids)}"
+
+    def handle(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
+        if request.method != "POST":
+            return Answer(405, {"msg": "Method not allowed"})
+        key = _header(headers, "Fastly-Key")
+        is_url = request.path.startswith("/purge/")
+        if key != self.token and (key is not None or not is_url or self.require_url_auth):
+            return Answer(401, {"msg": "Provided credentials are missing or invalid"})
+        soft = _header(headers, "Fastly-Soft-Purge") is not None
+        if is_url:
+            cached = unquote(request.path.removeprefix("/purge/"))
+            if "://" in cached or "/" not in cached or cached.startswith("/"):
+                return Answer(400, {"msg": "Bad request", "detail": "Expected host/path"})
+            request.ok = True
+            return Answer(200, {"status": "ok", "id": self.new_id()})
+        match = re.fullmatch(r"/service/([^/]+)/(purge_all|purge)(?:/([^/]+))?", request.path)
+        if not match:
+            return Answer(404, {"msg": "Record not found", "detail": "No such route"})
+        if match.group(1) != self.service:
+            return Answer(404, {"msg": "Record not found", "detail": "Cannot find service"})
+        if match.group(2) == "purge_all":
+            if match.group(3) is not None:
+                return Answer(404, {"msg": "Record not found"})
+            if soft:
+                return Answer(400, {"msg": "Purge-all requests cannot be done in soft mode"})
+            if self.purge_all_count >= self.purge_all_per_hour:
+                return Answer(429, {"msg": "Too many requests"},
+                              {"Fastly-RateLimit-Remaining": "0"})  # fmt: skip
+            self.purge_all_count += 1
+            request.ok = True
+            return Answer(200, {"status": "ok"})
+        if match.group(3) is not None:
+            request.ok = True
+            return Answer(200, {"status": "ok", "id": self.new_id()})
+        if isinstance(request.body, dict):
+            keys = request.body.get("surrogate_keys")
+            if set(request.body) != {"surrogate_keys"} or not isinstance(keys, list):
+                return Answer(400, {"msg": "Bad request", "detail": "Expected surrogate_keys"})
+        elif (header := _header(headers, "Surrogate-Key")) is not None:
+            keys = header.split()
+        else:
+            return Answer(400, {"msg": "Bad request", "detail": "No surrogate keys given"})
+        if not keys or not all(isinstance(k, str) and k and " " not in k for k in keys):
+            return Answer(400, {"msg": "Bad request", "detail": "Invalid surrogate key"})
+        if len(keys) > self.MAX_KEYS:
+            # The exact body is unverified; the cap of 256 is documented.
+            return Answer(400, {"msg": "Bad request",
+                                "detail": f"At most {self.MAX_KEYS} surrogate keys"})  # fmt: skip
+        request.ok = True
+        return Answer(200, {k: self.new_id() for k in keys})
+
+
+# -- Bunny --------------------------------------------------------------------------------
+
+
+class FakeBunny(FakeAPI):
+    """bunny.net: ``POST /purge?url=<absolute url>[&async=..]`` (one URL or wildcard per
+    call) and ``POST /pullzone/{id}/purgeCache`` (empty body: the zone;
+    ``{"CacheTag": "t"}``: one tag). ``AccessKey`` auth. Errors as ``{"ErrorKey",
+    "Field", "Message"}``. Two token buckets per account: exact (120, 5 a second) and
+    wildcard (20, 0.5 a second); over one, 429 with ``Retry-After`` (whether Bunny sends
+    that header is unverified: its docs promise "guidance on when to retry").
+    """
+
+    secret_headers = ("accesskey",)
+
+    def __init__(self, *, zone: int = 1234567, key: str = "bunny-key") -> None:
+        self.zone, self.key = zone, key
+        self.exact = Bucket(120, 5)
+        self.wildcard = Bucket(20, 0.5)
+        super().__init__()
+
+    @staticmethod
+    def error(status: int, key: str, field: str, message: str) -> Answer:
+        return Answer(status, {"ErrorKey": key, "Field": field, "Message": message})
+
+    def handle(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
+        if request.method != "POST":
+            return Answer(405)
+        if _header(headers, "AccessKey") != self.key:
+            return self.error(401, "unauthorized", "AccessKey", "Authorization has been denied")
+        if request.path == "/purge":
+            urls = request.query.get("url", [])
+            if len(urls) != 1:
+                return self.error(400, "purge.url.missing", "url", "A single url is required")
+            url = urls[0]
+            parts = urlsplit(url)
+            if parts.scheme not in {"http", "https"} or not parts.netloc:
+                return self.error(400, "purge.url.invalid", "url", f"The URL {url} is invalid")
+            bucket = self.wildcard if "*" in url or parts.path.endswith("/") else self.exact
+            if wait := bucket.take():
+                answer = self.error(429, "ratelimit", "", "Too many purge requests")
+                answer.headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+                return answer
+            request.ok = True
+            return Answer(200)
+        match = re.fullmatch(r"/pullzone/([0-9]+)/purgeCache", request.path)
+        if not match:
+            return self.error(404, "route.not_found", "", "Not found")
+        if int(match.group(1)) != self.zone:
+            return self.error(
+                404, "pullzone.not_found", "id", "The requested Pull Zone was not found"
+            )
+        if request.body is not None and (
+            not isinstance(request.body, dict)
+            or set(request.body) != {"CacheTag"}
+            or not isinstance(request.body["CacheTag"], str)
+        ):
+            return self.error(400, "pullzone.purge.invalid", "CacheTag", "Invalid request body")
+        if wait := self.wildcard.take():
+            answer = self.error(429, "ratelimit", "", "Too many purge requests")
+            answer.headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+            return answer
+        request.ok = True
+        return Answer(204)
