@@ -308,7 +308,8 @@ class FakeFastly(FakeAPI):
         soft = _header(headers, "Fastly-Soft-Purge") is not None
         if is_url:
             cached = unquote(request.path.removeprefix("/purge/"))
-            if "://" in cached or "/" not in cached or cached.startswith("/"):
+            bad = "://" in cached or "/" not in cached or cached.startswith("/")
+            if bad or request.query:
                 return Answer(400, {"msg": "Bad request", "detail": "Expected host/path"})
             request.ok = True
             return Answer(200, {"status": "ok", "id": self.new_id()})

@@ -60,6 +60,8 @@ class Batch:
 
     indexes: tuple[int, ...]
     call: Call
+    #: What the call sent for each request, when an answer names them (Fastly's map).
+    values: tuple[str, ...] = ()
 
 
 def clean_message(text: str, secrets: Sequence[str] = ()) -> str:
