@@ -387,7 +387,9 @@ class FakeBunny(FakeAPI):
             parts = urlsplit(url)
             if parts.scheme not in {"http", "https"} or not parts.netloc:
                 return self.error(400, "purge.url.invalid", "url", f"The URL {url} is invalid")
-            bucket = self.wildcard if "*" in url or parts.path.endswith("/") else self.exact
+            exact = request.query.get("exactPath") == ["true"]
+            wildcard = "*" in url or (parts.path.endswith("/") and not exact)
+            bucket = self.wildcard if wildcard else self.exact
             if wait := bucket.take():
                 answer = self.error(429, "ratelimit", "", "Too many purge requests")
                 answer.headers = {"Retry-After": str(max(1, math.ceil(wait)))}
