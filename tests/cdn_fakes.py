@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import http.client
 import itertools
 import json
 import math
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+from xml.etree import ElementTree
 
 from tests.caches import LoopbackServer
 
@@ -415,3 +420,167 @@ class FakeBunny(FakeAPI):
             return answer
         request.ok = True
         return Answer(204)
+
+
+# -- CloudFront: moto's server behind a gate that holds it to CloudFront's contract --------
+
+
+class MotoServer:
+    """moto's server (``moto[server]``) as a real process on a free loopback port."""
+
+    def __init__(self) -> None:
+        from tests.caches import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        from tests.caches import stop_process
+
+        stop_process(self.proc)
+
+
+_CF_NS = "http://cloudfront.amazonaws.com/doc/2020-05-31/"
+
+
+def cloudfront_error(status: int, code: str, message: str) -> Answer:
+    """CloudFront's ``ErrorResponse`` XML."""
+    body = (
+        f'<?xml version="1.0"?><ErrorResponse xmlns="{_CF_NS}"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>{message}</Message></Error>"
+        f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
+    return Answer(status, body)
+
+
+class CloudFrontGate(FakeAPI):
+    """A proxy in front of moto that adds what moto leaves out of CloudFront's contract.
+
+    moto answers ``CreateInvalidation`` with 200 and ``COMPLETED`` at once, and does not
+    deduplicate ``CallerReference``. The gate checks the batch (``Quantity`` equal to the
+    number of paths, paths starting with ``/``, ``*`` only last), keeps the in-progress
+    budget (3,000 paths and 15 wildcards per distribution, ``TooManyInvalidationsInProgress``),
+    answers 201 with ``InProgress``, replays the first answer for a repeated reference
+    with the same paths (``InvalidationBatchAlreadyExists`` with other paths), and
+    reports an invalidation ``InProgress`` for its first ``in_progress_gets`` status
+    reads, then ``Completed``. ``lose_next_answer`` forwards a create to moto and then
+    answers 500, as a lost answer looks to the sender.
+    """
+
+    secret_headers = ("authorization",)
+    content_type = "text/xml"
+
+    def __init__(self, moto: MotoServer) -> None:
+        self.moto = moto
+        self.max_files = 3000
+        self.max_wildcards = 15
+        self.in_progress_gets = 1
+        self.lose_next_answer = False
+        self.references: dict[str, tuple[list[str], Answer]] = {}
+        self.in_progress: dict[str, list[str]] = {}  # invalidation id -> paths
+        self.gets: dict[str, int] = {}
+        super().__init__()
+
+    def forward(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
+        connection = http.client.HTTPConnection("127.0.0.1", self.moto.port, timeout=10)
+        query = "&".join(f"{k}={v}" for k, vs in request.query.items() for v in vs)
+        path = request.path + (f"?{query}" if query else "")
+        try:
+            connection.request(request.method, path, body=raw or None, headers=headers)
+            response = connection.getresponse()
+            body = response.read().decode()
+            passed = {"Location", "ETag"}
+            kept = {k: v for k, v in response.getheaders() if k in passed}
+            return Answer(response.status, body, kept)
+        finally:
+            connection.close()
+
+    def handle(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
+        auth = _header(headers, "Authorization") or ""
+        if not auth.startswith("AWS4-HMAC-SHA256 Credential=") or "Signature=" not in auth:
+            return cloudfront_error(403, "MissingAuthenticationToken", "Request is not signed")
+        create = re.fullmatch(r"/2020-05-31/distribution/([^/]+)/invalidation", request.path)
+        if create and request.method == "POST":
+            return self.create(request, headers, raw)
+        read = re.fullmatch(r"/2020-05-31/distribution/([^/]+)/invalidation/([^/]+)", request.path)
+        answer = self.forward(request, headers, raw)
+        if read and request.method == "GET" and answer.status == 200:
+            purge_id = read.group(2)
+            self.gets[purge_id] = self.gets.get(purge_id, 0) + 1
+            done = self.gets[purge_id] > self.in_progress_gets
+            if done:
+                self.in_progress.pop(purge_id, None)
+            status = "Completed" if done else "InProgress"
+            answer.body = re.sub(
+                r"<Status>[^<]*</Status>", f"<Status>{status}</Status>", answer.body
+            )
+        return answer
+
+    def create(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
+        try:
+            root = ElementTree.fromstring(raw)
+        except ElementTree.ParseError:
+            return cloudfront_error(400, "MalformedXML", "The XML you provided was not well-formed")
+        ns = {"cf": _CF_NS}
+        reference = root.findtext("cf:CallerReference", namespaces=ns) or ""
+        quantity = root.findtext("cf:Paths/cf:Quantity", namespaces=ns)
+        paths = [p.text or "" for p in root.findall("cf:Paths/cf:Items/cf:Path", ns)]
+        if not reference:
+            return cloudfront_error(400, "InvalidArgument", "CallerReference is required")
+        if quantity is None or int(quantity) != len(paths):
+            return cloudfront_error(
+                400, "InconsistentQuantities", "Quantity must equal the number of paths"
+            )
+        for path in paths:
+            if not path.startswith("/") or "*" in path[:-1]:
+                return cloudfront_error(400, "InvalidArgument", f"Invalid path: {path}")
+        if reference in self.references:
+            seen, answer = self.references[reference]
+            if sorted(seen) == sorted(paths):
+                request.ok = True
+                return answer  # the same batch again: the invalidation already made
+            return cloudfront_error(
+                409, "InvalidationBatchAlreadyExists", "The CallerReference is already in use"
+            )
+        busy = [p for ps in self.in_progress.values() for p in ps]
+        wildcards = sum(p.endswith("*") for p in busy + paths)
+        files = sum(not p.endswith("*") for p in busy + paths)
+        if wildcards > self.max_wildcards or files > self.max_files:
+            return cloudfront_error(
+                400,
+                "TooManyInvalidationsInProgress",
+                "Processing your request will cause you to exceed the maximum number of "
+                "in-progress wildcard invalidations.",
+            )
+        answer = self.forward(request, headers, raw)
+        if answer.status in (200, 201):
+            # moto says COMPLETED at once (and 200 in older versions); CloudFront says
+            # 201 and InProgress.
+            answer.status = 201
+            answer.body = re.sub(
+                r"<Status>[^<]*</Status>", "<Status>InProgress</Status>", answer.body
+            )
+            purge_id = re.search(r"<Id>([^<]+)</Id>", answer.body)
+            assert purge_id is not None
+            self.in_progress[purge_id.group(1)] = paths
+            self.references[reference] = (paths, answer)
+            request.ok = True
+        if self.lose_next_answer:
+            self.lose_next_answer = False
+            return cloudfront_error(500, "InternalError", "We encountered an internal error")
+        return answer
