@@ -12,6 +12,7 @@ fake's choice is said in a comment.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import email.utils
 import http.client
@@ -117,9 +118,10 @@ class FakeAPI(LoopbackServer):
                     )
                     payload = text.encode()
                 self.send_response(scripted.status)
-                for name, value in {**fake.always_headers(), **scripted.headers}.items():
+                headers_out = {**fake.always_headers(), **scripted.headers}
+                for name, value in headers_out.items():
                     self.send_header(name, value)
-                if payload:
+                if payload and "Content-Type" not in headers_out:
                     self.send_header("Content-Type", fake.content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -583,4 +585,155 @@ class CloudFrontGate(FakeAPI):
         if self.lose_next_answer:
             self.lose_next_answer = False
             return cloudfront_error(500, "InternalError", "We encountered an internal error")
+        return answer
+
+
+# -- Akamai Fast Purge (CCU v3) ---------------------------------------------------------------
+
+
+class FakeAkamai(FakeAPI):
+    """``POST /ccu/v3/{invalidate|delete}/{url|cpcode|tag}/{staging|production}``.
+
+    The EdgeGrid signature is verified, with Akamai's own library recomputing it from the
+    client secret (``EG1-HMAC-SHA256`` with all five fields; a timestamp within a minute).
+    ``{"objects": [...]}`` only (``additionalProperties: false``), one object type (URLs
+    absolute and on a host of ``contract_hosts``, else 403 "unauthorized arl"; CP codes
+    numbers), bodies up to 50,000 bytes (413). Answers 201 with ``purgeId``,
+    ``supportId`` and ``estimatedSeconds``; errors as ``application/api-problem+json``.
+    Token buckets for requests and for objects of each type; a 429 has the
+    ``X-Ratelimit-*`` headers and no ``Retry-After``.
+    """
+
+    secret_headers = ("authorization",)
+    content_type = "application/api-problem+json"
+
+    def __init__(
+        self,
+        *,
+        client_token: str = "akab-client-token",
+        client_secret: str = "client-secret=",
+        access_token: str = "akab-access-token",
+        contract_hosts: tuple[str, ...] = ("www.example.com",),
+        cp_codes: tuple[int, ...] = (12345,),
+    ) -> None:
+        self.client_token, self.client_secret = client_token, client_secret
+        self.access_token = access_token
+        self.contract_hosts, self.cp_codes = contract_hosts, cp_codes
+        self.requests_bucket = Bucket(100, 50)
+        self.objects = {"url": Bucket(10000, 200), "tag": Bucket(5000, 500 / 60),
+                        "cpcode": Bucket(300, 0.5)}  # fmt: skip
+        self.estimated_seconds = 5
+        super().__init__()
+
+    @staticmethod
+    def problem(status: int, title: str, detail: str = "", **extra: Any) -> Answer:
+        body = {
+            "type": f"https://problems.purge.akamaiapis.net/-/pep-authn/{status}",
+            "title": title,
+            "detail": detail or title,
+            "httpStatus": status,
+            "supportId": f"edcp-{uuid.uuid4().hex[:12]}",
+            "describedBy": f"https://api.ccu.akamai.com/ccu/v2/errors/{status}",
+            **extra,
+        }
+        return Answer(status, body)
+
+    def signature_problem(self, request: Received, headers: dict[str, str], raw: bytes) -> str:
+        from akamai.edgegrid.edgegrid import EdgeGridAuthHeaders
+        from requests import Request
+
+        header = _header(headers, "Authorization") or ""
+        if not header.startswith("EG1-HMAC-SHA256 "):
+            return "The signature does not match"
+        fields = dict(
+            part.split("=", 1)
+            for part in header.removeprefix("EG1-HMAC-SHA256 ").split(";")
+            if part
+        )
+        wanted = {"client_token", "access_token", "timestamp", "nonce", "signature"}
+        if set(fields) != wanted:
+            return "The signature does not match"
+        if (fields["client_token"], fields["access_token"]) != (
+            self.client_token,
+            self.access_token,
+        ):
+            return "Invalid authorization client_token"
+        when = calendar.timegm(time.strptime(fields["timestamp"], "%Y%m%dT%H:%M:%S+0000"))
+        if abs(when - time.time()) > 60:
+            return "Invalid timestamp"
+        signer = EdgeGridAuthHeaders(
+            self.client_token, self.client_secret, self.access_token, max_body=131072
+        )
+        sent = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+        prepared = Request("POST", f"{self.url}{request.path}", headers=sent, data=raw).prepare()
+        expected = signer.make_auth_header(prepared, fields["timestamp"], fields["nonce"])
+        if expected != header:
+            return "The signature does not match"
+        return ""
+
+    def handle(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
+        match = re.fullmatch(
+            r"/ccu/v3/(invalidate|delete)/(url|cpcode|tag)/(staging|production)", request.path
+        )
+        if request.method != "POST" or not match:
+            return self.problem(404, "Not Found", "The requested resource is not found")
+        if why := self.signature_problem(request, headers, raw):
+            return self.problem(401, "Not authorized", why)
+        if len(raw) > 50_000:
+            return self.problem(413, "Request Entity Too Large", "The body exceeds 50,000 bytes")
+        kind = match.group(2)
+        body = request.body
+        if not isinstance(body, dict) or set(body) != {"objects"} or not body["objects"]:
+            return self.problem(400, "Bad request", "The request must have exactly 'objects'")
+        objects = body["objects"]
+        if kind == "cpcode":
+            if not all(isinstance(o, int) and not isinstance(o, bool) for o in objects):
+                return self.problem(400, "Bad request", "CP codes are numbers")
+            if set(objects) - set(self.cp_codes):
+                return self.problem(403, "unauthorized cpcode", "A CP code is not on the contract")
+        elif not all(isinstance(o, str) for o in objects):
+            return self.problem(400, "Bad request", "One object type per request")
+        if kind == "url":
+            for url in objects:
+                parts = urlsplit(url)
+                if parts.scheme not in {"http", "https"} or not parts.hostname:
+                    return self.problem(400, "bad URL hostname", f"Invalid URL {url}")
+                if parts.hostname not in self.contract_hosts:
+                    return self.problem(403, "unauthorized arl", f"Not on the contract: {url}")
+        limited = {
+            "Content-Type": "application/json",
+            "X-Ratelimit-Limit": "100",
+            "X-Ratelimit-Limit-Objects": str(int(self.objects[kind].burst)),
+        }
+        request_wait = self.requests_bucket.take()
+        if request_wait:
+            answer = self.problem(429, "Rate Limit exceeded", "Too many requests")
+        elif object_wait := self.objects[kind].take(len(objects)):
+            self.requests_bucket.tokens += 1  # tokens are not used up by a denied request
+            title = f"{kind.upper()} Rate Limit exceeded"
+            answer = self.problem(429, title, "Not enough object tokens",
+                                  rateLimit=int(self.objects[kind].burst),
+                                  rateLimitCurrentRequestSize=len(objects),
+                                  rateLimitRemaining=int(self.objects[kind].tokens))  # fmt: skip
+            request_wait = object_wait
+        else:
+            request.ok = True
+            return Answer(
+                201,
+                {
+                    "httpStatus": 201,
+                    "detail": "Request accepted",
+                    "estimatedSeconds": self.estimated_seconds,
+                    "purgeId": f"edcp-{uuid.uuid4().hex[:22]}",
+                    "supportId": f"edcp-{uuid.uuid4().hex[:22]}",
+                },
+                limited,
+            )
+        answer.headers = {
+            **limited,
+            "Content-Type": self.content_type,
+            "X-Ratelimit-Remaining": "0",
+            "X-Ratelimit-Seconds-To-Refresh-Limit": str(math.ceil(request_wait)),
+            "X-Ratelimit-Seconds-To-Refresh-Limit-Objects": str(math.ceil(request_wait)),
+        }
         return answer

@@ -229,7 +229,8 @@ class APIBackend(BaseBackend):
                         stop, http_status=None, latency_ms=None, error=not_sent(stop)
                     )
                 continue
-            outcome = self.answer(self.transport.exchange(node, batch.call), batch)
+            call = self.prepare(batch.call)
+            outcome = self.answer(self.transport.exchange(node, call), batch)
             self.transport.log(node, batch.call, outcome[0])
             for index, result in zip(indexes, outcome, strict=True):
                 results[index] = result
@@ -249,6 +250,10 @@ class APIBackend(BaseBackend):
 
     def auth_headers(self) -> dict[str, str]:
         raise NotImplementedError
+
+    def prepare(self, call: Call) -> Call:
+        """The call as sent, right before it is sent (a signature with a timestamp)."""
+        return call
 
     def json_call(self, method: str, path: str, payload: Any, target: str) -> Call:
         """A call to ``API_URL + path`` with ``payload`` as its JSON body."""
