@@ -737,3 +737,93 @@ class FakeAkamai(FakeAPI):
             "X-Ratelimit-Seconds-To-Refresh-Limit-Objects": str(math.ceil(request_wait)),
         }
         return answer
+
+
+# -- Azure Front Door (Azure Resource Manager) ----------------------------------------------
+
+
+class FakeAzureFrontDoor(FakeAPI):
+    """ARM's ``afdEndpoints/{endpoint}/purge`` for one endpoint, and its long-running
+    operation.
+
+    Bearer token required; ``api-version`` required; ``{"contentPaths": [...],
+    "domains": [...]}`` with 1 to 100 paths starting with ``/`` (a ``*`` only as a
+    directory's last character) and domains among the endpoint's. Answers ``202`` with a
+    ``Location`` that answers ``202`` (with ``Retry-After``) for ``polls_in_progress``
+    polls, then ``200 {"status": "Succeeded"}``. ARM's error envelope ``{"error": {"code",
+    "message"}}``; writes throttled by a token bucket with ``429`` and ``Retry-After``.
+    """
+
+    secret_headers = ("authorization",)
+
+    def __init__(
+        self,
+        *,
+        token: str = "azure-token",
+        subscription: str = "00000000-1111-2222-3333-444444444444",
+        group: str = "web",
+        profile: str = "roan-profile",
+        endpoint: str = "roan-endpoint",
+        domains: tuple[str, ...] = ("www.example.com",),
+    ) -> None:
+        self.token, self.domains = token, domains
+        self.route = (
+            f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.Cdn"
+            f"/profiles/{profile}/afdEndpoints/{endpoint}/purge"
+        )
+        self.operations_path = (
+            f"/subscriptions/{subscription}/providers/Microsoft.Cdn/operationresults/"
+        )
+        self.writes = Bucket(200, 10)
+        self.polls_in_progress = 1
+        self.polls: dict[str, int] = {}
+        super().__init__()
+
+    @staticmethod
+    def error(status: int, code: str, message: str) -> Answer:
+        return Answer(status, {"error": {"code": code, "message": message}})
+
+    def handle(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
+        if _header(headers, "Authorization") != f"Bearer {self.token}":
+            return self.error(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        if request.query.get("api-version") is None:
+            return self.error(400, "MissingApiVersionParameter", "The api-version is required.")
+        if request.method == "GET" and request.path.startswith(self.operations_path):
+            operation = request.path.removeprefix(self.operations_path)
+            if operation not in self.polls:
+                return self.error(404, "NotFound", "The operation was not found.")
+            self.polls[operation] += 1
+            if self.polls[operation] <= self.polls_in_progress:
+                return Answer(202, None, {"Retry-After": "10", "Location": self.url + request.path})
+            return Answer(200, {"status": "Succeeded"})
+        if request.method != "POST" or not request.path.endswith("/purge"):
+            return self.error(404, "NotFound", "No such resource.")
+        if request.path != self.route:
+            return self.error(
+                404,
+                "ResourceNotFound",
+                "The Resource 'Microsoft.Cdn/profiles/afdEndpoints' was not found.",
+            )
+        if wait := self.writes.take():
+            answer = self.error(429, "TooManyRequests", "The request was throttled.")
+            answer.headers = {"Retry-After": str(max(1, math.ceil(wait))),
+                              "x-ms-ratelimit-remaining-subscription-writes": "0"}  # fmt: skip
+            return answer
+        body = request.body
+        if not isinstance(body, dict) or set(body) - {"contentPaths", "domains"}:
+            return self.error(400, "BadRequest", "The request body is invalid.")
+        paths, domains = body.get("contentPaths"), body.get("domains", [])
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            return self.error(400, "BadRequest", "contentPaths is required.")
+        if len(paths) > 100:
+            return self.error(400, "BadRequest", "At most 100 content paths per request.")
+        for path in paths:
+            if not path.startswith("/") or ("*" in path and not path.endswith("/*")):
+                return self.error(400, "BadRequest", f"Invalid content path {path}.")
+        if not isinstance(domains, list) or set(domains) - set(self.domains):
+            return self.error(400, "BadRequest", "A domain is not on this endpoint.")
+        operation = uuid.uuid4().hex
+        self.polls[operation] = 0
+        request.ok = True
+        location = f"{self.url}{self.operations_path}{operation}?api-version=2023-05-01"
+        return Answer(202, None, {"Location": location, "Retry-After": "10"})
