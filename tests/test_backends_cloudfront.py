@@ -318,3 +318,34 @@ def test_options_are_checked(change: dict[str, Any], fragment: str) -> None:
     options = {"DISTRIBUTION_ID": "EDFDVBD6EXAMPLE", **change}
     with pytest.raises(ImproperlyConfigured, match=fragment):
         CloudFrontBackend("cloudfront", options)
+
+
+def test_the_log_and_the_dashboard_show_invalidations_in_progress(
+    cf: CloudFrontGate, admin_client: Any
+) -> None:
+    roan.purge_urls(["/a", "/b"])
+    page = admin_client.get("/admin/roan/purgeattempt/?completion__exact=in_progress")
+    assert page.status_code == 200
+    assert page.content.decode().count("roan-completion-in_progress") == 2
+    dashboard = admin_client.get("/admin/roan/dashboard/").content.decode()
+    assert '<td class="roan-num" id="roan-in-progress"><a href=' in dashboard
+    cf.in_progress_gets = 0
+    assert check_later() == 2
+    page = admin_client.get("/admin/roan/purgeattempt/?completion__exact=completed")
+    assert page.content.decode().count("roan-completion-completed") == 2
+    dashboard = admin_client.get("/admin/roan/dashboard/").content.decode()
+    assert '<td class="roan-num" id="roan-in-progress">0</td>' in dashboard
+
+
+def test_an_invalidation_never_reported_done_is_not_confirmed(cf: CloudFrontGate) -> None:
+    cf.in_progress_gets = 10**6
+    roan.purge_urls(["/a"])
+    long_ago = timezone.now() - datetime.timedelta(seconds=completion.DEADLINE + 60)
+    PurgeAttempt.objects.update(finished_at=long_ago)
+    assert check_later() == 0
+    [attempt] = rows()
+    assert (attempt.status, attempt.completion, attempt.completion_check_at) == (
+        "ok",
+        "unconfirmed",
+        None,
+    )
