@@ -120,6 +120,9 @@ def _default_rate_limit(config: Mapping[str, Any]) -> Any:
         cls = import_string(str(config.get("BACKEND", "")))
     except Exception:  # an unimportable BACKEND: roan.E002 says so
         return None
+    pick = getattr(cls, "default_rate_limit_for", None)
+    if callable(pick):
+        return pick(config)
     return getattr(cls, "default_rate_limit", None)
 
 

@@ -26,10 +26,14 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.etree import ElementTree
+
+import pytest
+from django.core.cache import caches
 
 from tests.caches import LoopbackServer
 
@@ -827,3 +831,12 @@ class FakeAzureFrontDoor(FakeAPI):
         request.ok = True
         location = f"{self.url}{self.operations_path}{operation}?api-version=2023-05-01"
         return Answer(202, None, {"Location": location, "Retry-After": "10"})
+
+
+@pytest.fixture(autouse=True)
+def fresh_buckets() -> Iterator[None]:
+    """Every test starts with full rate-limit buckets (CDN backends have default limits,
+    kept in the default cache, which lives as long as the test process)."""
+    caches["default"].clear()
+    yield
+    caches["default"].clear()

@@ -21,7 +21,7 @@ from roan import completion, pipeline
 from roan.backends import akamai
 from roan.backends.akamai import AkamaiBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, Bucket, FakeAkamai
+from tests.cdn_fakes import Answer, Bucket, FakeAkamai, fresh_buckets  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

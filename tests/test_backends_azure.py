@@ -21,7 +21,7 @@ from roan.backends import azure
 from roan.backends.azure import AzureFrontDoorBackend
 from roan.backends.base import PurgeRequest
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, Bucket, FakeAzureFrontDoor
+from tests.cdn_fakes import Answer, Bucket, FakeAzureFrontDoor, fresh_buckets  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,7 +19,7 @@ from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.bunny import BunnyBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, Bucket, FakeBunny
+from tests.cdn_fakes import Answer, Bucket, FakeBunny, fresh_buckets  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

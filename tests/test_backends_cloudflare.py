@@ -19,7 +19,7 @@ from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.cloudflare import CloudflareBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import FakeCloudflare
+from tests.cdn_fakes import FakeCloudflare, fresh_buckets  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -205,6 +205,7 @@ def test_an_end_to_end_save_through_the_example_rules(cf: FakeCloudflare, make_r
         ({"HOSTS": []}, "HOSTS"),
         ({"BATCH_SIZE": 501}, "BATCH_SIZE"),
         ({"API_URL": "ftp://x"}, "API_URL"),
+        ({"PLAN": "gold"}, "PLAN"),
     ],
 )
 def test_options_are_checked(
@@ -224,10 +225,24 @@ def test_tags_are_declared_for_the_middleware() -> None:
     assert CloudflareBackend.tag_separator == ","
 
 
-def test_the_free_plan_bucket_is_the_default_rate_limit(cf: FakeCloudflare, settings: Any) -> None:
+def test_the_plans_bucket_is_the_default_rate_limit(cf: FakeCloudflare, settings: Any) -> None:
     from roan.limits import rate_limit
 
-    limit = rate_limit("cf")
+    limit = rate_limit("cf")  # Free: 5 calls a minute, 25 saved up, of 30 URLs each
     assert limit is not None and (limit.rate, limit.burst) == (2.5, 750)
+    settings.ROAN_BACKENDS = {"cf": {**config(cf), "PLAN": "business", "BATCH_SIZE": 100}}
+    limit = rate_limit("cf")
+    assert limit is not None and (limit.rate, limit.burst) == (1000, 5000)
     settings.ROAN_BACKENDS = {"cf": {**config(cf), "RATE_LIMIT": None}}
     assert rate_limit("cf") is None
+    settings.ROAN_BACKENDS = {"cf": {**config(cf), "RATE_LIMIT": {"RATE": 1}}}
+    limit = rate_limit("cf")
+    assert limit is not None and limit.rate == 1
+
+
+def test_the_default_rate_limit_holds_attempts_back(cf: FakeCloudflare, settings: Any) -> None:
+    settings.ROAN_BACKENDS = {"cf": {**config(cf), "BATCH_SIZE": 1}}  # bucket: 25 targets
+    roan.purge_urls([f"/p/{i}" for i in range(26)])
+    assert len(cf.received) == 25
+    held = rows()[-1]
+    assert (held.status, held.tries) == ("pending", 0) and held.next_attempt_at is not None

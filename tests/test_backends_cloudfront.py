@@ -24,7 +24,7 @@ from roan.backends.base import PurgeRequest
 from roan.backends.cloudfront import CloudFrontBackend
 from roan.models import PurgeAttempt
 from tests.caches import require
-from tests.cdn_fakes import CloudFrontGate, MotoServer, cloudfront_error
+from tests.cdn_fakes import CloudFrontGate, MotoServer, cloudfront_error, fresh_buckets  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -20,7 +20,7 @@ from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.fastly import FastlyBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, FakeFastly
+from tests.cdn_fakes import Answer, FakeFastly, fresh_buckets  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -191,3 +191,12 @@ def test_options_are_checked(
 
 def test_surrogate_key_is_declared_for_the_middleware() -> None:
     assert (FastlyBackend.tag_header, FastlyBackend.tag_separator) == ("Surrogate-Key", " ")
+
+
+def test_a_dot_segment_never_reaches_fastlys_api_path(fastly: FakeFastly) -> None:
+    # /purge/<host><path> holds the page's path: "/../" there could reach another endpoint.
+    for target in ("/a/../../service/x/purge_all", "/a/%2e%2e/b"):
+        request = PurgeRequest("url", target)
+        pipeline.submit([pipeline.Purge("fastly", request, pipeline.Origin(trigger="api"))])
+    assert fastly.received == []
+    assert {(a.status, "'..'" in a.error) for a in rows()} == {("skipped", True)}

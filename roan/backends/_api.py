@@ -22,6 +22,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -196,9 +197,20 @@ class APIBackend(BaseBackend):
     def nodes(self) -> tuple[str, ...]:
         return (self.node,)
 
+    @classmethod
+    def default_rate_limit_for(cls, config: Mapping[str, Any]) -> Mapping[str, float] | None:
+        """The ``RATE_LIMIT`` used when the option is absent (see :mod:`roan.limits`);
+        ``config`` is the backend's entry in ``ROAN_BACKENDS`` (a plan may matter)."""
+        return cls.default_rate_limit
+
     def refuse(self, request: PurgeRequest) -> str:
-        if request.kind in (URL, PREFIX) and (why := bad_path(request.target)):
-            return why
+        if request.kind in (URL, PREFIX):
+            if why := bad_path(request.target):
+                return why
+            if _has_dot_segment(request.target):
+                # Some APIs take the page's path inside their own (Fastly's /purge/...):
+                # a "/../" there could reach another of their endpoints.
+                return "the path has a '.' or '..' segment, which servers resolve to another path"
         return super().refuse(request)
 
     def page_host(self, request: PurgeRequest) -> str:
@@ -320,6 +332,18 @@ class APIBackend(BaseBackend):
             retryable=retryable,
         )
         return [dataclasses.replace(result) for _ in range(count)]
+
+
+def _has_dot_segment(target: str) -> bool:
+    """A ``.`` or ``..`` segment in the path, also percent-encoded (decoded repeatedly,
+    as some servers decode twice)."""
+    for segment in target.split("?", 1)[0].split("/"):
+        decoded = segment
+        for _ in range(3):
+            decoded = unquote(decoded)
+        if any(part in (".", "..") for part in re.split(r"[/\\]", decoded)):
+            return True
+    return False
 
 
 def chunked(indexes: Sequence[int], size: int) -> list[tuple[int, ...]]:

@@ -31,6 +31,14 @@ MOST_URLS = 500
 MOST_OTHERS = 100
 # Prefixes: "at most 31 path separators", no query string or fragment.
 MAX_PREFIX_SLASHES = 31
+#: The purge token bucket per plan: (calls a second, calls saved up).
+#: https://developers.cloudflare.com/cache/how-to/purge-cache/#availability-and-limits
+PLANS: dict[str, tuple[float, float]] = {
+    "free": (5 / 60, 25),
+    "pro": (5, 25),
+    "business": (10, 50),
+    "enterprise": (50, 500),
+}
 
 
 class CloudflareBackend(APIBackend):
@@ -46,10 +54,8 @@ class CloudflareBackend(APIBackend):
         "EMAIL",
         "API_KEY",
         "BATCH_SIZE",
+        "PLAN",
     }
-    # The Free plan's purge bucket (5 requests a minute, 25 saved up), counted in targets
-    # of full 30-URL requests; set RATE_LIMIT for your plan (Pro: 5 a second, bucket 25).
-    default_rate_limit: ClassVar[Mapping[str, float] | None] = {"RATE": 2.5, "BURST": 750}
     # Cache-Tag: comma-separated, up to 16 KB of tags per response, 1,024 characters a
     # tag in API calls. https://developers.cloudflare.com/cache/how-to/purge-cache/purge-by-tags/
     tag_header: ClassVar[str | None] = "Cache-Tag"
@@ -75,7 +81,22 @@ class CloudflareBackend(APIBackend):
                 "X-Auth-Key": self.secret_option(options, "API_KEY"),
             }
         self.batch_size = self.batch_size_option(options, DEFAULT_BATCH, MOST_URLS)
+        if options.get("PLAN", "free") not in PLANS:
+            raise ImproperlyConfigured(
+                f"{self.where}['PLAN'] must be one of {', '.join(PLANS)} (it sets the "
+                "default RATE_LIMIT)."
+            )
         self.path = f"/zones/{self.zone_id}/purge_cache"
+
+    @classmethod
+    def default_rate_limit_for(cls, config: Mapping[str, Any]) -> Mapping[str, float] | None:
+        """The plan's purge bucket (``PLAN``, default ``"free"``), counted in targets of
+        full calls: roan's tokens are targets, Cloudflare's are calls of ``BATCH_SIZE``."""
+        calls = PLANS.get(str(config.get("PLAN", "free")))
+        size = config.get("BATCH_SIZE", DEFAULT_BATCH)
+        if calls is None or not isinstance(size, int) or size < 1:
+            return None  # reported when the backend is built
+        return {"RATE": calls[0] * size, "BURST": calls[1] * size}
 
     def auth_headers(self) -> dict[str, str]:
         return dict(self._auth)

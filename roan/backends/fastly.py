@@ -77,7 +77,8 @@ class FastlyBackend(APIBackend):
         for index, request in enumerate(requests):
             if request.kind == URL:
                 # The page's query string is part of the cached URL, not of the call.
-                url = f"{self.page_host(request)}{request.target}".replace("?", "%3F")
+                url = f"{self.page_host(request)}{request.target}"
+                url = url.replace("?", "%3F").replace("#", "%23")
                 call = self.json_call("POST", f"/purge/{url}", None, self.absolute(request))
                 call = call._replace(headers={**call.headers, **soft})
                 batches.append(Batch((index,), call))
