@@ -246,3 +246,19 @@ def test_the_default_rate_limit_holds_attempts_back(cf: FakeCloudflare, settings
     assert len(cf.received) == 25
     held = rows()[-1]
     assert (held.status, held.tries) == ("pending", 0) and held.next_attempt_at is not None
+
+
+def test_pages_carry_cache_tag_and_a_save_purges_them(
+    cf: FakeCloudflare, settings: Any, client: Any
+) -> None:
+    settings.ROOT_URLCONF = "tests.tagged_site"
+    settings.ROAN_TAGS = True
+    with roan.suppress_purges():
+        post = Post.objects.create(title="Tagged", slug="tagged")
+    page = client.get(f"/one/{post.pk}/")
+    assert page.headers["Cache-Tag"] == f"testapp.post:{post.pk}"
+    post.title = "Changed"
+    post.save()
+    [request] = cf.purges()
+    assert f"testapp.post:{post.pk}" in request.body["tags"]
+    assert PurgeAttempt.objects.get(kind="tag", target=f"testapp.post:{post.pk}").status == "ok"

@@ -200,3 +200,20 @@ def test_a_dot_segment_never_reaches_fastlys_api_path(fastly: FakeFastly) -> Non
         pipeline.submit([pipeline.Purge("fastly", request, pipeline.Origin(trigger="api"))])
     assert fastly.received == []
     assert {(a.status, "'..'" in a.error) for a in rows()} == {("skipped", True)}
+
+
+def test_pages_carry_surrogate_keys_and_a_save_purges_them(
+    fastly: FakeFastly, settings: Any, client: Any
+) -> None:
+    settings.ROOT_URLCONF = "tests.tagged_site"
+    settings.ROAN_TAGS = True
+    with roan.suppress_purges():
+        post = Post.objects.create(title="Tagged", slug="tagged")
+    page = client.get(f"/one/{post.pk}/")
+    assert page.headers["Surrogate-Key"] == f"testapp.post:{post.pk}"
+    post.title = "Changed"
+    post.save()
+    [request] = fastly.purges()
+    assert f"testapp.post:{post.pk}" in request.body["surrogate_keys"]
+    tagged = PurgeAttempt.objects.get(kind="tag", target=f"testapp.post:{post.pk}")
+    assert tagged.status == "ok" and tagged.purge_id.startswith("108-")
