@@ -50,6 +50,14 @@ from roan.templating import usable_placeholders
 FAILING = [PurgeAttempt.Status.FAILED, PurgeAttempt.Status.GAVE_UP]
 
 
+def _log_url(site: AdminSite) -> str | None:
+    """The purge log's address on ``site`` (``None`` when the site does not show it)."""
+    try:
+        return reverse(f"{site.name}:roan_purgeattempt_changelist")
+    except NoReverseMatch:
+        return None
+
+
 # -- rules --------------------------------------------------------------------------------
 
 
@@ -119,15 +127,12 @@ def purge_rules_now(
         except views.Refused as exc:  # many-to-many templates rendered past the bound
             modeladmin.message_user(request, str(exc), messages.ERROR)
             return None
-        modeladmin.message_user(
+        lead = ngettext("Purging %(rules)d rule:", "Purging %(rules)d rules:", len(plan.rules))
+        views.tell(
             request,
-            (
-                ngettext("Purging %(rules)d rule:", "Purging %(rules)d rules:", len(plan.rules))
-                % {"rules": len(plan.rules)}
-                + " "
-                + views.written_message(written)
-            ),
-            messages.SUCCESS,
+            lead % {"rules": len(plan.rules)},
+            written,
+            log_url=_log_url(modeladmin.admin_site),
         )
         return views.SendAfterResponse(request.get_full_path(), written.held)
     context = {
@@ -461,7 +466,9 @@ def repurge_selected(
     """Send the selected targets again as new attempts (see ``admin_views.repurge``)."""
     # One past the bound, so that selecting the whole log reads a bounded slice.
     rows = queryset.order_by()[: roan_settings.MAX_MANUAL_PURGES + 1]
-    return views.repurge(request, rows, back=request.get_full_path())
+    return views.repurge(
+        request, rows, back=request.get_full_path(), log_url=_log_url(modeladmin.admin_site)
+    )
 
 
 class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -721,20 +728,12 @@ def purge_cache_for_selected(
     except views.Refused as exc:
         modeladmin.message_user(request, str(exc), messages.ERROR)
         return None
-    modeladmin.message_user(
-        request,
-        (
-            ngettext(
-                "Purging the cache for %(count)d object:",
-                "Purging the cache for %(count)d objects:",
-                objects,
-            )
-            % {"count": objects}
-            + " "
-            + views.written_message(written)
-        ),
-        messages.SUCCESS,
+    lead = ngettext(
+        "Purging the cache for %(count)d object:",
+        "Purging the cache for %(count)d objects:",
+        objects,
     )
+    views.tell(request, lead % {"count": objects}, written, log_url=_log_url(modeladmin.admin_site))
     return views.SendAfterResponse(request.get_full_path(), written.held)
 
 
@@ -803,14 +802,11 @@ class PurgeCacheMixin:
             except views.Refused as exc:
                 self.message_user(request, str(exc), messages.ERROR)  # type: ignore[attr-defined]
                 return HttpResponseRedirect(change_url)
-            self.message_user(  # type: ignore[attr-defined]
+            views.tell(
                 request,
-                (
-                    _("Purging the cache for “%(obj)s”:") % {"obj": obj}
-                    + " "
-                    + views.written_message(written)
-                ),
-                messages.SUCCESS,
+                _("Purging the cache for “%(obj)s”:") % {"obj": obj},
+                written,
+                log_url=_log_url(self.admin_site),
             )
             return views.SendAfterResponse(change_url, written.held)
         context = {

@@ -508,7 +508,10 @@ def repurge_view(request: HttpRequest, pk: int, admin_site: admin.AdminSite) -> 
     """Purge an attempt's target again: the log's re-purge, for one row."""
     attempt = get_object_or_404(PurgeAttempt, pk=pk)
     return admin_views.repurge(
-        request, [attempt], back=reverse(f"{admin_site.name}:roan_dashboard")
+        request,
+        [attempt],
+        back=reverse(f"{admin_site.name}:roan_dashboard"),
+        log_url=reverse(f"{admin_site.name}:roan_purgeattempt_changelist"),
     )
 
 

@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from roan.access import rule_model_refusal
-from roan.backends.base import PREFIX, PurgeRequest, purges_everything
+from roan.backends.base import ALL, PREFIX, TAG, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.templating import TemplateErrors, parse_lines
 
@@ -124,8 +124,22 @@ class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
 # -- the admin's purge controls -------------------------------------------------------------
 
 
+#: A harmless target per kind, to ask a backend whether it would send that kind at all.
+_PROBES = {URL: "/", PREFIX: "/roan-probe/", TAG: "roan-probe", ALL: ""}
+
+
+def kinds_sent(backend: Any) -> list[str]:
+    """The kinds ``backend`` really sends: those it declares and does not refuse as
+    configured (a Django cache without ``ALLOW_CLEAR`` declares ``all`` but skips it)."""
+    return [
+        kind
+        for kind in sorted(backend.capabilities)
+        if not backend.refuse(PurgeRequest(kind, _PROBES.get(kind, "/")))
+    ]
+
+
 def _backend_choices(kind: str | None = None) -> list[tuple[str, str]]:
-    """Configured backends (those that can purge by ``kind``), labelled with what they can."""
+    """Configured backends (those that send ``kind``), labelled with what they send."""
     from roan import backends as backend_registry
 
     choices = []
@@ -134,10 +148,11 @@ def _backend_choices(kind: str | None = None) -> list[tuple[str, str]]:
             backend = backend_registry.get_backend(alias)
         except ImproperlyConfigured:
             continue
-        if kind is not None and kind not in backend.capabilities:
+        kinds = kinds_sent(backend)
+        if kind is not None and kind not in kinds:
             continue
         label = alias if backend.label == alias else f"{backend.label} ({alias})"
-        can = ", ".join(sorted(backend.capabilities))
+        can = ", ".join(kinds) or _("nothing")
         choices.append((alias, f"{label}: {type(backend).__name__}, can purge by {can}"))
     return choices
 
@@ -182,6 +197,13 @@ class PurgeURLsForm(forms.Form):
         assert isinstance(field, forms.MultipleChoiceField)  # for mypy
         field.choices = choices
         field.initial = [alias for alias, _label in choices]
+        if not _backend_choices(PREFIX):
+            # No configured backend purges prefixes: offer only what can be done.
+            kind = self.fields["kind"]
+            assert isinstance(kind, forms.ChoiceField)  # for mypy
+            kind.choices = [(URL, _("exactly these URLs"))]
+            kind.widget = forms.HiddenInput()
+            kind.error_messages["invalid_choice"] = _("No configured backend can purge prefixes.")
 
     def clean(self) -> dict[str, Any]:
         from roan import backends as backend_registry
@@ -236,7 +258,7 @@ class PurgeURLsForm(forms.Form):
         unable = [
             alias
             for alias in data.get("backends", [])
-            if kind not in backend_registry.get_backend(alias).capabilities
+            if kind not in kinds_sent(backend_registry.get_backend(alias))
         ]
         if unable:
             self.add_error(

@@ -24,10 +24,80 @@ def test_urls_are_purged_on_the_chosen_backends_and_name_the_user(admin_client, 
         follow=True,
     )
 
-    assert "Purging 2 targets: 2 attempts written." in response.text
+    assert "Purging 2 targets: 2 purged." in response.text
     assert [r.target for _node, r in sent] == ["/a/", "/b/?page=2"]
     rows = PurgeAttempt.objects.all()
     assert {(a.trigger, a.user.username, a.status) for a in rows} == {("admin", "admin", "ok")}
+
+
+def shown_messages(response) -> list[tuple[str, str]]:
+    """(level, text) of each message as the page shows it."""
+    return [(m.level_tag, str(m)) for m in response.context["messages"]]
+
+
+def test_a_skipped_url_is_reported_as_skipped_with_the_reason(admin_client, settings, sent):
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "HOSTS": ["www.example.com"]}
+    }
+    response = admin_client.post(
+        "/admin/roan/purge/",
+        {"urls": "/a/\nhttps://evil.example/b/", "kind": "url", "backends": ["default"]},
+        follow=True,
+    )
+
+    [(level, text)] = shown_messages(response)
+    assert level == "warning"
+    assert text.startswith(
+        "Purging 2 targets: 1 purged, 1 skipped, not sent (host &#x27;evil.example&#x27; is "
+        "not in this backend&#x27;s HOSTS)."
+    )
+    assert [r.target for _node, r in sent] == ["/a/"]
+    # The message links to exactly these attempts.
+    link = response.content.decode().split("Show these attempts")[0].rsplit('href="', 1)[1]
+    shown = admin_client.get(link.split('"')[0].replace("&amp;", "&"))
+    assert sorted(a.status for a in shown.context["cl"].result_list) == ["ok", "skipped"]
+
+
+def test_a_purge_nothing_could_send_is_an_error(admin_client, settings, sent) -> None:
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "HOSTS": ["www.example.com"]}
+    }
+    response = admin_client.post(
+        "/admin/roan/purge/",
+        {"urls": "https://evil.example/b/", "kind": "url", "backends": ["default"]},
+        follow=True,
+    )
+
+    [(level, text)] = shown_messages(response)
+    assert level == "error" and "Purging 1 target: 1 skipped, not sent (host" in text
+    assert sent == []
+
+
+HOSTS = ["www.example.com"]
+
+
+def test_purge_everything_is_not_offered_for_a_cache_that_refuses_it(
+    admin_client, settings, sent
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "pages": {"BACKEND": "roan.backends.django_cache.DjangoCacheBackend", "HOSTS": HOSTS},
+    }
+    page = admin_client.get("/admin/roan/purge/")
+
+    assert "No configured backend can purge everything." in page.text
+    assert "Purge everything…" not in page.text
+    assert "can purge by url" in page.text and "can purge by all" not in page.text
+    refused = admin_client.post("/admin/roan/purge/all/", {"backend": "pages", "confirm": "yes"})
+    assert refused.status_code == 200 and not PurgeAttempt.objects.exists()
+
+    settings.ROAN_BACKENDS = {
+        "pages": {
+            "BACKEND": "roan.backends.django_cache.DjangoCacheBackend",
+            "HOSTS": HOSTS,
+            "ALLOW_CLEAR": True,
+        },
+    }
+    assert "Purge everything…" in admin_client.get("/admin/roan/purge/").text
 
 
 def test_a_bad_line_is_an_error_naming_it_and_nothing_is_purged(admin_client, sent) -> None:
@@ -48,8 +118,28 @@ def test_a_prefix_is_refused_for_a_backend_that_cannot_purge_by_prefix(
     settings.ROAN_BACKENDS = {
         "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": "http://127.0.0.1:9/p"}
     }
+    page = admin_client.get("/admin/roan/purge/")
+    # No configured backend purges prefixes, so the page does not offer them.
+    assert "everything under these prefixes" not in page.text
     response = admin_client.post(
         "/admin/roan/purge/", {"urls": "/posts/", "kind": "prefix", "backends": ["nginx"]}
+    )
+    assert response.context["form"].errors["kind"] == ["No configured backend can purge prefixes."]
+    assert "No configured backend can purge prefixes." in response.text
+    assert not PurgeAttempt.objects.exists()
+
+
+def test_a_prefix_is_refused_for_a_ticked_backend_that_cannot(admin_client, settings) -> None:
+    settings.ROAN_BACKENDS = {
+        "nginx": {
+            "BACKEND": "roan.backends.nginx.NginxBackend",
+            "LOCATION": "http://127.0.0.1:9/p",
+        },
+        "mem": {"BACKEND": "roan.backends.locmem.LocMemBackend"},
+    }
+    assert "everything under these prefixes" in admin_client.get("/admin/roan/purge/").text
+    response = admin_client.post(
+        "/admin/roan/purge/", {"urls": "/posts/", "kind": "prefix", "backends": ["nginx", "mem"]}
     )
     assert "nginx cannot purge by prefix." in response.context["form"].errors["backends"]
     assert not PurgeAttempt.objects.exists()
@@ -106,7 +196,7 @@ def test_purge_now_on_rules_confirms_the_count_then_purges_every_object(
 
     done = admin_client.post("/admin/roan/purgerule/", {**form, "post": "yes"}, follow=True)
 
-    assert "Purging 1 rule: 4 attempts written." in done.text
+    assert "Purging 1 rule: 4 purged." in done.text
     assert sorted(r.target for _node, r in sent) == [
         "/posts/",
         "/posts/a/",
@@ -151,7 +241,7 @@ def test_the_mixin_action_purges_the_selected_objects(admin_client, post_rule, s
         follow=True,
     )
 
-    assert "Purging the cache for 1 object: 2 attempts written." in response.text
+    assert "Purging the cache for 1 object: 2 purged." in response.text
     assert sorted(r.target for _node, r in sent) == ["/posts/", "/posts/one/"]
     assert {(a.trigger, a.user.username) for a in PurgeAttempt.objects.all()} == {
         ("admin", "admin")
