@@ -44,6 +44,7 @@ from roan.conf import roan_settings
 from roan.forms import PreviewForm, PurgeRuleForm, everything_templates
 from roan.managers import PurgeAttemptQuerySet
 from roan.models import BackendState, PurgeAttempt, PurgeRule
+from roan.outcome import outcome
 from roan.resources import PurgeAttemptResource, PurgeRuleResource
 from roan.templating import usable_placeholders
 
@@ -574,6 +575,85 @@ class BackendAliasFilter(admin.SimpleListFilter):
         return queryset.filter(backend=self.value()) if self.value() else queryset
 
 
+def models_with_rules() -> list[str]:
+    """``app_label.model`` of every model an enabled rule (in the database or code) names."""
+    return sorted({label for (label, _event), found in rules.get_index().by_key.items() if found})
+
+
+def _content_type(label: str) -> ContentType | None:
+    app_label, _dot, model = label.partition(".")
+    try:
+        return ContentType.objects.get_by_natural_key(app_label, model)
+    except ContentType.DoesNotExist:
+        return None
+
+
+class ObjectTypeFilter(admin.SimpleListFilter):
+    """Attempts for objects of one model: ``?model=blog.post``. Offers the models rules
+    name (a DISTINCT over the log would read every row)."""
+
+    title = gettext_lazy("model")
+    parameter_name = "model"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        labels = models_with_rules()
+        if self.value() and self.value() not in labels:
+            labels.append(str(self.value()))
+        choices = []
+        for label in labels:
+            content_type = _content_type(label)
+            model = content_type.model_class() if content_type is not None else None
+            name = capfirst(str(model._meta.verbose_name)) if model is not None else label
+            choices.append((label, name))
+        return choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if not self.value():
+            return queryset
+        content_type = _content_type(str(self.value()))
+        return queryset.filter(content_type=content_type) if content_type else queryset.none()
+
+
+class ObjectFilter(admin.SimpleListFilter):
+    """Attempts for one object: ``?object=blog.post:42``, as the "Purges" link on an
+    object's change form opens it. Shown only while it is in use."""
+
+    title = gettext_lazy("object")
+    parameter_name = "object"
+
+    def parse(self) -> tuple[ContentType | None, str]:
+        label, _colon, pk = str(self.value() or "").partition(":")
+        return _content_type(label), pk
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        if not self.value():
+            return []
+        content_type, pk = self.parse()
+        name = str(self.value())
+        model = content_type.model_class() if content_type is not None else None
+        if model is not None and can_view_model(request.user, model):
+            obj = model._default_manager.filter(pk=pk).first() if pk else None
+            name = str(obj) if obj is not None else f"{model._meta.verbose_name} {pk}"
+        return [(str(self.value()), Truncator(name).chars(60))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if not self.value():
+            return queryset
+        content_type, pk = self.parse()
+        if content_type is None or not pk:
+            return queryset.none()
+        return queryset.filter(content_type=content_type, object_pk=pk)
+
+
+def object_purges_url(site: AdminSite, obj: Model) -> str | None:
+    """The purge log showing ``obj``'s attempts (``None`` when ``site`` has no log)."""
+    log = _log_url(site)
+    if log is None:
+        return None
+    content_type = ContentType.objects.get_for_model(obj)
+    return f"{log}?object={content_type.app_label}.{content_type.model}:{obj.pk}"
+
+
 @admin.register(PurgeAttempt)
 class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,type-arg]
     resource_classes = [PurgeAttemptResource]
@@ -594,7 +674,9 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     ]
     list_display_links = ["created"]
     # Each filter is served by an index in PurgeAttempt.Meta (kind has none: it is left out).
-    list_filter = ["status", BackendAliasFilter, "trigger", "rule"]
+    # The model and object filters have no index of their own (adding one is a
+    # migration): on a long log, narrow by date as for the search.
+    list_filter = ["status", BackendAliasFilter, "trigger", "rule", ObjectTypeFilter, ObjectFilter]
     list_select_related = ["user"]
     search_fields = ["target"]
     search_help_text = gettext_lazy("Search by URL, prefix or tag (part of it).")
@@ -769,7 +851,53 @@ class PurgeCacheMixin:
         self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
     ) -> HttpResponse:
         context["roan_can_purge"] = can_purge(request)
+        obj = context.get("original")
+        if (
+            obj is not None
+            and obj.pk is not None
+            and request.user.has_perm("roan.view_purgeattempt")
+            and self.model._meta.label_lower in models_with_rules()
+        ):
+            context["roan_purges_url"] = object_purges_url(self.admin_site, obj)
         return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[misc,no-any-return]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Django's add and change views; after a save, a message says what roan purged."""
+        base: Any = super()
+        with pipeline.collect_written() as ids:
+            response: HttpResponse = base.changeform_view(
+                request, object_id, form_url, extra_context
+            )
+        # Django's view has committed by now: with inline dispatch the purges were sent.
+        self._tell_purges(request, response, ids)
+        return response
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        base: Any = super()
+        with pipeline.collect_written() as ids:
+            response: HttpResponse = base.delete_view(request, object_id, extra_context)
+        self._tell_purges(request, response, ids)
+        return response
+
+    def _tell_purges(self, request: HttpRequest, response: HttpResponse, ids: list[int]) -> None:
+        if request.method != "POST" or not ids or response.status_code not in (301, 302, 303):
+            return
+        if not request.user.has_perm("roan.view_purgeattempt"):
+            return  # what the rules sent is the log's, and this user may not read it
+        text, level = views.outcome_message(
+            _("Cache purges for this change:"),
+            outcome(ids),
+            log_url=_log_url(self.admin_site),
+        )
+        messages.add_message(request, level, text)
 
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name

@@ -279,3 +279,92 @@ def test_roan_pages_mount_once_on_another_admin_site() -> None:
     names = [getattr(pattern, "name", None) for pattern in site.get_urls()]
     assert [names.count(name) for _route, _view, name in ADMIN_PAGES] == [1] * len(ADMIN_PAGES)
     assert names.index("roan_purge") < names.index("index")  # ahead of the catch-all
+
+
+# -- from a post to its purges -----------------------------------------------------------------
+
+
+def post_form(post: Post, **changes: str) -> dict[str, str]:
+    return {"title": post.title, "slug": post.slug, "body": "", "views": "0", **changes}
+
+
+def test_a_save_in_the_admin_says_what_roan_purged_and_links_to_those_attempts(
+    admin_client, post_rule, sent
+) -> None:
+    post = Post.objects.create(title="One", slug="one")
+    PurgeAttempt.objects.all().delete()
+
+    response = admin_client.post(
+        f"/admin/testapp/post/{post.pk}/change/", post_form(post, slug="uno"), follow=True
+    )
+
+    [saved, purged] = shown_messages(response)
+    assert "was changed successfully" in saved[1]
+    # The old URL and the new one, and the list.
+    assert purged[0] == "success"
+    assert purged[1].startswith("Cache purges for this change: 3 purged.")
+    link = response.content.decode().split("Show these attempts")[0].rsplit('href="', 1)[1]
+    shown = admin_client.get(link.split('"')[0])
+    assert sorted(a.target for a in shown.context["cl"].result_list) == [
+        "/posts/",
+        "/posts/one/",
+        "/posts/uno/",
+    ]
+
+
+def test_a_save_without_rules_adds_no_purge_message(admin_client, sent) -> None:
+    post = Post.objects.create(title="One", slug="one")
+
+    response = admin_client.post(
+        f"/admin/testapp/post/{post.pk}/change/", post_form(post), follow=True
+    )
+
+    assert [level for level, _text in shown_messages(response)] == ["success"]
+
+
+def test_deleting_in_the_admin_says_what_roan_purged(admin_client, post_rule, sent) -> None:
+    post = Post.objects.create(title="One", slug="one")
+
+    response = admin_client.post(
+        f"/admin/testapp/post/{post.pk}/delete/", {"post": "yes"}, follow=True
+    )
+
+    assert any(
+        text.startswith("Cache purges for this change: 2 purged.")
+        for _level, text in shown_messages(response)
+    )
+
+
+def test_the_change_form_links_to_the_objects_purges_when_its_model_has_rules(
+    admin_client, make_rule, sent
+) -> None:
+    post = Post.objects.create(title="One", slug="one")
+    other = Post.objects.create(title="Two", slug="two")
+    change = f"/admin/testapp/post/{post.pk}/change/"
+    assert "Purges</a>" not in admin_client.get(change).text  # no rule names posts yet
+
+    make_rule("posts", "/posts/{slug}/")
+    for obj in (post, other):
+        obj.save()
+    page = admin_client.get(change).content.decode()
+
+    href = page.split('class="roan-purges-link"')[0].rsplit('href="', 1)[1].split('"')[0]
+    assert href == f"/admin/roan/purgeattempt/?object=testapp.post:{post.pk}"
+    log = admin_client.get(href)
+    assert [a.target for a in log.context["cl"].result_list] == ["/posts/one/"]
+    # The sidebar names the object being filtered on.
+    assert "By object" in log.text and ">One</a>" in log.text
+
+
+def test_the_log_filters_by_model(admin_client, make_rule, sent) -> None:
+    from tests.testapp.models import Tag
+
+    make_rule("posts", "/posts/{slug}/")
+    make_rule("tags", "/tags/{slug}/", model=Tag)
+    Post.objects.create(title="One", slug="one")
+    Tag.objects.create(slug="red")
+
+    log = admin_client.get("/admin/roan/purgeattempt/?model=testapp.tag")
+
+    assert [a.target for a in log.context["cl"].result_list] == ["/tags/red/"]
+    assert "By model" in log.text and "?model=testapp.post" in log.text
