@@ -919,12 +919,16 @@ class PurgeCacheMixin:
             raise Http404
         if not self.has_view_or_change_permission(request, obj):  # type: ignore[attr-defined]
             raise PermissionDenied
-        purges = views.object_purges(obj, user_id=request.user.pk)
+        rendered = views.object_purges(obj, user_id=request.user.pk)
+        lines = views.plan_targets(rendered)  # every rule's name on its targets
+        purges = views.unique_purges(rendered)
+        digest = views.plan_digest(lines)
         change_url = reverse(
             f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_change",
             args=[obj.pk],
         )
-        if request.method == "POST":
+        changed = request.method == "POST" and request.POST.get("plan") != digest
+        if request.method == "POST" and not changed:
             try:
                 written = views.submit_manual(request, purges)
             except views.Refused as exc:
@@ -942,7 +946,13 @@ class PurgeCacheMixin:
             "title": _("Purge the cache for “%(obj)s”?") % {"obj": obj},
             "opts": self.opts,
             "object": obj,
-            "lines": views.plan_lines(purges),
+            "targets": lines,
+            "attempts": sum(line.attempts for line in lines),
+            "backends": len({b.alias for line in lines for b in line.backends}),
+            "plan": digest,
+            # The rules or the object changed between showing the page and the click:
+            # nothing was written; the page shows what a purge would send now.
+            "changed": changed,
             "change_url": change_url,
         }
         return TemplateResponse(request, "admin/roan/purge_cache/confirmation.html", context)

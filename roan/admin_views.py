@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -274,6 +275,71 @@ def plan_lines(purges: Iterable[pipeline.Purge]) -> list[Line]:
                 nodes = backend.nodes
         lines.append(Line(request.kind, request.target, purge.backend, nodes, problem))
     return lines
+
+
+@dataclasses.dataclass
+class BackendLine:
+    """Where one target goes: a backend, its nodes, or why it is skipped there."""
+
+    alias: str
+    nodes: tuple[str, ...]
+    skipped: str
+
+    @property
+    def attempts(self) -> int:
+        """Rows written: one per node, or one skipped row."""
+        return 1 if self.skipped else max(1, len(self.nodes))
+
+
+@dataclasses.dataclass
+class TargetLine:
+    """One target an object's rules render, shown once: the rules that name it and the
+    backends it goes to."""
+
+    kind: str
+    target: str
+    host: str
+    rules: list[str]
+    backends: list[BackendLine]
+
+    @property
+    def attempts(self) -> int:
+        return sum(b.attempts for b in self.backends)
+
+
+def unique_purges(purges: Iterable[pipeline.Purge]) -> list[pipeline.Purge]:
+    """``purges`` without repeats of a (backend, request): the first rule's origin wins,
+    as it does when they are written in one transaction."""
+    found: dict[tuple[str, PurgeRequest], pipeline.Purge] = {}
+    for purge in purges:
+        found.setdefault((purge.backend, purge.request), purge)
+    return list(found.values())
+
+
+def plan_targets(purges: Sequence[pipeline.Purge]) -> list[TargetLine]:
+    """``purges`` grouped by target, each with its rules and backends; nothing sent."""
+    targets: dict[tuple[str, str, str], TargetLine] = {}
+    seen: set[tuple[str, PurgeRequest]] = set()
+    for purge, line in zip(purges, plan_lines(purges), strict=True):
+        request = purge.request
+        key = (request.kind, request.target, request.host)
+        item = targets.setdefault(key, TargetLine(*key, rules=[], backends=[]))
+        name = purge.origin.rule_name
+        if name and name not in item.rules:
+            item.rules.append(name)
+        if (purge.backend, request) not in seen:
+            seen.add((purge.backend, request))
+            item.backends.append(BackendLine(purge.backend, line.nodes, line.skipped))
+    return list(targets.values())
+
+
+def plan_digest(lines: Iterable[TargetLine]) -> str:
+    """A fingerprint of what a confirmation page showed, posted back with the form."""
+    shown = [
+        (line.kind, line.target, line.host, [(b.alias, b.skipped) for b in line.backends])
+        for line in lines
+    ]
+    return hashlib.sha256(repr(shown).encode()).hexdigest()
 
 
 def object_purges(obj: models.Model, *, user_id: int | None) -> list[pipeline.Purge]:

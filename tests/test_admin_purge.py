@@ -258,13 +258,74 @@ def test_the_change_form_button_shows_the_urls_then_purges_on_post(
 
     assert f'href="{url}"' in admin_client.get(f"/admin/testapp/post/{post.pk}/change/").text
     confirm = admin_client.get(url)
-    assert [line.target for line in confirm.context["lines"]] == ["/posts/", "/posts/one/"]
+    assert [line.target for line in confirm.context["targets"]] == ["/posts/", "/posts/one/"]
     assert sent == []
 
-    done = admin_client.post(url)
+    done = admin_client.post(url, {"plan": confirm.context["plan"]})
 
     assert done.status_code == 302 and done["Location"].endswith(f"/{post.pk}/change/")
     assert sorted(r.target for _node, r in sent) == ["/posts/", "/posts/one/"]
+
+
+def test_purge_cache_shows_each_target_once_with_its_rules_and_backends_then_writes_that(
+    admin_client, make_rule, settings, sent
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "edge": {"BACKEND": "roan.backends.locmem.LocMemBackend", "NODES": ["e1", "e2"]},
+        "pages": {"BACKEND": "roan.backends.locmem.LocMemBackend", "HOSTS": ["a.example"]},
+    }
+    make_rule("home", "/\n/posts/{slug}/")
+    make_rule("lists", "/\n/latest/", backends=["edge"])
+    post = Post.objects.create(title="One", slug="one")
+    sent.clear()
+    PurgeAttempt.objects.all().delete()
+    url = f"/admin/testapp/post/{post.pk}/purge-cache/"
+
+    page = admin_client.get(url)
+
+    rows = [
+        (line.target, line.rules, [(b.alias, b.nodes) for b in line.backends])
+        for line in page.context["targets"]
+    ]
+    assert rows == [
+        ("/", ["home", "lists"], [("edge", ("e1", "e2")), ("pages", ("default",))]),
+        ("/posts/one/", ["home"], [("edge", ("e1", "e2")), ("pages", ("default",))]),
+        ("/latest/", ["lists"], [("edge", ("e1", "e2"))]),
+    ]
+    text = page.content.decode()
+    assert text.count('<td class="roan-target">/</td>') == 1
+    summary = text.split('id="roan-plan-summary">')[1].split("</p>")[0]
+    assert summary == (
+        "roan's rules name 3 targets for this object; purging writes 8 attempts (one per "
+        "backend node, or one skipped row)."
+    )
+
+    admin_client.post(url, {"plan": page.context["plan"]})
+
+    assert PurgeAttempt.objects.count() == 8
+    assert sorted((node, r.target) for node, r in sent) == sorted(
+        [(n, t) for n in ("e1", "e2") for t in ("/", "/posts/one/", "/latest/")]
+        + [("default", "/"), ("default", "/posts/one/")]
+    )
+
+
+def test_purge_cache_writes_nothing_when_the_plan_changed_since_it_was_shown(
+    admin_client, make_rule, sent
+) -> None:
+    rule = make_rule("home", "/")
+    post = Post.objects.create(title="One", slug="one")
+    sent.clear()
+    PurgeAttempt.objects.all().delete()
+    url = f"/admin/testapp/post/{post.pk}/purge-cache/"
+    shown = admin_client.get(url).context["plan"]
+    rule.templates = "/\n/posts/{slug}/"
+    rule.save()
+
+    again = admin_client.post(url, {"plan": shown})
+
+    assert again.status_code == 200 and "changed since the page was shown" in again.text
+    assert [line.target for line in again.context["targets"]] == ["/", "/posts/one/"]
+    assert not PurgeAttempt.objects.exists() and sent == []
 
 
 def test_roan_pages_mount_once_on_another_admin_site() -> None:
