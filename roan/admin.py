@@ -33,6 +33,7 @@ from django.utils.text import Truncator, capfirst
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
+from django.views.decorators.http import require_POST
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 from import_export.formats import base_formats
 
@@ -57,6 +58,13 @@ def _log_url(site: AdminSite) -> str | None:
         return reverse(f"{site.name}:roan_purgeattempt_changelist")
     except NoReverseMatch:
         return None
+
+
+def exact_time(when: datetime.datetime | None) -> str:
+    """A time to the second, in the current time zone ("-" for none)."""
+    if when is None:
+        return "-"
+    return date_format(timezone.localtime(when), "Y-m-d H:i:s")
 
 
 # -- rules --------------------------------------------------------------------------------
@@ -688,6 +696,40 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     actions = [repurge_selected]
     # Shows the hint when VERIFY found the page still cached after its purge.
     change_form_template = "admin/roan/purgeattempt/change_form.html"
+    # The attempt's page (view only): what an editor asks first, formatted as in the list.
+    fieldsets = [
+        (None, {"fields": ["created_exact", "status_badge", "url", "backend", "node"]}),
+        (
+            gettext_lazy("Result"),
+            {
+                "fields": [
+                    "http_status",
+                    "latency",
+                    "error",
+                    "tries",
+                    "next_attempt_at",
+                    "finished_exact",
+                    "purge_id",
+                    "coalesced",
+                    "verification",
+                    "verification_detail",
+                ]
+            },
+        ),
+        (
+            gettext_lazy("Why"),
+            {"fields": ["trigger", "rule_link", "object_link", "user"]},
+        ),
+    ]
+    readonly_fields = [
+        "created_exact",
+        "status_badge",
+        "url",
+        "latency",
+        "finished_exact",
+        "rule_link",
+        "object_link",
+    ]
 
     class Media:
         css = {"all": ["roan/admin.css"]}
@@ -699,8 +741,36 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        extra = {"roan_verify_hint": verify.HINT, **(extra_context or {})}
+        extra = {
+            "roan_verify_hint": verify.HINT,
+            "roan_can_purge": can_purge(request),
+            **(extra_context or {}),
+        }
         return super().change_view(request, object_id, form_url, extra)
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<int:pk>/repurge/",
+                self.admin_site.admin_view(require_POST(self.repurge_view)),
+                name="roan_purgeattempt_repurge",
+            ),
+            *super().get_urls(),
+        ]
+
+    def repurge_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The attempt page's "Re-purge" button: the log's re-purge, for this one row."""
+        attempt = get_object_or_404(PurgeAttempt, pk=pk)
+        back = reverse(f"{self.admin_site.name}:roan_purgeattempt_change", args=[pk])
+        return views.repurge(request, [attempt], back=back, log_url=_log_url(self.admin_site))
+
+    @admin.display(description=gettext_lazy("created"))
+    def created_exact(self, attempt: PurgeAttempt) -> str:
+        return exact_time(attempt.created_at)
+
+    @admin.display(description=gettext_lazy("finished"))
+    def finished_exact(self, attempt: PurgeAttempt) -> str:
+        return exact_time(attempt.finished_at)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)

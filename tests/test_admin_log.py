@@ -214,3 +214,76 @@ def test_the_date_hierarchy_drills_down(admin_client) -> None:
     assert "?created_at__year=2025" in years and "?created_at__year=2026" in years
     assert "created_at__day=2" in days and "created_at__day=5" in days
     assert "created_at__day=3" not in days
+
+
+# -- the attempt's own page ----------------------------------------------------------------------
+
+
+def field_text(page: str, name: str) -> str:
+    """The text the attempt page shows for one field (tags stripped)."""
+    import re
+
+    block = page.split(f"field-{name}", 1)[1]
+    value = block.split('<div class="readonly">', 1)[1].split("</div>", 1)[0]
+    return re.sub(r"<[^>]+>", "", value).strip()
+
+
+def test_the_attempt_page_shows_rounded_latency_created_time_and_links_the_object(
+    admin_client, post_rule
+) -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    post = Post.objects.create(title="Hello", slug="hello")
+    PurgeAttempt.objects.all().delete()
+    row = attempt(
+        target="/posts/hello/",
+        latency_ms=6.022481000002244,
+        content_type_id=post_rule.content_type_id,
+        object_pk=str(post.pk),
+        object_repr="Hello",
+    )
+    created = datetime.datetime(2026, 12, 2, 1, 2, 3, tzinfo=datetime.UTC)
+    PurgeAttempt.objects.filter(pk=row.pk).update(created_at=created)
+
+    page = admin_client.get(f"/admin/roan/purgeattempt/{row.pk}/change/").content.decode()
+
+    assert field_text(page, "latency") == "6.0 ms"
+    assert "6.022481" not in page
+    assert field_text(page, "created_exact") == timezone.localtime(created).strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
+    assert f'<a href="/admin/testapp/post/{post.pk}/change/">Hello</a>' in page
+    assert 'id="roan-repurge"' in page and "csrfmiddlewaretoken" in page
+
+
+def test_the_attempt_page_re_purges_through_the_log_s_path(
+    admin_client, outbox, django_capture_on_commit_callbacks
+) -> None:
+    old = attempt(target="/again/", status="failed", error="503")
+
+    assert admin_client.get(f"/admin/roan/purgeattempt/{old.pk}/repurge/").status_code == 405
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/roan/purgeattempt/{old.pk}/repurge/", follow=True)
+
+    assert response.redirect_chain[-1][0] == f"/admin/roan/purgeattempt/{old.pk}/change/"
+    assert "Re-purging 1 target, /again/ on default:" in response.text
+    new = PurgeAttempt.objects.exclude(pk=old.pk).get()
+    assert (new.target, new.trigger, new.user.username) == ("/again/", "admin", "admin")
+    assert [r.target for _node, r in outbox] == ["/again/"]
+
+
+def test_the_attempt_page_offers_no_re_purge_without_the_permission(
+    django_user_model, outbox
+) -> None:
+    from tests.admin_helpers import VIEW, staff_client
+
+    row = attempt(target="/x/")
+    client = staff_client(django_user_model, "viewer", VIEW)
+
+    page = client.get(f"/admin/roan/purgeattempt/{row.pk}/change/")
+
+    assert page.status_code == 200 and 'id="roan-repurge"' not in page.text
+    assert client.post(f"/admin/roan/purgeattempt/{row.pk}/repurge/").status_code == 403
+    assert PurgeAttempt.objects.count() == 1
