@@ -42,7 +42,7 @@ from roan import dashboard, limits, pipeline, rules, verify
 from roan.access import allowed_models, can_view_model, rule_model_refusal
 from roan.admin_views import can_purge, can_purge_all
 from roan.conf import roan_settings
-from roan.forms import PreviewForm, PurgeRuleForm, everything_templates
+from roan.forms import PreviewForm, PurgeRuleForm, everything_templates, m2m_warning
 from roan.managers import PurgeAttemptQuerySet
 from roan.models import BackendState, PurgeAttempt, PurgeRule
 from roan.outcome import outcome
@@ -50,6 +50,8 @@ from roan.resources import PurgeAttemptResource, PurgeRuleResource
 from roan.templating import usable_placeholders
 
 FAILING = [PurgeAttempt.Status.FAILED, PurgeAttempt.Status.GAVE_UP]
+#: Objects the rule preview offers to pick from (the newest, or a search's matches).
+PREVIEW_CHOICES = 50
 
 
 def _log_url(site: AdminSite) -> str | None:
@@ -324,11 +326,19 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         }
         return super().changelist_view(request, extra)  # type: ignore[no-any-return]
 
+    def save_model(self, request: HttpRequest, obj: PurgeRule, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        warning = m2m_warning(obj)
+        if warning:
+            self.message_user(request, warning, messages.WARNING)
+
     def render_change_form(
         self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
     ) -> HttpResponse:
         context["roan_can_purge"] = can_purge(request)
         form = context.get("adminform")
+        if form is not None and form.form.instance.content_type_id:
+            context["roan_m2m_warning"] = m2m_warning(form.form.instance)
         chosen = _chosen_content_type(form.form) if form is not None else None
         context["roan_placeholders"] = _placeholder_list(request, chosen)
         info = self.opts.app_label, self.opts.model_name
@@ -389,8 +399,10 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         problem = rule_model_refusal(model) if model else missing
         # A model rules may not name is never rendered, nor are its objects listed.
         form = None
+        query = request.GET.get("q", "").strip()[:200]
         if model is not None and not problem:
-            form = PreviewForm(model, request.POST or request.GET or None)
+            data = request.POST or (request.GET if "object_id" in request.GET else None)
+            form = PreviewForm(model, data)
         lines: list[views.Line] = []
         sent: list[PurgeAttempt] = []
         obj = None
@@ -405,7 +417,19 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
                     lines = views.preview_rule(rule, obj)
             except ValueError as exc:
                 problem = str(exc)
-        latest = list(model._default_manager.order_by("-pk")[:50]) if form and model else []
+        latest: list[Any] = []
+        searchable = False
+        if form is not None and model is not None:
+            # Pick the object by name: the newest 50, or those the model's own admin
+            # search finds (with its search_fields), rather than typing a primary key.
+            candidates = model._default_manager.order_by("-pk")
+            model_admin = self.admin_site._registry.get(model)
+            searchable = bool(model_admin and model_admin.get_search_fields(request))
+            if query and model_admin is not None and searchable:
+                candidates, _dup = model_admin.get_search_results(request, candidates, query)
+            latest = list(candidates[:PREVIEW_CHOICES])
+            if obj is not None and obj not in latest:
+                latest.insert(0, obj)
         context = {
             **self.admin_site.each_context(request),
             "title": _("Preview: %(rule)s") % {"rule": rule},
@@ -417,6 +441,8 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             "sent": sent,
             "problem": problem,
             "latest": latest,
+            "query": query,
+            "searchable": searchable,
             "roan_can_purge": can_purge(request),
             "media": self.media,
         }

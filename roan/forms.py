@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
 from django.db.models import Model
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from roan.access import rule_model_refusal
 from roan.backends.base import ALL, PREFIX, TAG, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.templating import TemplateErrors, parse_lines
+from roan.templating import RELATIONS, TemplateErrors, parse_lines
 
 if TYPE_CHECKING:
     from roan.models import PurgeRule
@@ -47,6 +48,45 @@ def clean_rule(rule: PurgeRule) -> None:
         errors["on_save"] = [_("Choose at least one event.")]
     if errors:
         raise ValidationError(errors)
+
+
+def m2m_placeholders(rule: PurgeRule) -> list[str]:
+    """The placeholders of ``rule`` that read a many-to-many relation (either side):
+    a change to that relation is an m2m event, not a save of the rule's model."""
+    model = rule.content_type.model_class() if rule.content_type_id else None
+    if model is None:
+        return []
+    try:
+        templates = parse_lines(rule.templates or "", model)
+    except TemplateErrors:
+        return []
+    found: list[str] = []
+    for template in templates:
+        for placeholder in template.placeholders:
+            current: Any = model
+            for step in placeholder.steps:
+                if step.kind not in RELATIONS:
+                    break
+                field = current._meta.get_field(step.name)
+                if field.many_to_many:
+                    found.append(f"{{{placeholder.source}}}")
+                    break
+                current = field.related_model
+    return list(dict.fromkeys(found))
+
+
+def m2m_warning(rule: PurgeRule) -> str:
+    """Why ``rule`` would miss changes to a many-to-many relation it reads ("" if it won't)."""
+    if rule.on_m2m:
+        return ""
+    found = m2m_placeholders(rule)
+    if not found:
+        return ""
+    return _(
+        "%(placeholders)s read a many-to-many relation. Adding or removing a related object "
+        "(such as a tag on a post) is not a save: this rule purges for it only with “On "
+        "many-to-many change” ticked."
+    ) % {"placeholders": ", ".join(found)}
 
 
 class BackendsField(forms.MultipleChoiceField):
@@ -292,16 +332,14 @@ class PurgeAllForm(forms.Form):
 
 
 class PreviewForm(forms.Form):
-    """Pick the object a rule preview renders for, by primary key."""
+    """The object a rule preview renders for (its primary key, chosen from a list)."""
 
     object_id = forms.CharField(label=_("Object"), max_length=255)
 
     def __init__(self, model: type[Model], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.model = model
-        self.fields["object_id"].help_text = _(
-            "The primary key of a %(model)s; the list offers the latest ones."
-        ) % {"model": model._meta.verbose_name}
+        self.fields["object_id"].label = capfirst(model._meta.verbose_name)
 
     def clean_object_id(self) -> Model:
         value = self.cleaned_data["object_id"].strip()

@@ -104,7 +104,7 @@ def test_the_preview_shows_a_posts_urls_and_backends_and_sends_nothing(
 
     admin_page.open(f"/admin/roan/purgerule/{rule.pk}/change/")
     page.click("text=Preview and test")
-    page.fill("#id_object_id", str(post.pk))
+    page.select_option("#id_object_id", str(post.pk))
     page.click("input[type=submit][value=Preview]")
 
     rows = page.locator("#content-main .module table tbody tr")
