@@ -202,9 +202,10 @@ def test_a_many_to_many_template_without_on_m2m_gets_a_warning(admin_client) -> 
 
     rule.on_m2m = True
     rule.save()
-    assert 'id="roan-m2m-warning"' not in admin_client.get(
-        f"/admin/roan/purgerule/{rule.pk}/change/"
-    ).text
+    assert (
+        'id="roan-m2m-warning"'
+        not in admin_client.get(f"/admin/roan/purgerule/{rule.pk}/change/").text
+    )
 
 
 def test_no_warning_for_a_template_without_many_to_many(admin_client) -> None:
