@@ -287,3 +287,46 @@ def test_the_attempt_page_offers_no_re_purge_without_the_permission(
     assert page.status_code == 200 and 'id="roan-repurge"' not in page.text
     assert client.post(f"/admin/roan/purgeattempt/{row.pk}/repurge/").status_code == 403
     assert PurgeAttempt.objects.count() == 1
+
+
+# -- empty states -----------------------------------------------------------------------------
+
+
+def empty_text(page: str) -> str:
+    import re
+
+    box = page.split('id="roan-empty">', 1)[1].split("</div>", 1)[0]
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", box)).strip()
+
+
+def test_an_empty_log_says_what_will_appear_and_how_to_cause_it(admin_client) -> None:
+    page = admin_client.get("/admin/roan/purgeattempt/").content.decode()
+
+    text = empty_text(page)
+    assert text.startswith("No purge attempts yet. Every purge roan sends or skips is listed")
+    assert "To see one, add a purge rule (or check the rules), then save an object" in text
+    assert 'href="/admin/roan/purgerule/add/"' in page and "Or purge URLs by hand." in text
+
+    attempt(target="/x/")
+    filtered = admin_client.get("/admin/roan/purgeattempt/?status__exact=failed").text
+    assert empty_text(filtered).startswith("No purge attempt matches this search or these")
+    assert 'id="roan-empty"' not in admin_client.get("/admin/roan/purgeattempt/").text
+
+
+def test_an_empty_rules_list_says_what_a_rule_is_and_offers_to_add_one(admin_client) -> None:
+    page = admin_client.get("/admin/roan/purgerule/").content.decode()
+
+    assert empty_text(page).startswith("No purge rules yet. A rule names the pages to purge")
+    assert "Add a purge rule" in page
+
+
+def test_an_empty_dashboard_says_how_to_fill_it(admin_client) -> None:
+    import re
+
+    page = admin_client.get("/admin/roan/dashboard/").content.decode()
+
+    box = page.split('id="roan-empty">', 1)[1].split("</p>", 1)[0]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", box)).strip()
+    assert text.startswith("No purges in the last 7 days. The figures fill in as roan purges")
+    attempt(target="/x/")
+    assert 'id="roan-empty"' not in admin_client.get("/admin/roan/dashboard/").text
