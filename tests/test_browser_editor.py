@@ -283,3 +283,60 @@ def test_empty_states_say_how_to_fill_them(admin_page: Admin) -> None:
     admin_page.open("/admin/roan/purgerule/")
     assert "No purge rules yet." in admin_page.page.locator("#roan-empty").inner_text()
     admin_page.screenshot("admin-empty-rules")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_dashboard_shows_a_paused_backend_and_nine_distinct_latency_lines(
+    browser: Any, live_server: Any, admin_user: Any, settings: Any, scheme: str
+) -> None:
+    from roan import limits
+
+    aliases = [f"cache{n}" for n in range(9)]
+    settings.ROAN_BACKENDS = {
+        alias: {"BACKEND": "roan.backends.locmem.LocMemBackend"} for alias in aliases
+    }
+    now = timezone.now()
+    rows = [
+        {"backend": alias, "node": "default", "target": f"/p/{hour}/", "trigger": "save",
+         "status": "ok", "latency_ms": 2.0 + n + hour % 3}
+        for n, alias in enumerate(aliases) for hour in range(24)
+    ]  # fmt: skip
+    rows.append({"backend": "gone", "node": "gone", "target": "/old/", "trigger": "save",
+                 "status": "ok", "latency_ms": 1.0})  # fmt: skip
+    rows.append({"backend": "cache0", "node": "", "target": "/x/", "trigger": "admin",
+                 "status": "skipped", "error": "refused"})  # fmt: skip
+    ids = PurgeAttempt.objects.write(rows)
+    for pk, row in zip(ids, rows, strict=True):
+        hour = int(row["target"].split("/")[2]) if row["target"].startswith("/p/") else 1
+        PurgeAttempt.objects.filter(pk=pk).update(created_at=now - datetime.timedelta(hours=hour))
+    limits.pause("cache3", user=admin_user)
+    PurgeAttempt.objects.write(
+        [
+            {
+                "backend": "cache3",
+                "node": "default",
+                "target": "/waiting/",
+                "trigger": "save",
+                "status": "pending",
+            }
+        ]
+    )
+    context = new_context(browser, color_scheme=scheme)
+    try:
+        page = sign_in(context, live_server.url, admin_user.username, password="password")
+        admin = Admin(page, live_server.url, admin_user)
+        admin.open("/admin/roan/dashboard/")
+        paused = page.locator("#roan-paused")
+        assert paused.is_visible()
+        assert "cache3" in paused.inner_text() and "1 attempt waits" in paused.inner_text()
+        backends = [t.split()[0] for t in page.locator("#roan-nodes tbody th").all_inner_texts()]
+        assert backends == aliases  # not "gone", and no node-less row
+        strokes = page.evaluate(
+            """() => [...document.querySelectorAll('.roan-line')].map(g => {
+                   const s = getComputedStyle(g.querySelector('polyline'));
+                   return s.stroke + ' ' + s.strokeDasharray; })"""
+        )
+        assert len(strokes) == 9 and len(set(strokes)) == 9, strokes
+        admin.screenshot(f"admin-dashboard-{scheme}")
+    finally:
+        context.close()
