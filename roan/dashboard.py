@@ -345,15 +345,17 @@ class Paused:
 
 def paused(qs: QuerySet[PurgeAttempt]) -> list[Paused]:
     """The configured backends that are paused now, since when, by whom, what waits."""
-    aliases = [alias for alias in roan_settings.BACKENDS if alias in limits.paused_backends()]
-    if not aliases:
-        return []
+    # One query for the switches, read fresh (limits.paused_backends() may answer from a
+    # cache for up to ROAN_RULES_TTL): the page shows the state the Backends page set.
     states = {
         state.alias: state
-        for state in BackendState.objects.filter(alias__in=aliases, paused=True).select_related(
-            "paused_by"
-        )
+        for state in BackendState.objects.filter(paused=True).select_related("paused_by")
     }
+    aliases = [
+        alias
+        for alias in roan_settings.BACKENDS
+        if alias in states or limits.paused_by_option(alias)
+    ]
     result = []
     for alias in aliases:
         state = states.get(alias)
