@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,11 +29,13 @@ from django.urls import NoReverseMatch, URLPattern, URLResolver, path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator, capfirst
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
+from django.views.decorators.http import require_POST
 from import_export.admin import ExportMixin, ImportExportModelAdmin
 from import_export.formats import base_formats
 
@@ -41,13 +44,48 @@ from roan import dashboard, limits, pipeline, rules, verify
 from roan.access import allowed_models, can_view_model, rule_model_refusal
 from roan.admin_views import can_purge, can_purge_all
 from roan.conf import roan_settings
-from roan.forms import PreviewForm, PurgeRuleForm, everything_templates
+from roan.forms import PreviewForm, PurgeRuleForm, everything_templates, m2m_warning
 from roan.managers import PurgeAttemptQuerySet
 from roan.models import BackendState, PurgeAttempt, PurgeRule
+from roan.outcome import outcome
 from roan.resources import PurgeAttemptResource, PurgeRuleResource
 from roan.templating import usable_placeholders
 
 FAILING = [PurgeAttempt.Status.FAILED, PurgeAttempt.Status.GAVE_UP]
+#: Objects the rule preview offers to pick from (the newest, or a search's matches).
+PREVIEW_CHOICES = 50
+
+
+def _log_url(site: AdminSite) -> str | None:
+    """The purge log's address on ``site`` (``None`` when the site does not show it)."""
+    try:
+        return reverse(f"{site.name}:roan_purgeattempt_changelist")
+    except NoReverseMatch:
+        return None
+
+
+#: Templates the rules list shows per rule; the rule's page has them all.
+TEMPLATES_SHOWN = 3
+
+
+def _breakable(template: str) -> str:
+    """``template`` as HTML that may wrap after a "/" but never inside ``{...}``."""
+    parts = []
+    for piece in re.split(r"(\{[^}]*\}?)", template):
+        if piece.startswith("{"):
+            parts.append(format_html('<span class="roan-placeholder">{}</span>', piece))
+        else:
+            parts.append(
+                format_html_join(mark_safe("/<wbr>"), "{}", ((p,) for p in piece.split("/")))
+            )
+    return format_html_join("", "{}", ((p,) for p in parts))
+
+
+def exact_time(when: datetime.datetime | None) -> str:
+    """A time to the second, in the current time zone ("-" for none)."""
+    if when is None:
+        return "-"
+    return date_format(timezone.localtime(when), "Y-m-d H:i:s")
 
 
 # -- rules --------------------------------------------------------------------------------
@@ -119,15 +157,12 @@ def purge_rules_now(
         except views.Refused as exc:  # many-to-many templates rendered past the bound
             modeladmin.message_user(request, str(exc), messages.ERROR)
             return None
-        modeladmin.message_user(
+        lead = ngettext("Purging %(rules)d rule:", "Purging %(rules)d rules:", len(plan.rules))
+        views.tell(
             request,
-            (
-                ngettext("Purging %(rules)d rule:", "Purging %(rules)d rules:", len(plan.rules))
-                % {"rules": len(plan.rules)}
-                + " "
-                + views.written_message(written)
-            ),
-            messages.SUCCESS,
+            lead % {"rules": len(plan.rules)},
+            written,
+            log_url=_log_url(modeladmin.admin_site),
         )
         return views.SendAfterResponse(request.get_full_path(), written.held)
     context = {
@@ -180,16 +215,9 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     import_template_name = "admin/roan/import.html"
     export_template_name = "admin/roan/export.html"
     change_form_template = "admin/roan/purgerule/change_form.html"
-    list_display = [
-        "name",
-        "content_type",
-        "events",
-        "short_templates",
-        "backend_list",
-        "enabled",
-        "last_fired",
-        "recent",
-    ]
+    # Five columns with quiet second lines, to fit beside the sidebars at 1280 px.
+    list_display = ["rule_name", "short_templates", "fires_on", "enabled", "activity"]
+    list_display_links = ["rule_name"]
     list_filter = [("content_type", admin.RelatedOnlyFieldListFilter), "enabled", BackendFilter]
     list_select_related = ["content_type"]
     search_fields = ["name", "templates", "description"]
@@ -244,6 +272,26 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         )
         return annotated
 
+    @admin.display(description=gettext_lazy("rule"), ordering="name")
+    def rule_name(self, rule: PurgeRule) -> str:
+        model = rule.content_type.model_class()
+        label = capfirst(str(model._meta.verbose_name)) if model else rule.content_type.model
+        return format_html('{}<span class="roan-sub">{}</span>', rule.name, label)
+
+    @admin.display(description=gettext_lazy("fires on"))
+    def fires_on(self, rule: PurgeRule) -> str:
+        return format_html(
+            '{}<span class="roan-sub">{}</span>',
+            self.events(rule),
+            _("backends: %(list)s") % {"list": self.backend_list(rule)},
+        )
+
+    @admin.display(description=gettext_lazy("last fired, 24 h"), ordering="last_fired_at")
+    def activity(self, rule: PurgeRule) -> str:
+        return format_html(
+            '{}<span class="roan-sub">{}</span>', self.last_fired(rule), self.recent(rule)
+        )
+
     @admin.display(description=gettext_lazy("events"))
     def events(self, rule: PurgeRule) -> str:
         names = [
@@ -259,7 +307,17 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
 
     @admin.display(description=gettext_lazy("URL templates"))
     def short_templates(self, rule: PurgeRule) -> str:
-        return Truncator(" ".join(rule.template_lines)).chars(32)
+        """One template per line, breaking only after a "/", never inside a placeholder."""
+        lines = rule.template_lines
+        shown = [_breakable(Truncator(line).chars(60)) for line in lines[:TEMPLATES_SHOWN]]
+        html = format_html_join("", '<span class="roan-template">{}</span>', ((x,) for x in shown))
+        more = len(lines) - TEMPLATES_SHOWN
+        if more > 0:
+            html += format_html(
+                '<span class="roan-sub">{}</span>',
+                ngettext("and %(n)d more", "and %(n)d more", more) % {"n": more},
+            )
+        return html
 
     @admin.display(description=gettext_lazy("backends"))
     def backend_list(self, rule: PurgeRule) -> str:
@@ -310,11 +368,19 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         }
         return super().changelist_view(request, extra)  # type: ignore[no-any-return]
 
+    def save_model(self, request: HttpRequest, obj: PurgeRule, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        warning = m2m_warning(obj)
+        if warning:
+            self.message_user(request, warning, messages.WARNING)
+
     def render_change_form(
         self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
     ) -> HttpResponse:
         context["roan_can_purge"] = can_purge(request)
         form = context.get("adminform")
+        if form is not None and form.form.instance.content_type_id:
+            context["roan_m2m_warning"] = m2m_warning(form.form.instance)
         chosen = _chosen_content_type(form.form) if form is not None else None
         context["roan_placeholders"] = _placeholder_list(request, chosen)
         info = self.opts.app_label, self.opts.model_name
@@ -375,8 +441,10 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         problem = rule_model_refusal(model) if model else missing
         # A model rules may not name is never rendered, nor are its objects listed.
         form = None
+        query = request.GET.get("q", "").strip()[:200]
         if model is not None and not problem:
-            form = PreviewForm(model, request.POST or request.GET or None)
+            data = request.POST or (request.GET if "object_id" in request.GET else None)
+            form = PreviewForm(model, data)
         lines: list[views.Line] = []
         sent: list[PurgeAttempt] = []
         obj = None
@@ -391,7 +459,19 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
                     lines = views.preview_rule(rule, obj)
             except ValueError as exc:
                 problem = str(exc)
-        latest = list(model._default_manager.order_by("-pk")[:50]) if form and model else []
+        latest: list[Any] = []
+        searchable = False
+        if form is not None and model is not None:
+            # Pick the object by name: the newest 50, or those the model's own admin
+            # search finds (with its search_fields), rather than typing a primary key.
+            candidates = model._default_manager.order_by("-pk")
+            model_admin = self.admin_site._registry.get(model)
+            searchable = bool(model_admin and model_admin.get_search_fields(request))
+            if query and model_admin is not None and searchable:
+                candidates, _dup = model_admin.get_search_results(request, candidates, query)
+            latest = list(candidates[:PREVIEW_CHOICES])
+            if obj is not None and obj not in latest:
+                latest.insert(0, obj)
         context = {
             **self.admin_site.each_context(request),
             "title": _("Preview: %(rule)s") % {"rule": rule},
@@ -403,6 +483,8 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             "sent": sent,
             "problem": problem,
             "latest": latest,
+            "query": query,
+            "searchable": searchable,
             "roan_can_purge": can_purge(request),
             "media": self.media,
         }
@@ -461,7 +543,9 @@ def repurge_selected(
     """Send the selected targets again as new attempts (see ``admin_views.repurge``)."""
     # One past the bound, so that selecting the whole log reads a bounded slice.
     rows = queryset.order_by()[: roan_settings.MAX_MANUAL_PURGES + 1]
-    return views.repurge(request, rows, back=request.get_full_path())
+    return views.repurge(
+        request, rows, back=request.get_full_path(), log_url=_log_url(modeladmin.admin_site)
+    )
 
 
 class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -567,27 +651,109 @@ class BackendAliasFilter(admin.SimpleListFilter):
         return queryset.filter(backend=self.value()) if self.value() else queryset
 
 
+def models_with_rules() -> list[str]:
+    """``app_label.model`` of every model an enabled rule (in the database or code) names."""
+    return sorted({label for (label, _event), found in rules.get_index().by_key.items() if found})
+
+
+def _content_type(label: str) -> ContentType | None:
+    app_label, _dot, model = label.partition(".")
+    try:
+        return ContentType.objects.get_by_natural_key(app_label, model)
+    except ContentType.DoesNotExist:
+        return None
+
+
+class ObjectTypeFilter(admin.SimpleListFilter):
+    """Attempts for objects of one model: ``?model=blog.post``. Offers the models rules
+    name (a DISTINCT over the log would read every row)."""
+
+    title = gettext_lazy("model")
+    parameter_name = "model"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        labels = models_with_rules()
+        if self.value() and self.value() not in labels:
+            labels.append(str(self.value()))
+        choices = []
+        for label in labels:
+            content_type = _content_type(label)
+            model = content_type.model_class() if content_type is not None else None
+            name = capfirst(str(model._meta.verbose_name)) if model is not None else label
+            choices.append((label, name))
+        return choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if not self.value():
+            return queryset
+        content_type = _content_type(str(self.value()))
+        return queryset.filter(content_type=content_type) if content_type else queryset.none()
+
+
+class ObjectFilter(admin.SimpleListFilter):
+    """Attempts for one object: ``?object=blog.post:42``, as the "Purges" link on an
+    object's change form opens it. Shown only while it is in use."""
+
+    title = gettext_lazy("object")
+    parameter_name = "object"
+
+    def parse(self) -> tuple[ContentType | None, str]:
+        label, _colon, pk = str(self.value() or "").partition(":")
+        return _content_type(label), pk
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        if not self.value():
+            return []
+        content_type, pk = self.parse()
+        name = str(self.value())
+        model = content_type.model_class() if content_type is not None else None
+        if model is not None and can_view_model(request.user, model):
+            obj = model._default_manager.filter(pk=pk).first() if pk else None
+            name = str(obj) if obj is not None else f"{model._meta.verbose_name} {pk}"
+        return [(str(self.value()), Truncator(name).chars(60))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if not self.value():
+            return queryset
+        content_type, pk = self.parse()
+        if content_type is None or not pk:
+            return queryset.none()
+        return queryset.filter(content_type=content_type, object_pk=pk)
+
+
+def object_purges_url(site: AdminSite, obj: Model) -> str | None:
+    """The purge log showing ``obj``'s attempts (``None`` when ``site`` has no log)."""
+    log = _log_url(site)
+    if log is None:
+        return None
+    content_type = ContentType.objects.get_for_model(obj)
+    return f"{log}?object={content_type.app_label}.{content_type.model}:{obj.pk}"
+
+
 @admin.register(PurgeAttempt)
 class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,type-arg]
     resource_classes = [PurgeAttemptResource]
     export_formats = [base_formats.CSV, base_formats.XLSX, base_formats.JSON]
     import_export_change_list_template = "admin/roan/purgeattempt/change_list.html"
     export_template_name = "admin/roan/export.html"
-    list_display = [
-        "created",
-        "url",
-        "backend_node",
-        "status_badge",
-        "http_status",
-        "latency",
-        "trigger",
-        "rule_link",
-        "object_link",
-        "user",
-    ]
+    # Five columns, each a question with its details on a quiet second line, so that the
+    # log fits beside the sidebars at 1280 px: when, what and where, how it went (status,
+    # HTTP status, latency, error), what caused it (trigger, user), from what (object,
+    # rule).
+    list_display = ["created", "target_where", "outcome_cell", "cause", "source"]
     list_display_links = ["created"]
     # Each filter is served by an index in PurgeAttempt.Meta (kind has none: it is left out).
-    list_filter = ["status", BackendAliasFilter, "trigger", "rule", "completion"]
+    # The model and object filters have no index of their own (adding one is a
+    # migration): on a long log, narrow by date as for the search.
+    list_filter = [
+        "status",
+        BackendAliasFilter,
+        "trigger",
+        "rule",
+        "completion",
+        ObjectTypeFilter,
+        ObjectFilter,
+    ]
     list_select_related = ["user"]
     search_fields = ["target"]
     search_help_text = gettext_lazy("Search by URL, prefix or tag (part of it).")
@@ -599,6 +765,40 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     actions = [repurge_selected]
     # Shows the hint when VERIFY found the page still cached after its purge.
     change_form_template = "admin/roan/purgeattempt/change_form.html"
+    # The attempt's page (view only): what an editor asks first, formatted as in the list.
+    fieldsets = [
+        (None, {"fields": ["created_exact", "status_badge", "url", "backend", "node"]}),
+        (
+            gettext_lazy("Result"),
+            {
+                "fields": [
+                    "http_status",
+                    "latency",
+                    "error",
+                    "tries",
+                    "next_attempt_at",
+                    "finished_exact",
+                    "purge_id",
+                    "coalesced",
+                    "verification",
+                    "verification_detail",
+                ]
+            },
+        ),
+        (
+            gettext_lazy("Why"),
+            {"fields": ["trigger", "rule_link", "object_link", "user"]},
+        ),
+    ]
+    readonly_fields = [
+        "created_exact",
+        "status_badge",
+        "url",
+        "latency",
+        "finished_exact",
+        "rule_link",
+        "object_link",
+    ]
 
     class Media:
         css = {"all": ["roan/admin.css"]}
@@ -610,8 +810,36 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        extra = {"roan_verify_hint": verify.HINT, **(extra_context or {})}
+        extra = {
+            "roan_verify_hint": verify.HINT,
+            "roan_can_purge": can_purge(request),
+            **(extra_context or {}),
+        }
         return super().change_view(request, object_id, form_url, extra)
+
+    def get_urls(self) -> list[URLPattern]:
+        return [
+            path(
+                "<int:pk>/repurge/",
+                self.admin_site.admin_view(require_POST(self.repurge_view)),
+                name="roan_purgeattempt_repurge",
+            ),
+            *super().get_urls(),
+        ]
+
+    def repurge_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The attempt page's "Re-purge" button: the log's re-purge, for this one row."""
+        attempt = get_object_or_404(PurgeAttempt, pk=pk)
+        back = reverse(f"{self.admin_site.name}:roan_purgeattempt_change", args=[pk])
+        return views.repurge(request, [attempt], back=back, log_url=_log_url(self.admin_site))
+
+    @admin.display(description=gettext_lazy("created"))
+    def created_exact(self, attempt: PurgeAttempt) -> str:
+        return exact_time(attempt.created_at)
+
+    @admin.display(description=gettext_lazy("finished"))
+    def finished_exact(self, attempt: PurgeAttempt) -> str:
+        return exact_time(attempt.finished_at)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)
@@ -637,7 +865,61 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
 
     @admin.display(description=gettext_lazy("time"), ordering="created_at")
     def created(self, attempt: PurgeAttempt) -> str:
-        return date_format(timezone.localtime(attempt.created_at), "SHORT_DATETIME_FORMAT")
+        local = timezone.localtime(attempt.created_at)
+        return format_html(
+            '<time datetime="{}">{}<br><span class="roan-clock">{}</span></time>',
+            attempt.created_at.isoformat(),
+            date_format(local, "Y-m-d"),
+            date_format(local, "H:i:s"),
+        )
+
+    @admin.display(description=gettext_lazy("URL and backend"), ordering="target")
+    def target_where(self, attempt: PurgeAttempt) -> str:
+        return format_html(
+            '<span class="roan-url">{}</span><span class="roan-sub">{}</span>',
+            self.url(attempt),
+            self.backend_node(attempt),
+        )
+
+    @admin.display(description=gettext_lazy("result"), ordering="status")
+    def outcome_cell(self, attempt: PurgeAttempt) -> str:
+        answer = " · ".join(
+            part
+            for part in (
+                str(attempt.http_status) if attempt.http_status is not None else "",
+                self.latency(attempt) if attempt.latency_ms is not None else "",
+            )
+            if part
+        )
+        cell = self.status_badge(attempt)
+        if answer:
+            cell += format_html('<span class="roan-sub roan-answer">{}</span>', answer)
+        if attempt.error:
+            # The reason in the row, not only in a tooltip (long ones are cut; the
+            # attempt's page has it whole).
+            cell += format_html(
+                '<span class="roan-sub roan-error" title="{}">{}</span>',
+                attempt.error,
+                Truncator(attempt.error).chars(120),
+            )
+        return cell
+
+    @admin.display(description=gettext_lazy("cause"), ordering="trigger")
+    def cause(self, attempt: PurgeAttempt) -> str:
+        user = str(attempt.user) if attempt.user_id and attempt.user else ""
+        return format_html(
+            '{}<span class="roan-sub roan-user">{}</span>', attempt.get_trigger_display(), user
+        )
+
+    @admin.display(description=gettext_lazy("object and rule"), ordering="rule_name")
+    def source(self, attempt: PurgeAttempt) -> str:
+        obj = self.object_link(attempt)
+        rule = self.rule_link(attempt)
+        return format_html(
+            '<span class="roan-object">{}</span><span class="roan-sub roan-rule">{}</span>',
+            obj,
+            "" if rule == "-" else rule,
+        )
 
     @admin.display(description=gettext_lazy("URL"), ordering="target")
     def url(self, attempt: PurgeAttempt) -> str:
@@ -729,20 +1011,12 @@ def purge_cache_for_selected(
     except views.Refused as exc:
         modeladmin.message_user(request, str(exc), messages.ERROR)
         return None
-    modeladmin.message_user(
-        request,
-        (
-            ngettext(
-                "Purging the cache for %(count)d object:",
-                "Purging the cache for %(count)d objects:",
-                objects,
-            )
-            % {"count": objects}
-            + " "
-            + views.written_message(written)
-        ),
-        messages.SUCCESS,
+    lead = ngettext(
+        "Purging the cache for %(count)d object:",
+        "Purging the cache for %(count)d objects:",
+        objects,
     )
+    views.tell(request, lead % {"count": objects}, written, log_url=_log_url(modeladmin.admin_site))
     return views.SendAfterResponse(request.get_full_path(), written.held)
 
 
@@ -778,7 +1052,53 @@ class PurgeCacheMixin:
         self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
     ) -> HttpResponse:
         context["roan_can_purge"] = can_purge(request)
+        obj = context.get("original")
+        if (
+            obj is not None
+            and obj.pk is not None
+            and request.user.has_perm("roan.view_purgeattempt")
+            and self.model._meta.label_lower in models_with_rules()
+        ):
+            context["roan_purges_url"] = object_purges_url(self.admin_site, obj)
         return super().render_change_form(request, context, *args, **kwargs)  # type: ignore[misc,no-any-return]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Django's add and change views; after a save, a message says what roan purged."""
+        base: Any = super()
+        with pipeline.collect_written() as ids:
+            response: HttpResponse = base.changeform_view(
+                request, object_id, form_url, extra_context
+            )
+        # Django's view has committed by now: with inline dispatch the purges were sent.
+        self._tell_purges(request, response, ids)
+        return response
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        base: Any = super()
+        with pipeline.collect_written() as ids:
+            response: HttpResponse = base.delete_view(request, object_id, extra_context)
+        self._tell_purges(request, response, ids)
+        return response
+
+    def _tell_purges(self, request: HttpRequest, response: HttpResponse, ids: list[int]) -> None:
+        if request.method != "POST" or not ids or response.status_code not in (301, 302, 303):
+            return
+        if not request.user.has_perm("roan.view_purgeattempt"):
+            return  # what the rules sent is the log's, and this user may not read it
+        text, level = views.outcome_message(
+            _("Cache purges for this change:"),
+            outcome(ids),
+            log_url=_log_url(self.admin_site),
+        )
+        messages.add_message(request, level, text)
 
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name
@@ -800,25 +1120,26 @@ class PurgeCacheMixin:
             raise Http404
         if not self.has_view_or_change_permission(request, obj):  # type: ignore[attr-defined]
             raise PermissionDenied
-        purges = views.object_purges(obj, user_id=request.user.pk)
+        rendered = views.object_purges(obj, user_id=request.user.pk)
+        lines = views.plan_targets(rendered)  # every rule's name on its targets
+        purges = views.unique_purges(rendered)
+        digest = views.plan_digest(lines)
         change_url = reverse(
             f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_change",
             args=[obj.pk],
         )
-        if request.method == "POST":
+        changed = request.method == "POST" and request.POST.get("plan") != digest
+        if request.method == "POST" and not changed:
             try:
                 written = views.submit_manual(request, purges)
             except views.Refused as exc:
                 self.message_user(request, str(exc), messages.ERROR)  # type: ignore[attr-defined]
                 return HttpResponseRedirect(change_url)
-            self.message_user(  # type: ignore[attr-defined]
+            views.tell(
                 request,
-                (
-                    _("Purging the cache for “%(obj)s”:") % {"obj": obj}
-                    + " "
-                    + views.written_message(written)
-                ),
-                messages.SUCCESS,
+                _("Purging the cache for “%(obj)s”:") % {"obj": obj},
+                written,
+                log_url=_log_url(self.admin_site),
             )
             return views.SendAfterResponse(change_url, written.held)
         context = {
@@ -826,7 +1147,13 @@ class PurgeCacheMixin:
             "title": _("Purge the cache for “%(obj)s”?") % {"obj": obj},
             "opts": self.opts,
             "object": obj,
-            "lines": views.plan_lines(purges),
+            "targets": lines,
+            "attempts": sum(line.attempts for line in lines),
+            "backends": len({b.alias for line in lines for b in line.backends}),
+            "plan": digest,
+            # The rules or the object changed between showing the page and the click:
+            # nothing was written; the page shows what a purge would send now.
+            "changed": changed,
             "change_url": change_url,
         }
         return TemplateResponse(request, "admin/roan/purge_cache/confirmation.html", context)
@@ -928,19 +1255,14 @@ def resume_backends(
 class BackendStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """One row per configured backend; pausing and resuming are the list's actions."""
 
-    list_display = [
-        "alias",
-        "label",
-        "paused",
-        "paused_by_option",
-        "queued",
-        "paused_at",
-        "paused_by",
-    ]
+    list_display = ["alias", "label", "state", "queued"]
     list_display_links = None
     list_select_related = ["paused_by"]
     actions = [pause_backends, resume_backends]
     readonly_fields = ["alias", "paused", "paused_at", "paused_by", "updated_at"]
+
+    class Media:
+        css = {"all": ["roan/admin.css"]}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -963,7 +1285,27 @@ class BackendStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         config = roan_settings.BACKENDS.get(obj.alias)
         if not isinstance(config, dict):
             return str(_("not in ROAN_BACKENDS"))
-        return str(config.get("LABEL") or config.get("BACKEND", ""))
+        path = str(config.get("BACKEND", ""))
+        # The class name reads; the dotted path goes on a quiet line that may wrap.
+        return format_html(
+            '{}<span class="roan-sub">{}</span>',
+            config.get("LABEL") or path.rpartition(".")[2],
+            path.replace(".", ".\N{ZERO WIDTH SPACE}"),
+        )
+
+    @admin.display(description=gettext_lazy("state"), ordering="paused")
+    def state(self, obj: BackendState) -> str:
+        if limits.paused_by_option(obj.alias):
+            return str(_("paused by its PAUSED option"))
+        if not obj.paused:
+            return str(_("sending"))
+        when = exact_time(obj.paused_at) if obj.paused_at else ""
+        by = str(obj.paused_by) if obj.paused_by else ""
+        return format_html(
+            '<span class="roan-badge roan-status-failed">{}</span><span class="roan-sub">{}</span>',
+            _("paused"),
+            " ".join(p for p in (when, _("by %(user)s") % {"user": by} if by else "") if p),
+        )
 
     @admin.display(description=gettext_lazy("paused by setting"), boolean=True)
     def paused_by_option(self, obj: BackendState) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -30,6 +32,7 @@ from roan.access import can_view_model
 from roan.backends.base import ALL, PREFIX, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.forms import PurgeAllForm, PurgeURLsForm
+from roan.outcome import Outcome, outcome, outcome_parts
 from roan.templating import MANY, RELATIONS
 
 if TYPE_CHECKING:
@@ -108,6 +111,8 @@ class Written:
     queued: bool = False
     #: Pending ids this process dispatches once the response is out (inline dispatch).
     held: list[int] = dataclasses.field(default_factory=list)
+    #: Every attempt row written or merged into: what the editor is told about.
+    ids: list[int] = dataclasses.field(default_factory=list)
 
 
 def submit_manual(request: HttpRequest, purges: Iterable[pipeline.Purge]) -> Written:
@@ -119,14 +124,18 @@ def submit_manual(request: HttpRequest, purges: Iterable[pipeline.Purge]) -> Wri
     if not can_purge(request):
         raise PermissionDenied
     taken = bounded(purges, may_purge_all=can_purge_all(request))
-    if len(taken) <= roan_settings.MAX_INLINE_MANUAL_PURGES:
-        return Written(submit_confirmed(taken, may_purge_all=True))
-    if roan_settings.DISPATCH == "task":
-        # The commit enqueues them, as for any save: a worker sends them.
-        return Written(submit_confirmed(taken, may_purge_all=True), queued=True)
-    with pipeline.hold_dispatch() as held:
-        rows = submit_confirmed(taken, may_purge_all=True)
-    return Written(rows, queued=True, held=held)
+    with pipeline.collect_written() as ids:
+        if len(taken) <= roan_settings.MAX_INLINE_MANUAL_PURGES:
+            written = Written(submit_confirmed(taken, may_purge_all=True))
+        elif roan_settings.DISPATCH == "task":
+            # The commit enqueues them, as for any save: a worker sends them.
+            written = Written(submit_confirmed(taken, may_purge_all=True), queued=True)
+        else:
+            with pipeline.hold_dispatch() as held:
+                rows = submit_confirmed(taken, may_purge_all=True)
+            written = Written(rows, queued=True, held=held)
+    written.ids = list(dict.fromkeys(ids))
+    return written
 
 
 class SendAfterResponse(HttpResponseRedirect):
@@ -151,24 +160,13 @@ class SendAfterResponse(HttpResponseRedirect):
             super().close()
 
 
-def written_message(written: Written, *, new: bool = False) -> str:
-    """The second half of every purge message: the rows, and when they are sent."""
-    text = rows_written(written.rows, new=new)
-    if not written.queued:
-        return text
-    if roan_settings.DISPATCH == "task":
-        return text + " " + _("A task worker sends them; the log shows each result.")
-    return (
-        text
-        + " "
-        + _(
-            "They are sent from the queue once this page has loaded (or by roan_dispatch); "
-            "the log shows each result."
-        )
-    )
-
-
-def repurge(request: HttpRequest, attempts: Iterable[PurgeAttempt], *, back: str) -> HttpResponse:
+def repurge(
+    request: HttpRequest,
+    attempts: Iterable[PurgeAttempt],
+    *,
+    back: str,
+    log_url: str | None = None,
+) -> HttpResponse:
     """Send the attempts' targets again as new attempts; the old rows stay as they were.
 
     The one re-purge, for the log's action and the dashboard's button: ``roan.purge_now``,
@@ -232,7 +230,7 @@ def repurge(request: HttpRequest, attempts: Iterable[PurgeAttempt], *, back: str
         lead = ngettext(
             "Re-purging %(count)d target:", "Re-purging %(count)d targets:", len(purges)
         ) % {"count": len(purges)}
-    messages.success(request, f"{lead} {written_message(written, new=True)}")
+    tell(request, lead, written, log_url=log_url)
     return SendAfterResponse(back, written.held)
 
 
@@ -277,6 +275,71 @@ def plan_lines(purges: Iterable[pipeline.Purge]) -> list[Line]:
                 nodes = backend.nodes
         lines.append(Line(request.kind, request.target, purge.backend, nodes, problem))
     return lines
+
+
+@dataclasses.dataclass
+class BackendLine:
+    """Where one target goes: a backend, its nodes, or why it is skipped there."""
+
+    alias: str
+    nodes: tuple[str, ...]
+    skipped: str
+
+    @property
+    def attempts(self) -> int:
+        """Rows written: one per node, or one skipped row."""
+        return 1 if self.skipped else max(1, len(self.nodes))
+
+
+@dataclasses.dataclass
+class TargetLine:
+    """One target an object's rules render, shown once: the rules that name it and the
+    backends it goes to."""
+
+    kind: str
+    target: str
+    host: str
+    rules: list[str]
+    backends: list[BackendLine]
+
+    @property
+    def attempts(self) -> int:
+        return sum(b.attempts for b in self.backends)
+
+
+def unique_purges(purges: Iterable[pipeline.Purge]) -> list[pipeline.Purge]:
+    """``purges`` without repeats of a (backend, request): the first rule's origin wins,
+    as it does when they are written in one transaction."""
+    found: dict[tuple[str, PurgeRequest], pipeline.Purge] = {}
+    for purge in purges:
+        found.setdefault((purge.backend, purge.request), purge)
+    return list(found.values())
+
+
+def plan_targets(purges: Sequence[pipeline.Purge]) -> list[TargetLine]:
+    """``purges`` grouped by target, each with its rules and backends; nothing sent."""
+    targets: dict[tuple[str, str, str], TargetLine] = {}
+    seen: set[tuple[str, PurgeRequest]] = set()
+    for purge, line in zip(purges, plan_lines(purges), strict=True):
+        request = purge.request
+        key = (request.kind, request.target, request.host)
+        item = targets.setdefault(key, TargetLine(*key, rules=[], backends=[]))
+        name = purge.origin.rule_name
+        if name and name not in item.rules:
+            item.rules.append(name)
+        if (purge.backend, request) not in seen:
+            seen.add((purge.backend, request))
+            item.backends.append(BackendLine(purge.backend, line.nodes, line.skipped))
+    return list(targets.values())
+
+
+def plan_digest(lines: Iterable[TargetLine]) -> str:
+    """A fingerprint of what a confirmation page showed, posted back with the form."""
+    shown = [
+        (line.kind, line.target, line.host, [(b.alias, b.skipped) for b in line.backends])
+        for line in lines
+    ]
+    return hashlib.sha256(repr(shown).encode()).hexdigest()
 
 
 def object_purges(obj: models.Model, *, user_id: int | None) -> list[pipeline.Purge]:
@@ -542,15 +605,49 @@ def to_admin_purges(
     request: HttpRequest, site: AdminSite, lead: str, written: Written
 ) -> HttpResponseRedirect:
     """Say what a manual purge wrote, then show the log's manual purges."""
-    messages.success(request, f"{lead} {written_message(written)}")
     log = reverse(f"{site.name}:roan_purgeattempt_changelist")
+    tell(request, lead, written, log_url=log)
     return SendAfterResponse(f"{log}?trigger__exact=admin", written.held)
 
 
-def rows_written(rows: int, *, new: bool = False) -> str:
-    """The second half of every purge message: how many attempt rows were written."""
-    if new:
-        text = ngettext("%(rows)d new attempt written.", "%(rows)d new attempts written.", rows)
-    else:
-        text = ngettext("%(rows)d attempt written.", "%(rows)d attempts written.", rows)
-    return text % {"rows": rows}
+# -- telling the editor what happened ---------------------------------------------------------
+
+#: At most this many ids go into a link to the log (``?id__in=``); more become a range.
+LINKED_IDS = 100
+
+
+def attempts_url(log_url: str, ids: Sequence[int]) -> str:
+    """The purge log showing the attempts ``ids`` (a range of ids when there are many)."""
+    ids = sorted(set(ids))
+    if len(ids) <= LINKED_IDS:
+        return f"{log_url}?id__in={','.join(map(str, ids))}"
+    return f"{log_url}?id__gte={ids[0]}&id__lte={ids[-1]}"
+
+
+def outcome_message(
+    lead: str, found: Outcome, *, log_url: str | None, queued: bool = False
+) -> tuple[str, int]:
+    """The message for a purge or a save, and its level: success when everything was
+    purged or is on its way, a warning when some of it was skipped or failed, an error
+    when none of it could be sent."""
+    parts = outcome_parts(found, queued=queued)
+    if not parts:
+        if not pipeline.is_active():
+            parts = [_("nothing was written: roan is switched off (ROAN_ENABLED)")]
+        else:
+            parts = [_("nothing to purge")]
+    text = format_html("{} {}.", lead, ", ".join(parts))
+    if found.ids and log_url:
+        label = ngettext("Show this attempt", "Show these attempts", len(found.ids))
+        text = format_html('{} <a href="{}">{}</a>', text, attempts_url(log_url, found.ids), label)
+    if found.troubled and not (found.sent or found.pending):
+        return text, messages.ERROR
+    return text, messages.WARNING if found.troubled else messages.SUCCESS
+
+
+def tell(request: HttpRequest, lead: str, written: Written, *, log_url: str | None) -> None:
+    """Add the message saying what became of a manual purge."""
+    text, level = outcome_message(
+        lead, outcome(written.ids), log_url=log_url, queued=written.queued
+    )
+    messages.add_message(request, level, text)

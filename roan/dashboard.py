@@ -32,9 +32,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from roan import admin_views, verify
+from roan import admin_views, limits, verify
 from roan.backends.base import PurgeRequest, purges_everything
-from roan.models import PurgeAttempt
+from roan.conf import roan_settings
+from roan.models import BackendState, PurgeAttempt
 
 VIEW_PERMISSION = "roan.view_purgeattempt"
 PURGE_PERMISSION = admin_views.PURGE_NOW
@@ -52,6 +53,9 @@ LATENCY_SAMPLE = 1000
 LATEST_FAILURES = 10
 #: Counting consecutive failures stops here; the page shows "1000+".
 CONSECUTIVE_CAP = 1000
+
+#: Distinct line colours in the latency chart (dashboard.css --roan-series-N).
+SERIES_COLOURS = 8
 
 # Chart geometry, in SVG user units (the SVG scales to the page's width).
 CHART_WIDTH = 720
@@ -315,6 +319,66 @@ def nodes(
     return result
 
 
+def shown_pairs(
+    configured: Sequence[tuple[str, str]], seen: Iterable[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The (backend, node) pairs the dashboard lists: the configured ones. Old aliases
+    and the node-less rows of skipped attempts are in the log, not here; only when the
+    backends cannot be built are the seen pairs of configured aliases shown instead."""
+    if configured:
+        return list(configured)
+    aliases = set(roan_settings.BACKENDS)
+    return [(alias, node) for alias, node in sorted(seen) if node and alias in aliases]
+
+
+@dataclasses.dataclass
+class Paused:
+    alias: str
+    by_option: bool
+    since: datetime.datetime | None
+    by: str
+    #: Attempts waiting (pending or failed), counted up to ``CONSECUTIVE_CAP``.
+    waiting: int
+
+    @property
+    def waiting_capped(self) -> bool:
+        return self.waiting >= CONSECUTIVE_CAP
+
+
+def paused(qs: QuerySet[PurgeAttempt]) -> list[Paused]:
+    """The configured backends that are paused now, since when, by whom, what waits."""
+    # One query for the switches, read fresh (limits.paused_backends() may answer from a
+    # cache for up to ROAN_RULES_TTL): the page shows the state the Backends page set.
+    states = {
+        state.alias: state
+        for state in BackendState.objects.filter(paused=True).select_related("paused_by")
+    }
+    aliases = [
+        alias
+        for alias in roan_settings.BACKENDS
+        if alias in states or limits.paused_by_option(alias)
+    ]
+    result = []
+    for alias in aliases:
+        state = states.get(alias)
+        waiting = (
+            qs.filter(status__in=["pending", "failed"], backend=alias)
+            .order_by()
+            .values("pk")[:CONSECUTIVE_CAP]
+            .count()
+        )
+        result.append(
+            Paused(
+                alias,
+                by_option=limits.paused_by_option(alias),
+                since=state.paused_at if state else None,
+                by=str(state.paused_by) if state and state.paused_by else "",
+                waiting=waiting,
+            )
+        )
+    return result
+
+
 def latest_failures(qs: QuerySet[PurgeAttempt]) -> list[PurgeAttempt]:
     # One query per status, so each reads the (status, created_at) index from its newest end.
     found: list[PurgeAttempt] = []
@@ -438,7 +502,9 @@ def latency_chart(buckets: Sequence[Hour], backends: Sequence[str]) -> dict[str,
         series.append(
             {
                 "backend": backend,
-                "css": f"series-{n % 4}",
+                # Eight colours, then the same colours dashed: no two lines look alike.
+                "css": f"series-{n % SERIES_COLOURS}"
+                + (f" roan-dash-{min(n // SERIES_COLOURS, 3)}" if n >= SERIES_COLOURS else ""),
                 "points": points,
                 "lines": [" ".join(f"{p['x']},{p['y']}" for p in line) for line in lines],
             }
@@ -471,8 +537,9 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     qs = PurgeAttempt.objects.all()
     buckets, seen = hours(qs, now)
-    pairs = list(dict.fromkeys([*configured_nodes(), *sorted(seen)]))
+    pairs = shown_pairs(configured_nodes(), seen)
     backends = list(dict.fromkeys(backend for backend, _node in pairs))
+    stopped = paused(qs)
     return {
         "now": now,
         "windows": window_counts(qs, now),
@@ -480,6 +547,8 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
         "latencies": latencies(qs, pairs, now),
         "latency_sample": LATENCY_SAMPLE,
         "nodes": nodes(qs, pairs, now),
+        "paused": stopped,
+        "paused_aliases": [p.alias for p in stopped],
         "hours": buckets,
         "purge_chart": purge_chart(buckets),
         "latency_chart": latency_chart(buckets, backends),
@@ -510,7 +579,10 @@ def repurge_view(request: HttpRequest, pk: int, admin_site: admin.AdminSite) -> 
     """Purge an attempt's target again: the log's re-purge, for one row."""
     attempt = get_object_or_404(PurgeAttempt, pk=pk)
     return admin_views.repurge(
-        request, [attempt], back=reverse(f"{admin_site.name}:roan_dashboard")
+        request,
+        [attempt],
+        back=reverse(f"{admin_site.name}:roan_dashboard"),
+        log_url=reverse(f"{admin_site.name}:roan_purgeattempt_changelist"),
     )
 
 

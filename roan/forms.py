@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
 from django.db.models import Model
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from roan.access import rule_model_refusal
-from roan.backends.base import PREFIX, PurgeRequest, purges_everything
+from roan.backends.base import ALL, PREFIX, TAG, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.templating import TemplateErrors, parse_lines
+from roan.templating import RELATIONS, TemplateErrors, parse_lines
 
 if TYPE_CHECKING:
     from roan.models import PurgeRule
@@ -47,6 +48,45 @@ def clean_rule(rule: PurgeRule) -> None:
         errors["on_save"] = [_("Choose at least one event.")]
     if errors:
         raise ValidationError(errors)
+
+
+def m2m_placeholders(rule: PurgeRule) -> list[str]:
+    """The placeholders of ``rule`` that read a many-to-many relation (either side):
+    a change to that relation is an m2m event, not a save of the rule's model."""
+    model = rule.content_type.model_class() if rule.content_type_id else None
+    if model is None:
+        return []
+    try:
+        templates = parse_lines(rule.templates or "", model)
+    except TemplateErrors:
+        return []
+    found: list[str] = []
+    for template in templates:
+        for placeholder in template.placeholders:
+            current: Any = model
+            for step in placeholder.steps:
+                if step.kind not in RELATIONS:
+                    break
+                field = current._meta.get_field(step.name)
+                if field.many_to_many:
+                    found.append(f"{{{placeholder.source}}}")
+                    break
+                current = field.related_model
+    return list(dict.fromkeys(found))
+
+
+def m2m_warning(rule: PurgeRule) -> str:
+    """Why ``rule`` would miss changes to a many-to-many relation it reads ("" if it won't)."""
+    if rule.on_m2m:
+        return ""
+    found = m2m_placeholders(rule)
+    if not found:
+        return ""
+    return _(
+        "%(placeholders)s read a many-to-many relation. Adding or removing a related object "
+        "(such as a tag on a post) is not a save: this rule purges for it only with “On "
+        "many-to-many change” ticked."
+    ) % {"placeholders": ", ".join(found)}
 
 
 class BackendsField(forms.MultipleChoiceField):
@@ -124,8 +164,22 @@ class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
 # -- the admin's purge controls -------------------------------------------------------------
 
 
+#: A harmless target per kind, to ask a backend whether it would send that kind at all.
+_PROBES = {URL: "/", PREFIX: "/roan-probe/", TAG: "roan-probe", ALL: ""}
+
+
+def kinds_sent(backend: Any) -> list[str]:
+    """The kinds ``backend`` really sends: those it declares and does not refuse as
+    configured (a Django cache without ``ALLOW_CLEAR`` declares ``all`` but skips it)."""
+    return [
+        kind
+        for kind in sorted(backend.capabilities)
+        if not backend.refuse(PurgeRequest(kind, _PROBES.get(kind, "/")))
+    ]
+
+
 def _backend_choices(kind: str | None = None) -> list[tuple[str, str]]:
-    """Configured backends (those that can purge by ``kind``), labelled with what they can."""
+    """Configured backends (those that send ``kind``), labelled with what they send."""
     from roan import backends as backend_registry
 
     choices = []
@@ -134,10 +188,11 @@ def _backend_choices(kind: str | None = None) -> list[tuple[str, str]]:
             backend = backend_registry.get_backend(alias)
         except ImproperlyConfigured:
             continue
-        if kind is not None and kind not in backend.capabilities:
+        kinds = kinds_sent(backend)
+        if kind is not None and kind not in kinds:
             continue
         label = alias if backend.label == alias else f"{backend.label} ({alias})"
-        can = ", ".join(sorted(backend.capabilities))
+        can = ", ".join(kinds) or _("nothing")
         choices.append((alias, f"{label}: {type(backend).__name__}, can purge by {can}"))
     return choices
 
@@ -182,6 +237,13 @@ class PurgeURLsForm(forms.Form):
         assert isinstance(field, forms.MultipleChoiceField)  # for mypy
         field.choices = choices
         field.initial = [alias for alias, _label in choices]
+        if not _backend_choices(PREFIX):
+            # No configured backend purges prefixes: offer only what can be done.
+            kind = self.fields["kind"]
+            assert isinstance(kind, forms.ChoiceField)  # for mypy
+            kind.choices = [(URL, _("exactly these URLs"))]
+            kind.widget = forms.HiddenInput()
+            kind.error_messages["invalid_choice"] = _("No configured backend can purge prefixes.")
 
     def clean(self) -> dict[str, Any]:
         from roan import backends as backend_registry
@@ -236,7 +298,7 @@ class PurgeURLsForm(forms.Form):
         unable = [
             alias
             for alias in data.get("backends", [])
-            if kind not in backend_registry.get_backend(alias).capabilities
+            if kind not in kinds_sent(backend_registry.get_backend(alias))
         ]
         if unable:
             self.add_error(
@@ -270,16 +332,14 @@ class PurgeAllForm(forms.Form):
 
 
 class PreviewForm(forms.Form):
-    """Pick the object a rule preview renders for, by primary key."""
+    """The object a rule preview renders for (its primary key, chosen from a list)."""
 
     object_id = forms.CharField(label=_("Object"), max_length=255)
 
     def __init__(self, model: type[Model], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.model = model
-        self.fields["object_id"].help_text = _(
-            "The primary key of a %(model)s; the list offers the latest ones."
-        ) % {"model": model._meta.verbose_name}
+        self.fields["object_id"].label = capfirst(model._meta.verbose_name)
 
     def clean_object_id(self) -> Model:
         value = self.cleaned_data["object_id"].strip()

@@ -66,6 +66,10 @@ _capture: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
 )
 #: When set (``hold_dispatch()``), committed pending ids go here instead of being sent.
 _held: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("roan_held", default=None)
+#: When set (``collect_written()``), the id of every attempt row written goes here too.
+_written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "roan_written", default=None
+)
 #: Who to name on attempts collected in this context: a user id, or a function giving one.
 _user_id: contextvars.ContextVar[int | Callable[[], int | None] | None] = contextvars.ContextVar(
     "roan_user", default=None
@@ -118,6 +122,19 @@ def hold_dispatch() -> Iterator[list[int]]:
         yield held
     finally:
         _held.reset(token)
+
+
+@contextlib.contextmanager
+def collect_written() -> Iterator[list[int]]:
+    """Yield a list that collects the id of every attempt row :func:`submit` writes in the
+    block (pending, skipped, and older pending rows a purge was merged into), so that the
+    admin can tell the editor what became of a save or a manual purge."""
+    written: list[int] = []
+    token = _written.set(written)
+    try:
+        yield written
+    finally:
+        _written.reset(token)
 
 
 def is_active() -> bool:
@@ -337,8 +354,10 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
     pending = [row for row in rows if row["status"] == "pending"]
     final = [row for row in rows if row["status"] != "pending"]
     ids = PurgeAttempt.objects.write(pending, using=db)
-    if final:
-        PurgeAttempt.objects.write(final, using=db)
+    final_ids = PurgeAttempt.objects.write(final, using=db) if final else []
+    collected = _written.get()
+    if collected is not None:
+        collected.extend(ids + final_ids)
     held = _held.get()
     if ids and held is not None:
         held.extend(ids)

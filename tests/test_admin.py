@@ -144,3 +144,74 @@ def test_code_rules_are_listed_read_only(admin_client) -> None:
     section = response.text.split('id="roan-code-rules"', 1)[1]
     assert "/legacy/" in section and "testapp.Post" in section and "save" in section
     assert "<input" not in section.split("</div>", 1)[0]
+
+
+# -- the rule form -------------------------------------------------------------------------------
+
+
+def offered_models(response) -> list[str]:
+    field = response.context["adminform"].form.fields["content_type"]
+    return [f"{ct.app_label}.{ct.model}" for ct in field.queryset]
+
+
+def test_the_rule_form_offers_only_models_rules_may_name(admin_client, settings) -> None:
+    offered = offered_models(admin_client.get("/admin/roan/purgerule/add/"))
+
+    assert "testapp.post" in offered
+    assert not [
+        label
+        for label in offered
+        if label.split(".")[0] in {"auth", "sessions", "admin", "contenttypes", "roan"}
+    ]
+    page = admin_client.get("/admin/roan/purgerule/add/").text
+    assert "sessions" not in page.split('id="id_content_type"')[1].split("</select>")[0]
+
+    settings.ROAN_RULE_MODELS = ["testapp.post", "testapp.tag"]
+    assert offered_models(admin_client.get("/admin/roan/purgerule/add/")) == [
+        "testapp.post",
+        "testapp.tag",
+    ]
+
+
+def test_the_rule_form_lists_the_placeholders_of_its_model(admin_client, make_rule) -> None:
+    rule = make_rule("posts", "/posts/{slug}/")
+
+    page = admin_client.get(f"/admin/roan/purgerule/{rule.pk}/change/").text
+
+    assert "Placeholders for Post" in page
+    for placeholder in ("{slug}", "{author.username}", "{tags.slug}", "{get_absolute_url}"):
+        assert f"<code>{placeholder}</code>" in page
+
+
+def test_a_many_to_many_template_without_on_m2m_gets_a_warning(admin_client) -> None:
+    response = admin_client.post(
+        "/admin/roan/purgerule/add/",
+        rule_form(templates="/posts/\n/tags/{tags.slug}/"),
+        follow=True,
+    )
+
+    warnings = [str(m) for m in response.context["messages"] if m.level_tag == "warning"]
+    assert warnings == [
+        "{tags.slug} read a many-to-many relation. Adding or removing a related object (such "
+        "as a tag on a post) is not a save: this rule purges for it only with “On "
+        "many-to-many change” ticked."
+    ]
+    rule = PurgeRule.objects.get()
+    form = admin_client.get(f"/admin/roan/purgerule/{rule.pk}/change/").text
+    assert 'id="roan-m2m-warning"' in form
+
+    rule.on_m2m = True
+    rule.save()
+    assert (
+        'id="roan-m2m-warning"'
+        not in admin_client.get(f"/admin/roan/purgerule/{rule.pk}/change/").text
+    )
+
+
+def test_no_warning_for_a_template_without_many_to_many(admin_client) -> None:
+    response = admin_client.post(
+        "/admin/roan/purgerule/add/",
+        rule_form(templates="/posts/{slug}/\n/authors/{author.username}/"),
+        follow=True,
+    )
+    assert [m.level_tag for m in response.context["messages"]] == ["success"]

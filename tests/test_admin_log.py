@@ -98,7 +98,8 @@ def test_re_purge_writes_new_attempts_and_leaves_old_rows_alone(
             follow=True,
         )
 
-    assert "Re-purging 1 target, /again/ on default: 1 new attempt written." in response.text
+    # The commit (and so the send) comes after the response in this test.
+    assert "Re-purging 1 target, /again/ on default: 1 waiting to be sent." in response.text
     assert PurgeAttempt.objects.values().get(pk=old.pk) == before
     new = PurgeAttempt.objects.exclude(pk=old.pk).get()
     assert (new.target, new.trigger, new.user.username, new.status) == (
@@ -213,3 +214,119 @@ def test_the_date_hierarchy_drills_down(admin_client) -> None:
     assert "?created_at__year=2025" in years and "?created_at__year=2026" in years
     assert "created_at__day=2" in days and "created_at__day=5" in days
     assert "created_at__day=3" not in days
+
+
+# -- the attempt's own page ----------------------------------------------------------------------
+
+
+def field_text(page: str, name: str) -> str:
+    """The text the attempt page shows for one field (tags stripped)."""
+    import re
+
+    block = page.split(f"field-{name}", 1)[1]
+    value = block.split('<div class="readonly">', 1)[1].split("</div>", 1)[0]
+    return re.sub(r"<[^>]+>", "", value).strip()
+
+
+def test_the_attempt_page_shows_rounded_latency_created_time_and_links_the_object(
+    admin_client, post_rule
+) -> None:
+    import datetime
+
+    from django.utils import timezone
+
+    post = Post.objects.create(title="Hello", slug="hello")
+    PurgeAttempt.objects.all().delete()
+    row = attempt(
+        target="/posts/hello/",
+        latency_ms=6.022481000002244,
+        content_type_id=post_rule.content_type_id,
+        object_pk=str(post.pk),
+        object_repr="Hello",
+    )
+    created = datetime.datetime(2026, 12, 2, 1, 2, 3, tzinfo=datetime.UTC)
+    PurgeAttempt.objects.filter(pk=row.pk).update(created_at=created)
+
+    page = admin_client.get(f"/admin/roan/purgeattempt/{row.pk}/change/").content.decode()
+
+    assert field_text(page, "latency") == "6.0 ms"
+    assert "6.022481" not in page
+    assert field_text(page, "created_exact") == timezone.localtime(created).strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
+    assert f'<a href="/admin/testapp/post/{post.pk}/change/">Hello</a>' in page
+    assert 'id="roan-repurge"' in page and "csrfmiddlewaretoken" in page
+
+
+def test_the_attempt_page_re_purges_through_the_log_s_path(
+    admin_client, outbox, django_capture_on_commit_callbacks
+) -> None:
+    old = attempt(target="/again/", status="failed", error="503")
+
+    assert admin_client.get(f"/admin/roan/purgeattempt/{old.pk}/repurge/").status_code == 405
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/roan/purgeattempt/{old.pk}/repurge/", follow=True)
+
+    assert response.redirect_chain[-1][0] == f"/admin/roan/purgeattempt/{old.pk}/change/"
+    assert "Re-purging 1 target, /again/ on default:" in response.text
+    new = PurgeAttempt.objects.exclude(pk=old.pk).get()
+    assert (new.target, new.trigger, new.user.username) == ("/again/", "admin", "admin")
+    assert [r.target for _node, r in outbox] == ["/again/"]
+
+
+def test_the_attempt_page_offers_no_re_purge_without_the_permission(
+    django_user_model, outbox
+) -> None:
+    from tests.admin_helpers import VIEW, staff_client
+
+    row = attempt(target="/x/")
+    client = staff_client(django_user_model, "viewer", VIEW)
+
+    page = client.get(f"/admin/roan/purgeattempt/{row.pk}/change/")
+
+    assert page.status_code == 200 and 'id="roan-repurge"' not in page.text
+    assert client.post(f"/admin/roan/purgeattempt/{row.pk}/repurge/").status_code == 403
+    assert PurgeAttempt.objects.count() == 1
+
+
+# -- empty states -----------------------------------------------------------------------------
+
+
+def empty_text(page: str) -> str:
+    import re
+
+    box = page.split('id="roan-empty">', 1)[1].split("</div>", 1)[0]
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", box)).strip()
+
+
+def test_an_empty_log_says_what_will_appear_and_how_to_cause_it(admin_client) -> None:
+    page = admin_client.get("/admin/roan/purgeattempt/").content.decode()
+
+    text = empty_text(page)
+    assert text.startswith("No purge attempts yet. Every purge roan sends or skips is listed")
+    assert "To see one, add a purge rule (or check the rules), then save an object" in text
+    assert 'href="/admin/roan/purgerule/add/"' in page and "Or purge URLs by hand." in text
+
+    attempt(target="/x/")
+    filtered = admin_client.get("/admin/roan/purgeattempt/?status__exact=failed").text
+    assert empty_text(filtered).startswith("No purge attempt matches this search or these")
+    assert 'id="roan-empty"' not in admin_client.get("/admin/roan/purgeattempt/").text
+
+
+def test_an_empty_rules_list_says_what_a_rule_is_and_offers_to_add_one(admin_client) -> None:
+    page = admin_client.get("/admin/roan/purgerule/").content.decode()
+
+    assert empty_text(page).startswith("No purge rules yet. A rule names the pages to purge")
+    assert "Add a purge rule" in page
+
+
+def test_an_empty_dashboard_says_how_to_fill_it(admin_client) -> None:
+    import re
+
+    page = admin_client.get("/admin/roan/dashboard/").content.decode()
+
+    box = page.split('id="roan-empty">', 1)[1].split("</p>", 1)[0]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", box)).strip()
+    assert text.startswith("No purges in the last 7 days. The figures fill in as roan purges")
+    attempt(target="/x/")
+    assert 'id="roan-empty"' not in admin_client.get("/admin/roan/dashboard/").text

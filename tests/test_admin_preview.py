@@ -82,3 +82,28 @@ def test_a_test_purge_really_purges_nginx_and_shows_the_result(
     assert sent.user.username == "admin"
     assert "roan-status-ok" in response.text
     assert requests.get(page, timeout=5).headers["X-Cache-Status"] == "MISS"
+
+
+def test_the_preview_picks_an_object_by_name_from_a_list_or_a_search(
+    admin_client, make_rule
+) -> None:
+    rule = make_rule("posts", "/posts/{slug}/")
+    hello = Post.objects.create(title="Hello world", slug="hello")
+    Post.objects.create(title="Goodbye", slug="bye")
+    url = f"/admin/roan/purgerule/{rule.pk}/preview/"
+
+    page = admin_client.get(url).content.decode()
+
+    # A select of the newest posts by name, not a box for a primary key.
+    select = page.split('<select name="object_id" id="id_object_id"')[1].split("</select>")[0]
+    assert "Goodbye" in select and "Hello world" in select
+    assert select.index("Goodbye") < select.index("Hello world")  # newest first
+    assert 'id="roan-preview-search"' in page  # the Post admin has search_fields
+
+    found = admin_client.get(url, {"q": "hello"}).content.decode()
+    select = found.split('<select name="object_id" id="id_object_id"')[1].split("</select>")[0]
+    assert "Hello world" in select and "Goodbye" not in select
+
+    shown = admin_client.get(url, {"q": "hello", "object_id": str(hello.pk)})
+    assert [line.target for line in shown.context["lines"]] == ["/posts/hello/"]
+    assert "Nothing matches" in admin_client.get(url, {"q": "zzz"}).text

@@ -24,10 +24,80 @@ def test_urls_are_purged_on_the_chosen_backends_and_name_the_user(admin_client, 
         follow=True,
     )
 
-    assert "Purging 2 targets: 2 attempts written." in response.text
+    assert "Purging 2 targets: 2 purged." in response.text
     assert [r.target for _node, r in sent] == ["/a/", "/b/?page=2"]
     rows = PurgeAttempt.objects.all()
     assert {(a.trigger, a.user.username, a.status) for a in rows} == {("admin", "admin", "ok")}
+
+
+def shown_messages(response) -> list[tuple[str, str]]:
+    """(level, text) of each message as the page shows it."""
+    return [(m.level_tag, str(m)) for m in response.context["messages"]]
+
+
+def test_a_skipped_url_is_reported_as_skipped_with_the_reason(admin_client, settings, sent):
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "HOSTS": ["www.example.com"]}
+    }
+    response = admin_client.post(
+        "/admin/roan/purge/",
+        {"urls": "/a/\nhttps://evil.example/b/", "kind": "url", "backends": ["default"]},
+        follow=True,
+    )
+
+    [(level, text)] = shown_messages(response)
+    assert level == "warning"
+    assert text.startswith(
+        "Purging 2 targets: 1 purged, 1 skipped, not sent (host &#x27;evil.example&#x27; is "
+        "not in this backend&#x27;s HOSTS)."
+    )
+    assert [r.target for _node, r in sent] == ["/a/"]
+    # The message links to exactly these attempts.
+    link = response.content.decode().split("Show these attempts")[0].rsplit('href="', 1)[1]
+    shown = admin_client.get(link.split('"')[0].replace("&amp;", "&"))
+    assert sorted(a.status for a in shown.context["cl"].result_list) == ["ok", "skipped"]
+
+
+def test_a_purge_nothing_could_send_is_an_error(admin_client, settings, sent) -> None:
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "HOSTS": ["www.example.com"]}
+    }
+    response = admin_client.post(
+        "/admin/roan/purge/",
+        {"urls": "https://evil.example/b/", "kind": "url", "backends": ["default"]},
+        follow=True,
+    )
+
+    [(level, text)] = shown_messages(response)
+    assert level == "error" and "Purging 1 target: 1 skipped, not sent (host" in text
+    assert sent == []
+
+
+HOSTS = ["www.example.com"]
+
+
+def test_purge_everything_is_not_offered_for_a_cache_that_refuses_it(
+    admin_client, settings, sent
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "pages": {"BACKEND": "roan.backends.django_cache.DjangoCacheBackend", "HOSTS": HOSTS},
+    }
+    page = admin_client.get("/admin/roan/purge/")
+
+    assert "No configured backend can purge everything." in page.text
+    assert "Purge everything…" not in page.text
+    assert "can purge by url" in page.text and "can purge by all" not in page.text
+    refused = admin_client.post("/admin/roan/purge/all/", {"backend": "pages", "confirm": "yes"})
+    assert refused.status_code == 200 and not PurgeAttempt.objects.exists()
+
+    settings.ROAN_BACKENDS = {
+        "pages": {
+            "BACKEND": "roan.backends.django_cache.DjangoCacheBackend",
+            "HOSTS": HOSTS,
+            "ALLOW_CLEAR": True,
+        },
+    }
+    assert "Purge everything…" in admin_client.get("/admin/roan/purge/").text
 
 
 def test_a_bad_line_is_an_error_naming_it_and_nothing_is_purged(admin_client, sent) -> None:
@@ -48,8 +118,28 @@ def test_a_prefix_is_refused_for_a_backend_that_cannot_purge_by_prefix(
     settings.ROAN_BACKENDS = {
         "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": "http://127.0.0.1:9/p"}
     }
+    page = admin_client.get("/admin/roan/purge/")
+    # No configured backend purges prefixes, so the page does not offer them.
+    assert "everything under these prefixes" not in page.text
     response = admin_client.post(
         "/admin/roan/purge/", {"urls": "/posts/", "kind": "prefix", "backends": ["nginx"]}
+    )
+    assert response.context["form"].errors["kind"] == ["No configured backend can purge prefixes."]
+    assert "No configured backend can purge prefixes." in response.text
+    assert not PurgeAttempt.objects.exists()
+
+
+def test_a_prefix_is_refused_for_a_ticked_backend_that_cannot(admin_client, settings) -> None:
+    settings.ROAN_BACKENDS = {
+        "nginx": {
+            "BACKEND": "roan.backends.nginx.NginxBackend",
+            "LOCATION": "http://127.0.0.1:9/p",
+        },
+        "mem": {"BACKEND": "roan.backends.locmem.LocMemBackend"},
+    }
+    assert "everything under these prefixes" in admin_client.get("/admin/roan/purge/").text
+    response = admin_client.post(
+        "/admin/roan/purge/", {"urls": "/posts/", "kind": "prefix", "backends": ["nginx", "mem"]}
     )
     assert "nginx cannot purge by prefix." in response.context["form"].errors["backends"]
     assert not PurgeAttempt.objects.exists()
@@ -106,7 +196,7 @@ def test_purge_now_on_rules_confirms_the_count_then_purges_every_object(
 
     done = admin_client.post("/admin/roan/purgerule/", {**form, "post": "yes"}, follow=True)
 
-    assert "Purging 1 rule: 4 attempts written." in done.text
+    assert "Purging 1 rule: 4 purged." in done.text
     assert sorted(r.target for _node, r in sent) == [
         "/posts/",
         "/posts/a/",
@@ -151,7 +241,7 @@ def test_the_mixin_action_purges_the_selected_objects(admin_client, post_rule, s
         follow=True,
     )
 
-    assert "Purging the cache for 1 object: 2 attempts written." in response.text
+    assert "Purging the cache for 1 object: 2 purged." in response.text
     assert sorted(r.target for _node, r in sent) == ["/posts/", "/posts/one/"]
     assert {(a.trigger, a.user.username) for a in PurgeAttempt.objects.all()} == {
         ("admin", "admin")
@@ -168,13 +258,74 @@ def test_the_change_form_button_shows_the_urls_then_purges_on_post(
 
     assert f'href="{url}"' in admin_client.get(f"/admin/testapp/post/{post.pk}/change/").text
     confirm = admin_client.get(url)
-    assert [line.target for line in confirm.context["lines"]] == ["/posts/", "/posts/one/"]
+    assert [line.target for line in confirm.context["targets"]] == ["/posts/", "/posts/one/"]
     assert sent == []
 
-    done = admin_client.post(url)
+    done = admin_client.post(url, {"plan": confirm.context["plan"]})
 
     assert done.status_code == 302 and done["Location"].endswith(f"/{post.pk}/change/")
     assert sorted(r.target for _node, r in sent) == ["/posts/", "/posts/one/"]
+
+
+def test_purge_cache_shows_each_target_once_with_its_rules_and_backends_then_writes_that(
+    admin_client, make_rule, settings, sent
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "edge": {"BACKEND": "roan.backends.locmem.LocMemBackend", "NODES": ["e1", "e2"]},
+        "pages": {"BACKEND": "roan.backends.locmem.LocMemBackend", "HOSTS": ["a.example"]},
+    }
+    make_rule("home", "/\n/posts/{slug}/")
+    make_rule("lists", "/\n/latest/", backends=["edge"])
+    post = Post.objects.create(title="One", slug="one")
+    sent.clear()
+    PurgeAttempt.objects.all().delete()
+    url = f"/admin/testapp/post/{post.pk}/purge-cache/"
+
+    page = admin_client.get(url)
+
+    rows = [
+        (line.target, line.rules, [(b.alias, b.nodes) for b in line.backends])
+        for line in page.context["targets"]
+    ]
+    assert rows == [
+        ("/", ["home", "lists"], [("edge", ("e1", "e2")), ("pages", ("default",))]),
+        ("/posts/one/", ["home"], [("edge", ("e1", "e2")), ("pages", ("default",))]),
+        ("/latest/", ["lists"], [("edge", ("e1", "e2"))]),
+    ]
+    text = page.content.decode()
+    assert text.count('<td class="roan-target">/</td>') == 1
+    summary = text.split('id="roan-plan-summary">')[1].split("</p>")[0]
+    assert summary == (
+        "roan's rules name 3 targets for this object; purging writes 8 attempts (one per "
+        "backend node, or one skipped row)."
+    )
+
+    admin_client.post(url, {"plan": page.context["plan"]})
+
+    assert PurgeAttempt.objects.count() == 8
+    assert sorted((node, r.target) for node, r in sent) == sorted(
+        [(n, t) for n in ("e1", "e2") for t in ("/", "/posts/one/", "/latest/")]
+        + [("default", "/"), ("default", "/posts/one/")]
+    )
+
+
+def test_purge_cache_writes_nothing_when_the_plan_changed_since_it_was_shown(
+    admin_client, make_rule, sent
+) -> None:
+    rule = make_rule("home", "/")
+    post = Post.objects.create(title="One", slug="one")
+    sent.clear()
+    PurgeAttempt.objects.all().delete()
+    url = f"/admin/testapp/post/{post.pk}/purge-cache/"
+    shown = admin_client.get(url).context["plan"]
+    rule.templates = "/\n/posts/{slug}/"
+    rule.save()
+
+    again = admin_client.post(url, {"plan": shown})
+
+    assert again.status_code == 200 and "changed since the page was shown" in again.text
+    assert [line.target for line in again.context["targets"]] == ["/", "/posts/one/"]
+    assert not PurgeAttempt.objects.exists() and sent == []
 
 
 def test_roan_pages_mount_once_on_another_admin_site() -> None:
@@ -189,3 +340,92 @@ def test_roan_pages_mount_once_on_another_admin_site() -> None:
     names = [getattr(pattern, "name", None) for pattern in site.get_urls()]
     assert [names.count(name) for _route, _view, name in ADMIN_PAGES] == [1] * len(ADMIN_PAGES)
     assert names.index("roan_purge") < names.index("index")  # ahead of the catch-all
+
+
+# -- from a post to its purges -----------------------------------------------------------------
+
+
+def post_form(post: Post, **changes: str) -> dict[str, str]:
+    return {"title": post.title, "slug": post.slug, "body": "", "views": "0", **changes}
+
+
+def test_a_save_in_the_admin_says_what_roan_purged_and_links_to_those_attempts(
+    admin_client, post_rule, sent
+) -> None:
+    post = Post.objects.create(title="One", slug="one")
+    PurgeAttempt.objects.all().delete()
+
+    response = admin_client.post(
+        f"/admin/testapp/post/{post.pk}/change/", post_form(post, slug="uno"), follow=True
+    )
+
+    [saved, purged] = shown_messages(response)
+    assert "was changed successfully" in saved[1]
+    # The old URL and the new one, and the list.
+    assert purged[0] == "success"
+    assert purged[1].startswith("Cache purges for this change: 3 purged.")
+    link = response.content.decode().split("Show these attempts")[0].rsplit('href="', 1)[1]
+    shown = admin_client.get(link.split('"')[0])
+    assert sorted(a.target for a in shown.context["cl"].result_list) == [
+        "/posts/",
+        "/posts/one/",
+        "/posts/uno/",
+    ]
+
+
+def test_a_save_without_rules_adds_no_purge_message(admin_client, sent) -> None:
+    post = Post.objects.create(title="One", slug="one")
+
+    response = admin_client.post(
+        f"/admin/testapp/post/{post.pk}/change/", post_form(post), follow=True
+    )
+
+    assert [level for level, _text in shown_messages(response)] == ["success"]
+
+
+def test_deleting_in_the_admin_says_what_roan_purged(admin_client, post_rule, sent) -> None:
+    post = Post.objects.create(title="One", slug="one")
+
+    response = admin_client.post(
+        f"/admin/testapp/post/{post.pk}/delete/", {"post": "yes"}, follow=True
+    )
+
+    assert any(
+        text.startswith("Cache purges for this change: 2 purged.")
+        for _level, text in shown_messages(response)
+    )
+
+
+def test_the_change_form_links_to_the_objects_purges_when_its_model_has_rules(
+    admin_client, make_rule, sent
+) -> None:
+    post = Post.objects.create(title="One", slug="one")
+    other = Post.objects.create(title="Two", slug="two")
+    change = f"/admin/testapp/post/{post.pk}/change/"
+    assert "Purges</a>" not in admin_client.get(change).text  # no rule names posts yet
+
+    make_rule("posts", "/posts/{slug}/")
+    for obj in (post, other):
+        obj.save()
+    page = admin_client.get(change).content.decode()
+
+    href = page.split('class="roan-purges-link"')[0].rsplit('href="', 1)[1].split('"')[0]
+    assert href == f"/admin/roan/purgeattempt/?object=testapp.post:{post.pk}"
+    log = admin_client.get(href)
+    assert [a.target for a in log.context["cl"].result_list] == ["/posts/one/"]
+    # The sidebar names the object being filtered on.
+    assert "By object" in log.text and ">One</a>" in log.text
+
+
+def test_the_log_filters_by_model(admin_client, make_rule, sent) -> None:
+    from tests.testapp.models import Tag
+
+    make_rule("posts", "/posts/{slug}/")
+    make_rule("tags", "/tags/{slug}/", model=Tag)
+    Post.objects.create(title="One", slug="one")
+    Tag.objects.create(slug="red")
+
+    log = admin_client.get("/admin/roan/purgeattempt/?model=testapp.tag")
+
+    assert [a.target for a in log.context["cl"].result_list] == ["/tags/red/"]
+    assert "By model" in log.text and "?model=testapp.post" in log.text

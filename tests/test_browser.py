@@ -104,7 +104,7 @@ def test_the_preview_shows_a_posts_urls_and_backends_and_sends_nothing(
 
     admin_page.open(f"/admin/roan/purgerule/{rule.pk}/change/")
     page.click("text=Preview and test")
-    page.fill("#id_object_id", str(post.pk))
+    page.select_option("#id_object_id", str(post.pk))
     page.click("input[type=submit][value=Preview]")
 
     rows = page.locator("#content-main .module table tbody tr")
@@ -142,12 +142,13 @@ def test_an_edit_purges_nginx_and_a_re_purge_from_the_log_writes_a_new_attempt(
     admin_page.open("/admin/roan/purgeattempt/")
     row = page.locator("#result_list tbody tr", has_text="/posts/hello/")
     assert row.count() == 1
-    assert row.locator("td.field-status_badge").inner_text().strip() == "ok"
-    latency = row.locator("td.field-latency").inner_text().strip()
-    assert latency.endswith(" ms") and float(latency.removesuffix(" ms")) > 0
-    assert row.locator("td.field-user").inner_text().strip() == "editor"
+    assert row.locator("td.field-outcome_cell .roan-badge").inner_text().strip() == "ok"
+    answer = row.locator("td.field-outcome_cell .roan-answer").inner_text().strip()
+    status, latency = answer.split(" · ")
+    assert status == "200" and latency.endswith(" ms") and float(latency.removesuffix(" ms")) > 0
+    assert row.locator("td.field-cause .roan-user").inner_text().strip() == "editor"
     # The URL reads on one line (the column once shrank to a few letters per line).
-    url_lines = row.locator("td.field-url").evaluate(
+    url_lines = row.locator("td.field-target_where .roan-url").evaluate(
         "e => { const r = document.createRange(); r.selectNodeContents(e);"
         " return r.getClientRects().length; }"
     )
@@ -173,8 +174,8 @@ def test_an_edit_purges_nginx_and_a_re_purge_from_the_log_writes_a_new_attempt(
     assert cache_status(public) == "MISS"
     # The new row is listed above the old one.
     rows = page.locator("#result_list tbody tr", has_text="/posts/hello/")
-    assert [t.strip() for t in rows.locator("td.field-trigger").all_inner_texts()] == [
-        "admin", "save"]  # fmt: skip
+    causes = [t.split()[0] for t in rows.locator("td.field-cause").all_inner_texts()]
+    assert causes == ["admin", "save"]
     admin_page.screenshot("purge-log-after-re-purge")
 
     page.click(".object-tools a:text-is('Purge URLs')")

@@ -37,6 +37,17 @@ def test_roan_purge_urls_on_allowed_hosts_only(outbox, settings) -> None:
     assert "not in this backend's HOSTS" in refused.error
 
 
+def test_roan_purge_says_what_was_sent_and_fails_when_nothing_could_be(outbox, settings):
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "HOSTS": ["www.example.com"]}
+    }
+    out = run("roan_purge", "/a/", "https://evil.example/c/")
+    assert out.startswith("roan_purge: 2 attempt(s) recorded: 1 purged, 1 skipped, not sent")
+
+    with pytest.raises(CommandError, match=r"1 skipped, not sent \(host 'evil.example'"):
+        run("roan_purge", "https://evil.example/c/")
+
+
 def test_roan_purge_an_object(post_rule, outbox) -> None:
     post = Post.objects.create(title="T", slug="t")
     outbox.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -133,8 +134,9 @@ def test_queries_stay_the_same_however_many_attempts_there_are(admin_client: Cli
             assert admin_client.get(URL).status_code == 200
         return len(queries)
 
-    add(1, "ok", latency_ms=3)
-    add(2, "failed")
+    # On the configured node: the dashboard lists configured nodes only.
+    add(1, "ok", node="default", latency_ms=3)
+    add(2, "failed", node="default")
     few = statements()
     PurgeAttempt.objects.write(
         [
@@ -257,3 +259,61 @@ def test_the_breadcrumbs_use_the_markup_of_the_running_django(django_user_model:
     [admins] = crumbs.findall(client.get("/admin/roan/purgeattempt/").content.decode())
     [ours] = crumbs.findall(client.get(URL).content.decode())
     assert ours == admins
+
+
+def test_only_configured_nodes_are_listed_not_old_aliases_nor_skipped_rows(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.ROAN_BACKENDS = NODES
+    add(10, "ok", node="a")
+    add(10, "ok", backend="mem", node="mem")  # an alias no longer configured
+    add(10, "skipped", node="")  # a skipped row has no node
+
+    response = admin_client.get(URL)
+
+    assert [(n.backend, n.node) for n in response.context["nodes"]] == [
+        ("default", "a"),
+        ("default", "b"),
+    ]
+    assert [row["backend"] for row in response.context["latencies"]] == ["default"]
+    rows = re.findall(r'<tr class="roan-node[^"]*">\s*<th scope="row">([^<]*)', response.text)
+    assert rows == ["default", "default"]
+
+
+def test_a_paused_backend_is_shown_with_what_waits_for_it(
+    admin_client: Client, admin_user: Any, settings: Any
+) -> None:
+    from roan import limits
+
+    settings.ROAN_BACKENDS = NODES
+    limits.pause("default", user=admin_user)
+    for _ in range(3):
+        add(1, "pending")
+
+    page = admin_client.get(URL).content.decode()
+
+    paused = page.split('id="roan-paused">')[1].split("</td>")[0]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", paused)).strip()
+    assert text.startswith("default ")
+    assert "by admin: 3 attempts wait" in text
+    assert "Resume on the Backends page" in text
+    assert page.count('roan-badge roan-badge-paused">paused</span>') == 2  # nodes a and b
+    limits.resume("default")
+    limits.forget_paused()  # resume() does it once its transaction commits
+    assert 'id="roan-paused"' not in admin_client.get(URL).text
+
+
+def test_latency_lines_never_look_alike_past_five_backends(settings: Any) -> None:
+    now = timezone.now()
+    buckets = [dashboard.Hour(now)]
+    backends = [f"b{n}" for n in range(12)]
+    chart = dashboard.latency_chart(buckets, backends)
+
+    looks = [s["css"] for s in chart["series"]]
+    assert len(set(looks)) == 12
+    colours = [css.split()[0] for css in looks[: dashboard.SERIES_COLOURS]]
+    assert len(set(colours)) == dashboard.SERIES_COLOURS == 8
+    css = (Path(dashboard.__file__).parent / "static/roan/dashboard.css").read_text()
+    for n in range(dashboard.SERIES_COLOURS):
+        assert f".roan-series-{n} polyline" in css
+    assert ".roan-dash-1 polyline" in css

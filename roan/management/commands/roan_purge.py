@@ -6,8 +6,9 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from roan import api
+from roan import api, pipeline
 from roan.conf import roan_settings
+from roan.outcome import outcome, outcome_parts
 
 
 class Command(BaseCommand):
@@ -48,7 +49,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"unknown backend {alias!r}; configured: {', '.join(sorted(known))}"
                 )
-        with transaction.atomic():
+        with pipeline.collect_written() as ids, transaction.atomic():
             if all:
                 if not backends:
                     raise CommandError(
@@ -75,6 +76,11 @@ class Command(BaseCommand):
                     raise CommandError(str(exc)) from exc
             else:
                 raise CommandError("give URLs, --object MODEL PK, or --all --backend ALIAS")
-        self.stdout.write(
-            f"roan_purge: {written} attempt(s) recorded; see the purge log for results."
-        )
+        # The block has committed: with inline dispatch the attempts are sent by now.
+        found = outcome(ids)
+        parts = outcome_parts(found) or ["nothing to purge"]
+        summary = f"roan_purge: {written} attempt(s) recorded: {', '.join(parts)}."
+        if found.troubled and not (found.sent or found.pending):
+            # Nothing could be sent: a script or cron job must see that.
+            raise CommandError(summary)
+        self.stdout.write(summary)

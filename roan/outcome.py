@@ -1,0 +1,139 @@
+"""What became of the attempt rows one action wrote, in the editor's words.
+
+A manual purge, a save in the admin and ``roan_purge`` all end the same way: read where
+their rows stand now (sent, waiting, skipped and why, failed and why) and say so, rather
+than counting rows written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from django.db.models import Count
+from django.utils.translation import ngettext
+
+from roan import limits
+from roan.backends.base import FAILED, GAVE_UP, NOT_CACHED, OK, SKIPPED
+from roan.conf import roan_settings
+from roan.models import PurgeAttempt
+
+#: Distinct reasons quoted per status; the rest are counted.
+REASONS_SHOWN = 3
+#: Ids per query when reading the rows back.
+ID_CHUNK = 500
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How the attempt rows of one purge (or one save) stand: counts and reasons by status."""
+
+    ids: list[int]
+    counts: dict[str, int]
+    #: status -> its distinct errors, the most frequent first
+    reasons: dict[str, list[str]]
+    #: backends of pending rows that are paused (roan.limits)
+    paused: list[str]
+
+    @property
+    def sent(self) -> int:
+        return self.counts.get(OK, 0) + self.counts.get(NOT_CACHED, 0)
+
+    @property
+    def pending(self) -> int:
+        return self.counts.get("pending", 0)
+
+    @property
+    def troubled(self) -> int:
+        return sum(self.counts.get(s, 0) for s in (SKIPPED, FAILED, GAVE_UP))
+
+
+def outcome(ids: Sequence[int]) -> Outcome:
+    """Read where the rows ``ids`` stand now (a few grouped queries, chunked ids)."""
+    counts: dict[str, int] = {}
+    errors: dict[str, dict[str, int]] = {}
+    pending_backends: set[str] = set()
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), ID_CHUNK):
+        rows = (
+            PurgeAttempt.objects.filter(pk__in=unique[start : start + ID_CHUNK])
+            .order_by()
+            .values("status", "error", "backend")
+            .annotate(n=Count("pk"))
+        )
+        for row in rows:
+            status, n = row["status"], row["n"]
+            counts[status] = counts.get(status, 0) + n
+            if status == "pending":
+                pending_backends.add(row["backend"])
+            elif row["error"]:
+                by_error = errors.setdefault(status, {})
+                by_error[row["error"]] = by_error.get(row["error"], 0) + n
+    reasons = {
+        status: [e for e, _n in sorted(found.items(), key=lambda item: -item[1])]
+        for status, found in errors.items()
+    }
+    paused = sorted(pending_backends & limits.paused_backends())
+    return Outcome(unique, counts, reasons, paused)
+
+
+def _why(found: Outcome, status: str) -> str:
+    reasons = found.reasons.get(status, [])
+    if not reasons:
+        return ""
+    text = "; ".join(reasons[:REASONS_SHOWN])
+    more = len(reasons) - REASONS_SHOWN
+    if more > 0:
+        text += " " + ngettext("(and %(n)d other reason)", "(and %(n)d other reasons)", more) % {
+            "n": more
+        }
+    return text
+
+
+def outcome_parts(found: Outcome, *, queued: bool = False) -> list[str]:
+    """ "2 purged", "1 skipped, not sent: <why>", ...: one phrase per status present."""
+    counts = found.counts
+    parts: list[str] = []
+    if n := counts.get(OK, 0):
+        parts.append(ngettext("%(n)d purged", "%(n)d purged", n) % {"n": n})
+    if n := counts.get(NOT_CACHED, 0):
+        parts.append(
+            ngettext(
+                "%(n)d not cached (nothing to purge)", "%(n)d not cached (nothing to purge)", n
+            )
+            % {"n": n}
+        )
+    if n := found.pending:
+        if roan_settings.DISPATCH == "task":
+            text = ngettext("%(n)d queued for a task worker", "%(n)d queued for a task worker", n)
+        elif queued:
+            text = ngettext(
+                "%(n)d queued, sent once this page has loaded (or by roan_dispatch)",
+                "%(n)d queued, sent once this page has loaded (or by roan_dispatch)",
+                n,
+            )
+        elif found.paused:
+            text = ngettext(
+                "%(n)d waiting: %(backends)s paused",
+                "%(n)d waiting: %(backends)s paused",
+                n,
+            )
+        else:
+            text = ngettext("%(n)d waiting to be sent", "%(n)d waiting to be sent", n)
+        parts.append(text % {"n": n, "backends": ", ".join(found.paused)})
+    for status in (FAILED, GAVE_UP, SKIPPED):
+        if n := counts.get(status, 0):
+            why = _why(found, status)
+            phrase = _trouble(status, n)
+            parts.append(f"{phrase} ({why})" if why else phrase)
+    return parts
+
+
+def _trouble(status: str, n: int) -> str:
+    if status == FAILED:
+        text = ngettext("%(n)d failed, to be retried", "%(n)d failed, to be retried", n)
+    elif status == GAVE_UP:
+        text = ngettext("%(n)d gave up", "%(n)d gave up", n)
+    else:
+        text = ngettext("%(n)d skipped, not sent", "%(n)d skipped, not sent", n)
+    return text % {"n": n}
