@@ -19,7 +19,7 @@ the commit) is the one cached.
 It costs a ``set_many`` per committed change and a ``get_many`` per rendered page (a
 cache miss: hits never reach Django), of one key per model on the page. It needs a
 ``ROAN_CACHE`` that every web process shares (Redis, Memcached, the database or file
-cache), and clocks that agree across servers to within ``CLOCK_MARGIN``.
+cache), and clocks that agree across servers (see ``CLOCK_MARGIN``).
 ``ROAN_RENDER_GUARD = False`` turns it off.
 
 What it cannot close: a page that finished rendering just *before* the time was
@@ -48,8 +48,11 @@ logger = logging.getLogger(__name__)
 #: Seconds a change's time is kept: a render that takes longer is not guarded.
 KEEP_SECONDS = 300
 #: Seconds of clock difference between servers tolerated: a page whose render began up
-#: to this long after a change committed is treated as concurrent with it.
-CLOCK_MARGIN = 0.05
+#: to this long after a change committed is treated as concurrent with it. None by
+#: default (one host, or clocks kept in step by NTP to well under the few milliseconds
+#: between a commit and its purge); a render that began more than the clock difference
+#: before the commit is always caught.
+CLOCK_MARGIN = 0.0
 #: The header value a guarded page goes out with.
 NOT_CACHED = "private, no-store"
 

@@ -183,6 +183,8 @@ if os.environ.get("ROAN_EXAMPLE_VARNISH_URL"):
 # ROAN_EXAMPLE_PURGING=0: a process that only renders pages (and purges nothing, indexes
 # nothing), such as the uncached reference server of tests/test_freshness.py.
 ROAN_ENABLED = os.environ.get("ROAN_EXAMPLE_PURGING", "1") == "1"
+# ROAN_EXAMPLE_RENDER_GUARD=0 turns roan's render guard off (to watch the race it closes).
+ROAN_RENDER_GUARD = os.environ.get("ROAN_EXAMPLE_RENDER_GUARD", "1") == "1"
 
 # The models purge rules may name: the blog's. Without this setting every installed model
 # but accounts, sessions, the admin log, content types and roan's own would be allowed;
