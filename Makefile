@@ -79,7 +79,8 @@ lint:
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache example/.cache
-	rm -f example/db.sqlite3 tests/*.sqlite3
+	rm -f example/db.sqlite3 example/db.sqlite3-wal example/db.sqlite3-shm
+	rm -f tests/*.sqlite3 tests/*.sqlite3-wal tests/*.sqlite3-shm
 	find . \( -path './.venv*' -o -path ./$(VENV) -o -path ./.git \) -prune \
 	  -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
 

@@ -11,6 +11,7 @@ middleware chain, no network) in two setups, interleaved round by round in one p
     on    with it, and a Varnish backend configured, so each page gets its xkey header
 
 Django's page cache is swapped for a DummyCache, so every request renders the page. The
+render guard is off unless ``--render-guard`` (then ``ROAN_CACHE`` is a file cache). The
 tag index write is not part of this figure (``roan.tag_index.remember`` is timed on its
 own by the index's benchmark). Requests alternate off/on one by one; prints the median
 wall and CPU ms per page of each setup (CPU time of this process: what other processes
@@ -102,17 +103,25 @@ def timed_request(client: Any) -> tuple[float, float]:
     return elapsed
 
 
-def run(requests: int, rounds: int) -> None:
+def run(requests: int, rounds: int, guard_dir: str = "") -> None:
     from django.test import override_settings
 
     from roan import tags as tags_module
 
     seed()
-    dummy = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    dummy: dict[str, Any] = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    extra: dict[str, Any] = {"ROAN_RENDER_GUARD": False}
+    if guard_dir:
+        # The render guard reads ROAN_CACHE once per page: a file cache, like the example's.
+        dummy["roan"] = {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": guard_dir,
+        }
+        extra = {"ROAN_RENDER_GUARD": True, "ROAN_CACHE": "roan"}
     varnish = {
         "edge": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": ["http://127.0.0.1:9"]}
     }
-    with override_settings(CACHES=dummy, ROAN_BACKENDS=varnish):
+    with override_settings(CACHES=dummy, ROAN_BACKENDS=varnish, **extra):
         clients = {"off": client_for(False), "on": client_for(True)}
         page = clients["on"].get("/posts/")
         assert page.status_code == 200, page.status_code
@@ -157,6 +166,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="requests per setup and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--render-guard",
+        action="store_true",
+        help="with the render guard on (ROAN_CACHE a file cache); off by default",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="roan-bench-tags-") as tmp:
         name = f"roan_bench_tags_{uuid.uuid4().hex[:8]}"
@@ -173,7 +187,7 @@ def main() -> None:
                 f"Python {platform.python_version()}, Django {django.get_version()}, "
                 f"{os.cpu_count()} CPUs, {engine}"
             )
-            run(args.requests, args.rounds)
+            run(args.requests, args.rounds, str(Path(tmp) / "guard") if args.render_guard else "")
         finally:
             if url:
                 from django.db import connections

@@ -172,5 +172,12 @@ class RoanSettings:
         never less correct: every save purges the list tag too). Default 200."""
         return int(getattr(settings, "ROAN_TAG_INDEX_MAX_TAGS", 200))
 
+    @property
+    def RENDER_GUARD(self) -> bool:
+        """``ROAN_RENDER_GUARD``: a tagged page rendered while a change to what it shows
+        committed goes out ``private, no-store``, so that no cache keeps what may be the
+        old content after the purge (``roan.render_guard``). Default ``True``."""
+        return bool(getattr(settings, "ROAN_RENDER_GUARD", True))
+
 
 roan_settings = RoanSettings()

@@ -10,7 +10,6 @@ start varying on the session cookie.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +17,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import SimpleTemplateResponse
 from django.utils.functional import empty
 
-from roan import tag_index, tags
+from roan import tags
 from roan.pipeline import acting_user_lookup
-
-logger = logging.getLogger(__name__)
 
 
 class PurgeUserMiddleware:
@@ -45,7 +42,9 @@ class CacheTagMiddleware:
     For GET and HEAD, the view runs (and its template renders) under
     ``roan.tags.tracking()``; a response shared caches may keep (``roan.tags.is_cacheable``)
     gets the tag header of every configured backend that reads one (Varnish ``xkey``),
-    and its tags go to ``roan.tag_index.remember`` for caches that cannot purge by tag.
+    its tags go to ``roan.tag_index.remember`` for caches that cannot purge by tag, and
+    ``roan.render_guard`` makes it uncacheable when a change to what it shows committed
+    while it rendered (see ``roan.tags.settle``).
 
     Put it first in ``MIDDLEWARE`` (or right after ``SecurityMiddleware``): it must see
     the ``Set-Cookie`` and ``Cache-Control`` headers the middleware below it adds.
@@ -63,15 +62,6 @@ class CacheTagMiddleware:
             if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
                 # Rendering reads the querysets the view only built: keep it inside.
                 response.render()
-        if not tags.is_cacheable(request, response):
-            return response
-        found = collector.tags() | tags.carried_tags(response)
-        if not found:
-            return response
-        tags.stamp(response, found)
-        try:
-            tag_index.remember(request, response, found)
-        except Exception:
-            # The index only widens purges for caches without tags; the page still goes out.
-            logger.exception("Could not record the cache tags of %s", request.path[:200])
+        if tags.is_cacheable(request, response):
+            tags.settle(request, response, collector)
         return response

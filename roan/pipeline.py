@@ -34,7 +34,7 @@ from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import completion, layers, limits, verify
+from roan import completion, layers, limits, render_guard, verify
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
@@ -268,13 +268,15 @@ def _safe_repr(obj: models.Model) -> str:
 class _TransactionState:
     """What one database transaction has asked to purge so far."""
 
-    __slots__ = ("flushed", "hooks", "ids", "seen", "using")
+    __slots__ = ("changed", "flushed", "hooks", "ids", "seen", "using")
 
     def __init__(self, using: str, hooks: object) -> None:
         self.using = using
         self.hooks = hooks
         self.seen: set[tuple[str, str, str, str]] = set()
         self.ids: list[int] = []
+        #: Cache tags this transaction purges, for the render guard.
+        self.changed: set[str] = set()
         self.flushed = False
 
     def flush(self) -> None:
@@ -283,6 +285,9 @@ class _TransactionState:
         if self.flushed:
             return
         self.flushed = True
+        if self.changed:
+            # Committed, not yet purged: renders still running from now on are not cached.
+            render_guard.mark_changed(self.changed)
         if self.ids:
             dispatch(self.ids, using=self.using)
 
@@ -302,6 +307,19 @@ def _state(using: str) -> _TransactionState:
         state = _TransactionState(using, connection.run_on_commit)
         connection._roan_state = state  # type: ignore[attr-defined]
     return state
+
+
+def note_changed(tags: Iterable[str], *, using: str) -> None:
+    """Tell the render guard, when the transaction commits and before its purges are
+    sent, that what ``tags`` name changed (at once outside a transaction)."""
+    if not is_active() or _capture.get() is not None:
+        return
+    if not connections[using].in_atomic_block:
+        render_guard.mark_changed(tags)
+        return
+    state = _state(using)
+    state.changed.update(tags)
+    transaction.on_commit(state.flush, using=using, robust=True)
 
 
 def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:

@@ -267,9 +267,11 @@ def submit_tags(
     if not pipeline.is_active():
         return 0
     aliases = list(aliases)
-    purges = tag_purges(tags, origin, aliases)
-    written = pipeline.submit(purges, using=using)
     db = using or router.db_for_write(PurgeAttempt)
+    # First, so that the render guard hears of the change before any purge is sent.
+    pipeline.note_changed(tags, using=db)
+    purges = tag_purges(tags, origin, aliases)
+    written = pipeline.submit(purges, using=db)
     urls_only = [alias for alias in aliases if not _purges_by_tag(alias)]
     capturing = pipeline._capture.get() is not None
     if not urls_only or capturing or not transaction.get_connection(db).in_atomic_block:

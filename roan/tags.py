@@ -27,6 +27,7 @@ import functools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -46,6 +47,7 @@ from django.db.models.sql.compiler import (
 from django.http import HttpRequest, HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 
+from roan import render_guard, tag_index
 from roan.access import rule_model_refusal
 from roan.backends import get_backends
 from roan.backends.base import BaseBackend
@@ -122,9 +124,13 @@ class TagCollector:
     turns them into tag names, dropping models that rules may not name.
     """
 
-    __slots__ = ("extra", "lists", "objects", "overflowed")
+    __slots__ = ("extra", "lists", "objects", "overflowed", "settled", "started")
 
     def __init__(self) -> None:
+        #: When the render began (``time.time()``), for ``roan.render_guard``.
+        self.started = time.time()
+        #: Whether :func:`settle` has finished the response.
+        self.settled = False
         self.objects: dict[type[models.Model], set[Any]] = {}
         self.lists: set[type[models.Model]] = set()
         self.extra: set[str] = set()
@@ -225,6 +231,10 @@ def cache_tags(*items: Any) -> Callable[[_View], _View]:
     from it without running the view, so without the headers those answers would carry
     no tags. Put ``cache_tags()`` *inside* ``cache_page``. ``CacheTagMiddleware`` does the
     tracking; without it (or outside GET/HEAD) this decorator does nothing.
+
+    It also indexes the URL and runs the render guard (:func:`settle`) before
+    ``cache_page`` stores the page, so that Django's page cache never keeps a page
+    rendered while a change committed.
     """
 
     def decorator(view: _View) -> _View:
@@ -238,7 +248,7 @@ def cache_tags(*items: Any) -> Callable[[_View], _View]:
 
             def stamp_rendered(rendered: HttpResponseBase) -> None:
                 if is_cacheable(request, rendered):
-                    stamp(rendered, collector.tags())
+                    settle(request, rendered, collector)
 
             if isinstance(response, SimpleTemplateResponse) and not response.is_rendered:
                 # Rendered later, still inside the middleware's tracking; cache_page
@@ -488,6 +498,31 @@ def tag_backends() -> dict[str, BaseBackend]:
         if other is None or backend.tag_header_limit < other.tag_header_limit:
             chosen[key] = backend
     return chosen
+
+
+def settle(request: HttpRequest, response: HttpResponseBase, collector: TagCollector) -> None:
+    """Finish a cacheable, tagged response: write its tag headers, index its URL for the
+    caches that cannot purge by tag, then run the render guard (which may make it
+    uncacheable: a change to what it shows committed while it rendered).
+
+    In that order: a page indexed before the guard looked is in the index when the
+    change's purge is expanded after commit, and a page the guard looked at after the
+    change committed is not cached at all. Done once per request: by ``cache_tags()``
+    inside the view when it is used, else by the middleware.
+    """
+    if collector.settled:
+        return
+    collector.settled = True
+    found = collector.tags() | carried_tags(response)
+    if not found:
+        return
+    stamp(response, found)
+    try:
+        tag_index.remember(request, response, found)
+    except Exception:
+        # The index only widens purges for caches without tags; the page still goes out.
+        logger.exception("Could not record the cache tags of %s", request.path[:200])
+    render_guard.protect(response, found, collector.started)
 
 
 def carried_tags(response: HttpResponseBase) -> frozenset[str]:

@@ -25,6 +25,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The figures of the freshness runs (tests/test_freshness.py), quotable as they are."""
+    figures = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", "") == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "freshness"
+    ]
+    if figures:
+        terminalreporter.section("freshness")
+        for line in figures:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_rules() -> Iterator[None]:
     """Each test starts with no code rules and a rule index that knows nothing."""

@@ -25,7 +25,8 @@ View = Callable[..., HttpResponse]
 
 
 def public_page(view: View) -> View:
-    """Cache ``view`` in Django's cache and in shared caches in front; never in browsers.
+    """Cache ``view`` in Django's cache (unless ``BLOG_PAGE_CACHE`` is off) and in shared
+    caches in front; never in browsers.
 
     Shared caches (nginx, Varnish, a CDN) keep the page for ``s-maxage`` seconds: roan
     purges them when the content changes. A browser's cache is private and roan cannot
@@ -40,7 +41,9 @@ def public_page(view: View) -> View:
     view = cache_tags()(view)
     seconds = settings.BLOG_PAGE_SECONDS
     headers = cache_control(public=True, max_age=0, s_maxage=seconds, must_revalidate=True)
-    return cache_page(seconds)(_expires_now(headers(view)))
+    view = _expires_now(headers(view))
+    # ROAN_EXAMPLE_PAGE_CACHE=0: the caches in front keep the pages, Django does not.
+    return cache_page(seconds)(view) if settings.BLOG_PAGE_CACHE else view
 
 
 def _expires_now(view: View) -> View:

@@ -74,7 +74,20 @@ def _database() -> dict[str, object]:
     url = os.environ.get("ROAN_EXAMPLE_DATABASE_URL", "")
     if not url:
         name = os.environ.get("ROAN_EXAMPLE_SQLITE", str(BASE_DIR / "db.sqlite3"))
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": name,
+            # Readers write too (the tag index, on every page the caches miss) while an
+            # editor saves: WAL lets reads go on during a write, IMMEDIATE takes the write
+            # lock when a transaction starts (a deferred one that reads, then writes, fails
+            # at once with "database is locked" if another writer got there first), and a
+            # writer waits up to 20 s for the lock instead of 5.
+            "OPTIONS": {
+                "init_command": "PRAGMA journal_mode=WAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
         raise RuntimeError(
@@ -103,6 +116,9 @@ CACHES = {
     }
 }
 
+# ROAN_EXAMPLE_PAGE_CACHE=0 turns Django's page cache off (blog/views.py), for a site that
+# leaves caching to nginx or Varnish in front.
+BLOG_PAGE_CACHE = os.environ.get("ROAN_EXAMPLE_PAGE_CACHE", "1") == "1"
 # How long cache_page keeps a public page, and the s-maxage sent to caches in front
 # (browsers get max-age=0 and revalidate: roan can purge shared caches, not theirs).
 BLOG_PAGE_SECONDS = int(os.environ.get("ROAN_EXAMPLE_PAGE_SECONDS", "600"))
@@ -122,36 +138,53 @@ STATIC_ROOT = BASE_DIR / ".cache" / "static"
 # them. HOSTS are the hosts the pages are served under: cache_page keys include the host,
 # so a page fetched at localhost:8000 is a different entry from 127.0.0.1:8000.
 _SITE_HOSTS = os.environ.get("ROAN_EXAMPLE_HOSTS", "127.0.0.1:8000,localhost:8000").split(",")
-ROAN_BACKENDS: dict[str, dict[str, object]] = {
-    "site": {
+# The caches in front pass their readers' host names on: the page cache keys by them too.
+_PAGE_HOSTS = list(_SITE_HOSTS)
+ROAN_BACKENDS: dict[str, dict[str, object]] = {}
+if BLOG_PAGE_CACHE:
+    ROAN_BACKENDS["site"] = {
         "BACKEND": "roan.backends.django_cache.DjangoCacheBackend",
-        "HOSTS": _SITE_HOSTS,
-    },
-    # With Varnish in front (example/deploy/ has a VCL accepting PURGE, BAN and xkey
-    # from localhost):
-    # "varnish": {
-    #     "BACKEND": "roan.backends.varnish.VarnishBackend",
-    #     "NODES": ["http://127.0.0.1:6081"],
-    #     "HOSTS": ["localhost"],
-    # },
-}
+        "HOSTS": _PAGE_HOSTS,
+    }
+# The caches in front are purged after the page cache (AFTER): a reader who refills them
+# right after their purge must not get the page cache's old copy, which they would then
+# keep for their whole lifetime.
+_INNER = ["site"] if BLOG_PAGE_CACHE else []
 
 # With nginx in front (example/deploy/nginx.conf, with the ngx_cache_purge module; "GET
 # /purge/<path>" purges <path>), set ROAN_EXAMPLE_NGINX_PURGE_URL, e.g.
-# http://127.0.0.1:8080/purge. nginx then sits in front of Django's page cache: it is
-# purged AFTER it, so that a reader who refills nginx right after its purge cannot get
-# the page cache's old copy (which nginx would then keep for its whole lifetime).
-# ROAN_EXAMPLE_NGINX_HOSTS (default "localhost") are the names readers use; nginx passes
-# them to Django without the port, so the page cache keys its pages by them too.
+# http://127.0.0.1:8080/purge. ROAN_EXAMPLE_NGINX_HOSTS (default "localhost") are the
+# names readers use; nginx passes them to Django without the port, so the page cache keys
+# its pages by them too.
 if os.environ.get("ROAN_EXAMPLE_NGINX_PURGE_URL"):
     _nginx_hosts = os.environ.get("ROAN_EXAMPLE_NGINX_HOSTS", "localhost").split(",")
-    ROAN_BACKENDS["site"]["HOSTS"] = [*_SITE_HOSTS, *_nginx_hosts]
+    _PAGE_HOSTS += _nginx_hosts
     ROAN_BACKENDS["nginx"] = {
         "BACKEND": "roan.backends.nginx.NginxBackend",
         "LOCATION": os.environ["ROAN_EXAMPLE_NGINX_PURGE_URL"],
         "HOSTS": _nginx_hosts,
-        "AFTER": ["site"],
+        "AFTER": _INNER,
     }
+
+# With Varnish in front (example/deploy/varnish.vcl: PURGE, BAN and xkey from localhost),
+# set ROAN_EXAMPLE_VARNISH_URL, e.g. http://127.0.0.1:6081. Varnish keys pages by the Host
+# as readers send it, port included: ROAN_EXAMPLE_VARNISH_HOSTS (default "localhost:6081").
+# The pages' xkey header (CacheTagMiddleware) lets it purge by tag.
+if os.environ.get("ROAN_EXAMPLE_VARNISH_URL"):
+    _varnish_hosts = os.environ.get("ROAN_EXAMPLE_VARNISH_HOSTS", "localhost:6081").split(",")
+    _PAGE_HOSTS += _varnish_hosts
+    ROAN_BACKENDS["varnish"] = {
+        "BACKEND": "roan.backends.varnish.VarnishBackend",
+        "NODES": [os.environ["ROAN_EXAMPLE_VARNISH_URL"]],
+        "HOSTS": _varnish_hosts,
+        "AFTER": _INNER,
+    }
+
+# ROAN_EXAMPLE_PURGING=0: a process that only renders pages (and purges nothing, indexes
+# nothing), such as the uncached reference server of tests/test_freshness.py.
+ROAN_ENABLED = os.environ.get("ROAN_EXAMPLE_PURGING", "1") == "1"
+# ROAN_EXAMPLE_RENDER_GUARD=0 turns roan's render guard off (to watch the race it closes).
+ROAN_RENDER_GUARD = os.environ.get("ROAN_EXAMPLE_RENDER_GUARD", "1") == "1"
 
 # The models purge rules may name: the blog's. Without this setting every installed model
 # but accounts, sessions, the admin log, content types and roan's own would be allowed;

@@ -163,28 +163,31 @@ POSTS = [
 ]
 
 # (name, model, templates, description, fire on many-to-many changes)
+# Every page carries cache tags (CacheTagMiddleware): the lists carry blog.post, a post's
+# page carries its post, author and tags, and a save purges what it touches. The rules
+# name what a tag cannot: the object's own pages by URL, from its values before and after
+# the save (a changed slug purges the old address), whether or not the URL<->tag index
+# has seen them (pages cached before tags were on, a cache the index does not cover).
 RULES: list[tuple[str, type[models.Model], list[str], str, bool]] = [
     (
         "Post pages",
         Post,
-        ["/", "/posts/", "/posts/{slug}/", "/authors/{author.username}/", "/tags/{tags.slug}/"],
-        "A post shows on the home page, the post list, its own page, its author's page "
-        "and one page per tag.",
-        True,
+        ["/posts/{slug}/"],
+        "The post's own page. Lists of posts carry the blog.post tag and are purged by it.",
+        False,
     ),
     (
         "Author pages",
         Author,
-        ["/", "/posts/", "/authors/{username}/"],
-        "Post lists show the author's name. Post pages show it too: after renaming an "
-        "author, purge /posts/... by hand or save their posts.",
+        ["/authors/{username}/", "/posts/{posts.slug}/"],
+        "The author's page and each of their posts, which show the author's name.",
         False,
     ),
     (
         "Tag pages",
         Tag,
-        ["/tags/{slug}/"],
-        "Other pages show tags by slug, which rarely changes.",
+        ["/tags/{slug}/", "/posts/{posts.slug}/"],
+        "The tag's page and each post it is on, which link to it by slug.",
         False,
     ),
 ]
