@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import Case, F, Q, When
 from django.utils.translation import gettext_lazy as _
 
-from roan.managers import PurgeAttemptManager, PurgeRuleManager
+from roan.managers import BackendStateManager, PurgeAttemptManager, PurgeRuleManager
 
 
 class PurgeRule(models.Model):
@@ -297,6 +297,8 @@ class BackendState(models.Model):
         verbose_name=_("paused by"),
     )
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = BackendStateManager()
 
     class Meta:
         verbose_name = _("backend")
