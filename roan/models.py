@@ -271,7 +271,12 @@ class PurgeAttempt(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.target} on {self.backend} ({self.status})"
+        return _("%(kind)s %(target)s on %(backend)s (%(status)s)") % {
+            "kind": self.get_kind_display(),
+            "target": self.target,
+            "backend": self.backend,
+            "status": self.get_status_display(),
+        }
 
 
 class BackendState(models.Model):
@@ -341,4 +346,4 @@ class TaggedURL(models.Model):
         indexes = [models.Index(fields=["expires_at"], name="roan_taggedurl_expiry")]
 
     def __str__(self) -> str:
-        return f"{self.tag} on {self.host}{self.path}"
+        return _("%(tag)s on %(url)s") % {"tag": self.tag, "url": f"{self.host}{self.path}"}

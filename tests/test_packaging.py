@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LANGUAGES: list[str] = []  # the catalogs roan ships
+LANGUAGES = ["de", "fr"]  # the catalogs roan ships
 
 
 @pytest.fixture(scope="module")
