@@ -73,6 +73,11 @@ demo:
 
 test:
 	$(call install,$(EXTRAS))
+	@# axe-core for tests/test_a11y.py (from the npm registry; the test run only uses it).
+	@if [ ! -f tests/a11y/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null; then \
+	  echo ">> installing axe-core into tests/a11y"; \
+	  npm ci --prefix tests/a11y --no-audit --no-fund --loglevel=error; \
+	fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint:
@@ -82,7 +87,7 @@ lint:
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache example/.cache
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache example/.cache tests/a11y/node_modules
 	rm -f example/db.sqlite3 tests/*.sqlite3
 	find . \( -path './.venv*' -o -path ./$(VENV) -o -path ./.git \) -prune \
 	  -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
