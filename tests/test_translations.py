@@ -96,7 +96,24 @@ def visible_text(html: str) -> list[str]:
 
 def catalog(language: str) -> list[tuple[str, str]]:
     """(English, translation) for every message in roan's catalog for ``language``."""
-    text = (LOCALE / language / "LC_MESSAGES" / "django.po").read_text()
+    return read_catalog(LOCALE / language / "LC_MESSAGES" / "django.po")
+
+
+def others_english(language: str) -> set[str]:
+    """The English messages of Django and django-import-export: the admin's own text
+    (which their translators may not have reached yet) is not roan's to translate."""
+    import django
+    import import_export
+
+    django_root = Path(django.__file__).parent
+    paths = [*django_root.glob("conf/locale/en/LC_MESSAGES/*.po")]
+    paths += django_root.glob("contrib/*/locale/en/LC_MESSAGES/*.po")
+    paths += Path(import_export.__file__).parent.glob(f"locale/{language}/LC_MESSAGES/*.po")
+    return {english for path in paths for english, _ in read_catalog(path)}
+
+
+def read_catalog(path: Path) -> list[tuple[str, str]]:
+    text = path.read_text(errors="replace")
     entries = []
     for block in text.split("\n\n"):
         if block.lstrip().startswith(("#~",)):
@@ -200,6 +217,7 @@ def test_roans_pages_show_no_english(world, settings, language) -> None:
         for piece in fragments(message)
     ]
     assert len(english) > 200
+    theirs = others_english(language)
     from_catalog: dict[str, list[str]] = {}
     unmarked: dict[str, list[str]] = {}
     for name, (url, data) in pages(world).items():
@@ -217,6 +235,7 @@ def test_roans_pages_show_no_english(world, settings, language) -> None:
             if piece in in_english
             and len(re.findall(r"[A-Za-z]{2,}", piece)) >= 2
             and not is_data(piece)
+            and piece not in theirs
         ]:
             unmarked[name] = same
     assert from_catalog == {}, "\n".join(f"{k}: {v}" for k, v in from_catalog.items())
