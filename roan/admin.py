@@ -587,7 +587,7 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     ]
     list_display_links = ["created"]
     # Each filter is served by an index in PurgeAttempt.Meta (kind has none: it is left out).
-    list_filter = ["status", BackendAliasFilter, "trigger", "rule"]
+    list_filter = ["status", BackendAliasFilter, "trigger", "rule", "completion"]
     list_select_related = ["user"]
     search_fields = ["target"]
     search_help_text = gettext_lazy("Search by URL, prefix or tag (part of it).")
@@ -669,6 +669,14 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
                 attempt.verification,
                 attempt.verification_detail,
                 attempt.get_verification_display(),
+            )
+        if attempt.completion:
+            # A CDN's asynchronous invalidation: accepted, then (later) completed.
+            badge += format_html(
+                '<br><span class="roan-badge roan-completion-{}" title="{}">{}</span>',
+                attempt.completion,
+                attempt.completed_at or attempt.completion_check_at or "",
+                attempt.get_completion_display(),
             )
         return badge
 

@@ -188,13 +188,10 @@ def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[check
     roan.W011: one kept in a shared cache without atomic counters (database, files)
     holds only roughly when several processes send at once.
     """
-    from roan.limits import is_atomic, is_shared
+    from roan.limits import is_atomic, is_shared, rate_limit
 
-    limited = sorted(
-        alias
-        for alias, config in roan_settings.BACKENDS.items()
-        if isinstance(config, dict) and config.get("RATE_LIMIT")
-    )
+    # A CDN backend has its provider's limit by default (roan.limits.rate_limit).
+    limited = sorted(alias for alias in roan_settings.BACKENDS if rate_limit(alias))
     if settings.DEBUG or not limited or is_atomic():
         return []
     if is_shared():

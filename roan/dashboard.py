@@ -148,6 +148,8 @@ def queue(qs: QuerySet[PurgeAttempt]) -> dict[str, Any]:
         "pending": pending.get("n", 0),
         "failing": by_status.get("failed", {}).get("n", 0),
         "oldest_pending": pending.get("oldest"),
+        # CDN invalidations accepted and not yet reported done (roan.completion).
+        "in_progress": qs.filter(completion=PurgeAttempt.Completion.IN_PROGRESS).count(),
     }
 
 

@@ -38,6 +38,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connections, models, router, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from roan.conf import roan_settings
 from roan.shared_cache import outage
@@ -100,13 +101,29 @@ def validate_options(alias: str, config: Mapping[str, Any]) -> None:
 
 
 def rate_limit(alias: str) -> RateLimit | None:
+    """The backend's ``RATE_LIMIT``; without the option, its class's
+    ``default_rate_limit`` (a CDN's published bucket), if it has one. ``RATE_LIMIT =
+    None`` turns even that off."""
     config = roan_settings.BACKENDS.get(alias)
     if not isinstance(config, Mapping):
         return None
+    value = config["RATE_LIMIT"] if "RATE_LIMIT" in config else _default_rate_limit(config)
     try:
-        return parse_rate_limit(alias, config.get("RATE_LIMIT"))
+        return parse_rate_limit(alias, value)
     except ImproperlyConfigured:
         return None  # reported by the system check and when the backend is built
+
+
+def _default_rate_limit(config: Mapping[str, Any]) -> Any:
+    try:
+        # The class only, never an instance: this runs for every batch sent.
+        cls = import_string(str(config.get("BACKEND", "")))
+    except Exception:  # an unimportable BACKEND: roan.E002 says so
+        return None
+    pick = getattr(cls, "default_rate_limit_for", None)
+    if callable(pick):
+        return pick(config)
+    return getattr(cls, "default_rate_limit", None)
 
 
 def _cache() -> BaseCache:

@@ -127,6 +127,15 @@ class PurgeAttempt(models.Model):
         STILL_CACHED = "still_cached", _("still cached")
         UNVERIFIABLE = "unverifiable", _("unverifiable")
 
+    class Completion(models.TextChoices):
+        # "" is a purge the provider finished before it answered (every cache but the
+        # CDNs that invalidate asynchronously).
+        NONE = "", _("immediate")
+        IN_PROGRESS = "in_progress", _("in progress")
+        COMPLETED = "completed", _("completed")
+        # The provider never said it was done within roan's checks.
+        UNCONFIRMED = "unconfirmed", _("not confirmed")
+
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     status = models.CharField(
@@ -181,6 +190,30 @@ class PurgeAttempt(models.Model):
         default="",
         db_default="",
         help_text=_("The cache status header or Age seen, or why the page was not probed."),
+    )
+    completion = models.CharField(
+        _("completion"),
+        max_length=12,
+        choices=Completion.choices,
+        default=Completion.NONE,
+        db_default=Completion.NONE,
+        blank=True,
+        help_text=_(
+            "For a CDN that invalidates in the background (CloudFront, Azure, Akamai): "
+            "accepted and still in progress, or completed, as the provider's status said."
+        ),
+    )
+    completion_check_at = models.DateTimeField(
+        _("next status check"),
+        null=True,
+        blank=True,
+        help_text=_("When roan next asks the provider whether the invalidation is done."),
+    )
+    completed_at = models.DateTimeField(
+        _("completed"),
+        null=True,
+        blank=True,
+        help_text=_("When roan saw the provider report the invalidation done."),
     )
     claimed_until = models.DateTimeField(
         _("claimed until"),
@@ -268,6 +301,10 @@ class PurgeAttempt(models.Model):
             models.Index(fields=["trigger", "-created_at"], name="roan_attempt_trigger"),
             models.Index(fields=["rule", "-created_at"], name="roan_attempt_rule"),
             models.Index(fields=["status", "-created_at"], name="roan_attempt_status"),
+            # The status checks read the invalidations still in progress, by when due.
+            models.Index(
+                fields=["completion", "completion_check_at"], name="roan_attempt_completion"
+            ),
         ]
 
     def __str__(self) -> str:

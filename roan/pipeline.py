@@ -34,7 +34,7 @@ from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import layers, limits, verify
+from roan import completion, layers, limits, verify
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
@@ -45,6 +45,7 @@ from roan.backends.base import (
     BaseBackend,
     PurgeRequest,
     PurgeResult,
+    is_throttled,
     is_unreachable,
     not_sent,
     purges_everything,
@@ -490,13 +491,14 @@ def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeRes
     for start in range(0, len(attempts), size):
         chunk = attempts[start : start + size]
         if down is not None:
-            # The node did not answer: don't make the caller wait a timeout per batch.
+            # The node did not answer, or throttled us: don't make the caller wait a
+            # timeout per batch, nor send what it would refuse (it waits as long).
             for attempt in chunk:
                 results[attempt.pk] = dataclasses.replace(
-                    down, latency_ms=None, error=not_sent(down)
+                    down, http_status=None, latency_ms=None, error=not_sent(down)
                 )
             continue
-        requests = [PurgeRequest(a.kind, a.target, a.host) for a in chunk]
+        requests = [PurgeRequest(a.kind, a.target, a.host, attempt=a.pk) for a in chunk]
         try:
             chunk_results = backend.purge(node, requests)
         except Exception as exc:  # a backend bug must not lose the rows
@@ -510,7 +512,7 @@ def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeRes
             ] * len(chunk)
         for attempt, result in zip(chunk, chunk_results, strict=True):
             results[attempt.pk] = result
-            if is_unreachable(result):
+            if is_unreachable(result) or is_throttled(result):
                 down = result
     return results
 
@@ -595,6 +597,11 @@ def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str)
         # write the rows one by one, so that only the bad one is marked instead.
         logger.exception("roan: recording %d outcome(s) failed; retrying row by row", len(attempts))
         _record_each(attempts, now, using=using)
+    try:
+        # Invalidations the provider finishes later: checked by roan_dispatch and tasks.
+        completion.accepted(attempts, results, using=using)
+    except Exception:
+        logger.exception("roan: cannot mark invalidations in progress")
     for attempt in attempts:
         log = logger.warning if attempt.status in {FAILED, GAVE_UP} else logger.debug
         log(

@@ -45,12 +45,15 @@ def send_attempts(ids: list[int]) -> int:
 
     Returns how many attempts this run handled.
     """
+    from roan.completion import check_due
     from roan.pipeline import send_ids
 
     attempts = send_ids(ids)
     schedule_retries(attempts)
     handled = {attempt.pk for attempt in attempts}
     schedule_retries(not_yet_due([pk for pk in ids if pk not in handled]))
+    # The worker, not the editor, asks a CDN whether earlier invalidations are done.
+    check_due()
     return len(attempts)
 
 

@@ -36,10 +36,18 @@ override_settings(
 TAKER = (
     SETUP
     + """
+import os, pathlib
 from roan.limits import RateLimit, take
-rate, burst, start, stop = map(float, sys.argv[3:7])
+rate, burst = map(float, sys.argv[3:5])
+sync = pathlib.Path(sys.argv[5])
 limit = RateLimit(rate, burst)
 grants = []
+# Ready, then wait for the test to name the window: a loaded machine may take seconds to
+# start Django, and a fixed start time would leave a late worker outside the window.
+(sync / f"ready-{os.getpid()}").touch()
+while not (go := sync / "go").exists():
+    time.sleep(0.005)
+start, stop = map(float, go.read_text().split())
 while time.time() < start:
     time.sleep(0.005)
 while (now := time.time()) < stop:
@@ -63,10 +71,10 @@ while PurgeAttempt.objects.filter(status="pending").exists() and time.monotonic(
 )
 
 
-def run_workers(script: str, count: int, *args: str) -> list[str]:
+def start_workers(script: str, count: int, *args: str) -> list[subprocess.Popen[str]]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     env["ROAN_DB_NAME"] = str(connection.settings_dict["NAME"])
-    procs = [
+    return [
         subprocess.Popen(
             [sys.executable, "-c", script, *args],
             cwd=ROOT,
@@ -77,12 +85,19 @@ def run_workers(script: str, count: int, *args: str) -> list[str]:
         )
         for _ in range(count)
     ]
+
+
+def outputs_of(procs: list[subprocess.Popen[str]]) -> list[str]:
     outputs = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         outputs.append(out)
     return outputs
+
+
+def run_workers(script: str, count: int, *args: str) -> list[str]:
+    return outputs_of(start_workers(script, count, *args))
 
 
 def assert_bucket_held(times: list[float], rate: float, burst: float, slack: float) -> None:
@@ -96,11 +111,18 @@ def assert_bucket_held(times: list[float], rate: float, burst: float, slack: flo
             assert j - i + 1 <= allowed, (i, j, times[j] - times[i])
 
 
-def test_three_processes_share_one_bucket(redis_url) -> None:
+def test_three_processes_share_one_bucket(redis_url, tmp_path: Path) -> None:
     rate, burst = 20.0, 5.0
-    start = time.time() + 3  # time for every worker to start Django
-    stop = start + 1.5
-    outputs = run_workers(TAKER, 3, redis_url, "{}", str(rate), str(burst), str(start), str(stop))
+    procs = start_workers(TAKER, 3, redis_url, "{}", str(rate), str(burst), str(tmp_path))
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-*"))) < 3:
+        assert all(p.poll() is None for p in procs), outputs_of(procs)
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.02)
+    start = time.time() + 0.2
+    (tmp_path / "go.tmp").write_text(f"{start} {start + 1.5}")
+    (tmp_path / "go.tmp").rename(tmp_path / "go")  # whole, or not at all
+    outputs = outputs_of(procs)
     per_process = [json.loads(out) for out in outputs]
     grants = [t for times in per_process for t in times]
     # Three separate buckets would give about 3 * (5 + 20 * 1.5) = 105 tokens.

@@ -70,6 +70,23 @@ class Call(NamedTuple):
     url: str
     headers: Mapping[str, str]
     target: str
+    #: The request body (a CDN API's JSON), or ``None`` for none.
+    body: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reply:
+    """What came back for one :class:`Call`: an HTTP answer, or why there was none.
+
+    ``status`` is ``None`` when nothing usable came back (``error`` says why); ``body``
+    holds at most ``MAX_BODY`` bytes of the answer's body.
+    """
+
+    status: int | None
+    headers: Mapping[str, str]
+    body: bytes
+    latency_ms: float
+    error: str = ""
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -334,10 +351,14 @@ class HTTPTransport:
                 self._sessions.append(session)
         return session
 
-    def send(self, node: str, call: Call) -> PurgeResult:
-        """Send one request; never raises for what the network or the cache does."""
+    def exchange(self, node: str, call: Call) -> Reply:
+        """Send one request and keep its answer's status, headers and (bounded) body.
+
+        Never raises for what the network or the server does.
+        """
         connect, read = self.backend.timeout
         response: requests.Response | None = None
+        body = b""
         error = ""
         budget = _Budget(read)
         token = _current.set(budget)
@@ -347,6 +368,7 @@ class HTTPTransport:
                     call.method,
                     call.url,
                     headers=dict(call.headers),
+                    data=call.body,
                     timeout=(connect, read),
                     allow_redirects=False,
                     stream=True,
@@ -354,7 +376,7 @@ class HTTPTransport:
                 try:
                     # Read what a purge answer may hold; a longer body is left unread,
                     # and close() then drops the connection instead of reading on.
-                    response.raw.read(MAX_BODY, decode_content=False)
+                    body = response.raw.read(MAX_BODY, decode_content=False) or b""
                 finally:
                     response.close()
             except requests.exceptions.ConnectTimeout:
@@ -376,9 +398,12 @@ class HTTPTransport:
                 f"no complete answer within the {read:.1f} s deadline (the cache sends too slowly)"
             )
         if error or response is None:
-            result = PurgeResult(FAILED, latency_ms=timer.ms, error=error or "no answer")
-        else:
-            result = self.interpret(response.status_code, timer.ms, response.headers)
+            return Reply(None, {}, b"", timer.ms, error or "no answer")
+        return Reply(response.status_code, response.headers, body, timer.ms)
+
+    def log(self, node: str, call: Call, result: PurgeResult) -> None:
+        """One debug line per request: backend, method, target, node, outcome; never the
+        URL, a header or a body (any of them may carry a credential)."""
         logger.debug(
             "%s: %s %s on %s -> %s %s (%.1f ms)",
             self.backend.alias,
@@ -387,8 +412,17 @@ class HTTPTransport:
             node,
             result.status,
             result.http_status or result.error,
-            timer.ms,
+            result.latency_ms or 0.0,
         )
+
+    def send(self, node: str, call: Call) -> PurgeResult:
+        """Send one request; never raises for what the network or the cache does."""
+        reply = self.exchange(node, call)
+        if reply.status is None:
+            result = PurgeResult(FAILED, latency_ms=reply.latency_ms, error=reply.error)
+        else:
+            result = self.interpret(reply.status, reply.latency_ms, reply.headers)
+        self.log(node, call, result)
         return result
 
     def send_all(self, node: str, calls: Sequence[Call]) -> list[PurgeResult]:

@@ -53,6 +53,10 @@ class PurgeRequest:
     kind: str
     target: str
     host: str = ""
+    #: The attempt row this request is sent for (set by the sender; ``None`` elsewhere).
+    #: Not part of equality: two requests for the same target are the same purge. A
+    #: backend may derive an idempotency key from it (CloudFront's CallerReference).
+    attempt: int | None = dataclasses.field(default=None, compare=False)
 
 
 def purges_everything(request: PurgeRequest) -> bool:
@@ -79,6 +83,24 @@ class PurgeResult:
     retry_after: float | None = None
     #: False when sending again cannot help (a 403 means configuration, not bad luck).
     retryable: bool = True
+    #: An ``ok`` the provider accepted but finishes in the background (CloudFront, Azure,
+    #: Akamai): roan asks :meth:`BaseBackend.status` about ``purge_id`` after
+    #: ``check_after`` seconds (see :mod:`roan.completion`).
+    in_progress: bool = False
+    check_after: float | None = None
+    #: The provider asked roan to slow down without a 429 (CloudFront's ``Throttling``).
+    throttled: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Progress:
+    """What a provider said about one asynchronous invalidation."""
+
+    done: bool
+    #: Seconds until it is worth asking again (``None``: roan's default).
+    check_after: float | None = None
+    #: Why the status could not be read (the check is tried again later).
+    error: str = ""
 
 
 class BaseBackend:
@@ -158,6 +180,16 @@ class BaseBackend:
         """
         raise NotImplementedError
 
+    def status(self, node: str, purge_ids: Sequence[str]) -> dict[str, Progress]:
+        """How the asynchronous invalidations ``purge_ids`` are going on ``node``.
+
+        Only backends that return ``in_progress`` results implement it; it runs in
+        ``roan_dispatch`` or a task worker, never in an editor's request. An id missing
+        from the answer is asked about again later. Must not raise for the provider's
+        failures.
+        """
+        return {}
+
     def close(self) -> None:
         """Release connections (called when settings change and in tests)."""
 
@@ -213,6 +245,15 @@ class BaseBackend:
 def is_unreachable(result: PurgeResult) -> bool:
     """A failure before any HTTP answer: the node is down or too slow."""
     return result.status == FAILED and result.http_status is None and result.retryable
+
+
+def is_throttled(result: PurgeResult) -> bool:
+    """A 429: the cache or provider asked roan to slow down (``retry_after`` says how)."""
+    return (
+        result.status == FAILED
+        and (result.throttled or result.http_status == 429)
+        and result.retryable
+    )
 
 
 def not_sent(after: PurgeResult) -> str:

@@ -9,6 +9,7 @@ from django.db import router
 from django.db.models import Min, Q
 from django.utils import timezone
 
+from roan.completion import check_due
 from roan.models import PurgeAttempt
 from roan.pipeline import send
 from roan.verify import expire_pending, verifier
@@ -62,11 +63,16 @@ class Command(BaseCommand):
         # thread is a daemon), and close the probes some ended process never ran.
         verifier.drain(timeout=VERIFY_DRAIN_SECONDS)
         expire_pending(using=db)
+        # CDN invalidations accepted earlier (CloudFront...): are they done yet?
+        completed = check_due(using=db)
         counts: dict[str, int] = {}
         for status in handled.values():
             counts[status] = counts.get(status, 0) + 1
         summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        self.stdout.write(f"roan_dispatch: {len(handled)} attempt(s): {summary or 'nothing due'}")
+        done = f"; {completed} invalidation(s) completed" if completed else ""
+        self.stdout.write(
+            f"roan_dispatch: {len(handled)} attempt(s): {summary or 'nothing due'}{done}"
+        )
 
 
 def _until_next_due(database: str, deadline: float) -> float | None:

@@ -1,0 +1,215 @@
+"""AzureFrontDoorBackend against a fake of ARM's Front Door purge on loopback
+(tests/cdn_fakes.py).
+
+What is proved here was checked against that fake only, never against Azure.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+import roan
+from roan import completion, pipeline
+from roan.backends import azure
+from roan.backends.azure import AzureFrontDoorBackend
+from roan.backends.base import PurgeRequest
+from roan.models import PurgeAttempt
+from tests.cdn_fakes import Answer, Bucket, FakeAzureFrontDoor, fresh_buckets  # noqa: F401 (autouse)
+from tests.testapp.models import Post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TOKEN = "eyJ0eXAi.azure-Bearer-Token.do-not-leak"
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+
+
+@pytest.fixture
+def fake() -> Any:
+    server = FakeAzureFrontDoor(
+        token=TOKEN, subscription=SUBSCRIPTION, domains=("www.example.com", "shop.example.com")
+    )
+    yield server
+    server.close()
+
+
+def config(fake: FakeAzureFrontDoor, **options: Any) -> dict[str, Any]:
+    return {
+        "BACKEND": "roan.backends.azure.AzureFrontDoorBackend",
+        "API_URL": fake.url,
+        "SUBSCRIPTION_ID": SUBSCRIPTION,
+        "RESOURCE_GROUP": "web",
+        "PROFILE": "roan-profile",
+        "ENDPOINT": "roan-endpoint",
+        "DOMAINS": ["www.example.com", "shop.example.com"],
+        "TOKEN": TOKEN,
+        "TIMEOUT": (1.0, 2.0),
+        **options,
+    }
+
+
+@pytest.fixture
+def afd(settings: Any, fake: FakeAzureFrontDoor) -> FakeAzureFrontDoor:
+    settings.ROAN_BACKENDS = {"azure": config(fake)}
+    return fake
+
+
+def rows() -> list[PurgeAttempt]:
+    return list(PurgeAttempt.objects.order_by("id"))
+
+
+def check_later() -> int:
+    PurgeAttempt.objects.exclude(completion_check_at=None).update(
+        completion_check_at=timezone.now()
+    )
+    return completion.check_due()
+
+
+def test_a_batch_is_split_at_100_paths_then_polled_to_completion(
+    afd: FakeAzureFrontDoor,
+) -> None:
+    paths = [f"/posts/{i}/?page=2" for i in range(101)]
+    roan.purge_urls(paths)
+    first, second = afd.purges()
+    # Front Door's purge ignores query strings: the paths go without them.
+    assert first.body == {
+        "contentPaths": [p.split("?")[0] for p in paths[:100]],
+        "domains": ["www.example.com"],
+    }
+    assert second.body["contentPaths"] == ["/posts/100/"]
+    assert first.query["api-version"] == ["2023-05-01"]
+    attempts = rows()
+    assert {(a.status, a.http_status, a.completion) for a in attempts} == {
+        ("ok", 202, "in_progress")
+    }
+    assert all(a.purge_id.startswith(f"/subscriptions/{SUBSCRIPTION}/") for a in attempts)
+    assert check_later() == 0  # the first poll: still 202
+    assert check_later() == 101
+    assert {a.completion for a in rows()} == {"completed"}
+
+
+def test_hosts_prefixes_and_everything(afd: FakeAzureFrontDoor) -> None:
+    roan.purge_urls(["https://shop.example.com/cart/*"], kind="prefix")
+    host = PurgeRequest("all", "", "shop.example.com")
+    pipeline.submit([pipeline.Purge("azure", host, pipeline.Origin(trigger="admin"))])
+    roan.purge_urls([], kind="all")
+    prefix, one_host, everything = (r.body for r in afd.purges())
+    assert prefix == {"contentPaths": ["/cart/*"], "domains": ["shop.example.com"]}
+    assert one_host == {"contentPaths": ["/*"], "domains": ["shop.example.com"]}
+    assert everything == {
+        "contentPaths": ["/*"],
+        "domains": ["www.example.com", "shop.example.com"],
+    }
+
+
+def test_a_host_outside_domains_never_reaches_azure(afd: FakeAzureFrontDoor) -> None:
+    roan.purge_urls(["https://evil.example.net/x"])
+    roan.purge_urls(["/not-a-directory"], kind="prefix")
+    assert afd.received == []
+    assert {a.status for a in rows()} == {"skipped"}
+
+
+def test_a_429_is_honoured(afd: FakeAzureFrontDoor) -> None:
+    afd.writes = Bucket(0, 1 / 120)  # the next write in 120 s
+    before = timezone.now()
+    roan.purge_urls(["/a"])
+    [attempt] = rows()
+    assert (attempt.status, attempt.http_status) == ("failed", 429)
+    assert attempt.error == (
+        "HTTP 429: throttled by Azure Front Door: TooManyRequests: The request was throttled."
+    )
+    assert attempt.next_attempt_at - before >= datetime.timedelta(seconds=119)
+
+
+def test_a_5xx_is_retried(afd: FakeAzureFrontDoor) -> None:
+    afd.script = [Answer(500, {"error": {"code": "InternalServerError", "message": "Oops"}})]
+    roan.purge_urls(["/a"])
+    [attempt] = rows()
+    assert attempt.error == "HTTP 500: Azure Front Door failed: InternalServerError: Oops"
+    PurgeAttempt.objects.update(next_attempt_at=timezone.now())
+    pipeline.send()
+    attempt.refresh_from_db()
+    assert (attempt.status, attempt.tries) == ("ok", 2)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("ENDPOINT", "other-endpoint", "HTTP 404: ResourceNotFound: The Resource"),
+        ("TOKEN", "expired", "HTTP 401: InvalidAuthenticationToken: The access token is invalid."),
+    ],
+)
+def test_a_configuration_error_is_given_up_with_arms_message(
+    afd: FakeAzureFrontDoor, settings: Any, option: str, value: str, message: str
+) -> None:
+    settings.ROAN_BACKENDS = {"azure": config(afd, **{option: value})}
+    roan.purge_urls(["/a"])
+    [attempt] = rows()
+    assert attempt.status == "gave_up" and attempt.error.startswith(message)
+
+
+def test_a_location_on_another_server_is_never_polled(afd: FakeAzureFrontDoor) -> None:
+    afd.script = [Answer(202, None, {"Location": "http://169.254.169.254/metadata"})]
+    roan.purge_urls(["/a"])
+    [attempt] = rows()
+    assert (attempt.status, attempt.purge_id, attempt.completion) == ("ok", "", "")
+    assert check_later() == 0
+    assert len(afd.received) == 1
+
+
+def test_the_token_is_in_no_row_and_no_log_line(afd: FakeAzureFrontDoor, caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG)
+    roan.purge_urls(["/ok"])
+    check_later()
+    afd.script = [Answer(403, {"error": {"code": "AuthorizationFailed", "message": TOKEN}})]
+    roan.purge_urls(["/refused"])
+    assert [a.status for a in rows()] == ["ok", "gave_up"]
+    for text in (*[str(v) for v in PurgeAttempt.objects.values_list()], caplog.text):
+        assert TOKEN not in text
+    assert "azure: POST /ok on" in caplog.text
+
+
+def test_an_end_to_end_save_through_the_example_rules(
+    afd: FakeAzureFrontDoor, make_rule: Any
+) -> None:
+    make_rule("home and lists", "/\n/posts/\n{get_absolute_url}")
+    post = Post.objects.create(title="Hello", slug="hello")
+    [request] = afd.purges()
+    assert sorted(request.body["contentPaths"]) == sorted(["/", "/posts/", post.get_absolute_url()])
+    assert {(a.status, a.trigger, a.completion) for a in rows()} == {("ok", "save", "in_progress")}
+
+
+def test_without_a_token_or_azure_identity_the_check_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, afd: FakeAzureFrontDoor, settings: Any
+) -> None:
+    monkeypatch.setattr(azure, "DefaultAzureCredential", None)
+    options = config(afd)
+    del options["TOKEN"]
+    settings.ROAN_BACKENDS = {"azure": options}
+    errors = [m for m in checks.run_checks() if m.id == "roan.E002"]
+    assert errors and "pip install 'roan[azure]'" in errors[0].msg
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"SUBSCRIPTION_ID": "sub"}, "SUBSCRIPTION_ID"),
+        ({"PROFILE": None}, "PROFILE"),
+        ({"DOMAINS": ["www.example.com"], "HOSTS": ["shop.example.com"]}, "DOMAINS"),
+        ({"API_VERSION": "latest"}, "API_VERSION"),
+        ({"TOKEN": ""}, "TOKEN"),
+    ],
+)
+def test_options_are_checked(
+    fake: FakeAzureFrontDoor, change: dict[str, Any], fragment: str
+) -> None:
+    options = {k: v for k, v in {**config(fake), **change}.items() if v is not None}
+    options.pop("BACKEND")
+    with pytest.raises(ImproperlyConfigured, match=fragment):
+        AzureFrontDoorBackend("azure", options)

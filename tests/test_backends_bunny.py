@@ -1,0 +1,188 @@
+"""BunnyBackend against a fake of bunny.net's purge API on loopback (tests/cdn_fakes.py).
+
+What is proved here was checked against that fake only, never against bunny.net.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+import roan
+from roan import pipeline
+from roan.backends.base import PurgeRequest
+from roan.backends.bunny import BunnyBackend
+from roan.models import PurgeAttempt
+from tests.cdn_fakes import Answer, Bucket, FakeBunny, fresh_buckets  # noqa: F401 (autouse)
+from tests.testapp.models import Post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+KEY = "bunny-Secret-Key-0b1d-do-not-leak"
+ZONE = 1234567
+
+
+@pytest.fixture
+def fake() -> Any:
+    server = FakeBunny(zone=ZONE, key=KEY)
+    yield server
+    server.close()
+
+
+def config(fake: FakeBunny, **options: Any) -> dict[str, Any]:
+    return {
+        "BACKEND": "roan.backends.bunny.BunnyBackend",
+        "API_URL": fake.url,
+        "API_KEY": KEY,
+        "PULL_ZONE_ID": ZONE,
+        "HOSTS": ["www.example.com", "cdn.example.com"],
+        "TIMEOUT": (1.0, 2.0),
+        **options,
+    }
+
+
+@pytest.fixture
+def bunny(settings: Any, fake: FakeBunny) -> FakeBunny:
+    settings.ROAN_BACKENDS = {"bunny": config(fake)}
+    return fake
+
+
+def rows() -> list[PurgeAttempt]:
+    return list(PurgeAttempt.objects.order_by("id"))
+
+
+def test_each_url_is_one_exact_call_with_an_absolute_url(bunny: FakeBunny) -> None:
+    paths = [f"/posts/{i}/" for i in range(51)]  # more than one batch of the dispatcher
+    roan.purge_urls(paths)
+    received = bunny.purges()
+    assert len(received) == 51
+    assert {r.path for r in received} == {"/purge"}
+    assert sorted(r.query["url"][0] for r in received) == sorted(
+        f"https://www.example.com{p}" for p in paths
+    )
+    # A URL ending in "/" would purge everything below it without exactPath.
+    assert {(r.query["exactPath"][0], r.query["async"][0]) for r in received} == {("true", "false")}
+    assert received[0].headers["AccessKey"] == "[checked]"
+    assert {a.status for a in rows()} == {"ok"}
+
+
+def test_prefixes_hosts_tags_and_everything(bunny: FakeBunny) -> None:
+    roan.purge_urls(["https://cdn.example.com/img/*"], kind="prefix")
+    host = PurgeRequest("all", "", "www.example.com")
+    pipeline.submit([pipeline.Purge("bunny", host, pipeline.Origin(trigger="admin"))])
+    roan.purge_urls(["blog.post"], kind="tag")
+    roan.purge_urls([], kind="all")
+    prefix, whole_host, tag, everything = bunny.purges()
+    assert (prefix.query["url"], prefix.query["exactPath"]) == (
+        ["https://cdn.example.com/img/*"],
+        ["false"],
+    )
+    assert whole_host.query["url"] == ["https://www.example.com/*"]
+    assert (tag.path, tag.body) == (f"/pullzone/{ZONE}/purgeCache", {"CacheTag": "blog.post"})
+    assert (everything.path, everything.body) == (f"/pullzone/{ZONE}/purgeCache", None)
+    assert {a.status for a in rows()} == {"ok"}
+
+
+def test_a_host_outside_hosts_never_reaches_bunny(bunny: FakeBunny) -> None:
+    roan.purge_urls(["https://evil.example.net/x"])
+    assert bunny.received == []
+    assert rows()[0].status == "skipped"
+
+
+def test_a_429_is_honoured_and_the_rest_waits_as_long(bunny: FakeBunny) -> None:
+    bunny.exact = Bucket(1, 0.0)  # one purge, then Retry-After: 60
+    before = timezone.now()
+    roan.purge_urls(["/a", "/b", "/c"])
+    assert len(bunny.received) == 2 and len(bunny.purges()) == 1
+    a, b, c = rows()
+    assert a.status == "ok"
+    assert (b.status, b.http_status) == ("failed", 429)
+    assert b.error == "HTTP 429: throttled by Bunny: Too many purge requests (ratelimit)"
+    assert c.error.startswith("not sent: HTTP 429")
+    for attempt in (b, c):
+        assert attempt.next_attempt_at - before >= datetime.timedelta(seconds=59)
+
+
+def test_a_5xx_is_retried_and_then_succeeds(bunny: FakeBunny) -> None:
+    bunny.script = [Answer(502, "Bad Gateway")]
+    roan.purge_urls(["/a"])
+    [attempt] = rows()
+    assert (attempt.status, attempt.error) == ("failed", "HTTP 502: Bunny failed")
+    PurgeAttempt.objects.update(next_attempt_at=timezone.now())
+    pipeline.send()
+    attempt.refresh_from_db()
+    assert (attempt.status, attempt.tries) == ("ok", 2)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        (
+            "PULL_ZONE_ID",
+            7654321,
+            "HTTP 404: The requested Pull Zone was not found (pullzone.not_found)",
+        ),
+        ("API_KEY", "wrong", "HTTP 401: Authorization has been denied (unauthorized)"),
+    ],
+)
+def test_a_configuration_error_is_given_up_with_bunnys_message(
+    bunny: FakeBunny, settings: Any, option: str, value: Any, message: str
+) -> None:
+    settings.ROAN_BACKENDS = {"bunny": config(bunny, **{option: value})}
+    roan.purge_urls(["blog.post"], kind="tag")
+    [attempt] = rows()
+    assert (attempt.status, attempt.error, attempt.next_attempt_at) == ("gave_up", message, None)
+
+
+def test_the_key_is_in_no_row_and_no_log_line(bunny: FakeBunny, caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG)
+    roan.purge_urls(["/ok"])
+    bunny.script = [Answer(401, {"ErrorKey": "unauthorized", "Message": f"Bad key {KEY}"})]
+    roan.purge_urls(["/refused"])
+    ok, refused = rows()
+    assert (ok.status, refused.status) == ("ok", "gave_up")
+    assert "[redacted]" in refused.error
+    for text in (*[str(v) for v in PurgeAttempt.objects.values_list()], caplog.text):
+        assert KEY not in text
+    assert "bunny: POST https://www.example.com/ok on" in caplog.text
+
+
+def test_an_end_to_end_save_through_the_example_rules(bunny: FakeBunny, make_rule: Any) -> None:
+    make_rule("home and lists", "/\n/posts/\n{get_absolute_url}")
+    post = Post.objects.create(title="Hello", slug="hello")
+    urls = sorted(r.query["url"][0] for r in bunny.purges())
+    assert urls == sorted(
+        f"https://www.example.com{p}" for p in ("/", "/posts/", post.get_absolute_url())
+    )
+    assert {(a.status, a.trigger) for a in rows()} == {("ok", "save")}
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"PULL_ZONE_ID": "zone-a"}, "PULL_ZONE_ID"),
+        ({"API_KEY": None}, "API_KEY"),
+        ({"API_KEY": "two\nlines"}, "API_KEY"),
+        ({"HOSTS": []}, "HOSTS"),
+    ],
+)
+def test_options_are_checked(
+    fake: FakeBunny, settings: Any, change: dict[str, Any], fragment: str
+) -> None:
+    options = {k: v for k, v in {**config(fake), **change}.items() if v is not None}
+    with pytest.raises(ImproperlyConfigured, match=fragment):
+        BunnyBackend("bunny", {k: v for k, v in options.items() if k != "BACKEND"})
+    settings.ROAN_BACKENDS = {"bunny": options}
+    errors = [m for m in checks.run_checks() if m.id == "roan.E002"]
+    assert errors and fragment in errors[0].msg
+
+
+def test_cdn_tag_and_the_exact_bucket_are_declared() -> None:
+    assert BunnyBackend.tag_header == "CDN-Tag"
+    assert BunnyBackend.default_rate_limit == {"RATE": 5, "BURST": 120}

@@ -1,0 +1,351 @@
+"""CloudFrontBackend through boto3 against moto's server (a real process on loopback),
+behind a gate that adds what moto leaves out of CloudFront's contract (tests/cdn_fakes.py).
+
+What is proved here was checked against moto and that gate only, never against AWS.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.utils import timezone
+
+import roan
+from roan import completion, pipeline
+from roan.backends import cloudfront
+from roan.backends.base import PurgeRequest
+from roan.backends.cloudfront import CloudFrontBackend
+from roan.models import PurgeAttempt
+from tests.caches import require
+from tests.cdn_fakes import CloudFrontGate, MotoServer, cloudfront_error, fresh_buckets  # noqa: F401 (autouse)
+from tests.testapp.models import Post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ACCESS_KEY = "AKIAROANTESTKEY00001"
+SECRET_KEY = "roan-aws-Secret-Key-do-not-leak-5e7"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        require("moto", "moto[server] is not installed (pip install 'moto[server]')")
+    server = MotoServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """boto3's chain finds these in the environment, and nothing from the home directory."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def distribution(moto: MotoServer, aws_credentials: None) -> str:
+    import boto3
+
+    client = boto3.client("cloudfront", region_name="us-east-1", endpoint_url=moto.url)
+    origin = {
+        "Id": "origin",
+        "DomainName": "origin.example.com",
+        "CustomOriginConfig": {
+            "HTTPPort": 80,
+            "HTTPSPort": 443,
+            "OriginProtocolPolicy": "http-only",
+        },
+    }
+    answer = client.create_distribution(
+        DistributionConfig={
+            "CallerReference": f"roan-tests-{datetime.datetime.now().timestamp()}",
+            "Comment": "roan tests",
+            "Enabled": True,
+            "Origins": {"Quantity": 1, "Items": [origin]},
+            "DefaultCacheBehavior": {
+                "TargetOriginId": "origin",
+                "ViewerProtocolPolicy": "allow-all",
+                "MinTTL": 0,
+                "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+            },
+        }
+    )
+    client.close()
+    return str(answer["Distribution"]["Id"])
+
+
+@pytest.fixture
+def gate(moto: MotoServer) -> Iterator[CloudFrontGate]:
+    server = CloudFrontGate(moto)
+    yield server
+    server.close()
+
+
+def config(gate: CloudFrontGate, distribution: str, **options: Any) -> dict[str, Any]:
+    return {
+        "BACKEND": "roan.backends.cloudfront.CloudFrontBackend",
+        "DISTRIBUTION_ID": distribution,
+        "ENDPOINT_URL": gate.url,
+        "HOSTS": ["www.example.com"],
+        "TIMEOUT": (1.0, 5.0),
+        **options,
+    }
+
+
+@pytest.fixture
+def cf(settings: Any, gate: CloudFrontGate, distribution: str) -> CloudFrontGate:
+    settings.ROAN_BACKENDS = {"cloudfront": config(gate, distribution)}
+    return gate
+
+
+def rows() -> list[PurgeAttempt]:
+    return list(PurgeAttempt.objects.order_by("id"))
+
+
+def invalidations(gate: CloudFrontGate) -> list[list[str]]:
+    return [paths for paths, _answer in gate.references.values()]
+
+
+def check_later() -> int:
+    """What roan_dispatch does once the check time has come."""
+    PurgeAttempt.objects.exclude(completion_check_at=None).update(
+        completion_check_at=timezone.now()
+    )
+    return completion.check_due()
+
+
+def test_a_batch_is_one_invalidation_accepted_then_completed(
+    cf: CloudFrontGate, settings: Any
+) -> None:
+    settings.ROAN_MAX_URLS_PER_EVENT = 2000
+    paths = [f"/posts/{i}/" for i in range(1001)]
+    roan.purge_urls(paths)
+    # The dispatcher's batch is 1,000 paths: two invalidations, Quantity checked by the gate.
+    assert sorted(map(len, invalidations(cf))) == [1, 1000]
+    attempts = rows()
+    assert {(a.status, a.http_status, a.completion) for a in attempts} == {
+        ("ok", 201, "in_progress")
+    }
+    assert len({a.purge_id for a in attempts}) == 2
+    assert all(a.completion_check_at > timezone.now() for a in attempts)
+    # The first status read still says InProgress; the next, Completed.
+    assert check_later() == 0
+    assert {a.completion for a in rows()} == {"in_progress"}
+    assert check_later() == 1001
+    done = rows()
+    assert {(a.status, a.completion) for a in done} == {("ok", "completed")}
+    assert all(a.completed_at is not None for a in done)
+
+
+def test_prefixes_everything_and_collapse_above(
+    cf: CloudFrontGate, settings: Any, distribution: str
+) -> None:
+    roan.purge_urls(["/posts/*"], kind="prefix")
+    roan.purge_urls([], kind="all")
+    assert invalidations(cf) == [["/posts/*"], ["/*"]]
+    settings.ROAN_BACKENDS = {"cloudfront": config(cf, distribution, COLLAPSE_ABOVE=2)}
+    roan.purge_urls(["/posts/a/", "/posts/b/", "/posts/c/?page=2"])
+    assert invalidations(cf)[-1] == ["/posts/*"]  # one wildcard instead of three paths
+    # Paths sharing only "/" are sent as they are: never "/*" without purge_all.
+    roan.purge_urls(["/a/", "/b/", "/c/"])
+    assert sorted(invalidations(cf)[-1]) == ["/a/", "/b/", "/c/"]
+    assert {a.status for a in rows()} == {"ok"}
+
+
+def test_a_host_cannot_be_invalidated_alone(cf: CloudFrontGate) -> None:
+    host = PurgeRequest("all", "", "www.example.com")
+    pipeline.submit([pipeline.Purge("cloudfront", host, pipeline.Origin(trigger="admin"))])
+    roan.purge_urls(["https://evil.example.net/x"])
+    assert cf.received == []
+    assert {a.status for a in rows()} == {"skipped"}
+
+
+def test_a_lost_answer_is_retried_with_the_same_caller_reference(cf: CloudFrontGate) -> None:
+    cf.lose_next_answer = True  # moto made the invalidation; roan saw a 500
+    roan.purge_urls(["/a", "/b"])
+    assert {(a.status, a.http_status) for a in rows()} == {("failed", 500)}
+    PurgeAttempt.objects.update(next_attempt_at=timezone.now())
+    pipeline.send()
+    assert {(a.status, a.tries) for a in rows()} == {("ok", 2)}
+    # One invalidation in all: the retry named the same CallerReference.
+    assert len(cf.references) == 1
+    creates = [r for r in cf.received if r.method == "POST"]
+    assert len(creates) == 2 and creates[0].body == creates[1].body
+
+
+def test_too_many_invalidations_in_progress_backs_off(cf: CloudFrontGate) -> None:
+    cf.max_files = 2
+    roan.purge_urls(["/a", "/b"])  # two paths in progress: the budget is spent
+    before = timezone.now()
+    roan.purge_urls(["/c"])
+    first, second, third = rows()
+    assert (first.status, second.status) == ("ok", "ok")
+    assert (third.status, third.http_status) == ("failed", 400)
+    assert third.error.startswith("throttled by CloudFront: TooManyInvalidationsInProgress")
+    assert third.next_attempt_at - before >= datetime.timedelta(seconds=59)
+
+
+def test_throttling_is_retried_and_stops_the_send(
+    cf: CloudFrontGate, settings: Any, distribution: str
+) -> None:
+    settings.ROAN_BACKENDS = {"cloudfront": config(cf, distribution, BATCH_SIZE=1)}
+    cf.script = [cloudfront_error(400, "Throttling", "Rate exceeded")]
+    roan.purge_urls(["/a", "/b"])
+    throttled, unsent = rows()
+    assert (throttled.status, throttled.error) == (
+        "failed",
+        "throttled by CloudFront: Throttling: Rate exceeded",
+    )
+    # The second batch was not sent into the throttle; both wait for a retry.
+    assert unsent.error.startswith("not sent: ") and unsent.status == "failed"
+    assert len(cf.received) == 1
+    PurgeAttempt.objects.update(next_attempt_at=timezone.now())
+    pipeline.send()
+    assert {a.status for a in rows()} == {"ok"}
+
+
+def test_a_5xx_is_retried(cf: CloudFrontGate) -> None:
+    cf.script = [cloudfront_error(503, "ServiceUnavailable", "Try again")]
+    roan.purge_urls(["/a"])
+    [attempt] = rows()
+    assert (attempt.status, attempt.error) == (
+        "failed",
+        "CloudFront failed: ServiceUnavailable: Try again",
+    )
+    PurgeAttempt.objects.update(next_attempt_at=timezone.now())
+    pipeline.send()
+    attempt.refresh_from_db()
+    assert (attempt.status, attempt.tries) == ("ok", 2) and attempt.purge_id
+
+
+def test_an_unknown_distribution_is_given_up_with_cloudfronts_message(
+    cf: CloudFrontGate, settings: Any
+) -> None:
+    settings.ROAN_BACKENDS = {"cloudfront": config(cf, "ENOSUCHDIST0")}
+    roan.purge_urls(["/a"])
+    [attempt] = rows()
+    assert (attempt.status, attempt.http_status, attempt.next_attempt_at) == (
+        "gave_up",
+        404,
+        None,
+    )
+    assert attempt.error.startswith("NoSuchDistribution")
+
+
+def test_access_denied_is_given_up(cf: CloudFrontGate) -> None:
+    cf.script = [cloudfront_error(403, "AccessDenied", "User is not authorized")]
+    roan.purge_urls(["/a"])
+    [attempt] = rows()
+    assert (attempt.status, attempt.error) == ("gave_up", "AccessDenied: User is not authorized")
+
+
+def test_aws_credentials_are_in_no_row_and_no_log_line(cf: CloudFrontGate, caplog: Any) -> None:
+    caplog.set_level(logging.DEBUG)
+    roan.purge_urls(["/ok"])
+    cf.script = [cloudfront_error(403, "AccessDenied", "denied")]
+    roan.purge_urls(["/refused"])
+    cf.in_progress_gets = 0
+    assert check_later() == 1
+    assert [a.status for a in rows()] == ["ok", "gave_up"]
+    dumped = [str(v) for v in PurgeAttempt.objects.values_list()]
+    for text in (*dumped, caplog.text):
+        assert SECRET_KEY not in text
+        assert ACCESS_KEY not in text
+    assert "CreateInvalidation of 1 path(s)" in caplog.text  # roan did log
+    assert "accepted, in progress" in caplog.text
+    assert "completed" in caplog.text
+
+
+def test_roan_dispatch_checks_the_invalidations(cf: CloudFrontGate) -> None:
+    roan.purge_urls(["/a"])
+    cf.in_progress_gets = 0
+    PurgeAttempt.objects.update(completion_check_at=timezone.now())
+    call_command("roan_dispatch", verbosity=0)
+    [attempt] = rows()
+    assert attempt.completion == "completed"
+
+
+def test_an_end_to_end_save_through_the_example_rules(cf: CloudFrontGate, make_rule: Any) -> None:
+    make_rule("home and lists", "/\n/posts/\n{get_absolute_url}")
+    post = Post.objects.create(title="Hello", slug="hello")
+    [paths] = invalidations(cf)
+    assert sorted(paths) == sorted(["/", "/posts/", post.get_absolute_url()])
+    attempts = rows()
+    assert {(a.status, a.trigger, a.completion) for a in attempts} == {
+        ("ok", "save", "in_progress")
+    }
+    assert len({a.purge_id for a in attempts}) == 1 and attempts[0].purge_id
+
+
+def test_without_boto3_the_check_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    monkeypatch.setattr(cloudfront, "boto3", None)
+    options = {"DISTRIBUTION_ID": "EDFDVBD6EXAMPLE"}
+    with pytest.raises(ImproperlyConfigured, match=r"pip install 'roan\[cloudfront\]'"):
+        CloudFrontBackend("cloudfront", options)
+    settings.ROAN_BACKENDS = {
+        "cloudfront": {"BACKEND": "roan.backends.cloudfront.CloudFrontBackend", **options}
+    }
+    errors = [m for m in checks.run_checks() if m.id == "roan.E002"]
+    assert errors and "pip install 'roan[cloudfront]'" in errors[0].msg
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"DISTRIBUTION_ID": "lower-case"}, "DISTRIBUTION_ID"),
+        ({"COLLAPSE_ABOVE": 0}, "COLLAPSE_ABOVE"),
+        ({"BATCH_SIZE": 3001}, "BATCH_SIZE"),
+        ({"ENDPOINT_URL": "ftp://x"}, "ENDPOINT_URL"),
+    ],
+)
+def test_options_are_checked(change: dict[str, Any], fragment: str) -> None:
+    options = {"DISTRIBUTION_ID": "EDFDVBD6EXAMPLE", **change}
+    with pytest.raises(ImproperlyConfigured, match=fragment):
+        CloudFrontBackend("cloudfront", options)
+
+
+def test_the_log_and_the_dashboard_show_invalidations_in_progress(
+    cf: CloudFrontGate, admin_client: Any
+) -> None:
+    roan.purge_urls(["/a", "/b"])
+    page = admin_client.get("/admin/roan/purgeattempt/?completion__exact=in_progress")
+    assert page.status_code == 200
+    assert page.content.decode().count("roan-completion-in_progress") == 2
+    dashboard = admin_client.get("/admin/roan/dashboard/").content.decode()
+    assert '<td class="roan-num" id="roan-in-progress"><a href=' in dashboard
+    cf.in_progress_gets = 0
+    assert check_later() == 2
+    page = admin_client.get("/admin/roan/purgeattempt/?completion__exact=completed")
+    assert page.content.decode().count("roan-completion-completed") == 2
+    dashboard = admin_client.get("/admin/roan/dashboard/").content.decode()
+    assert '<td class="roan-num" id="roan-in-progress">0</td>' in dashboard
+
+
+def test_an_invalidation_never_reported_done_is_not_confirmed(cf: CloudFrontGate) -> None:
+    cf.in_progress_gets = 10**6
+    roan.purge_urls(["/a"])
+    long_ago = timezone.now() - datetime.timedelta(seconds=completion.DEADLINE + 60)
+    PurgeAttempt.objects.update(finished_at=long_ago)
+    assert check_later() == 0
+    [attempt] = rows()
+    assert (attempt.status, attempt.completion, attempt.completion_check_at) == (
+        "ok",
+        "unconfirmed",
+        None,
+    )
