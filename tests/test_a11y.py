@@ -1,4 +1,5 @@
-"""roan's admin pages pass axe-core (WCAG 2.1 A and AA) in Chromium, light and dark.
+"""roan's admin pages pass axe-core (WCAG 2.1 A and AA) in Chromium, light (and dark, where
+roan draws colours of its own).
 
 axe-core comes from the npm registry into tests/a11y/node_modules (``make test`` installs
 it when npm is there; CI always). It runs in the test's browser only: roan never ships it.
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 AXE = Path(__file__).resolve().parent / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
 RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# In dark mode, the pages with colours of roan's own (the rest is the admin's palette).
+DARK = {"dashboard", "preview", "rule form", "purge log"}
 
 
 @pytest.fixture
@@ -93,6 +96,8 @@ def test_roans_pages_have_no_axe_violations(
         page = sign_in(context, live_server.url, user.username)
         admin = Admin(page, live_server.url, user)
         for name, url in pages.items():
+            if scheme == "dark" and name not in DARK:
+                continue
             admin.open(url)
             if v := violations(page, axe):
                 found[name] = v
