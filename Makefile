@@ -4,11 +4,15 @@
 #   make test PYTEST_ARGS="-k nginx -x"
 #   make test PYTHON=python3.12 VENV=.venv312 DJANGO="Django==6.1.*"
 #   make test EXTRAS=test,mysql DATABASE_URL=mysql://root@127.0.0.1:3306/roan
+#   make test DEPS="django-import-export==4.3.0 tablib==3.7.0"
 
 PYTHON ?= python3
 VENV ?= .venv
 # An extra pip requirement installed with roan, e.g. DJANGO="Django==6.1.*".
 DJANGO ?=
+# More pip requirements, space separated, e.g. the oldest supported versions:
+# DEPS="django-import-export==4.3.0 tablib==3.7.0".
+DEPS ?=
 # roan's extras for `make venv` and `make test`, e.g. EXTRAS=test,mysql for MariaDB.
 EXTRAS ?= test
 PYTEST_ARGS ?=
@@ -32,7 +36,7 @@ help:
 	@echo "make distclean  clean, and remove $(VENV)"
 
 # $(call install,EXTRAS): create $(VENV) if missing, then `pip install -e .[EXTRAS]`
-# (plus $(DJANGO)) unless a stamp shows it was done with the same inputs since
+# (plus $(DJANGO) and $(DEPS)) unless a stamp shows it was done with the same inputs since
 # pyproject.toml last changed.
 define install
 	@set -e; \
@@ -44,10 +48,10 @@ define install
 	    || { rm -rf "$(VENV)"; echo "venv creation failed; on Debian: apt-get install python3-venv" >&2; exit 1; }; \
 	fi; \
 	stamp="$(VENV)/.roan-installed-$(or $(1),base)"; \
-	want='$(1)|$(DJANGO)'; \
+	want='$(1)|$(DJANGO)|$(DEPS)'; \
 	if [ ! -f "$$stamp" ] || [ "$$(cat "$$stamp")" != "$$want" ] || [ pyproject.toml -nt "$$stamp" ]; then \
-	  echo ">> installing roan$(if $(1),[$(1)])$(if $(DJANGO), $(DJANGO)) into $(VENV)"; \
-	  "$(PY)" -m pip install --quiet -e "$(if $(1),.[$(1)],.)" $(if $(DJANGO),"$(DJANGO)"); \
+	  echo ">> installing roan$(if $(1),[$(1)])$(if $(DJANGO), $(DJANGO))$(if $(DEPS), $(DEPS)) into $(VENV)"; \
+	  "$(PY)" -m pip install --quiet -e "$(if $(1),.[$(1)],.)" $(if $(DJANGO),"$(DJANGO)") $(DEPS); \
 	  echo "$$want" > "$$stamp"; \
 	fi
 endef
@@ -69,6 +73,11 @@ demo:
 
 test:
 	$(call install,$(EXTRAS))
+	@# axe-core for tests/test_a11y.py (from the npm registry; the test run only uses it).
+	@if [ ! -f tests/a11y/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null; then \
+	  echo ">> installing axe-core into tests/a11y"; \
+	  npm ci --prefix tests/a11y --no-audit --no-fund --loglevel=error; \
+	fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint:
@@ -78,7 +87,7 @@ lint:
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache example/.cache
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache example/.cache tests/a11y/node_modules
 	rm -f example/db.sqlite3 example/db.sqlite3-wal example/db.sqlite3-shm
 	rm -f tests/*.sqlite3 tests/*.sqlite3-wal tests/*.sqlite3-shm
 	find . \( -path './.venv*' -o -path ./$(VENV) -o -path ./.git \) -prune \

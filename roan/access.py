@@ -22,6 +22,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_permission_codename
 from django.db import models
+from django.utils.translation import gettext as _
 
 from roan.conf import roan_settings
 
@@ -113,28 +114,32 @@ def rule_model_refusal(model: type[models.Model]) -> str:
     """Why a database rule may not name ``model`` ("" when it may)."""
     label = model._meta.label_lower
     if is_roan_model(model):
-        return f"{label} is one of roan's own models; a rule can never name it."
+        return _("%s is one of roan's own models; a rule can never name it.") % label
     allowed = allow_list()
     sensitive = is_sensitive(model)
     if allowed is None:
         if sensitive:
-            return (
-                f"{label} holds accounts, sessions or admin data; a rule may name it only "
-                f"when ROAN_RULE_MODELS lists {label!r}."
-            )
+            return _(
+                "%(model)s holds accounts, sessions or admin data; a rule may name it only "
+                "when ROAN_RULE_MODELS lists %(model)r."
+            ) % {"model": label}
         return ""
     if label in allowed.models:
         return ""
     if sensitive:
         listed_app = model._meta.app_label in allowed.apps
-        return (
-            f"{label} holds accounts, sessions or admin data; a rule may name it only "
-            f"when ROAN_RULE_MODELS lists {label!r}"
-            + (" (its app label is not enough)." if listed_app else ".")
-        )
+        if listed_app:
+            return _(
+                "%(model)s holds accounts, sessions or admin data; a rule may name it only "
+                "when ROAN_RULE_MODELS lists %(model)r (its app label is not enough)."
+            ) % {"model": label}
+        return _(
+            "%(model)s holds accounts, sessions or admin data; a rule may name it only "
+            "when ROAN_RULE_MODELS lists %(model)r."
+        ) % {"model": label}
     if model._meta.app_label in allowed.apps:
         return ""
-    return f"{label} is not in ROAN_RULE_MODELS."
+    return _("%s is not in ROAN_RULE_MODELS.") % label
 
 
 def check_rule_model(model: type[models.Model]) -> None:

@@ -14,7 +14,7 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from roan.access import ROAN_APP, SENSITIVE_APPS, is_roan_model, is_sensitive
-from roan.conf import roan_settings
+from roan.conf import DEFAULT_PURGE_URL, roan_settings
 from roan.verify import parse_verify
 
 
@@ -268,6 +268,29 @@ def check_rule_stamp_timeout(app_configs: Any = None, **kwargs: Any) -> list[che
                 "Redis answers again."
             ),
             id="roan.W030",
+        )
+    ]
+
+
+def check_default_backend(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.W003: neither ROAN_BACKENDS nor ROAN_PURGE_URL is set, outside DEBUG.
+
+    roan then purges through roan 0.1's default, which on most servers answers nothing:
+    every save records a failed attempt and no page is ever purged.
+    """
+    chosen = (
+        getattr(settings, name, None) is not None for name in ("ROAN_BACKENDS", "ROAN_PURGE_URL")
+    )
+    if settings.DEBUG or any(chosen):
+        return []
+    return [
+        checks.Warning(
+            f"ROAN_BACKENDS is not set: roan purges through the default {DEFAULT_PURGE_URL}.",
+            hint=(
+                "Set ROAN_BACKENDS to the caches this site uses (see the Backends section of "
+                "roan's README), or ROAN_PURGE_URL if that nginx purge location is meant."
+            ),
+            id="roan.W003",
         )
     ]
 
@@ -606,6 +629,7 @@ def register() -> None:
     checks.register(check_task_dispatch, "roan")
     checks.register(check_rule_stamp_cache, "roan", deploy=False)
     checks.register(check_admin, "roan")
+    checks.register(check_default_backend, "roan")
     checks.register(check_timeouts, "roan")
     checks.register(check_rate_limit_cache, "roan", deploy=False)
     checks.register(check_rule_models, "roan")

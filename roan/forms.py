@@ -122,7 +122,7 @@ def needs_purge_all_error(templates: list[str]) -> ValidationError:
 
 
 class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
-    backends = BackendsField(help_text="None checked means every backend.")
+    backends = BackendsField(help_text=gettext_lazy("None checked means every backend."))
     #: May this form save a rule that purges everything? The admin sets it from the
     #: request's user (roan.purge_all); any other use of the form may not.
     may_purge_all: bool = False
@@ -193,7 +193,13 @@ def _backend_choices(kind: str | None = None) -> list[tuple[str, str]]:
             continue
         label = alias if backend.label == alias else f"{backend.label} ({alias})"
         can = ", ".join(kinds) or _("nothing")
-        choices.append((alias, f"{label}: {type(backend).__name__}, can purge by {can}"))
+        choices.append(
+            (
+                alias,
+                _("%(backend)s: %(class)s, can purge by %(kinds)s")
+                % {"backend": label, "class": type(backend).__name__, "kinds": can},
+            )
+        )
     return choices
 
 
@@ -208,26 +214,28 @@ class PurgeURLsForm(forms.Form):
     """
 
     urls = forms.CharField(
-        label=_("URLs"),
+        label=gettext_lazy("URLs"),
         # The attempts one purge may write are bounded too (ROAN_MAX_MANUAL_PURGES); this
         # keeps a huge paste from being parsed line by line first.
         max_length=URLS_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 80, "spellcheck": "false"}),
-        help_text=_(
+        help_text=gettext_lazy(
             "One path (/posts/) or URL (https://www.example.com/about/) per line. A URL's "
             "host must be in the backend's HOSTS."
         ),
     )
     kind = forms.ChoiceField(
-        label=_("Purge"),
+        label=gettext_lazy("Purge"),
         choices=[
-            ("url", _("exactly these URLs")),
-            ("prefix", _("everything under these prefixes")),
+            ("url", gettext_lazy("exactly these URLs")),
+            ("prefix", gettext_lazy("everything under these prefixes")),
         ],
         initial="url",
         widget=forms.RadioSelect,
     )
-    backends = forms.MultipleChoiceField(label=_("Backends"), widget=forms.CheckboxSelectMultiple)
+    backends = forms.MultipleChoiceField(
+        label=gettext_lazy("Backends"), widget=forms.CheckboxSelectMultiple
+    )
 
     def __init__(self, *args: Any, may_purge_all: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -322,7 +330,7 @@ class PurgeURLsForm(forms.Form):
 class PurgeAllForm(forms.Form):
     """Everything cached on one backend that can do it."""
 
-    backend = forms.ChoiceField(label=_("Backend"))
+    backend = forms.ChoiceField(label=gettext_lazy("Backend"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -334,7 +342,7 @@ class PurgeAllForm(forms.Form):
 class PreviewForm(forms.Form):
     """The object a rule preview renders for (its primary key, chosen from a list)."""
 
-    object_id = forms.CharField(label=_("Object"), max_length=255)
+    object_id = forms.CharField(label=gettext_lazy("Object"), max_length=255)
 
     def __init__(self, model: type[Model], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -13,7 +13,7 @@ from django.db import OperationalError, connections, models, router, transaction
 from django.utils import timezone
 
 if TYPE_CHECKING:
-    from roan.models import PurgeAttempt, PurgeRule
+    from roan.models import BackendState, PurgeAttempt, PurgeRule
 
 
 class PurgeRuleQuerySet(models.QuerySet["PurgeRule"]):
@@ -58,6 +58,11 @@ class PurgeRuleManager(models.Manager["PurgeRule"]):
 
     def get_by_natural_key(self, name: str) -> PurgeRule:
         return self.get(name=name)
+
+
+class BackendStateManager(models.Manager["BackendState"]):
+    def get_by_natural_key(self, alias: str) -> BackendState:
+        return self.get(alias=alias)
 
 
 # What the write path fills in when a row does not say; every NOT NULL column is here.

@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import Case, F, Q, When
 from django.utils.translation import gettext_lazy as _
 
-from roan.managers import PurgeAttemptManager, PurgeRuleManager
+from roan.managers import BackendStateManager, PurgeAttemptManager, PurgeRuleManager
 
 
 class PurgeRule(models.Model):
@@ -308,7 +308,12 @@ class PurgeAttempt(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.target} on {self.backend} ({self.status})"
+        return _("%(kind)s %(target)s on %(backend)s (%(status)s)") % {
+            "kind": self.get_kind_display(),
+            "target": self.target,
+            "backend": self.backend,
+            "status": self.get_status_display(),
+        }
 
 
 class BackendState(models.Model):
@@ -334,6 +339,8 @@ class BackendState(models.Model):
         verbose_name=_("paused by"),
     )
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = BackendStateManager()
 
     class Meta:
         verbose_name = _("backend")
@@ -376,4 +383,4 @@ class TaggedURL(models.Model):
         indexes = [models.Index(fields=["expires_at"], name="roan_taggedurl_expiry")]
 
     def __str__(self) -> str:
-        return f"{self.tag} on {self.host}{self.path}"
+        return _("%(tag)s on %(url)s") % {"tag": self.tag, "url": f"{self.host}{self.path}"}

@@ -6,7 +6,9 @@ with the ids of the committed pending attempts on ``ROAN_TASK_BACKEND`` /
 ``django-tasks`` backport (``pip install roan[tasks]``).
 
 The task schedules its own retries: attempts that failed and may be retried are enqueued
-again with ``run_after`` set to when they are due. A worker that dies mid-batch leaves its
+again with ``run_after`` set to when they are due (rounded up to a whole second), and a
+task that runs early, before its attempts are due, enqueues them again rather than
+dropping them. A worker that dies mid-batch leaves its
 rows claimed until ``ROAN_RETRY["LEASE"]`` ends; ``roan_dispatch`` (from cron) sends them
 then, and also anything whose retry task was lost.
 """
@@ -48,9 +50,44 @@ def send_attempts(ids: list[int]) -> int:
 
     attempts = send_ids(ids)
     schedule_retries(attempts)
+    handled = {attempt.pk for attempt in attempts}
+    schedule_retries(not_yet_due([pk for pk in ids if pk not in handled]))
     # The worker, not the editor, asks a CDN whether earlier invalidations are done.
     check_due()
     return len(attempts)
+
+
+def not_yet_due(ids: Sequence[int]) -> list[Any]:
+    """Those of ``ids`` that wait for a ``next_attempt_at`` still to come, held by nobody.
+
+    A deferred task may run before the time it was deferred to: RQ's scheduler, for one,
+    keeps whole seconds and releases a job due at :27.874 at :27. Such a run finds its
+    attempts not due and sends nothing; they must be queued again, or only
+    ``roan_dispatch`` would ever send them. Attempts another sender holds, and those a
+    pause keeps pending without a time, are left to whoever holds or resumes them.
+    """
+    from django.db.models import Q
+
+    from roan.models import PurgeAttempt
+
+    if not ids:
+        return []
+    now = timezone.now()
+    return list(
+        PurgeAttempt.objects.filter(
+            pk__in=list(ids), status__in=[FAILED, "pending"], next_attempt_at__gt=now
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .only("pk", "status", "next_attempt_at")
+    )
+
+
+def whole_second_after(when: datetime.datetime) -> datetime.datetime:
+    """``when`` rounded up to a whole second: a scheduler that drops the fraction (RQ
+    does) then still runs the task no sooner than asked."""
+    if when.microsecond == 0:
+        return when
+    return when.replace(microsecond=0) + datetime.timedelta(seconds=1)
 
 
 def _declare(function: Any) -> Any:
@@ -135,7 +172,7 @@ def schedule_retries(attempts: Sequence[Any]) -> None:
             )
             return
         for run_after, ids in retry_batches(due, timezone.now()):
-            _configured(run_after).enqueue(ids)
+            _configured(whole_second_after(run_after)).enqueue(ids)
     except Exception:
         # The rows keep their next_attempt_at: roan_dispatch finds them when due.
         logger.exception("roan: could not schedule %d retry(ies)", len(due))

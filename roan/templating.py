@@ -43,8 +43,10 @@ class TemplateError(ValueError):
         self.reason = message
         self.line = line
         self.template = template
-        prefix = f"Line {line}: " if line is not None else ""
-        super().__init__(f"{prefix}{message}")
+        if line is None:
+            super().__init__(message)
+        else:
+            super().__init__(_("Line %(line)d: %(reason)s") % {"line": line, "reason": message})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,17 +112,18 @@ def parse(source: str, model: type[models.Model], *, line: int | None = None) ->
         return TemplateError(message, line=line, template=source)
 
     if not source:
-        raise fail("the template is empty.")
+        raise fail(_("the template is empty."))
     if len(source) > MAX_LENGTH:
-        raise fail(f"the template is longer than {MAX_LENGTH} characters.")
+        raise fail(_("the template is longer than %d characters.") % MAX_LENGTH)
     control = _CONTROL.search(source)
     if control:
-        what = "a space" if control.group() == " " else "a control character"
-        raise fail(f"the template contains {what} (encode it as %XX).")
+        if control.group() == " ":
+            raise fail(_("the template contains a space (encode it as %XX)."))
+        raise fail(_("the template contains a control character (encode it as %XX)."))
     prefix = source.endswith("*")
     body = source[:-1] if prefix else source
     if "*" in body:
-        raise fail("'*' may only end a template (a prefix purge).")
+        raise fail(_("'*' may only end a template (a prefix purge)."))
     parts: list[str | Placeholder] = []
     pos = 0
     for match in _PLACEHOLDER.finditer(body):
@@ -136,9 +139,12 @@ def parse(source: str, model: type[models.Model], *, line: int | None = None) ->
         # are {posts.tags.slug} on an author of a thousand posts with a thousand tags.
         named = ", ".join("{" + c + "}" for c in dict.fromkeys(crossing))
         raise fail(
-            "a template may cross at most one many-to-many relation or reverse relation "
-            f"(each stands for many objects); {named} cross {len(crossing)}. "
-            "Write one template per relation."
+            _(
+                "a template may cross at most one many-to-many relation or reverse relation "
+                "(each stands for many objects); %(named)s cross %(count)d. "
+                "Write one template per relation."
+            )
+            % {"named": named, "count": len(crossing)}
         )
     _check_no_dot_segments(body, fail)
     return template
@@ -160,7 +166,7 @@ def parse_lines(text: str | Iterable[str], model: type[models.Model]) -> list[Te
     if errors:
         raise TemplateErrors(errors)
     if not templates:
-        raise TemplateErrors([TemplateError("give at least one URL template.")])
+        raise TemplateErrors([TemplateError(_("give at least one URL template."))])
     return templates
 
 
@@ -174,7 +180,7 @@ class TemplateErrors(ValueError):
 
 def _literal(text: str, fail: Any) -> str:
     if "{" in text or "}" in text:
-        raise fail("unbalanced '{' or '}' (placeholders look like {slug}).")
+        raise fail(_("unbalanced '{' or '}' (placeholders look like {slug})."))
     return text
 
 
@@ -185,12 +191,12 @@ def _check_is_path(template: Template, fail: Any) -> None:
         # Only an object's own URL may stand first: it renders to a path itself.
         placeholder = template.parts[1] if len(template.parts) > 1 else None
         if not (isinstance(placeholder, Placeholder) and placeholder.steps[-1].kind == "url"):
-            raise fail("a template must start with '/' (a path on the site, not a URL).")
+            raise fail(_("a template must start with '/' (a path on the site, not a URL)."))
         return
     if first.startswith("//") or "://" in first or not first.startswith("/"):
-        raise fail("a template must be a path starting with a single '/', not a URL.")
+        raise fail(_("a template must be a path starting with a single '/', not a URL."))
     if any("#" in p for p in template.parts if isinstance(p, str)):
-        raise fail("a template cannot contain '#' (fragments never reach a cache).")
+        raise fail(_("a template cannot contain '#' (fragments never reach a cache)."))
 
 
 def has_dot_segment(path: str) -> bool:
@@ -216,21 +222,26 @@ def _check_no_dot_segments(body: str, fail: Any) -> None:
     # values render to is checked once rendered (roan.pipeline.render_rule).
     if has_dot_segment(_PLACEHOLDER.sub("x", body)):
         raise fail(
-            "a template cannot contain '.' or '..' path segments (nor %2E): caches and "
-            "purge APIs resolve them to another path."
+            _(
+                "a template cannot contain '.' or '..' path segments (nor %2E): caches and "
+                "purge APIs resolve them to another path."
+            )
         )
 
 
 def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder:
     if expr == "":
-        raise fail("'{}' names nothing: write a field name, such as {slug}.")
+        raise fail(_("'{}' names nothing: write a field name, such as {slug}."))
     names = expr.split(".")
     for name in names:
         if not _NAME.match(name):
             raise fail(
-                f"'{{{expr}}}' is not allowed: a placeholder is a field name or a dotted path "
-                "of field names (letters, digits, underscores; no leading underscore, "
-                "no '!', ':', '[' or calls)."
+                _(
+                    "'%s' is not allowed: a placeholder is a field name or a dotted path "
+                    "of field names (letters, digits, underscores; no leading underscore, "
+                    "no '!', ':', '[' or calls)."
+                )
+                % f"{{{expr}}}"
             )
     steps: list[Step] = []
     current: type[models.Model] = model
@@ -239,14 +250,17 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
         label = current._meta.label
         if name == ABSOLUTE_URL:
             if not last:
-                raise fail(f"'{{{expr}}}': get_absolute_url must end the placeholder.")
+                raise fail(_("'%s': get_absolute_url must end the placeholder.") % f"{{{expr}}}")
             if not callable(getattr(current, ABSOLUTE_URL, None)):
-                raise fail(f"'{{{expr}}}': {label} has no get_absolute_url().")
+                raise fail(
+                    _("'%(placeholder)s': %(model)s has no get_absolute_url().")
+                    % {"placeholder": f"{{{expr}}}", "model": label}
+                )
             steps.append(Step(name, "url", ""))
             break
         if name == "pk":
             if not last:
-                raise fail(f"'{{{expr}}}': nothing can follow pk.")
+                raise fail(_("'%s': nothing can follow pk.") % f"{{{expr}}}")
             if is_private_field(current, current._meta.pk):
                 # A session's or an API token's key is its primary key.
                 raise fail(_private(expr, label, current._meta.pk.name))
@@ -254,7 +268,7 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
             break
         field: Any = _get_field(current, name)
         if field is None:
-            raise fail(f"'{{{expr}}}': {label} has no field named {name!r}.")
+            raise fail(_no_field(expr, label, name))
         if isinstance(field, ForeignObjectRel) or field.one_to_many:
             step = _reverse_step(expr, current, field, last, fail)
             steps.append(step)
@@ -264,7 +278,10 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
             raise fail(_private(expr, label, name))
         if field.is_relation:
             if field.related_model is None:
-                raise fail(f"'{{{expr}}}': {name!r} is a generic relation; it cannot be used.")
+                raise fail(
+                    _("'%(placeholder)s': %(name)r is a generic relation; it cannot be used.")
+                    % {"placeholder": f"{{{expr}}}", "name": name}
+                )
             if last and name == field.attname != field.name:
                 # {author_id}: the column itself, which is the related row's key (or the
                 # field its to_field names), so that field's privacy decides.
@@ -273,16 +290,16 @@ def _placeholder(expr: str, model: type[models.Model], fail: Any) -> Placeholder
                 steps.append(Step(name, "field", field.attname))
                 continue
             if last:
-                raise fail(
-                    f"'{{{expr}}}': {name!r} is a relation; name a field of it, such as "
-                    f"{{{expr}.pk}}."
-                )
+                raise fail(_relation_needs_field(expr, name))
             kind = "m2m" if field.many_to_many else "fk"
             steps.append(Step(name, kind, "" if kind == "m2m" else field.attname))
             current = field.related_model
             continue
         if not last:
-            raise fail(f"'{{{expr}}}': {name!r} is not a relation, so nothing can follow it.")
+            raise fail(
+                _("'%(placeholder)s': %(name)r is not a relation, so nothing can follow it.")
+                % {"placeholder": f"{{{expr}}}", "name": name}
+            )
         steps.append(Step(name, "field", field.attname))
     return Placeholder(source=expr, steps=tuple(steps))
 
@@ -313,31 +330,49 @@ def _reverse_step(expr: str, model: type[models.Model], rel: Any, last: bool, fa
         getattr(rel, "field", None), (models.ForeignKey, models.ManyToManyField)
     )
     if not plain or rel.related_model is None:
-        raise fail(f"'{{{expr}}}': {name!r} is a generic relation; it cannot be used.")
+        raise fail(
+            _("'%(placeholder)s': %(name)r is a generic relation; it cannot be used.")
+            % {"placeholder": f"{{{expr}}}", "name": name}
+        )
     accessor = rel.get_accessor_name()
     if rel.hidden or not accessor:
         # related_name="+": the project chose to give this relation no reverse side.
-        raise fail(f"'{{{expr}}}': {label} has no field named {name!r}.")
+        raise fail(_no_field(expr, label, name))
     if is_private_field(model, rel) or looks_secret(accessor):
         raise fail(_private(expr, label, name))
     refusal = rule_model_refusal(rel.related_model)
     if refusal:
         # A reverse step reads rows of another table, many of them: that table must be
         # one a rule could name itself (an account's admin log, sessions, roan's log).
-        raise fail(f"'{{{expr}}}': {name!r} leads to a model rules may not read: {refusal}")
-    if last:
         raise fail(
-            f"'{{{expr}}}': {name!r} is a relation; name a field of it, such as {{{expr}.pk}}."
+            _("'%(placeholder)s': %(name)r leads to a model rules may not read: %(why)s")
+            % {"placeholder": f"{{{expr}}}", "name": name, "why": refusal}
         )
+    if last:
+        raise fail(_relation_needs_field(expr, name))
     kind = "reverse_one" if rel.one_to_one else "reverse"
     return Step(name, kind, "", accessor)
 
 
 def _private(expr: str, label: str, name: str) -> str:
-    return (
-        f"'{{{expr}}}': {label}.{name} is private (a password, key, token, secret or hash, "
+    return _(
+        "'%(placeholder)s': %(field)s is private (a password, key, token, secret or hash, "
         "or listed in ROAN_PRIVATE_FIELDS); a placeholder can never read it."
-    )
+    ) % {"placeholder": f"{{{expr}}}", "field": f"{label}.{name}"}
+
+
+def _no_field(expr: str, label: str, name: str) -> str:
+    return _("'%(placeholder)s': %(model)s has no field named %(name)r.") % {
+        "placeholder": f"{{{expr}}}",
+        "model": label,
+        "name": name,
+    }
+
+
+def _relation_needs_field(expr: str, name: str) -> str:
+    return _(
+        "'%(placeholder)s': %(name)r is a relation; name a field of it, such as %(example)s."
+    ) % {"placeholder": f"{{{expr}}}", "name": name, "example": f"{{{expr}.pk}}"}
 
 
 # -- rendering ---------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 from requests.structures import CaseInsensitiveDict
 
 from roan import limits
@@ -69,7 +70,7 @@ STILL_CACHED = "still_cached"
 UNVERIFIABLE = "unverifiable"
 
 #: Shown with every ``still_cached`` attempt: the usual cause, and where to look.
-HINT = (
+HINT = gettext_lazy(
     "The purge did not reach the page's cache entry: check the cache key (scheme, host, "
     "$request_uri) of the purge location; it must build the same key as the location "
     "that caches the page."

@@ -9,6 +9,7 @@ A pytest plugin (``pytest_plugins = ["tests.caches"]``):
 - fixtures ``cache_origin`` (a tiny in-process origin counting fetches per host and
   path; override it to put the caches in front of something else), ``nginx_cache`` and
   ``varnish_cache`` (session-scoped, in front of ``cache_origin``).
+- fixture ``redis_url``: a redis-server of the test module's own, on loopback.
 - ``require(what, reason)``: skip, or fail when ``ROAN_TEST_REQUIRE`` asks for ``what``.
 """
 
@@ -359,3 +360,49 @@ def fake_cache() -> Iterator[FakeCache]:
     server = FakeCache()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A redis-server of this module's own on a free loopback port (no disk): its URL."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        require("caches", "redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=1)
+    try:
+        for _ in range(100):
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("redis-server did not answer")
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

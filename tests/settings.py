@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "import_export",
     "django_tasks_db",
+    "django_rq",  # its rqworker command, for tests/test_tasks_rq.py
     "roan",
     "tests.testapp",
 ]
@@ -104,6 +105,9 @@ ROAN_BACKENDS = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
 # The task path is tested with the database backend and real `db_worker` processes;
 # dispatch stays "inline" unless a test switches it.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# tests/test_tasks_rq.py points a queue at the Redis server it starts.
+RQ_QUEUES: dict[str, dict[str, object]] = {}
+RQ_SHOW_ADMIN_LINK = False
 
 # A subprocess started by a test connects to the test database by name.
 if os.environ.get("ROAN_DB_NAME"):

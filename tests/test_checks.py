@@ -7,6 +7,7 @@ from roan.backends.base import BaseBackend
 from roan.checks import (
     check_admin,
     check_backends,
+    check_default_backend,
     check_rate_limit_cache,
     check_rule_stamp_cache,
     check_timeouts,
@@ -121,3 +122,25 @@ def test_a_rate_limit_in_a_process_local_cache_warns(settings) -> None:
     settings.DEBUG = True
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     assert check_rate_limit_cache() == []
+
+
+def test_no_backends_in_production_warns_and_names_the_default(settings) -> None:
+    del settings.ROAN_BACKENDS
+    settings.DEBUG = False
+    [warning] = check_default_backend()
+    assert warning.id == "roan.W003"
+    assert warning.level == checks.WARNING
+    assert "http://localhost/purge" in warning.msg
+    # Registered: `manage.py check` reports it.
+    assert "roan.W003" in ids(checks.run_checks(tags=["roan"]))
+
+
+def test_no_backends_warning_is_quiet_when_a_purge_target_was_chosen(settings) -> None:
+    settings.DEBUG = False
+    assert check_default_backend() == []  # ROAN_BACKENDS is set
+    del settings.ROAN_BACKENDS
+    settings.ROAN_PURGE_URL = "http://127.0.0.1:8080/purge"
+    assert check_default_backend() == []
+    del settings.ROAN_PURGE_URL
+    settings.DEBUG = True
+    assert check_default_backend() == []

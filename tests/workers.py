@@ -1,5 +1,5 @@
-"""Real task workers (django-tasks-db's ``db_worker``), or other commands, on the test
-database.
+"""Real task workers (django-tasks-db's ``db_worker``, django-rq's ``rqworker``), or other
+commands, on the test database.
 
 ``workers`` is a fixture that starts them: each is a separate Django process reaching the
 test database by name (so the test needs ``transactional_db``) with the ROAN_* settings
@@ -50,8 +50,8 @@ class Worker:
 
 
 def roan_settings_json() -> str:
-    """The ROAN_* settings (and TASKS) as this test process sees them now."""
-    names = [n for n in dir(settings) if n.startswith("ROAN_")] + ["TASKS"]
+    """The ROAN_* settings (and TASKS, RQ_QUEUES) as this test process sees them now."""
+    names = [n for n in dir(settings) if n.startswith("ROAN_")] + ["TASKS", "RQ_QUEUES"]
     return json.dumps({n: getattr(settings, n) for n in names if hasattr(settings, n)})
 
 
