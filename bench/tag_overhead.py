@@ -6,18 +6,20 @@ The example site (its settings, views and templates) with a fresh database of 50
 5 authors, each post with 2 of 8 tags, rendered through Django's test client (the full
 middleware chain, no network) in two setups, interleaved round by round in one process:
 
-    off   the example's MIDDLEWARE without roan.middleware.CacheTagMiddleware, and
-          roan's tracking hooks uninstalled (roan.tags.uninstall())
-    on    with it, and a Varnish backend configured, so each page gets its xkey header
+    off    the example's MIDDLEWARE without roan.middleware.CacheTagMiddleware, and
+           roan's tracking hooks uninstalled (roan.tags.uninstall())
+    on     with it, and a Varnish backend configured, so each page gets its xkey header
+           (the render overhead: tracking, collecting and the header)
+    index  the same, plus the tag index write that a miss costs (one upsert of the
+           page's tags into TaggedURL, for caches that cannot purge by tag)
 
 Django's page cache is swapped for a DummyCache, so every request renders the page. The
-render guard is off unless ``--render-guard`` (then ``ROAN_CACHE`` is a file cache). The
-tag index write is not part of this figure (``roan.tag_index.remember`` is timed on its
-own by the index's benchmark). Requests alternate off/on one by one; prints the median
-wall and CPU ms per page of each setup (CPU time of this process: what other processes
-on a shared machine disturb least), the ratio, and the tags one page carries. Goal: at
-most 10% overhead. SQLite by default; PostgreSQL with --database-url (a scratch
-database, created and dropped here).
+render guard is off unless ``--render-guard`` (then ``ROAN_CACHE`` is a file cache).
+Requests alternate off/on/index one by one; prints the median wall and CPU ms per page of
+each setup (CPU time of this process: what other processes on a shared machine disturb
+least), the ratios, the index write's cost per miss, and the tags one page carries.
+Goal: at most 10% render overhead ("on"). SQLite by default; PostgreSQL with
+--database-url (a scratch database, created and dropped here).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def timed_request(client: Any) -> tuple[float, float]:
 def run(requests: int, rounds: int, guard_dir: str = "") -> None:
     from django.test import override_settings
 
+    from roan import tag_index
     from roan import tags as tags_module
 
     seed()
@@ -122,7 +125,12 @@ def run(requests: int, rounds: int, guard_dir: str = "") -> None:
         "edge": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": ["http://127.0.0.1:9"]}
     }
     with override_settings(CACHES=dummy, ROAN_BACKENDS=varnish, **extra):
-        clients = {"off": client_for(False), "on": client_for(True)}
+        clients = {"off": client_for(False), "on": client_for(True), "index": client_for(True)}
+        remember = tag_index.remember
+
+        def no_index(*args: Any) -> None:
+            return None
+
         page = clients["on"].get("/posts/")
         assert page.status_code == 200, page.status_code
         tags = page.headers.get("xkey", "").split()
@@ -131,32 +139,41 @@ def run(requests: int, rounds: int, guard_dir: str = "") -> None:
         for _ in range(20):  # warm up: templates, statement caches
             for client in clients.values():
                 timed_request(client)
-        wall: dict[str, list[float]] = {"off": [], "on": []}
-        cpu: dict[str, list[float]] = {"off": [], "on": []}
+        setups = ("off", "on", "index")
+        wall: dict[str, list[float]] = {s: [] for s in setups}
+        cpu: dict[str, list[float]] = {s: [] for s in setups}
         ratios: list[float] = []
         for _ in range(rounds):
-            round_cpu: dict[str, list[float]] = {"off": [], "on": []}
+            round_cpu: dict[str, list[float]] = {s: [] for s in setups}
             for _ in range(requests):
                 # Alternating request by request: a neighbour's load hits both alike.
                 # "off" runs with roan's hooks taken out: a site without the
                 # middleware, not one where it is merely idle.
-                for setup in ("off", "on"):
-                    (tags_module.install if setup == "on" else tags_module.uninstall)()
+                for setup in setups:
+                    (tags_module.uninstall if setup == "off" else tags_module.install)()
+                    tag_index.remember = remember if setup == "index" else no_index  # type: ignore[assignment]
                     w, c = timed_request(clients[setup])
                     wall[setup].append(w)
                     cpu[setup].append(c)
                     round_cpu[setup].append(c)
             ratios.append(statistics.median(round_cpu["on"]) / statistics.median(round_cpu["off"]))
-    print(f"{requests} requests x {rounds} rounds of /posts/ (50 posts), alternating off/on")
+        tag_index.remember = remember  # type: ignore[assignment]
+    print(f"{requests} requests x {rounds} rounds of /posts/ (50 posts), alternating off/on/index")
     print(f"{'setup':<6} {'wall ms':>8} {'cpu ms':>8} {'cpu ratio':>9}")
     base = statistics.median(cpu["off"])
-    for setup in ("off", "on"):
+    for setup in setups:
         w, c = statistics.median(wall[setup]), statistics.median(cpu[setup])
         print(f"{setup:<6} {w:8.3f} {c:8.3f} {c / base:9.3f}")
     print(
-        f"overhead (CPU, medians) {100 * (statistics.median(cpu['on']) / base - 1):+.1f}%; "
+        f"render overhead (CPU, medians) {100 * (statistics.median(cpu['on']) / base - 1):+.1f}%; "
         f"per-round ratios {min(ratios):.3f}..{max(ratios):.3f}, median "
         f"{statistics.median(ratios):.3f}"
+    )
+    write = statistics.median(cpu["index"]) - statistics.median(cpu["on"])
+    write_wall = statistics.median(wall["index"]) - statistics.median(wall["on"])
+    print(
+        f"tag index write per miss: {write:+.3f} ms CPU, {write_wall:+.3f} ms wall "
+        f"({100 * (statistics.median(cpu['index']) / base - 1):+.1f}% with tracking)"
     )
     print(f"{len(tags)} tags, {len(' '.join(tags))} bytes of xkey: {' '.join(tags[:7])} ...")
 
