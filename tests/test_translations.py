@@ -19,7 +19,7 @@ from django.utils import translation
 
 import roan
 from roan.models import BackendState, PurgeAttempt
-from tests.testapp.models import Post
+from tests.testapp.models import Post, Tag
 
 pytestmark = pytest.mark.django_db
 
@@ -169,11 +169,23 @@ def world(settings, django_user_model, make_rule, django_capture_on_commit_callb
     client.force_login(user)
     attempt = PurgeAttempt.objects.filter(status="ok").first()
     assert attempt is not None
-    return {"client": client, "rule": rule, "post": post, "attempt": attempt}
+    # A rule reading a many-to-many relation without on_m2m (the form warns), and one
+    # for a model with no object yet (the preview says so).
+    m2m_rule = make_rule("qzx-tags", "/qzx/{tags.slug}/", on_m2m=False)
+    tag_rule = make_rule("qzx-tag", "/qzx/{slug}/", model=Tag)
+    return {
+        "client": client,
+        "rule": rule,
+        "post": post,
+        "attempt": attempt,
+        "m2m_rule": m2m_rule,
+        "tag_rule": tag_rule,
+    }
 
 
 def pages(world) -> dict[str, tuple[str, dict[str, str] | None]]:
-    """roan's pages: name -> (URL, POST data or None for a GET)."""
+    """roan's pages: name -> (URL, POST data or None for a GET). A POST that redirects
+    is followed: the page after it shows roan's message."""
     from django.contrib.contenttypes.models import ContentType
 
     rule, post, attempt = world["rule"], world["post"], world["attempt"]
@@ -184,32 +196,101 @@ def pages(world) -> dict[str, tuple[str, dict[str, str] | None]]:
         "backends": ["nosuchbackend"],
         "description": "",
     }
+    purge_cache = f"/admin/testapp/post/{post.pk}/purge-cache/"
+    plan = world["client"].get(purge_cache).context["plan"]
+    preview = f"/admin/roan/purgerule/{rule.pk}/preview/"
     return {
         "rules": ("/admin/roan/purgerule/", None),
+        "rules, none found": ("/admin/roan/purgerule/?q=qzx-none", None),
         "rule form": ("/admin/roan/purgerule/add/", None),
         "rule form errors": ("/admin/roan/purgerule/add/", bad_rule),
         "rule change": (f"/admin/roan/purgerule/{rule.pk}/change/", None),
-        "preview": (f"/admin/roan/purgerule/{rule.pk}/preview/?object_id={post.pk}", None),
+        "rule change, m2m warning": (f"/admin/roan/purgerule/{world['m2m_rule'].pk}/change/", None),
+        "preview": (f"{preview}?object_id={post.pk}", None),
+        "preview search": (f"{preview}?q=qzx", None),
+        "preview, none found": (f"{preview}?q=qzx-none", None),
+        "preview, no object": (f"/admin/roan/purgerule/{world['tag_rule'].pk}/preview/", None),
         "purge log": ("/admin/roan/purgeattempt/", None),
+        "purge log, none found": ("/admin/roan/purgeattempt/?status__exact=failed", None),
         "attempt": (f"/admin/roan/purgeattempt/{attempt.pk}/change/", None),
+        "attempt re-purged": (f"/admin/roan/purgeattempt/{attempt.pk}/repurge/", {}),
         "dashboard": ("/admin/roan/dashboard/", None),
         "backends": ("/admin/roan/backendstate/", None),
         "purge URLs": ("/admin/roan/purge/", None),
         "purge URLs errors": ("/admin/roan/purge/", {"urls": "qzx", "kind": "url"}),
+        "purge URLs done": (
+            "/admin/roan/purge/",
+            {"urls": "/qzx/", "kind": "url", "backends": ["default", "edge"]},
+        ),
         "purge everything": ("/admin/roan/purge/all/", {"backend": "default"}),
+        "post": (f"/admin/testapp/post/{post.pk}/change/", None),
+        "post saved": (
+            f"/admin/testapp/post/{post.pk}/change/",
+            {"title": "Qzx", "slug": "qzx-post", "body": "", "views": "0"},
+        ),
+        "purge cache": (purge_cache, None),
+        "purge cache, plan changed": (purge_cache, {"plan": "qzx"}),
+        "purge cache done": (purge_cache, {"plan": plan}),
     }
+
+
+@pytest.fixture
+def empty_world(settings, django_user_model):
+    """No rule, no attempt; one backend paused by the admin toggle, one by its option."""
+    from roan import limits
+
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend"},
+        "edge": {"BACKEND": "roan.backends.locmem.LocMemBackend", "PAUSED": True},
+    }
+    user = django_user_model.objects.create_superuser("qzxadmin", password="pw")
+    limits.pause("default", user=user)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+EMPTY_PAGES: dict[str, tuple[str, dict[str, str] | None]] = {
+    "rules, empty": ("/admin/roan/purgerule/", None),
+    "purge log, empty": ("/admin/roan/purgeattempt/", None),
+    "dashboard, empty and paused": ("/admin/roan/dashboard/", None),
+    "backends, paused": ("/admin/roan/backendstate/", None),
+}
+
+
+#: What a page must show for the test to check it (the box, button or message it is for).
+SHOWS = {
+    "rules, none found": 'id="roan-empty"',
+    "rule change, m2m warning": 'id="roan-m2m-warning"',
+    "preview, none found": "roan-note",
+    "preview, no object": "roan-note",
+    "purge log, none found": 'id="roan-empty"',
+    "attempt": 'id="roan-repurge"',
+    "attempt re-purged": 'class="messagelist"',
+    "dashboard": 'id="roan-paused"',
+    "purge URLs done": 'class="messagelist"',
+    "post": "roan-purges-link",
+    "post saved": 'class="messagelist"',
+    "purge cache": 'id="roan-targets"',
+    "purge cache, plan changed": 'id="roan-plan-changed"',
+    "purge cache done": 'class="messagelist"',
+    "rules, empty": 'id="roan-empty"',
+    "purge log, empty": 'id="roan-empty"',
+    "dashboard, empty and paused": 'id="roan-paused"',
+}
 
 
 def render(client: Client, url: str, language: str, data: dict[str, str] | None = None) -> str:
     with translation.override(language):
-        response = client.post(url, data) if data is not None else client.get(url)
+        response = client.post(url, data, follow=True) if data is not None else client.get(url)
     assert response.status_code == 200, (url, response.status_code)
     return response.content.decode()
 
 
-@pytest.mark.parametrize("language", LANGUAGES)
-def test_roans_pages_show_no_english(world, settings, language) -> None:
-    client = world["client"]
+def untranslated(
+    client: Client, settings, language: str, pages: dict[str, tuple[str, dict[str, str] | None]]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(English of roan's catalog shown, phrases never marked) on each page, by name."""
     english = [
         piece
         for message, translated in catalog(language)
@@ -220,9 +301,11 @@ def test_roans_pages_show_no_english(world, settings, language) -> None:
     theirs = others_english(language)
     from_catalog: dict[str, list[str]] = {}
     unmarked: dict[str, list[str]] = {}
-    for name, (url, data) in pages(world).items():
+    for name, (url, data) in pages.items():
         settings.LANGUAGE_CODE = "en-us"
-        in_english = set(visible_text(render(client, url, "en-us", data)))
+        page = render(client, url, "en-us", data)
+        assert SHOWS.get(name, "") in page, (name, SHOWS[name])
+        in_english = set(visible_text(page))
         settings.LANGUAGE_CODE = language
         shown = visible_text(render(client, url, language, data))
         text = " | ".join(shown)
@@ -238,5 +321,18 @@ def test_roans_pages_show_no_english(world, settings, language) -> None:
             and piece not in theirs
         ]:
             unmarked[name] = same
+    return from_catalog, unmarked
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_roans_pages_show_no_english(world, settings, language) -> None:
+    from_catalog, unmarked = untranslated(world["client"], settings, language, pages(world))
+    assert from_catalog == {}, "\n".join(f"{k}: {v}" for k, v in from_catalog.items())
+    assert unmarked == {}, "\n".join(f"{k}: {v}" for k, v in unmarked.items())
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_roans_empty_pages_show_no_english(empty_world, settings, language) -> None:
+    from_catalog, unmarked = untranslated(empty_world, settings, language, EMPTY_PAGES)
     assert from_catalog == {}, "\n".join(f"{k}: {v}" for k, v in from_catalog.items())
     assert unmarked == {}, "\n".join(f"{k}: {v}" for k, v in unmarked.items())
