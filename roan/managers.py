@@ -103,6 +103,10 @@ def dedup_key(backend: str, node: str, host: str, kind: str, target: str) -> str
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def _sqlite_has_update_from(connection: Any) -> bool:
+    return bool(connection.Database.sqlite_version_info >= (3, 33, 0))
+
+
 def _returns_ids_from_upsert(connection: Any) -> bool:
     """Whether the upsert can say which row each VALUES row went to.
 
@@ -557,8 +561,26 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         with transaction.atomic(using=db), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 self._record_grouped(cursor, qn, table, rows)
+            elif connection.vendor == "sqlite" and _sqlite_has_update_from(connection):
+                self._record_from_values(cursor, qn, table, rows)
             else:
                 cursor.executemany(single, rows)
+
+    def _record_from_values(
+        self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        """SQLite 3.33+: one ``UPDATE ... FROM`` a ``VALUES`` list per 500 rows."""
+        names = (*_OUTCOME_COLUMNS, "id")
+        sets = ", ".join(f"{qn(c)} = v.{c}" for c in _OUTCOME_COLUMNS)
+        for start in range(0, len(rows), _UPSERT_CHUNK):
+            chunk = rows[start : start + _UPSERT_CHUNK]
+            one = "(" + ", ".join(["%s"] * len(names)) + ")"
+            sql = (
+                f"WITH v({', '.join(names)}) AS (VALUES {', '.join([one] * len(chunk))}) "  # noqa: S608 - fixed column names
+                f"UPDATE {table} SET {sets} FROM v "
+                f"WHERE {table}.{qn('id')} = v.id"
+            )
+            cursor.execute(sql, [value for row in chunk for value in row])
 
     def _record_grouped(
         self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]
