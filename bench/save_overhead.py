@@ -16,6 +16,22 @@ is timed, the pending attempt rows included; the sending after commit is switche
 the save. Prints median ms per save, the ratio to "none" and statements per save.
 SQLite always (with the default rollback journal, and in WAL mode as production SQLite
 sites run it); PostgreSQL too with --database-url or DATABASE_URL.
+
+A second table measures the whole default path, sending included, as a new user meets it
+(one rule with the static template ``/posts/``), each setup in its own process:
+
+    none        roan not installed
+    locmem      ROAN_DISPATCH = "inline" (the default) to a LocMemBackend (no network)
+    nginx       inline to a real nginx on loopback (the tests' helper starts it)
+    task        ROAN_DISPATCH = "task" on the database task backend: the enqueue
+                included, the worker not
+    admin-none  an admin change-form POST through Django's test client, roan's receivers
+                disconnected and no rule
+    admin-roan  the same POST with the rule, sent inline to a LocMemBackend
+
+Saves run in autocommit and in ``atomic()``, alternating in blocks of 50 in one process.
+The ratio is each round's against the baseline of the same round; the table shows their
+median and range (the noise). ``--profile SETUP:MODE[:ENGINE]`` prints a cProfile of one.
 """
 
 from __future__ import annotations
