@@ -112,6 +112,21 @@ def others_english(language: str) -> set[str]:
     return {english for path in paths for english, _ in read_catalog(path)}
 
 
+def patterns_of(messages: set[str]) -> re.Pattern[str]:
+    """One pattern matching the messages with placeholders, filled in (Django 6.0's
+    "Pagination %(name)s" reads "Pagination posts" on the page)."""
+    placeholder = re.compile(r"%\([a-z_]+\)[sd]|%[sd]")
+    alternatives = [
+        ".+".join(re.escape(part) for part in placeholder.split(message))
+        for message in messages
+        # Starting with words of its own, enough that it cannot pass for roan's phrases.
+        if placeholder.search(message)
+        and not placeholder.match(message)
+        and len(re.findall(r"[A-Za-z]", placeholder.sub("", message))) >= 6
+    ]
+    return re.compile("|".join(f"(?:{a})" for a in alternatives) or "(?!)")
+
+
 def read_catalog(path: Path) -> list[tuple[str, str]]:
     text = path.read_text(errors="replace")
     entries = []
@@ -299,6 +314,7 @@ def untranslated(
     ]
     assert len(english) > 200
     theirs = others_english(language)
+    theirs_filled = patterns_of(theirs)
     from_catalog: dict[str, list[str]] = {}
     unmarked: dict[str, list[str]] = {}
     for name, (url, data) in pages.items():
@@ -319,6 +335,7 @@ def untranslated(
             and len(re.findall(r"[A-Za-z]{2,}", piece)) >= 2
             and not is_data(piece)
             and piece not in theirs
+            and not theirs_filled.fullmatch(piece)
         ]:
             unmarked[name] = same
     return from_catalog, unmarked
