@@ -108,10 +108,6 @@ def dedup_key(backend: str, node: str, host: str, kind: str, target: str) -> str
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _sqlite_has_update_from(connection: Any) -> bool:
-    return bool(connection.Database.sqlite_version_info >= (3, 33, 0))
-
-
 def _returns_ids_from_upsert(connection: Any) -> bool:
     """Whether the upsert can say which row each VALUES row went to.
 
@@ -123,26 +119,12 @@ def _returns_ids_from_upsert(connection: Any) -> bool:
     return bool(connection.mysql_is_mariadb and connection.mysql_version >= (10, 5))
 
 
-def _literal(value: str | int) -> str:
-    # Only _REQUIRED's defaults, fixed in this module, are written as literals.
-    return str(value) if isinstance(value, int) else "'" + value.replace("'", "''") + "'"
-
-
 def _upsert_sql(
-    connection: Any,
-    table: str,
-    columns: tuple[str, ...],
-    rows: int,
-    returning: bool,
-    literals: tuple[str, ...] = (),
+    connection: Any, table: str, columns: tuple[str, ...], rows: int, returning: bool
 ) -> str:
     qn = connection.ops.quote_name
     table = qn(table)
-    # ``columns`` take parameters; ``literals`` (columns every row leaves at their
-    # default) are written into the text: fewer parameters for the driver to adapt.
-    marks = ["%s"] * len(columns) + [_literal(_REQUIRED[c]) for c in literals]
-    columns = (*columns, *literals)
-    one = "(" + ", ".join(marks) + ")"
+    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     values = f"VALUES {', '.join([one] * rows)}"
     head = f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) {values} "
     if connection.vendor == "mysql":
@@ -192,7 +174,7 @@ class PurgeAttemptQuerySet(models.QuerySet["PurgeAttempt"]):
 class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
     """Attempt rows are written here and nowhere else."""
 
-    _sql_cache: dict[tuple[str, tuple[str, ...], int, bool, tuple[str, ...]], str] = {}
+    _sql_cache: dict[tuple[str, tuple[str, ...], int, bool], str] = {}
 
     def get_queryset(self) -> PurgeAttemptQuerySet:
         return PurgeAttemptQuerySet(self.model, using=self._db)
@@ -234,14 +216,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             "target",
             "trigger",
         )
-        # A column every row leaves at its default is written as a literal.
-        literals = tuple(
-            c
-            for c, default in _REQUIRED.items()
-            if all(type(v := row.get(c, default)) is type(default) and v == default for row in rows)
-        )
-        given = tuple(c for c in _REQUIRED if c not in literals)
-        columns += given + optional
+        columns += tuple(_REQUIRED) + optional
         columns += ("dedup_key",)
         keys = [
             dedup_key(
@@ -256,33 +231,26 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         params: list[Any] = []
         for row, key in zip(rows, keys, strict=True):
             params += (now, now, row["backend"], row["node"], row["target"], row["trigger"])
-            params += [row.get(c, _REQUIRED[c]) for c in given]
+            params += [row.get(c, default) for c, default in _REQUIRED.items()]
             for column in optional:
                 value = row.get(column)
                 params.append(adapt(value) if column in _DATETIMES and value is not None else value)
             params.append(key)
         if _returns_ids_from_upsert(connection):
-            sql = self._sql(connection, columns, len(rows), returning=True, literals=literals)
+            sql = self._sql(connection, columns, len(rows), returning=True)
             if connection.vendor == "mysql":
                 params.append(now)
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 return [row[0] for row in cursor.fetchall()]
-        return self._upsert_mysql(connection, columns, rows, params, now, literals)
+        return self._upsert_mysql(connection, columns, rows, params, now)
 
-    def _sql(
-        self,
-        connection: Any,
-        columns: tuple[str, ...],
-        rows: int,
-        returning: bool,
-        literals: tuple[str, ...] = (),
-    ) -> str:
-        key = (connection.vendor, columns, rows, returning, literals)
+    def _sql(self, connection: Any, columns: tuple[str, ...], rows: int, returning: bool) -> str:
+        key = (connection.vendor, columns, rows, returning)
         sql = self._sql_cache.get(key)
         if sql is None:
             sql = self._sql_cache[key] = _upsert_sql(
-                connection, self.model._meta.db_table, columns, rows, returning, literals
+                connection, self.model._meta.db_table, columns, rows, returning
             )
         return sql
 
@@ -293,7 +261,6 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         rows: Sequence[dict[str, Any]],
         params: list[Any],
         now: Any,
-        literals: tuple[str, ...],
     ) -> list[int]:
         """MySQL (no RETURNING): which row each request went to, read back by key.
 
@@ -317,7 +284,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         ):
             if keyed:
                 values = [p for i in keyed for p in params[i * width : (i + 1) * width]]
-                sql = self._sql(connection, columns, len(keyed), False, literals)
+                sql = self._sql(connection, columns, len(keyed), returning=False)
                 cursor.execute(sql, [*values, now])
                 marks = ", ".join(["%s"] * len(keyed))
                 cursor.execute(
@@ -330,7 +297,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                 for i in keyed:
                     ids[i] = found[keys[i]]
             keyed_set = set(keyed)
-            single = self._sql(connection, columns, 1, False, literals)
+            single = self._sql(connection, columns, 1, returning=False)
             for i in range(len(rows)):
                 if i not in keyed_set:
                     cursor.execute(single, [*params[i * width : (i + 1) * width], now])
@@ -381,13 +348,6 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
 
         now = timezone.now()
         lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
-        connection = connections[db]
-        # On PostgreSQL only for named ids (a save's own rows): a backlog's claim of a
-        # thousand rows measured no faster that way (bench/dispatch_throughput.py).
-        if (connection.vendor == "postgresql" and ids is not None) or (
-            connection.vendor == "sqlite" and connection.features.can_return_columns_from_insert
-        ):
-            return self._claim_returning(ids, limit, db, exclude_backends, any_time, now, lease)
         with transaction.atomic(using=db):
             qs = self.get_queryset().using(db)
             if any_time:
@@ -414,99 +374,6 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                 for attempt in claimed:
                     attempt.claimed_until = lease
         return claimed
-
-    def _claim_returning(
-        self,
-        ids: Sequence[int] | None,
-        limit: int,
-        db: str,
-        exclude_backends: Collection[str],
-        any_time: bool,
-        now: datetime.datetime,
-        lease: datetime.datetime,
-    ) -> list[PurgeAttempt]:
-        """The claim as one ``UPDATE ... RETURNING`` (PostgreSQL, SQLite 3.35+): the ORM's
-        ``SELECT ... FOR UPDATE`` and the lease's ``UPDATE`` cost more to build than to run
-        for the few rows a save sends. On PostgreSQL the inner ``SELECT`` skips rows another
-        sender has locked, and the ``UPDATE`` re-checks its conditions on a row that
-        changed meanwhile, so two senders never both take one row."""
-        connection = connections[db]
-        qn = connection.ops.quote_name
-        adapt = connection.ops.adapt_datetimefield_value
-        table = qn(self.model._meta.db_table)
-        postgres = connection.vendor == "postgresql"
-        fields = self.model._meta.concrete_fields
-        columns = ", ".join(qn(f.column or f.attname) for f in fields)
-        stamp = lease if postgres else adapt(lease)
-        at = now if postgres else adapt(now)
-        where = [
-            f"{qn('status')} IN ('pending', 'failed')",
-            f"({qn('claimed_until')} IS NULL OR {qn('claimed_until')} < %s)",
-        ]
-        params: list[Any] = [at]
-        if not any_time:
-            where.append(f"({qn('next_attempt_at')} IS NULL OR {qn('next_attempt_at')} <= %s)")
-            params.append(at)
-        if ids is not None:
-            ids = list(ids)
-            if not ids:
-                return []
-            if postgres:
-                where.append(f"{qn('id')} = ANY(%s::bigint[])")
-                params.append(ids)
-            else:
-                where.append(f"{qn('id')} IN ({', '.join(['%s'] * len(ids))})")
-                params += ids
-        if exclude_backends:
-            backends = list(exclude_backends)
-            where.append(f"{qn('backend')} NOT IN ({', '.join(['%s'] * len(backends))})")
-            params += backends
-        inner = (
-            f"SELECT {qn('id')} FROM {table} WHERE {' AND '.join(where)} "  # noqa: S608
-            f"ORDER BY {qn('id')} LIMIT %s"
-        )
-        params.append(limit)
-        if postgres:
-            inner += " FOR UPDATE SKIP LOCKED"
-        sql = (
-            f"UPDATE {table} SET {qn('claimed_until')} = %s, {qn('updated_at')} = %s "  # noqa: S608
-            f"WHERE {qn('id')} IN ({inner}) RETURNING {columns}"
-        )
-        names = [f.attname for f in fields]
-        # One statement: atomic on its own, no transaction around it (a BEGIN less).
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [stamp, at, *params])
-            rows = cursor.fetchall()
-        convert = self._converters(connection)
-        claimed = []
-        for row in rows:
-            values = list(row)
-            for i, col, funcs in convert:
-                for func in funcs:
-                    values[i] = func(values[i], col, connection)
-            claimed.append(self.model.from_db(db, names, values))
-        claimed.sort(key=lambda a: a.pk)
-        return claimed
-
-    _converter_cache: dict[str, list[tuple[int, Any, list[Any]]]] = {}
-
-    def _converters(self, connection: Any) -> list[tuple[int, Any, list[Any]]]:
-        """What the ORM does to each column it reads (SQLite's datetimes are text)."""
-        convert = self._converter_cache.get(connection.alias)
-        if convert is None:
-            table = self.model._meta.db_table
-            cols = [f.get_col(table) for f in self.model._meta.concrete_fields]
-            convert = self._converter_cache[connection.alias] = [
-                (i, col, funcs)
-                for i, col in enumerate(cols)
-                if (
-                    funcs := [
-                        *connection.ops.get_db_converters(col),
-                        *col.get_db_converters(connection),
-                    ]
-                )
-            ]
-        return convert
 
     def _lease(
         self, ids: list[int], lease: datetime.datetime, now: datetime.datetime, db: str
@@ -557,37 +424,13 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                         adapted[value] = adapt(value)
                     values[i] = adapted[value]
             rows.append((*values, attempt.pk))
-        sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
-        single = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
-        if len(rows) == 1:
-            # The usual outcome of a save: one statement is atomic on its own, and in
-            # autocommit a transaction around it costs a BEGIN (a round trip) more.
-            with connection.cursor() as cursor:
-                cursor.execute(single, rows[0])
-            return
         with transaction.atomic(using=db), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 self._record_grouped(cursor, qn, table, rows)
-            elif connection.vendor == "sqlite" and _sqlite_has_update_from(connection):
-                self._record_from_values(cursor, qn, table, rows)
             else:
-                cursor.executemany(single, rows)
-
-    def _record_from_values(
-        self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]
-    ) -> None:
-        """SQLite 3.33+: one ``UPDATE ... FROM`` a ``VALUES`` list per 500 rows."""
-        names = (*_OUTCOME_COLUMNS, "id")
-        sets = ", ".join(f"{qn(c)} = v.{c}" for c in _OUTCOME_COLUMNS)
-        for start in range(0, len(rows), _UPSERT_CHUNK):
-            chunk = rows[start : start + _UPSERT_CHUNK]
-            one = "(" + ", ".join(["%s"] * len(names)) + ")"
-            sql = (
-                f"WITH v({', '.join(names)}) AS (VALUES {', '.join([one] * len(chunk))}) "  # noqa: S608 - fixed column names
-                f"UPDATE {table} SET {sets} FROM v "
-                f"WHERE {table}.{qn('id')} = v.id"
-            )
-            cursor.execute(sql, [value for row in chunk for value in row])
+                sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
+                sql = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
+                cursor.executemany(sql, rows)
 
     def _record_grouped(
         self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]

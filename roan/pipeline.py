@@ -371,79 +371,18 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
         return 0
     pending = [row for row in rows if row["status"] == "pending"]
     final = [row for row in rows if row["status"] != "pending"]
-    held = _held.get()
-    sent_ids: list[int] = []
-    if pending and held is None and _sends_at_once(db):
-        sent_ids = _write_and_send(pending, db)
-        pending = []
     ids = PurgeAttempt.objects.write(pending, using=db)
     final_ids = PurgeAttempt.objects.write(final, using=db) if final else []
     collected = _written.get()
     if collected is not None:
-        collected.extend(sent_ids + ids + final_ids)
+        collected.extend(ids + final_ids)
+    held = _held.get()
     if ids and held is not None:
         held.extend(ids)
     elif ids:
         state.ids.extend(ids)
         transaction.on_commit(state.flush, using=db, robust=True)
     return len(rows)
-
-
-def _sends_at_once(db: str) -> bool:
-    """Whether rows written now are sent at once by this process: inline dispatch, and
-    no transaction to wait for (an autocommit save: Django runs its commit hooks at once)."""
-    connection = connections[db]
-    return roan_settings.DISPATCH == "inline" and connection.get_autocommit()
-
-
-def _write_and_send(rows: list[dict[str, Any]], db: str) -> list[int]:
-    """Write ``rows`` already claimed by this process, and send them; return their ids.
-
-    Outside a transaction there is nothing to wait for: the save is committed. The rows
-    are inserted under this process's lease (one statement, no separate claim), so no
-    other sender takes them, and a process that dies before it records the outcomes
-    leaves them for ``roan_dispatch`` once the lease ends. They do not merge into an
-    unclaimed pending row for the same purge (both are sent: a duplicate purge, never a
-    lost one). Rows of a paused backend are written pending and unclaimed, as usual.
-    """
-    from roan.models import PurgeAttempt
-
-    paused = limits.paused_backends()
-    now = timezone.now()
-    lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
-    claimed = [{**row, "claimed_until": lease} for row in rows if row["backend"] not in paused]
-    waiting = [row for row in rows if row["backend"] in paused]
-    waiting_ids = PurgeAttempt.objects.write(waiting, using=db) if waiting else []
-    if not claimed:
-        return waiting_ids
-    ids = PurgeAttempt.objects.write(claimed, using=db)
-    attempts = [
-        PurgeAttempt(pk=pk, created_at=now, updated_at=now, **_attempt_fields(row))
-        for pk, row in zip(ids, claimed, strict=True)
-    ]
-    try:
-        _send_claimed(attempts, db, paused)
-    except Exception:
-        # As dispatch(): the rows stay claimed until the lease ends, then roan_dispatch
-        # or a retry sends them. The editor's save goes on.
-        logger.exception("roan: sending %d attempt(s) failed; they stay queued", len(ids))
-    return waiting_ids + ids
-
-
-#: Defaults of the attempt fields a pending row may leave out.
-_ROW_DEFAULTS: dict[str, Any] = {
-    "host": "",
-    "kind": URL,
-    "status": "pending",
-    "tries": 0,
-    "coalesced": 0,
-    "error": "",
-    "purge_id": "",
-}
-
-
-def _attempt_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {**_ROW_DEFAULTS, **row}
 
 
 def _rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:
@@ -529,11 +468,6 @@ def send(
     if not attempts:
         return []
     db = using or router.db_for_write(PurgeAttempt)
-    return _send_claimed(attempts, db, paused)
-
-
-def _send_claimed(attempts: list[Any], db: str, paused: frozenset[str]) -> list[Any]:
-    """Send ``attempts`` (claimed by this process) and record their outcomes."""
     order = layers.layers()
     if not any(order.values()):
         # No AFTER anywhere: one layer, sent at once.

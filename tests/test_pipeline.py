@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 from django.db import transaction
-from django.utils import timezone
 
 import roan
 from roan.backends import locmem
@@ -306,56 +305,3 @@ def test_a_target_longer_than_its_column_is_recorded_skipped_never_shortened(
     skipped = PurgeAttempt.objects.get(status="skipped")
     assert "longer than 2048 characters" in skipped.error
     assert skipped.target == long_path[:2048]
-
-
-def test_an_autocommit_save_writes_its_attempts_claimed_and_sends_them_without_a_claim(
-    post_rule, outbox
-) -> None:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    post = Post.objects.create(title="One", slug="one")
-    outbox.clear()
-    post.title = "Two"
-    with CaptureQueriesContext(connection) as queries:
-        post.save()
-    assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
-    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
-    table = PurgeAttempt._meta.db_table
-    on_attempts = [q["sql"] for q in queries.captured_queries if table in q["sql"]]
-    # The rows go in under this process's lease (no claim: no SELECT, no second UPDATE)
-    # and, but on MySQL and MariaDB, both outcomes go in one statement.
-    assert len(on_attempts) == 2
-    assert on_attempts[0].startswith("INSERT")
-    assert "FOR UPDATE" not in " ".join(on_attempts)
-    if connection.vendor != "mysql":
-        assert not on_attempts[1].startswith("2 times")
-
-
-def test_an_autocommit_save_whose_sender_dies_before_recording_loses_nothing(
-    post_rule, outbox, settings, monkeypatch
-) -> None:
-    from tests.workers import wait_until
-
-    settings.ROAN_RETRY = {"LEASE": 0.5}
-
-    def die(*args: object, **kwargs: object) -> None:
-        raise SystemExit("killed between sending and recording")
-
-    monkeypatch.setattr(PurgeAttempt.objects, "record", die)
-    with pytest.raises(SystemExit):
-        Post.objects.create(title="One", slug="one")
-    monkeypatch.undo()
-    held = PurgeAttempt.objects.filter(target="/posts/one/").get()
-    assert held.status == "pending" and held.claimed_until is not None
-    outbox.clear()
-    call_command("roan_dispatch", verbosity=0)
-    assert outbox == []  # nobody else takes the rows within the lease
-    wait_until(
-        lambda: not PurgeAttempt.objects.filter(claimed_until__gt=timezone.now()).exists(),
-        10,
-        "the lease ended",
-    )
-    call_command("roan_dispatch", verbosity=0)
-    assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
-    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
