@@ -38,12 +38,15 @@ def admin_sql(url: str, sql: str) -> None:
         conn.execute(sql)
 
 
-def run_worker(script: str, args: list[str], database: dict[str, Any]) -> Any:
+def run_worker(
+    script: str, args: list[str], database: dict[str, Any], *, stderr: bool = False
+) -> Any:
     """Run ``script`` with ``args`` and ``--db`` in a fresh Python process (its own Django
-    settings and database) and return the JSON it prints on its last line."""
+    settings and database) and return the JSON it prints on its last line. ``stderr``:
+    let the child's standard error through (a profile)."""
     out = subprocess.run(
         [sys.executable, script, *args, "--db", json.dumps(database)],
-        check=True, capture_output=True, text=True, cwd=ROOT, timeout=1800,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True, stdout=subprocess.PIPE, stderr=None if stderr else subprocess.PIPE,
+        text=True, cwd=ROOT, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])

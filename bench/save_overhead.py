@@ -16,19 +16,39 @@ is timed, the pending attempt rows included; the sending after commit is switche
 the save. Prints median ms per save, the ratio to "none" and statements per save.
 SQLite always (with the default rollback journal, and in WAL mode as production SQLite
 sites run it); PostgreSQL too with --database-url or DATABASE_URL.
+
+A second table measures the whole default path, sending included, as a new user meets it
+(one rule with the static template ``/posts/``), each setup in its own process:
+
+    none        roan not installed
+    locmem      ROAN_DISPATCH = "inline" (the default) to a LocMemBackend (no network)
+    nginx       inline to a real nginx on loopback (the tests' helper starts it)
+    task        ROAN_DISPATCH = "task" on the database task backend: the enqueue
+                included, the worker not
+    admin-none  an admin change-form POST through Django's test client, roan's receivers
+                disconnected and no rule
+    admin-roan  the same POST with the rule, sent inline to a LocMemBackend
+
+Saves run in autocommit and in ``atomic()``, alternating in blocks of 50 in one process.
+The ratio is each round's against the baseline of the same round; the table shows their
+median and range (the noise). ``--profile SETUP:MODE[:ENGINE]`` prints a cProfile of one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from _common import admin_sql, postgres_database, run_worker
 
@@ -164,26 +184,308 @@ def report(engine: str, url: str, n: int, rounds: int) -> None:
         print(f"{setup:<12} {ms:8.3f} {ms / base_ms:6.2f} {q:11.2f} {q - base_q:6.2f}")
 
 
+# -- end to end: the default path, dispatch included ----------------------------------------
+
+#: Setups of the end-to-end table, each in its own process and fresh database.
+E2E_SETUPS = ("none", "locmem", "nginx", "task")
+ADMIN_SETUPS = ("admin-none", "admin-roan")
+MODES = ("autocommit", "atomic")
+
+
+def e2e_settings(setup: str, database: dict[str, object], location: str) -> dict[str, object]:
+    apps = [
+        "django.contrib.admin",
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.sessions",
+        "django.contrib.messages",
+        "django_tasks_db",
+        "roan",
+        "tests.testapp",
+    ]
+    if setup == "none":
+        apps = ["django.contrib.auth", "django.contrib.contenttypes", "tests.testapp"]
+    backend: dict[str, object] = {"BACKEND": "roan.backends.locmem.LocMemBackend"}
+    if setup == "nginx":
+        backend = {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": location}
+    return {
+        "INSTALLED_APPS": apps,
+        "DATABASES": {"default": database},
+        "USE_TZ": True,
+        "SECRET_KEY": "bench",
+        "ALLOWED_HOSTS": ["*"],
+        "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
+        "CACHES": {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        "ROAN_BACKENDS": {"default": backend},
+        "ROAN_DISPATCH": "task" if setup == "task" else "inline",
+        "TASKS": {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}},
+        "ROAN_RULES_TTL": 60,
+        "ROOT_URLCONF": "tests.urls",
+        "MIDDLEWARE": [
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+            "roan.middleware.PurgeUserMiddleware",
+        ],
+        "TEMPLATES": [
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+    }
+
+
+def e2e_worker(
+    setup: str, n: int, database: dict[str, object], location: str, profile: str
+) -> dict[str, float]:
+    """Runs in a child process: migrate, seed, time ``n`` saves per mode (alternating in
+    blocks), dispatch included; or ``n`` admin change-form POSTs."""
+    import django
+    from django.conf import settings
+
+    settings.configure(**e2e_settings(setup, database, location))
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    call_command("migrate", verbosity=0)
+    from tests.testapp.models import Author, Post
+
+    authors = Author.objects.bulk_create(Author(username=f"a{i}") for i in range(10))
+    Post.objects.bulk_create(
+        Post(title=f"Post {i}", slug=f"post-{i}", author=authors[i % 10]) for i in range(100)
+    )
+    if setup != "none" and setup != "admin-none":
+        from django.contrib.contenttypes.models import ContentType
+
+        from roan.models import PurgeRule
+
+        # The issue's new user: one rule, one static template.
+        PurgeRule.objects.create(
+            name="post list", content_type=ContentType.objects.get_for_model(Post),
+            templates="/posts/",
+        )  # fmt: skip
+    if setup == "admin-none":
+        from django.db.models import signals
+
+        for signal, uid in [
+            (signals.pre_save, "roan.pre_save"), (signals.post_save, "roan.post_save"),
+            (signals.pre_delete, "roan.pre_delete"), (signals.post_delete, "roan.post_delete"),
+            (signals.m2m_changed, "roan.m2m_changed"),
+        ]:  # fmt: skip
+            signal.disconnect(dispatch_uid=uid)
+    posts = list(Post.objects.select_related("author").order_by("pk"))
+
+    figures: dict[str, float] = {}
+    if setup.startswith("admin"):
+        run = _admin_runner(posts)
+        modes: tuple[str, ...] = ("admin",)
+    else:
+
+        def run(mode: str, i: int) -> None:
+            post = posts[i % len(posts)]
+            post.title = f"Title {i}"
+            if mode == "atomic":
+                with transaction.atomic():
+                    post.save()
+            else:
+                post.save()
+
+        modes = MODES
+    for mode in modes:
+        for i in range(100):  # warm up
+            run(mode, i)
+    for mode in modes:
+        with CaptureQueriesContext(connection) as queries:
+            for i in range(100):
+                run(mode, i)
+        figures[f"{mode}-stmts"] = len(queries.captured_queries) / 100
+    if profile:
+        return _profiled(run, profile, n)
+    # Alternate the modes in blocks, so drift hits both alike.
+    elapsed = dict.fromkeys(modes, 0.0)
+    block = 50
+    for first in range(0, n, block):
+        for mode in modes:
+            start = time.perf_counter()
+            for i in range(first, first + block):
+                run(mode, i)
+            elapsed[mode] += time.perf_counter() - start
+    for mode in modes:
+        figures[mode] = elapsed[mode] * 1000 / n
+    if setup not in {"none", "admin-none"}:
+        from roan.models import PurgeAttempt
+
+        # A benchmark whose purges were not sent would measure the wrong thing.
+        left = PurgeAttempt.objects.exclude(status__in=["ok", "not_cached"]).count()
+        figures["unsent"] = float(left if setup != "task" else 0)
+    return figures
+
+
+def _admin_runner(posts: list[Any]) -> Any:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    user = User.objects.create_superuser("admin", "admin@example.com", "admin")
+    client = Client()
+    client.force_login(user)
+
+    def run(mode: str, i: int) -> None:
+        post = posts[i % len(posts)]
+        data = {
+            "title": f"Title {i}", "slug": post.slug, "body": "", "author": post.author_id,
+            "views": 0, "_save": "Save",
+        }  # fmt: skip
+        response = client.post(f"/admin/testapp/post/{post.pk}/change/", data)
+        if response.status_code != 302:
+            raise SystemExit(f"admin POST: HTTP {response.status_code}")
+
+    return run
+
+
+def _profiled(run: Any, mode: str, n: int) -> dict[str, float]:
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for i in range(n):
+        run(mode, i)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
+    sys.stderr.write(out.getvalue())
+    return {}
+
+
+def run_e2e_once(
+    setup: str, n: int, engine: str, url: str, tmp: Path, location: str, profile: str = ""
+) -> dict[str, float]:
+    name = f"roan_bench_e2e_{setup.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+    if engine == "postgresql":
+        admin_sql(url, f'CREATE DATABASE "{name}"')
+        database = postgres_database(url, name)
+    else:
+        database = sqlite_database(tmp, name, wal=engine == "sqlite-wal")
+    args = ["--e2e", setup, "--n", str(n), "--location", location, "--profile", profile]
+    try:
+        result: dict[str, float] = run_worker(__file__, args, database, stderr=bool(profile))
+    finally:
+        if engine == "postgresql":
+            admin_sql(url, f'DROP DATABASE IF EXISTS "{name}"')
+    return result
+
+
+def report_e2e(engine: str, url: str, n: int, rounds: int, location: str) -> None:
+    setups = E2E_SETUPS + ADMIN_SETUPS
+    results: dict[str, list[dict[str, float]]] = {s: [] for s in setups}
+    with tempfile.TemporaryDirectory(prefix="roan-bench-") as tmp:
+        for _ in range(rounds):
+            for setup in setups:
+                results[setup].append(run_e2e_once(setup, n, engine, url, Path(tmp), location))
+    for setup in setups:
+        unsent = max(r.get("unsent", 0) for r in results[setup])
+        if unsent:
+            raise SystemExit(f"{engine} {setup}: {unsent:.0f} attempts were not sent")
+
+    def cell(setup: str, mode: str, base: str) -> str:
+        values = [r[mode] for r in results[setup]]
+        ms = statistics.median(values)
+        # The ratio of each round, against the baseline of the same round: its spread
+        # says how noisy the machine was.
+        ratios = [r[mode] / b[mode] for r, b in zip(results[setup], results[base], strict=True)]
+        q = statistics.median(r[f"{mode}-stmts"] for r in results[setup])
+        return (
+            f"{ms:8.3f} {statistics.median(ratios):6.2f} "
+            f"{min(ratios):5.2f}-{max(ratios):<5.2f} {q:6.2f}"
+        )
+
+    print(f"\n{engine}, end to end: {n} saves per mode x {rounds} rounds, dispatch included")
+    head = f"{'ms':>8} {'ratio':>6} {'range':>11} {'stmts':>6}"
+    print(f"{'setup':<12} {'autocommit':<33}   {'in atomic()':<33}")
+    print(f"{'':<12} {head}   {head}")
+    for setup in E2E_SETUPS:
+        print(f"{setup:<12} {cell(setup, 'autocommit', 'none')}   {cell(setup, 'atomic', 'none')}")
+    print(f"{'admin POST':<12} {head}")
+    for setup in ADMIN_SETUPS:
+        print(f"{setup:<12} {cell(setup, 'admin', 'admin-none')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=2000, help="timed saves per run")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
+    parser.add_argument(
+        "--only", choices=("transaction", "end-to-end"), help="one of the two tables"
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="cProfile one end-to-end setup instead: SETUP:MODE[:ENGINE], e.g. locmem:autocommit",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--e2e", help=argparse.SUPPRESS)
+    parser.add_argument("--location", default="", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.n, json.loads(args.db))))
+        return
+    if args.e2e:
+        figures = e2e_worker(args.e2e, args.n, json.loads(args.db), args.location, args.profile)
+        print(json.dumps(figures))
         return
     import django
 
     print(
         f"Python {platform.python_version()}, Django {django.get_version()}, {os.cpu_count()} CPUs"
     )
-    report("sqlite", "", args.n, args.rounds)
-    report("sqlite-wal", "", args.n, args.rounds)
+    engines = [("sqlite", ""), ("sqlite-wal", "")]
     if args.database_url:
-        report("postgresql", args.database_url, args.n, args.rounds)
+        engines.append(("postgresql", args.database_url))
+    if args.profile:
+        setup, mode, *engine = args.profile.split(":")
+        engine_name = engine[0] if engine else "sqlite"
+        with tempfile.TemporaryDirectory(prefix="roan-bench-") as tmp, cache_node() as location:
+            url = dict(engines).get(engine_name, "")
+            run_e2e_once(setup, args.n, engine_name, url, Path(tmp), location, profile=mode)
+        return
+    if args.only != "end-to-end":
+        for engine, url in engines:
+            report(engine, url, args.n, args.rounds)
+    if args.only != "transaction":
+        with cache_node() as location:
+            for engine, url in engines:
+                report_e2e(engine, url, args.n, args.rounds, location)
+
+
+@contextlib.contextmanager
+def cache_node() -> Iterator[str]:
+    """A real nginx with the cache purge module on loopback (the tests' helper): its
+    purge location."""
+    sys.path.insert(0, str(ROOT))
+    from tests.caches import Origin, start_nginx
+
+    origin = Origin()
+    nginx = start_nginx(origin.port)
+    try:
+        yield f"{nginx.url}/purge"
+    finally:
+        nginx.close()
+        origin.close()
 
 
 if __name__ == "__main__":
