@@ -87,9 +87,9 @@ def _keys(tags: Iterable[str]) -> list[str]:
 def mark_changed(tags: Iterable[str]) -> None:
     """Record that what these tags name changed now (called once the change commits,
     before its purges go out). Never raises."""
-    keys = _keys(tags)
-    cache = _cache()
-    if cache is None or not keys:
+    cache = _cache()  # first: with the guard off, a page costs nothing more
+    keys = _keys(tags) if cache is not None else []
+    if not keys:
         return
     now = time.time()
     try:
@@ -104,9 +104,9 @@ def changed_since(tags: Iterable[str], started: float) -> bool:
     """Whether what one of these tags names (or another object of its model) changed
     after ``started`` (``time.time()``, less ``CLOCK_MARGIN``). ``False`` when the cache
     cannot tell."""
-    keys = _keys(tags)
     cache = _cache()
-    if cache is None or not keys:
+    keys = _keys(tags) if cache is not None else []
+    if not keys:
         return False
     try:
         found = cache.get_many(keys)

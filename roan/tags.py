@@ -393,11 +393,15 @@ def is_cacheable(request: HttpRequest, response: HttpResponseBase) -> bool:
     return not ({"private", "no-store"} & _cache_control(response))
 
 
-def list_tag_of(tag: str, known: dict[str, str | None] | None = None) -> str | None:
+def list_tag_of(
+    tag: str, known: dict[str, str | None] | None = None, prefix: str | None = None
+) -> str | None:
     """The list tag an object tag collapses to (``blog.post`` for ``blog.post:42``), or
     ``None`` when ``tag`` is not the object tag of an installed model. ``known`` caches
-    the answer per model label across calls."""
-    prefix = roan_settings.TAG_PREFIX
+    the answer per model label across calls; ``prefix`` is ``ROAN_TAG_PREFIX``, read
+    once by a caller that asks for many tags."""
+    if prefix is None:
+        prefix = roan_settings.TAG_PREFIX
     if not tag.startswith(prefix):
         return None
     label, colon, pk = tag[len(prefix) :].partition(":")
@@ -448,10 +452,11 @@ def header_value(tags: Iterable[str], backend: BaseBackend) -> str | None:
     when even the list tags do not fit (logged as an error: the page is not tagged).
     """
     known: dict[str, str | None] = {}
+    prefix = roan_settings.TAG_PREFIX
     sendable: set[str] = set()
     objects: dict[str, set[str]] = {}  # list tag -> its object tags in the header
     for tag in tags:
-        list_tag = list_tag_of(tag, known)
+        list_tag = list_tag_of(tag, known, prefix)
         if why := tag_refusal(tag, backend):
             if list_tag is None or tag_refusal(list_tag, backend):
                 logger.warning("Cache tag %r cannot be sent in %s: %s; dropped.",
