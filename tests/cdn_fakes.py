@@ -34,7 +34,10 @@ from xml.etree import ElementTree
 
 import pytest
 from django.core.cache import caches
+from django.utils import timezone
 
+from roan import completion
+from roan.models import PurgeAttempt
 from tests.caches import LoopbackServer
 
 
@@ -840,3 +843,19 @@ def fresh_buckets() -> Iterator[None]:
     caches["default"].clear()
     yield
     caches["default"].clear()
+
+
+# -- what the backend tests read back ----------------------------------------------------
+
+
+def rows() -> list[PurgeAttempt]:
+    """Every attempt row, oldest first."""
+    return list(PurgeAttempt.objects.order_by("id"))
+
+
+def check_later() -> int:
+    """What roan_dispatch does once the check time has come."""
+    PurgeAttempt.objects.exclude(completion_check_at=None).update(
+        completion_check_at=timezone.now()
+    )
+    return completion.check_due()

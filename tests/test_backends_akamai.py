@@ -21,7 +21,7 @@ from roan import completion, pipeline
 from roan.backends import akamai
 from roan.backends.akamai import AkamaiBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, Bucket, FakeAkamai, fresh_buckets  # noqa: F401 (autouse)
+from tests.cdn_fakes import Answer, Bucket, FakeAkamai, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,10 +62,6 @@ def config(fake: FakeAkamai, **options: Any) -> dict[str, Any]:
 def ak(settings: Any, fake: FakeAkamai) -> FakeAkamai:
     settings.ROAN_BACKENDS = {"akamai": config(fake)}
     return fake
-
-
-def rows() -> list[PurgeAttempt]:
-    return list(PurgeAttempt.objects.order_by("id"))
 
 
 def test_a_batch_is_split_at_50000_bytes_and_signed(ak: FakeAkamai, settings: Any) -> None:

@@ -16,12 +16,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 import roan
-from roan import completion, pipeline
+from roan import pipeline
 from roan.backends import azure
 from roan.backends.azure import AzureFrontDoorBackend
 from roan.backends.base import PurgeRequest
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, Bucket, FakeAzureFrontDoor, fresh_buckets  # noqa: F401 (autouse)
+from tests.cdn_fakes import Answer, Bucket, FakeAzureFrontDoor, check_later, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -58,17 +58,6 @@ def config(fake: FakeAzureFrontDoor, **options: Any) -> dict[str, Any]:
 def afd(settings: Any, fake: FakeAzureFrontDoor) -> FakeAzureFrontDoor:
     settings.ROAN_BACKENDS = {"azure": config(fake)}
     return fake
-
-
-def rows() -> list[PurgeAttempt]:
-    return list(PurgeAttempt.objects.order_by("id"))
-
-
-def check_later() -> int:
-    PurgeAttempt.objects.exclude(completion_check_at=None).update(
-        completion_check_at=timezone.now()
-    )
-    return completion.check_due()
 
 
 def test_a_batch_is_split_at_100_paths_then_polled_to_completion(

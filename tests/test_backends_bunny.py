@@ -19,7 +19,7 @@ from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.bunny import BunnyBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, Bucket, FakeBunny, fresh_buckets  # noqa: F401 (autouse)
+from tests.cdn_fakes import Answer, Bucket, FakeBunny, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,10 +51,6 @@ def config(fake: FakeBunny, **options: Any) -> dict[str, Any]:
 def bunny(settings: Any, fake: FakeBunny) -> FakeBunny:
     settings.ROAN_BACKENDS = {"bunny": config(fake)}
     return fake
-
-
-def rows() -> list[PurgeAttempt]:
-    return list(PurgeAttempt.objects.order_by("id"))
 
 
 def test_each_url_is_one_exact_call_with_an_absolute_url(bunny: FakeBunny) -> None:

@@ -19,7 +19,7 @@ from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.cloudflare import CloudflareBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import FakeCloudflare, fresh_buckets  # noqa: F401 (autouse)
+from tests.cdn_fakes import FakeCloudflare, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,10 +51,6 @@ def config(fake: FakeCloudflare, **options: Any) -> dict[str, Any]:
 def cf(settings: Any, fake: FakeCloudflare) -> FakeCloudflare:
     settings.ROAN_BACKENDS = {"cf": config(fake)}
     return fake
-
-
-def rows() -> list[PurgeAttempt]:
-    return list(PurgeAttempt.objects.order_by("id"))
 
 
 def test_urls_are_absolute_and_a_batch_is_split_at_the_cap(cf: FakeCloudflare) -> None:

@@ -24,7 +24,14 @@ from roan.backends.base import PurgeRequest
 from roan.backends.cloudfront import CloudFrontBackend
 from roan.models import PurgeAttempt
 from tests.caches import require
-from tests.cdn_fakes import CloudFrontGate, MotoServer, cloudfront_error, fresh_buckets  # noqa: F401 (autouse)
+from tests.cdn_fakes import (  # noqa: F401 (fresh_buckets: autouse)
+    CloudFrontGate,
+    MotoServer,
+    check_later,
+    cloudfront_error,
+    fresh_buckets,
+    rows,
+)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,20 +119,8 @@ def cf(settings: Any, gate: CloudFrontGate, distribution: str) -> CloudFrontGate
     return gate
 
 
-def rows() -> list[PurgeAttempt]:
-    return list(PurgeAttempt.objects.order_by("id"))
-
-
 def invalidations(gate: CloudFrontGate) -> list[list[str]]:
     return [paths for paths, _answer in gate.references.values()]
-
-
-def check_later() -> int:
-    """What roan_dispatch does once the check time has come."""
-    PurgeAttempt.objects.exclude(completion_check_at=None).update(
-        completion_check_at=timezone.now()
-    )
-    return completion.check_due()
 
 
 def test_a_batch_is_one_invalidation_accepted_then_completed(

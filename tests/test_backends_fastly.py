@@ -20,7 +20,7 @@ from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.fastly import FastlyBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, FakeFastly, fresh_buckets  # noqa: F401 (autouse)
+from tests.cdn_fakes import Answer, FakeFastly, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,10 +52,6 @@ def config(fake: FakeFastly, **options: Any) -> dict[str, Any]:
 def fastly(settings: Any, fake: FakeFastly) -> FakeFastly:
     settings.ROAN_BACKENDS = {"fastly": config(fake)}
     return fake
-
-
-def rows() -> list[PurgeAttempt]:
-    return list(PurgeAttempt.objects.order_by("id"))
 
 
 def test_keys_are_split_at_256_and_each_gets_its_own_purge_id(fastly: FakeFastly) -> None:
