@@ -46,7 +46,7 @@ def send_attempts(ids: list[int]) -> int:
     Returns how many attempts this run handled.
     """
     from roan.completion import check_due
-    from roan.pipeline import send_ids
+    from roan.sender import send_ids
 
     attempts = send_ids(ids)
     schedule_retries(attempts)

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from roan.completion import check_due
 from roan.models import PurgeAttempt
-from roan.pipeline import send
+from roan.sender import send
 from roan.verify import expire_pending, verifier
 
 #: How long roan_dispatch waits for its verification probes at most before exiting.

@@ -1,0 +1,271 @@
+"""The sender: claim due attempt rows, send them to their caches, record each outcome.
+
+:func:`send` is what every route ends in (inline dispatch after commit, a task, the
+``roan_dispatch`` worker): it claims rows so that racing senders send each attempt once,
+fans out to every node in parallel with strict timeouts, and records the outcome of each
+try on its row (with a jittered, capped backoff for the next one). Failures never raise
+into the caller: a row that cannot be recorded stays claimed until its lease ends and is
+sent again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import router
+from django.utils import timezone
+
+from roan import backends as backend_registry
+from roan import completion, layers, limits, verify
+from roan.backends.base import (
+    FAILED,
+    GAVE_UP,
+    PurgeRequest,
+    PurgeResult,
+    is_throttled,
+    is_unreachable,
+    not_sent,
+)
+from roan.conf import roan_settings
+
+logger = logging.getLogger(__name__)
+
+
+#: Attempts one send() claims, sends and records at most.
+SEND_BATCH = 1000
+
+
+def send_ids(ids: Sequence[int], *, using: str | None = None) -> list[Any]:
+    """Send these attempts (those still due), ``SEND_BATCH`` at a time, so that a big
+    transaction is sent whole rather than left for ``roan_dispatch``."""
+    attempts: list[Any] = []
+    for start in range(0, len(ids), SEND_BATCH):
+        attempts += send(ids[start : start + SEND_BATCH], using=using, limit=SEND_BATCH)
+    return attempts
+
+
+def send(
+    ids: Sequence[int] | None = None, *, using: str | None = None, limit: int = SEND_BATCH
+) -> list[Any]:
+    """Claim due attempts (these ``ids``, or any due ones), send them, record outcomes.
+
+    Attempts of a paused backend are not claimed; attempts over a backend's rate limit
+    are released with a later ``next_attempt_at`` (see :mod:`roan.limits`). A backend with
+    ``AFTER`` is sent only once its inner caches have purged the same target (see
+    :mod:`roan.layers`). Returns the attempts it handled, with their new status (still
+    ``pending`` or ``failed`` for those held back).
+    """
+    from roan.models import PurgeAttempt
+
+    paused = limits.paused_backends()
+    attempts = PurgeAttempt.objects.claim(ids, limit=limit, using=using, exclude_backends=paused)
+    if not attempts:
+        return []
+    db = using or router.db_for_write(PurgeAttempt)
+    order = layers.layers()
+    if not any(order.values()):
+        # No AFTER anywhere: one layer, sent at once.
+        _send_layer(limits.hold_back(attempts, using=db), db)
+        return attempts
+    # Inner caches first (roan.layers): the inner attempts for these targets join the
+    # batch, and each layer goes once the one inside it has been sent and recorded.
+    attempts += layers.pull_inner(attempts, using=db, exclude_backends=paused)
+    by_layer: dict[int, list[Any]] = defaultdict(list)
+    for attempt in limits.hold_back(attempts, using=db):
+        by_layer[order.get(attempt.backend, 0)].append(attempt)
+    for level in range(max(order.values()) + 1):
+        layer = by_layer.pop(level, [])
+        if level and layer:
+            layer = layers.hold_outer(layer, using=db, paused=paused)
+        if not layer:
+            continue
+        _send_layer(layer, db)
+        released = layers.release_waiting(layer, using=db, exclude_backends=paused)
+        attempts += released
+        for attempt in limits.hold_back(released, using=db):
+            by_layer[order.get(attempt.backend, 0)].append(attempt)
+    return attempts
+
+
+def _send_layer(sendable: list[Any], db: str) -> None:
+    """Send ``sendable`` (claimed attempts), one job per backend node in parallel, and
+    record the outcomes."""
+    if not sendable:
+        return
+    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for attempt in sendable:
+        groups[(attempt.backend, attempt.node)].append(attempt)
+    results: dict[int, PurgeResult] = {}
+    jobs = list(groups.items())
+    if len(jobs) == 1:
+        results.update(_send_group(*jobs[0]))
+    else:
+        with ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="roan") as pool:
+            for group_results in pool.map(lambda job: _send_group(*job), jobs):
+                results.update(group_results)
+    _record(sendable, results, using=db)
+    # Probes run on verify's own thread: this one may be the editor's request.
+    verify.after_send(sendable, using=db)
+
+
+def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeResult]:
+    alias, node = key
+    results: dict[int, PurgeResult] = {}
+    try:
+        backend = backend_registry.get_backend(alias)
+    except ImproperlyConfigured as exc:
+        for attempt in attempts:
+            results[attempt.pk] = PurgeResult(status=FAILED, error=str(exc)[:500], retryable=False)
+        return results
+    size = max(1, backend.batch_size)
+    down: PurgeResult | None = None
+    for start in range(0, len(attempts), size):
+        chunk = attempts[start : start + size]
+        if down is not None:
+            # The node did not answer, or throttled us: don't make the caller wait a
+            # timeout per batch, nor send what it would refuse (it waits as long).
+            for attempt in chunk:
+                results[attempt.pk] = dataclasses.replace(
+                    down, http_status=None, latency_ms=None, error=not_sent(down)
+                )
+            continue
+        requests = [PurgeRequest(a.kind, a.target, a.host, attempt=a.pk) for a in chunk]
+        try:
+            chunk_results = backend.purge(node, requests)
+        except Exception as exc:  # a backend bug must not lose the rows
+            logger.exception("roan: backend %r raised while purging", alias)
+            chunk_results = [
+                PurgeResult(status=FAILED, error=f"backend error: {type(exc).__name__}")
+            ] * len(chunk)
+        if len(chunk_results) != len(chunk):
+            chunk_results = [
+                PurgeResult(status=FAILED, error="backend returned the wrong number of results")
+            ] * len(chunk)
+        for attempt, result in zip(chunk, chunk_results, strict=True):
+            results[attempt.pk] = result
+            if is_unreachable(result) or is_throttled(result):
+                down = result
+    return results
+
+
+def backoff_seconds(tries: int, retry_after: float | None = None) -> float:
+    """Seconds to wait before try number ``tries + 1``: exponential, jittered, capped.
+
+    A cache's ``Retry-After`` lengthens the wait up to ``ROAN_RETRY["MAX"]``, never
+    beyond: a cache cannot park a purge for years. A value that is not a finite number
+    of seconds is ignored.
+    """
+    retry = roan_settings.RETRY
+    cap = float(retry["MAX"])
+    delay = min(cap, float(retry["BASE"]) * float(retry["FACTOR"]) ** min(max(0, tries - 1), 64))
+    delay *= random.uniform(0.75, 1.25)
+    if isinstance(retry_after, int | float) and math.isfinite(retry_after) and retry_after > 0:
+        delay = max(delay, min(float(retry_after), cap))
+    return delay
+
+
+def _apply(attempt: Any, result: PurgeResult, now: datetime.datetime, max_tries: int) -> None:
+    """Set ``attempt``'s outcome columns from ``result`` (after one more try)."""
+    attempt.tries += 1
+    attempt.status = result.status
+    attempt.http_status = result.http_status
+    attempt.latency_ms = result.latency_ms
+    attempt.error = result.error[:500]
+    attempt.purge_id = result.purge_id[:200]
+    attempt.claimed_until = None
+    attempt.updated_at = now
+    attempt.next_attempt_at = None
+    attempt.finished_at = now
+    if result.status == FAILED:
+        if not result.retryable:
+            attempt.status = GAVE_UP
+        elif attempt.tries >= max_tries:
+            attempt.status = GAVE_UP
+            attempt.error = f"{attempt.error} (gave up after {attempt.tries} tries)"[:500]
+        else:
+            delay = backoff_seconds(attempt.tries, result.retry_after)
+            attempt.next_attempt_at = now + datetime.timedelta(seconds=delay)
+            attempt.finished_at = None
+
+
+def _unrecordable(attempt: Any, tries: int, now: datetime.datetime, what: str) -> None:
+    """Mark ``attempt`` failed (retried later) when its outcome could not be recorded."""
+    attempt.tries = tries + 1
+    attempt.status = FAILED
+    attempt.http_status = None
+    attempt.latency_ms = None
+    attempt.error = f"roan could not record the outcome ({what})"[:500]
+    attempt.purge_id = ""
+    attempt.claimed_until = None
+    attempt.updated_at = now
+    attempt.finished_at = None
+    try:
+        delay = backoff_seconds(attempt.tries)
+    except Exception:  # a broken ROAN_RETRY: still keep the row, an hour on
+        delay = 3600.0
+    attempt.next_attempt_at = now + datetime.timedelta(seconds=delay)
+
+
+def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str) -> None:
+    from roan.models import PurgeAttempt
+
+    now = timezone.now()
+    max_tries = int(roan_settings.RETRY["MAX_ATTEMPTS"])
+    for attempt in attempts:
+        result = results.get(attempt.pk) or PurgeResult(status=FAILED, error="no result")
+        tries = attempt.tries
+        # One strange result (a custom backend's, a cache's absurd header) must not cost
+        # the outcomes of the whole batch: it alone is recorded as failed, with why.
+        try:
+            _apply(attempt, result, now, max_tries)
+        except Exception as exc:
+            logger.exception("roan: cannot record the outcome of attempt %s", attempt.pk)
+            _unrecordable(attempt, tries, now, type(exc).__name__)
+    try:
+        PurgeAttempt.objects.record(attempts, using=using)
+    except Exception:
+        # A value the database refuses (an out-of-range number from a custom backend):
+        # write the rows one by one, so that only the bad one is marked instead.
+        logger.exception("roan: recording %d outcome(s) failed; retrying row by row", len(attempts))
+        _record_each(attempts, now, using=using)
+    try:
+        # Invalidations the provider finishes later: checked by roan_dispatch and tasks.
+        completion.accepted(attempts, results, using=using)
+    except Exception:
+        logger.exception("roan: cannot mark invalidations in progress")
+    for attempt in attempts:
+        log = logger.warning if attempt.status in {FAILED, GAVE_UP} else logger.debug
+        log(
+            "roan: %s %s on %s/%s: %s %s",
+            attempt.kind,
+            attempt.target,
+            attempt.backend,
+            attempt.node,
+            attempt.status,
+            attempt.error,
+        )
+
+
+def _record_each(attempts: list[Any], now: datetime.datetime, *, using: str) -> None:
+    from roan.models import PurgeAttempt
+
+    for attempt in attempts:
+        try:
+            PurgeAttempt.objects.record([attempt], using=using)
+            continue
+        except Exception as exc:
+            what = type(exc).__name__
+        _unrecordable(attempt, attempt.tries - 1, now, what)
+        try:
+            PurgeAttempt.objects.record([attempt], using=using)
+        except Exception:  # the lease runs out and the attempt is sent again
+            logger.exception("roan: cannot record attempt %s", attempt.pk)
