@@ -34,12 +34,11 @@ from roan.conf import roan_settings
 from roan.forms import PurgeAllForm, PurgeURLsForm
 from roan.outcome import Outcome, outcome, outcome_parts
 from roan.templating import MANY, RELATIONS
+from roan.vocabulary import PURGE_ALL, PURGE_NOW
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt, PurgeRule
 
-PURGE_NOW = "roan.purge_now"
-PURGE_ALL = "roan.purge_all"
 #: Objects of a rule's model rendered per query when purging a whole rule.
 CHUNK = 2000
 

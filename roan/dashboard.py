@@ -36,9 +36,10 @@ from roan import admin_views, limits, verify
 from roan.backends.base import PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.models import BackendState, PurgeAttempt
+from roan.vocabulary import PURGE_NOW
 
 VIEW_PERMISSION = "roan.view_purgeattempt"
-PURGE_PERMISSION = admin_views.PURGE_NOW
+PURGE_PERMISSION = PURGE_NOW
 
 SUCCESS = ("ok", "not_cached")
 FAILURE = ("failed", "gave_up")

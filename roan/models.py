@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models import Case, F, Q, When
 from django.utils.translation import gettext_lazy as _
 
+from roan import vocabulary
 from roan.managers import BackendStateManager, PurgeAttemptManager, PurgeRuleManager
 
 
@@ -70,10 +71,7 @@ class PurgeRule(models.Model):
         verbose_name = _("purge rule")
         verbose_name_plural = _("purge rules")
         ordering = ["name"]
-        permissions = [
-            ("purge_now", _("Can purge caches by hand")),
-            ("purge_all", _("Can purge everything on a backend")),
-        ]
+        permissions = vocabulary.PERMISSIONS
 
     def __str__(self) -> str:
         return self.name
@@ -94,47 +92,15 @@ class PurgeRule(models.Model):
 class PurgeAttempt(models.Model):
     """One purge of one target on one node of one backend, and how it went."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending", _("pending")
-        OK = "ok", _("ok")
-        NOT_CACHED = "not_cached", _("not cached")
-        FAILED = "failed", _("failed")
-        GAVE_UP = "gave_up", _("gave up")
-        SKIPPED = "skipped", _("skipped")
+    Status = vocabulary.Status
 
-    class Kind(models.TextChoices):
-        URL = "url", _("URL")
-        PREFIX = "prefix", _("prefix")
-        TAG = "tag", _("tag")
-        ALL = "all", _("everything")
+    Kind = vocabulary.Kind
 
-    class Trigger(models.TextChoices):
-        SAVE = "save", _("save")
-        DELETE = "delete", _("delete")
-        M2M = "m2m", _("many-to-many change")
-        ADMIN = "admin", _("admin")
-        COMMAND = "command", _("command")
-        API = "api", _("API")
-        RETRY = "retry", _("retry")
-        CODE_RULE = "code_rule", _("code rule")
+    Trigger = vocabulary.Trigger
 
-    class Verification(models.TextChoices):
-        # "" is "not verified": the backend has no VERIFY, or the attempt is not an
-        # ok/not_cached purge of a URL.
-        NONE = "", _("not verified")
-        PENDING = "pending", _("probe pending")
-        VERIFIED = "verified", _("verified")
-        STILL_CACHED = "still_cached", _("still cached")
-        UNVERIFIABLE = "unverifiable", _("unverifiable")
+    Verification = vocabulary.Verification
 
-    class Completion(models.TextChoices):
-        # "" is a purge the provider finished before it answered (every cache but the
-        # CDNs that invalidate asynchronously).
-        NONE = "", _("immediate")
-        IN_PROGRESS = "in_progress", _("in progress")
-        COMPLETED = "completed", _("completed")
-        # The provider never said it was done within roan's checks.
-        UNCONFIRMED = "unconfirmed", _("not confirmed")
+    Completion = vocabulary.Completion
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

@@ -43,10 +43,10 @@ from roan.conf import roan_settings
 from roan.rules import CompiledRule
 from roan.sender import SEND_BATCH, backoff_seconds, send, send_ids  # noqa: F401 (re-exported)
 from roan.templating import RenderError, Template, has_dot_segment, render
+from roan.vocabulary import EVENT_TRIGGERS, Trigger
 
 logger = logging.getLogger(__name__)
 
-EVENT_TRIGGERS = frozenset({"save", "delete", "m2m"})
 
 #: When set to False (``suppress_purges()``), nothing is collected in this context.
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("roan_enabled", default=True)
@@ -232,7 +232,7 @@ def purges_for(
 
     origin = Origin(
         # A save or delete that fires a roan 0.1 rule says so in the log.
-        trigger="code_rule" if rule.is_code_rule and trigger in EVENT_TRIGGERS else trigger,
+        trigger=Trigger.CODE_RULE if rule.is_code_rule and trigger in EVENT_TRIGGERS else trigger,
         rule_id=rule.pk,
         rule_name=rule.name,
         content_type_id=ContentType.objects.get_for_model(obj).pk,

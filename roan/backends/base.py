@@ -21,19 +21,21 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-#: What a backend may be asked to purge.
-URL = "url"
-PREFIX = "prefix"
-TAG = "tag"
-ALL = "all"
+from roan.vocabulary import Kind, Status
+
+#: What a backend may be asked to purge (:class:`roan.vocabulary.Kind`).
+URL: str = Kind.URL
+PREFIX: str = Kind.PREFIX
+TAG: str = Kind.TAG
+ALL: str = Kind.ALL
 KINDS = (URL, PREFIX, TAG, ALL)
 
-#: Outcomes a backend reports; they map one to one onto ``PurgeAttempt.Status``.
-OK = "ok"
-NOT_CACHED = "not_cached"
-FAILED = "failed"
-GAVE_UP = "gave_up"
-SKIPPED = "skipped"
+#: Outcomes a backend reports (:class:`roan.vocabulary.Status`).
+OK: str = Status.OK
+NOT_CACHED: str = Status.NOT_CACHED
+FAILED: str = Status.FAILED
+GAVE_UP: str = Status.GAVE_UP
+SKIPPED: str = Status.SKIPPED
 
 #: Longest target roan sends: the attempt log's ``target`` column holds this many
 #: characters, and a target is refused rather than shortened (a shortened URL purges
