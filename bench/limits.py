@@ -103,14 +103,15 @@ def main() -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext, override_settings
 
-    from roan import limits
+    from roan import limits, pauses
+    from roan.backends import options
     from roan.models import PurgeAttempt
     from roan.pipeline import send
 
     call_command("migrate", verbosity=0)
     try:
         # take(): many calls on a bucket that never runs dry.
-        big = limits.RateLimit(rate=1e9, burst=1e9)
+        big = options.RateLimit(rate=1e9, burst=1e9)
         for alias in ["default", *(["redis"] if redis_url else [])]:
             with override_settings(ROAN_CACHE=alias):
                 samples = []
@@ -133,7 +134,7 @@ def main() -> None:
             ]
             PurgeAttempt.objects.write(rows)
             with override_settings(ROAN_BACKENDS={"mem": options}):
-                limits.paused_backends()  # warm the paused list, as a running sender has it
+                pauses.paused_backends()  # warm the paused list, as a running sender has it
                 with CaptureQueriesContext(connection) as queries:
                     started = time.perf_counter()
                     sent = send(None, limit=1000)
@@ -151,9 +152,9 @@ def main() -> None:
 
         cache_handler["default"].clear()
         with CaptureQueriesContext(connection) as cold:
-            limits.paused_backends()
+            pauses.paused_backends()
         with CaptureQueriesContext(connection) as warm:
-            limits.paused_backends()
+            pauses.paused_backends()
         print(f"pause read: {len(cold)} statement(s) cold, {len(warm)} once cached")
         print(f"database: {connection.vendor}")
     finally:

@@ -40,7 +40,7 @@ from import_export.admin import ExportMixin, ImportExportModelAdmin
 from import_export.formats import base_formats
 
 from roan import admin_views as views
-from roan import dashboard, limits, pipeline, rules, verify
+from roan import api, dashboard, pauses, pipeline, rules, verify
 from roan.access import allowed_models, can_view_model, rule_model_refusal
 from roan.admin_views import can_purge, can_purge_all
 from roan.conf import roan_settings
@@ -1209,7 +1209,7 @@ def pause_backends(
 ) -> None:
     aliases = list(queryset.values_list("alias", flat=True))
     for alias in aliases:
-        limits.pause(alias, user=request.user)
+        api.pause_backend(alias, user=request.user)
     modeladmin.message_user(
         request,
         ngettext(
@@ -1230,7 +1230,7 @@ def resume_backends(
     modeladmin: BackendStateAdmin, request: HttpRequest, queryset: QuerySet[BackendState]
 ) -> None:
     aliases = list(queryset.values_list("alias", flat=True))
-    queued = sum(limits.resume(alias) for alias in aliases)
+    queued = sum(api.resume_backend(alias) for alias in aliases)
     modeladmin.message_user(
         request,
         ngettext(
@@ -1241,7 +1241,7 @@ def resume_backends(
         % {"count": len(aliases), "queued": queued},
         messages.SUCCESS,
     )
-    still = [alias for alias in aliases if limits.paused_by_option(alias)]
+    still = [alias for alias in aliases if pauses.paused_by_option(alias)]
     if still:
         modeladmin.message_user(
             request,
@@ -1295,7 +1295,7 @@ class BackendStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description=gettext_lazy("state"), ordering="paused")
     def state(self, obj: BackendState) -> str:
-        if limits.paused_by_option(obj.alias):
+        if pauses.paused_by_option(obj.alias):
             return str(_("paused by its PAUSED option"))
         if not obj.paused:
             return str(_("sending"))
@@ -1309,11 +1309,11 @@ class BackendStateAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description=gettext_lazy("paused by setting"), boolean=True)
     def paused_by_option(self, obj: BackendState) -> bool:
-        return limits.paused_by_option(obj.alias)
+        return pauses.paused_by_option(obj.alias)
 
     @admin.display(description=gettext_lazy("queued attempts"))
     def queued(self, obj: BackendState) -> int:
-        return limits.queued(obj.alias)
+        return pauses.queued(obj.alias)
 
 
 # The dashboard at admin/roan/dashboard/ (roan/dashboard.py), listed with the models.

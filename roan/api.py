@@ -4,68 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.db import models
+from django.db import models, router, transaction
+from django.utils import timezone
 
-from roan import pipeline, rules
-from roan.backends.base import KINDS, PurgeRequest
+from roan import pipeline, receivers, render, rules, tag_index, tag_purges
+from roan.backends.base import PurgeRequest
 from roan.conf import roan_settings
-from roan.models import PurgeAttempt
-from roan.templating import MAX_LENGTH, has_dot_segment
-
-_CONTROL = {chr(c) for c in range(0x21)} | {"\x7f"}
-
-
-def _column_length(name: str) -> int:
-    """The ``max_length`` of an attempt's text column: what PostgreSQL would refuse."""
-    field = PurgeAttempt._meta.get_field(name)
-    assert isinstance(field, models.CharField) and field.max_length is not None
-    return int(field.max_length)
-
-
-def parse_target(value: str, kind: str) -> PurgeRequest:
-    """A request from what a person or program typed: a path, a URL, a prefix or a tag.
-
-    Raises ``ValueError`` saying what is wrong; whatever it returns fits the attempt
-    table's columns, on every database.
-    """
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
-    value = value.strip()
-    if kind == "all":
-        return PurgeRequest("all", "")
-    if not value:
-        raise ValueError("empty target")
-    longest = min(MAX_LENGTH, _column_length("target"))
-    if len(value) > longest:
-        raise ValueError(f"longer than {longest} characters")
-    if any(ch in _CONTROL for ch in value):
-        raise ValueError(f"{value[:80]!r} contains spaces or control characters")
-    if kind == "tag":
-        return PurgeRequest("tag", value)
-    host = ""
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"{value[:80]!r} is not an http(s) URL or a path")
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        if len(host) > (longest_host := _column_length("host")):
-            raise ValueError(f"the host {host[:40]!r}... is longer than {longest_host} characters")
-        value = parts.path or "/"
-        if parts.query:
-            value += "?" + parts.query
-    if not value.startswith("/") or value.startswith("//"):
-        raise ValueError(f"{value[:80]!r} is not a path starting with '/'")
-    value = value.split("#", 1)[0]
-    if kind == "prefix":
-        value = value.removesuffix("*")
-    if has_dot_segment(value):
-        raise ValueError(
-            f"{value[:80]!r} has a '.' or '..' segment (or %2E), which caches resolve to "
-            "another path"
-        )
-    return PurgeRequest(kind, value, host)
+from roan.models import BackendState, PurgeAttempt
+from roan.pauses import forget_paused
+from roan.tag_names import model_tag
+from roan.targets import check_alias
+from roan.targets import parse_target as parse_target
 
 
 def purge_urls(
@@ -81,11 +31,7 @@ def purge_urls(
     requests = list(dict.fromkeys(parse_target(url, kind) for url in urls))
     if kind == "all" and not requests:
         requests = [PurgeRequest("all", "")]
-    aliases = list(backends) if backends is not None else list(roan_settings.BACKENDS)
-    longest_alias = _column_length("backend")
-    for alias in aliases:
-        if len(alias) > longest_alias:
-            raise ValueError(f"backend alias {alias[:40]!r}... is longer than {longest_alias}")
+    aliases = _aliases(backends)
     user_id = getattr(user, "pk", None) if user is not None else pipeline.current_user_id()
     origin = pipeline.Origin(trigger=trigger, user_id=user_id)
     return pipeline.submit(
@@ -109,27 +55,22 @@ def purge_object(obj: models.Model, *, trigger: str = "api", user: Any = None) -
         # As if it were saved: with automatic tags, its pages are found by its tags too.
         from django.contrib.contenttypes.models import ContentType
 
-        from roan import tag_index
-        from roan.receivers import _tags_of
-
         origin = pipeline.Origin(
             trigger=trigger,
             content_type_id=ContentType.objects.get_for_model(obj).pk,
             object_pk=str(obj.pk),
-            object_repr=pipeline._safe_repr(obj),
+            object_repr=render.object_repr(obj),
             user_id=user_id if user_id is not None else pipeline.current_user_id(),
         )
-        tags = _tags_of(type(obj), [obj.pk])
-        written += tag_index.submit_tags(tags, origin, roan_settings.BACKENDS)
+        tags = receivers.tags_of(type(obj), [obj.pk])
+        written += tag_purges.submit_tags(tags, origin, roan_settings.BACKENDS)
     return written
 
 
 def _aliases(backends: Iterable[str] | None) -> list[str]:
     aliases = list(backends) if backends is not None else list(roan_settings.BACKENDS)
-    longest_alias = _column_length("backend")
     for alias in aliases:
-        if len(alias) > longest_alias:
-            raise ValueError(f"backend alias {alias[:40]!r}... is longer than {longest_alias}")
+        check_alias(alias)
     return aliases
 
 
@@ -139,8 +80,6 @@ def _submit_tags(
     """Purge ``tags``, :data:`tag_index.LOOKUP_CHUNK` of them per event (each event has
     its own ``ROAN_MAX_URLS_PER_EVENT``), so that a script's big purge is sent whole."""
     from django.contrib.contenttypes.models import ContentType
-
-    from roan import tag_index
 
     user_id = getattr(user, "pk", None) if user is not None else pipeline.current_user_id()
     origin = pipeline.Origin(
@@ -152,7 +91,7 @@ def _submit_tags(
     step = tag_index.LOOKUP_CHUNK
     for start in range(0, len(tags), step):
         chunk = tags[start : start + step]
-        written += tag_index.submit_tags(chunk, origin, aliases)
+        written += tag_purges.submit_tags(chunk, origin, aliases)
     return written
 
 
@@ -176,12 +115,47 @@ def purge_model(
     trigger: str = "api",
     user: Any = None,
 ) -> int:
-    from roan import tag_index
-    from roan.tags import model_tag
-
     if isinstance(model, models.Model):
         model = type(model)
     # Every page that shows objects of the model carries its list tag (a list) or an
     # object tag (a detail page): the index names the object tags still cached.
     names = [model_tag(model), *tag_index.object_tags_of(model)]
     return _submit_tags(names, _aliases(backends), trigger=trigger, user=user, model=model)
+
+
+def pause_backend(alias: str, *, user: Any = None, using: str | None = None) -> None:
+    """Stop sending for ``alias``: its attempts queue as pending until :func:`resume_backend`."""
+    db = using or router.db_for_write(BackendState)
+    user_id = getattr(user, "pk", None)
+    BackendState.objects.using(db).update_or_create(
+        alias=alias,
+        defaults={"paused": True, "paused_at": timezone.now(), "paused_by_id": user_id},
+    )
+    transaction.on_commit(forget_paused, using=db)
+
+
+def resume_backend(alias: str, *, using: str | None = None) -> int:
+    """Send for ``alias`` again, and send (or enqueue) what queued while it was paused.
+
+    Returns how many queued attempts were handed to the sender (after commit).
+    """
+    db = using or router.db_for_write(BackendState)
+    BackendState.objects.using(db).update_or_create(
+        alias=alias, defaults={"paused": False, "paused_at": None, "paused_by_id": None}
+    )
+    ids = list(
+        PurgeAttempt.objects.db_manager(db)
+        .due()
+        .filter(backend=alias)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+    def drain() -> None:
+        # The list first, or this very send would still find the backend paused.
+        forget_paused()
+        for start in range(0, len(ids), 1000):
+            pipeline.dispatch(ids[start : start + 1000], using=db)
+
+    transaction.on_commit(drain, using=db)
+    return len(ids)

@@ -14,8 +14,8 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from roan.access import ROAN_APP, SENSITIVE_APPS, is_roan_model, is_sensitive
+from roan.backends.options import parse_verify
 from roan.conf import DEFAULT_PURGE_URL, roan_settings
-from roan.verify import parse_verify
 
 
 def check_backends(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -505,7 +505,7 @@ def check_http_url_credentials(app_configs: Any = None, **kwargs: Any) -> list[c
 
 def check_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """roan.E100: an ``AFTER`` option that is not a list of other aliases, or a cycle."""
-    from roan.layers import layer_order
+    from roan.backends.options import layer_order
 
     if not isinstance(getattr(settings, "ROAN_BACKENDS", {}), dict):
         return []  # roan.E001

@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from roan import admin_views, limits, verify
+from roan import admin_views, pauses, verify
 from roan.backends.base import PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.models import BackendState, PurgeAttempt
@@ -348,7 +348,7 @@ class Paused:
 
 def paused(qs: QuerySet[PurgeAttempt]) -> list[Paused]:
     """The configured backends that are paused now, since when, by whom, what waits."""
-    # One query for the switches, read fresh (limits.paused_backends() may answer from a
+    # One query for the switches, read fresh (pauses.paused_backends() may answer from a
     # cache for up to ROAN_RULES_TTL): the page shows the state the Backends page set.
     states = {
         state.alias: state
@@ -357,7 +357,7 @@ def paused(qs: QuerySet[PurgeAttempt]) -> list[Paused]:
     aliases = [
         alias
         for alias in roan_settings.BACKENDS
-        if alias in states or limits.paused_by_option(alias)
+        if alias in states or pauses.paused_by_option(alias)
     ]
     result = []
     for alias in aliases:
@@ -371,7 +371,7 @@ def paused(qs: QuerySet[PurgeAttempt]) -> list[Paused]:
         result.append(
             Paused(
                 alias,
-                by_option=limits.paused_by_option(alias),
+                by_option=pauses.paused_by_option(alias),
                 since=state.paused_at if state else None,
                 by=str(state.paused_by) if state and state.paused_by else "",
                 waiting=waiting,

@@ -255,7 +255,7 @@ class PurgeURLsForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         from roan import backends as backend_registry
-        from roan.api import parse_target
+        from roan.targets import parse_target
 
         data = super().clean() or {}
         kind = data.get("kind")
@@ -317,7 +317,7 @@ class PurgeURLsForm(forms.Form):
         return data
 
     def purges(self, *, user_id: int | None) -> list[Any]:
-        from roan.pipeline import Origin, Purge
+        from roan.context import Origin, Purge
 
         origin = Origin(trigger="admin", user_id=user_id)
         return [

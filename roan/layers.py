@@ -50,6 +50,7 @@ from django.db import models
 from django.utils import timezone
 
 from roan.backends.base import GAVE_UP, NOT_CACHED, OK
+from roan.backends.options import _after_option, layer_order
 from roan.conf import roan_settings
 
 if TYPE_CHECKING:
@@ -64,56 +65,6 @@ _RELEASING = frozenset({OK, NOT_CACHED, GAVE_UP})
 _CHUNK = 500
 
 Key = tuple[str, str, str]  # (host, kind, target)
-
-
-def _after_option(alias: str, config: Any) -> tuple[str, ...]:
-    value = config.get("AFTER", ()) if isinstance(config, Mapping) else ()
-    where = f"ROAN_BACKENDS[{alias!r}]['AFTER']"
-    if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise ImproperlyConfigured(
-            f"{where} must be a list of backend aliases (purged before this one), not {value!r}."
-        )
-    if not all(isinstance(item, str) and item for item in value):
-        raise ImproperlyConfigured(f"{where} must hold backend aliases (non-empty strings).")
-    if alias in value:
-        raise ImproperlyConfigured(
-            f"{where} names {alias!r} itself; a cache cannot wait for itself."
-        )
-    return tuple(dict.fromkeys(value))
-
-
-def layer_order(backends: Mapping[str, Any]) -> dict[str, int]:
-    """Each alias's layer (0: purged first), validating every ``AFTER`` option.
-
-    Raises ``ImproperlyConfigured`` for an ``AFTER`` that is not a list of aliases, names
-    an alias not in ``backends`` or the backend itself, or closes a cycle.
-    """
-    after = {alias: _after_option(alias, config) for alias, config in backends.items()}
-    for alias, inner in after.items():
-        unknown = [name for name in inner if name not in after]
-        if unknown:
-            raise ImproperlyConfigured(
-                f"ROAN_BACKENDS[{alias!r}]['AFTER'] names {', '.join(map(repr, unknown))}, "
-                f"not in ROAN_BACKENDS (configured: {', '.join(map(repr, after))})."
-            )
-    depth: dict[str, int] = {}
-
-    def visit(alias: str, path: list[str]) -> int:
-        if alias in depth:
-            return depth[alias]
-        if alias in path:
-            cycle = " -> ".join([*path[path.index(alias) :], alias])
-            raise ImproperlyConfigured(
-                f"ROAN_BACKENDS: the AFTER options form a cycle ({cycle}); no backend in it "
-                f"could ever be purged first."
-            )
-        level = 1 + max((visit(inner, [*path, alias]) for inner in after[alias]), default=-1)
-        depth[alias] = level
-        return level
-
-    for alias in after:
-        visit(alias, [])
-    return depth
 
 
 def _after(alias: str) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
-"""Hold purges back: a rate limit per backend, and a pause switch per backend.
+"""Hold purges back: a rate limit per backend.
 
-Both act in the sender (:func:`roan.pipeline.send`), never in ``save()``: a save only
-writes pending rows, so neither costs the editor a query.
+It acts in the sender (:func:`roan.sender.send`), never in ``save()``: a save only
+writes pending rows, so it costs the editor no query.
 
 **Rate limit.** A backend's ``RATE_LIMIT = {"RATE": 50, "BURST": 100}`` is a token
 bucket: one token per attempt (one target on one node), ``RATE`` tokens a second, at most
@@ -14,15 +14,11 @@ starting from an empty bucket, so a reader can under-count tokens but never over
 them. Attempts over the limit are not failures and are not counted as tries: they are
 released from their claim with ``next_attempt_at`` set to when their tokens come.
 
-**Pause.** A backend is paused by its ``PAUSED = True`` option (a deploy) or by a
-:class:`roan.models.BackendState` row (the admin toggle, seen by every process). Its
-attempts stay pending, unclaimed, and still coalesce; :func:`resume` sends what queued.
+Pauses are in :mod:`roan.pauses`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import datetime
 import logging
 import math
@@ -36,10 +32,11 @@ from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from roan.backends.options import SLOTS, RateLimit, parse_rate_limit
 from roan.conf import roan_settings
 from roan.shared_cache import outage
 
@@ -48,56 +45,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Options in ``ROAN_BACKENDS`` entries that roan's sender reads; backends never see them
-#: (``AFTER``: see :mod:`roan.layers`).
-SENDER_OPTIONS = frozenset({"RATE_LIMIT", "PAUSED", "AFTER"})
-
-#: The bucket is kept as this many slots of ``BURST / RATE / SLOTS`` seconds each.
-SLOTS = 10
-PAUSED_KEY = "roan:paused:v1"
-#: How long a shared cache keeps the paused list (toggles delete it at once).
-PAUSED_SHARED_SECONDS = 60.0
 
 # Used when ROAN_CACHE keeps nothing (DummyCache): the limit then holds per process.
 _fallback_cache = LocMemCache("roan-limits", {})
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RateLimit:
-    rate: float  # tokens per second
-    burst: float  # tokens the bucket holds
-
-    @property
-    def slot_seconds(self) -> float:
-        return self.burst / self.rate / SLOTS
-
-
-def parse_rate_limit(alias: str, value: Any) -> RateLimit | None:
-    """The ``RATE_LIMIT`` option of backend ``alias``, validated (``None``: no limit)."""
-    if value is None:
-        return None
-    where = f"ROAN_BACKENDS[{alias!r}]['RATE_LIMIT']"
-    if not isinstance(value, Mapping) or set(value) - {"RATE", "BURST"} or "RATE" not in value:
-        raise ImproperlyConfigured(
-            f'{where} must be a dict like {{"RATE": 50, "BURST": 100}} (BURST optional).'
-        )
-    try:
-        rate = float(value["RATE"])
-        burst = float(value.get("BURST", max(1.0, rate)))
-    except (TypeError, ValueError):
-        raise ImproperlyConfigured(f"{where}: RATE and BURST must be numbers.") from None
-    if not (math.isfinite(rate) and rate > 0):
-        raise ImproperlyConfigured(f"{where}: RATE must be more than 0 tokens a second.")
-    if not (math.isfinite(burst) and burst >= 1):
-        raise ImproperlyConfigured(f"{where}: BURST must be at least 1.")
-    return RateLimit(rate, burst)
-
-
-def validate_options(alias: str, config: Mapping[str, Any]) -> None:
-    """Raise ``ImproperlyConfigured`` for a bad ``RATE_LIMIT`` or ``PAUSED`` option."""
-    parse_rate_limit(alias, config.get("RATE_LIMIT"))
-    if not isinstance(config.get("PAUSED", False), bool):
-        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]['PAUSED'] must be True or False.")
 
 
 def rate_limit(alias: str) -> RateLimit | None:
@@ -280,122 +230,3 @@ def _release(
 
 
 # -- the pause switch ---------------------------------------------------------------------
-
-
-def paused_backends() -> frozenset[str]:
-    """Aliases whose attempts must not be sent now (by option or by the admin toggle)."""
-    paused = {
-        alias
-        for alias, config in roan_settings.BACKENDS.items()
-        if isinstance(config, Mapping) and config.get("PAUSED") is True
-    }
-    return frozenset(paused | _paused_by_toggle())
-
-
-def _paused_by_toggle() -> set[str]:
-    cache = _cache()
-    cached = None
-    if not outage.down():
-        try:
-            cached = cache.get(PAUSED_KEY)
-        except Exception:
-            outage.failed()
-    if cached is not None:
-        return set(cached)
-    from roan.models import BackendState
-
-    db = router.db_for_read(BackendState)
-    # Inside a transaction, a savepoint keeps a failed read (the table not migrated yet)
-    # from breaking the caller's transaction on PostgreSQL.
-    guard = (
-        transaction.atomic(using=db)
-        if connections[db].in_atomic_block
-        else contextlib.nullcontext()
-    )
-    try:
-        with guard:
-            aliases = list(
-                BackendState.objects.using(db).filter(paused=True).values_list("alias", flat=True)
-            )
-    except Exception:
-        # Before migrate (the table is missing) nothing can have been paused by hand.
-        logger.debug("roan: cannot read the pause switches", exc_info=True)
-        return set()
-    # A shared cache forgets the list when a switch flips; a process-local one cannot
-    # hear that, so it keeps the list no longer than rule edits take to arrive.
-    timeout = PAUSED_SHARED_SECONDS if is_shared() else roan_settings.RULES_TTL
-    if outage.down():
-        return set(aliases)
-    try:
-        cache.set(PAUSED_KEY, aliases, timeout=timeout)
-    except Exception:
-        outage.failed()
-        logger.debug("roan: cannot cache the paused list", exc_info=True)
-    return set(aliases)
-
-
-def forget_paused() -> None:
-    try:
-        _cache().delete(PAUSED_KEY)
-    except Exception:
-        logger.warning("roan: could not clear the paused list in cache %r", roan_settings.CACHE)
-
-
-def paused_by_option(alias: str) -> bool:
-    config = roan_settings.BACKENDS.get(alias)
-    return isinstance(config, Mapping) and config.get("PAUSED") is True
-
-
-def pause(alias: str, *, user: Any = None, using: str | None = None) -> None:
-    """Stop sending for ``alias``: its attempts queue as pending until :func:`resume`."""
-    from roan.models import BackendState
-
-    db = using or router.db_for_write(BackendState)
-    user_id = getattr(user, "pk", None)
-    BackendState.objects.using(db).update_or_create(
-        alias=alias,
-        defaults={"paused": True, "paused_at": timezone.now(), "paused_by_id": user_id},
-    )
-    transaction.on_commit(forget_paused, using=db)
-
-
-def resume(alias: str, *, using: str | None = None) -> int:
-    """Send for ``alias`` again, and send (or enqueue) what queued while it was paused.
-
-    Returns how many queued attempts were handed to the sender (after commit).
-    """
-    from roan.models import BackendState, PurgeAttempt
-
-    db = using or router.db_for_write(BackendState)
-    BackendState.objects.using(db).update_or_create(
-        alias=alias, defaults={"paused": False, "paused_at": None, "paused_by_id": None}
-    )
-    ids = list(
-        PurgeAttempt.objects.db_manager(db)
-        .due()
-        .filter(backend=alias)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-
-    def drain() -> None:
-        from roan.pipeline import dispatch
-
-        # The list first, or this very send would still find the backend paused.
-        forget_paused()
-        for start in range(0, len(ids), 1000):
-            dispatch(ids[start : start + 1000], using=db)
-
-    transaction.on_commit(drain, using=db)
-    return len(ids)
-
-
-def queued(alias: str, *, using: str | None = None) -> int:
-    """Attempts of ``alias`` waiting to be sent (pending, or failed and to be retried)."""
-    from roan.models import PurgeAttempt
-
-    return (
-        PurgeAttempt.objects.using(using or router.db_for_read(PurgeAttempt))
-        .filter(models.Q(status="pending") | models.Q(status="failed"), backend=alias)
-        .count()
-    )

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import OperationalError, connections, models, router, transaction
 from django.utils import timezone
 
+from roan.signals import rules_changed
+
 if TYPE_CHECKING:
     from roan.models import BackendState, PurgeAttempt, PurgeRule
 
@@ -20,9 +22,7 @@ class PurgeRuleQuerySet(models.QuerySet["PurgeRule"]):
     """Every bulk write route bumps the rule stamp after commit, like ``save()`` does."""
 
     def _changed(self) -> None:
-        from roan.rules import invalidate_on_commit
-
-        invalidate_on_commit(using=self.db)
+        rules_changed.send(sender=self.model, using=self.db)
 
     def update(self, **kwargs: Any) -> int:
         kwargs.setdefault("updated_at", timezone.now())

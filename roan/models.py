@@ -13,6 +13,7 @@ from django.db.models import Case, F, Q, When
 from django.utils.translation import gettext_lazy as _
 
 from roan import vocabulary
+from roan.backends.base import MAX_ALIAS_LENGTH, MAX_HOST_LENGTH, MAX_TARGET_LENGTH
 from roan.managers import BackendStateManager, PurgeAttemptManager, PurgeRuleManager
 
 
@@ -108,17 +109,20 @@ class PurgeAttempt(models.Model):
         _("status"), max_length=12, choices=Status.choices, default=Status.PENDING
     )
     backend = models.CharField(
-        _("backend"), max_length=100, help_text=_("The alias in ROAN_BACKENDS.")
+        _("backend"), max_length=MAX_ALIAS_LENGTH, help_text=_("The alias in ROAN_BACKENDS.")
     )
     node = models.CharField(
         _("node"), max_length=200, blank=True, help_text=_("The cache server this went to.")
     )
     host = models.CharField(
-        _("host"), max_length=255, blank=True, help_text=_("The Host header sent, if any.")
+        _("host"),
+        max_length=MAX_HOST_LENGTH,
+        blank=True,
+        help_text=_("The Host header sent, if any."),
     )
     kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices, default=Kind.URL)
     target = models.CharField(
-        _("target"), max_length=2048, help_text=_("The path, prefix or tag purged.")
+        _("target"), max_length=MAX_TARGET_LENGTH, help_text=_("The path, prefix or tag purged.")
     )
     http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
     latency_ms = models.FloatField(_("latency (ms)"), null=True, blank=True)
@@ -286,7 +290,10 @@ class BackendState(models.Model):
     """The pause switch of one backend, shared by every process through the database."""
 
     alias = models.CharField(
-        _("backend"), max_length=100, unique=True, help_text=_("The alias in ROAN_BACKENDS.")
+        _("backend"),
+        max_length=MAX_ALIAS_LENGTH,
+        unique=True,
+        help_text=_("The alias in ROAN_BACKENDS."),
     )
     paused = models.BooleanField(
         _("paused"),
@@ -330,7 +337,7 @@ class TaggedURL(models.Model):
     """
 
     tag = models.CharField(_("tag"), max_length=255)
-    host = models.CharField(_("host"), max_length=255, blank=True)
+    host = models.CharField(_("host"), max_length=MAX_HOST_LENGTH, blank=True)
     path = models.CharField(
         _("path"), max_length=2048, help_text=_("The path with its query string.")
     )

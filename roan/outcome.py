@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from django.db.models import Count
 from django.utils.translation import ngettext
 
-from roan import limits
+from roan import pauses
 from roan.backends.base import FAILED, GAVE_UP, NOT_CACHED, OK, SKIPPED
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt
@@ -73,7 +73,7 @@ def outcome(ids: Sequence[int]) -> Outcome:
         status: [e for e, _n in sorted(found.items(), key=lambda item: -item[1])]
         for status, found in errors.items()
     }
-    paused = sorted(pending_backends & limits.paused_backends())
+    paused = sorted(pending_backends & pauses.paused_backends())
     return Outcome(unique, counts, reasons, paused)
 
 

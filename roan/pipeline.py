@@ -11,245 +11,75 @@ The flow, for every route in (signals, admin, commands, the public API):
 2. ``transaction.on_commit`` hands the pending ids to :func:`dispatch`: sent right away
    (``ROAN_DISPATCH = "inline"``) or by a task (``"task"``). Nothing is sent before commit,
    and a rollback leaves neither rows nor purges.
-3. :func:`send` claims the rows, fans out to every node in parallel with strict timeouts,
-   and records each outcome on its row. Failures never raise into the caller.
+3. :func:`roan.sender.send` claims the rows, fans out to every node in parallel with
+   strict timeouts, and records each outcome on its row. Failures never raise into the
+   caller.
+
+What comes before: :mod:`roan.render` turns a rule and an object into purges, and
+:mod:`roan.context` holds what the running code asked for (``suppress_purges()``, the
+acting user, ``hold_dispatch()``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, models, router, transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from roan import backends as backend_registry
 from roan import render_guard
 from roan.backends.base import (
     MAX_TARGET_LENGTH,
-    PREFIX,
     SKIPPED,
-    URL,
     BaseBackend,
-    PurgeRequest,
-    purges_everything,
 )
 from roan.conf import roan_settings
-from roan.rules import CompiledRule
-from roan.sender import SEND_BATCH, backoff_seconds, send, send_ids  # noqa: F401 (re-exported)
-from roan.templating import RenderError, Template, has_dot_segment, render
-from roan.vocabulary import EVENT_TRIGGERS, Trigger
+from roan.context import (
+    Origin as Origin,
+)
+from roan.context import (
+    Purge as Purge,
+)
+from roan.context import (
+    _capture as _capture,
+)
+from roan.context import (
+    _held as _held,
+)
+from roan.context import (
+    _written as _written,
+)
+from roan.context import (
+    acting_user_lookup as acting_user_lookup,
+)
+from roan.context import (
+    collect_written as collect_written,
+)
+from roan.context import (
+    current_user_id as current_user_id,
+)
+from roan.context import (
+    hold_dispatch as hold_dispatch,
+)
+from roan.context import (
+    is_active as is_active,
+)
+from roan.context import (
+    suppress_purges as suppress_purges,
+)
+from roan.render import Unrenderable as Unrenderable
+from roan.render import purges_for as purges_for
+from roan.render import render_rule as render_rule
+from roan.sender import SEND_BATCH as SEND_BATCH
+from roan.sender import backoff_seconds as backoff_seconds
+from roan.sender import send as send
+from roan.sender import send_ids
 
 logger = logging.getLogger(__name__)
-
-
-#: When set to False (``suppress_purges()``), nothing is collected in this context.
-_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("roan_enabled", default=True)
-#: When set (``roan.testing.capture_purges()``), requests are recorded here instead.
-_capture: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
-    "roan_capture", default=None
-)
-#: When set (``hold_dispatch()``), committed pending ids go here instead of being sent.
-_held: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("roan_held", default=None)
-#: When set (``collect_written()``), the id of every attempt row written goes here too.
-_written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "roan_written", default=None
-)
-#: Who to name on attempts collected in this context: a user id, or a function giving one.
-_user_id: contextvars.ContextVar[int | Callable[[], int | None] | None] = contextvars.ContextVar(
-    "roan_user", default=None
-)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Origin:
-    """What caused a purge; copied onto each attempt row for the audit log."""
-
-    trigger: str
-    rule_id: int | None = None
-    rule_name: str = ""
-    content_type_id: int | None = None
-    object_pk: str = ""
-    object_repr: str = ""
-    user_id: int | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Purge:
-    """A request for one backend, with its origin."""
-
-    backend: str
-    request: PurgeRequest
-    origin: Origin
-
-
-@contextlib.contextmanager
-def suppress_purges() -> Iterator[None]:
-    """Collect no purges inside the block (data migrations, seeding, bulk fixes)."""
-    token = _enabled.set(False)
-    try:
-        yield
-    finally:
-        _enabled.reset(token)
-
-
-@contextlib.contextmanager
-def hold_dispatch() -> Iterator[list[int]]:
-    """Write pending attempts in the block, but do not dispatch them when it commits.
-
-    Yields the list that collects their ids; the caller passes it to :func:`dispatch`
-    itself, after the commit (the admin does so once its response has been sent). Rows
-    it never dispatches stay pending for ``roan_dispatch``.
-    """
-    held: list[int] = []
-    token = _held.set(held)
-    try:
-        yield held
-    finally:
-        _held.reset(token)
-
-
-@contextlib.contextmanager
-def collect_written() -> Iterator[list[int]]:
-    """Yield a list that collects the id of every attempt row :func:`submit` writes in the
-    block (pending, skipped, and older pending rows a purge was merged into), so that the
-    admin can tell the editor what became of a save or a manual purge."""
-    written: list[int] = []
-    token = _written.set(written)
-    try:
-        yield written
-    finally:
-        _written.reset(token)
-
-
-def is_active() -> bool:
-    return roan_settings.ENABLED and _enabled.get()
-
-
-# -- from rules to requests -----------------------------------------------------------------
-
-
-def current_user_id() -> int | None:
-    value = _user_id.get()
-    return value() if callable(value) else value
-
-
-@contextlib.contextmanager
-def acting_user_lookup(value: int | Callable[[], int | None] | None) -> Iterator[None]:
-    """Name this user id (or the one ``value()`` gives) on purges collected in the block."""
-    token = _user_id.set(value)
-    try:
-        yield
-    finally:
-        _user_id.reset(token)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Unrenderable(PurgeRequest):
-    """A template that rendered to no usable path; recorded as ``skipped`` with why."""
-
-    problem: str = ""
-
-
-def render_rule(
-    rule: CompiledRule, obj: models.Model, *, limit: int | None = None
-) -> list[PurgeRequest]:
-    """The requests ``rule`` makes for ``obj`` as it is now (no host: the backend's own).
-
-    Each template renders at most ``limit`` paths (``ROAN_MAX_URLS_PER_EVENT`` unless
-    given); one that has more stops there and adds one ``Unrenderable`` saying so. A
-    template whose rendering raises anything (a ``get_absolute_url`` raising
-    ``NoReverseMatch``, a dangling foreign key) becomes one ``Unrenderable`` with the
-    reason: the other templates and rules still purge, and the save goes on.
-    """
-    cap = roan_settings.MAX_URLS_PER_EVENT if limit is None else limit
-    requests: list[PurgeRequest] = []
-    for template in rule.templates:
-        try:
-            # One more than the cap tells "exactly the cap" from "more than the cap".
-            paths = render(template, obj, limit=max(0, cap) + 1)
-        except Exception as exc:
-            problem = _render_problem(exc)
-            logger.warning(
-                "roan: rule %r cannot render %r: %s", rule.name, template.source, problem
-            )
-            requests.append(Unrenderable(URL, template.source, problem=problem))
-            continue
-        kind = PREFIX if template.prefix else URL
-        cut = len(paths) > cap
-        for path in paths[:cap]:
-            request = PurgeRequest(kind, path)
-            problem = _refused_path(template, request)
-            if problem:
-                logger.warning("roan: rule %r rendered %r: %s", rule.name, path, problem)
-                request = Unrenderable(kind, path, problem=problem)
-            requests.append(request)
-        if cut:
-            problem = (
-                f"renders more than ROAN_MAX_URLS_PER_EVENT ({cap}) paths for this object; "
-                f"the first {cap} were kept, the others not rendered"
-            )
-            requests.append(Unrenderable(kind, template.source, problem=problem))
-    return requests
-
-
-def _render_problem(exc: Exception) -> str:
-    """Why a template did not render, short enough for the attempt's error column."""
-    if isinstance(exc, RenderError):
-        return str(exc)
-    # The object's own code raised: its type says most; the message is cut short.
-    message = " ".join(str(exc).split())[:300]
-    name = type(exc).__name__
-    return f"rendering raised {name}: {message}" if message else f"rendering raised {name}"
-
-
-def _refused_path(template: Template, request: PurgeRequest) -> str:
-    """Why a rendered path is not sent (``""`` when it is): values come from content."""
-    if has_dot_segment(request.target):
-        return "the path has a '.' or '..' segment, which caches resolve to another path"
-    if purges_everything(request) and not template.is_static:
-        # Only the literal template "/*" purges everything, and only a user with
-        # roan.purge_all may save it; "{get_absolute_url}*" of a home page may not.
-        return "the prefix is '/', which purges everything; only the template '/*' may"
-    return ""
-
-
-def purges_for(
-    obj: models.Model,
-    rule: CompiledRule,
-    requests: Iterable[PurgeRequest],
-    *,
-    trigger: str,
-    user_id: int | None = None,
-) -> list[Purge]:
-    """Wrap ``requests`` for every backend of ``rule``, with ``obj`` as their origin."""
-    from django.contrib.contenttypes.models import ContentType
-
-    origin = Origin(
-        # A save or delete that fires a roan 0.1 rule says so in the log.
-        trigger=Trigger.CODE_RULE if rule.is_code_rule and trigger in EVENT_TRIGGERS else trigger,
-        rule_id=rule.pk,
-        rule_name=rule.name,
-        content_type_id=ContentType.objects.get_for_model(obj).pk,
-        object_pk=str(obj.pk) if obj.pk is not None else "",
-        object_repr=_safe_repr(obj),
-        user_id=user_id if user_id is not None else current_user_id(),
-    )
-    aliases = rule.backends or tuple(roan_settings.BACKENDS)
-    unique = list(dict.fromkeys(requests))
-    return [Purge(alias, request, origin) for alias in aliases for request in unique]
-
-
-def _safe_repr(obj: models.Model) -> str:
-    try:
-        return str(obj)[:200]
-    except Exception:
-        return f"{type(obj).__name__} object ({obj.pk})"
 
 
 # -- collecting ----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from django.db.models.signals import (
     pre_save,
 )
 
-from roan import pipeline, rules, tag_index
+from roan import pipeline, render, rules, tag_purges
 from roan.access import rule_model_refusal
 from roan.backends.base import PurgeRequest
 from roan.conf import roan_settings
@@ -78,7 +78,7 @@ def _submit(
 UNTAGGED_APPS = frozenset({"django_tasks_db", "django_tasks", "django_celery_results"})
 
 
-def _tags_of(model: type[models.Model], pks: Iterable[Any], *, lists: bool = True) -> list[str]:
+def tags_of(model: type[models.Model], pks: Iterable[Any], *, lists: bool = True) -> list[str]:
     """The object tags of ``pks`` and the list tag of ``model`` and of its concrete
     parents (a page that loaded the parent rows carries their tags); none for a model
     rules may not name (accounts, sessions, roan's own tables), a task queue's, or one
@@ -105,10 +105,10 @@ def _submit_tags(instance: models.Model, tags: list[str], *, trigger: str, using
         trigger=trigger,
         content_type_id=ContentType.objects.db_manager(using).get_for_model(instance).pk,
         object_pk=str(instance.pk) if instance.pk is not None else "",
-        object_repr=pipeline._safe_repr(instance),
+        object_repr=render.object_repr(instance),
         user_id=pipeline.current_user_id(),
     )
-    tag_index.submit_tags(tags, origin, roan_settings.BACKENDS, using=using)
+    tag_purges.submit_tags(tags, origin, roan_settings.BACKENDS, using=using)
 
 
 def _purge_object_tags(
@@ -117,7 +117,7 @@ def _purge_object_tags(
     if not roan_settings.TAGS:
         return
     # A new object is on no page yet, but the lists it joins are.
-    tags = _tags_of(model, [] if created else [instance.pk])
+    tags = tags_of(model, [] if created else [instance.pk])
     _submit_tags(instance, tags, trigger=trigger, using=using)
 
 
@@ -335,7 +335,7 @@ def _m2m_tags(
         pk_set = _unstash(instance, key, set())
     if not pk_set:
         return  # nothing was added or removed
-    tags = _tags_of(type(instance), [instance.pk]) + _tags_of(model, sorted(pk_set, key=str))
+    tags = tags_of(type(instance), [instance.pk]) + tags_of(model, sorted(pk_set, key=str))
     _submit_tags(instance, tags, trigger="m2m", using=using)
 
 

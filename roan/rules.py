@@ -46,6 +46,7 @@ from django.dispatch import receiver
 from roan.access import check_rule_model
 from roan.conf import roan_settings
 from roan.shared_cache import outage
+from roan.signals import rules_changed
 from roan.templating import Template, parse_lines
 
 if TYPE_CHECKING:
@@ -521,6 +522,11 @@ def connect_migration_signals() -> None:
 
     pre_migrate.connect(_pre_migrate, dispatch_uid="roan.rules.pre_migrate")
     post_migrate.connect(_post_migrate, dispatch_uid="roan.rules.post_migrate")
+
+
+@receiver(rules_changed, dispatch_uid="roan.rules.rules_changed")
+def _on_rules_changed(*, using: str | None = None, **kwargs: Any) -> None:
+    invalidate_on_commit(using=using)
 
 
 @receiver(setting_changed, dispatch_uid="roan.rules.setting_changed")

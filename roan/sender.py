@@ -25,7 +25,7 @@ from django.db import router
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import completion, layers, limits, verify
+from roan import completion, layers, limits, pauses, verify
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
@@ -66,7 +66,7 @@ def send(
     """
     from roan.models import PurgeAttempt
 
-    paused = limits.paused_backends()
+    paused = pauses.paused_backends()
     attempts = PurgeAttempt.objects.claim(ids, limit=limit, using=using, exclude_backends=paused)
     if not attempts:
         return []

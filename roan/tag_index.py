@@ -1,4 +1,4 @@
-"""The URL<->tag index, and tag purges for every backend (by tag, or by the URLs it was on).
+"""The URL<->tag index: which cached pages carry which cache tags.
 
 A cache that purges by tag (Varnish with xkey, a CDN) gets a ``tag`` purge as it is. One
 that cannot (nginx, Django's page cache, a plain HTTP purge endpoint) gets a ``url`` purge
@@ -6,30 +6,25 @@ of each page that carried the tag while it could still be cached: the tag middle
 :func:`remember` for every response it tags (a cache miss: hits never reach Django), which
 writes one row per tag with the page's lifetime, in one statement. Rows past their
 lifetime are never expanded, and ``roan_prune`` deletes them.
-
-Each expanded row names the tag it came from in its ``rule_name`` ("tag blog.post:42"),
-so the purge log says why a URL was purged.
+:mod:`roan.tag_purges` turns a tag purge into requests for each backend.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
 from django.db import models, router, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 
-from roan import backends as backend_registry
-from roan import pipeline
-from roan.backends.base import MAX_TARGET_LENGTH, TAG, URL, PurgeRequest
+from roan.backends.base import MAX_TARGET_LENGTH
 from roan.conf import roan_settings
+from roan.tag_names import model_tag
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +216,6 @@ def expand(
 def object_tags_of(model: type[models.Model]) -> Iterator[str]:
     """The live object tags of ``model`` the index knows, each once, in order."""
     from roan.models import TaggedURL
-    from roan.tags import model_tag
 
     return (
         TaggedURL.objects.filter(
@@ -235,105 +229,3 @@ def object_tags_of(model: type[models.Model]) -> Iterator[str]:
 
 
 # -- purging -------------------------------------------------------------------------------
-
-
-def _page_host(stored: str, hosts: Sequence[str]) -> str:
-    """The host to purge a page rendered for ``stored`` on a backend with ``hosts``."""
-    if not hosts:
-        return ""  # the backend's own (its only) site
-    host = stored if stored in hosts else (stored.rpartition(":")[0] if ":" in stored else stored)
-    # The default host is written "" by URL rules too: the same page's purges then
-    # coalesce into one attempt instead of two (the second one "not cached").
-    return "" if host == hosts[0] else host
-
-
-def submit_tags(
-    tags: Sequence[str],
-    origin: pipeline.Origin,
-    aliases: Iterable[str],
-    *,
-    using: str | None = None,
-) -> int:
-    """Write the purges of ``tags`` (one event) and, inside a transaction, look at the
-    index again once it commits.
-
-    A page rendered between the change and the commit still showed the old content, and
-    may have been indexed after the first look: the second look purges the URLs that are
-    new since then (the others are already on their way), which leaves the same window
-    as for any purge sent after commit.
-    """
-    from roan.models import PurgeAttempt
-
-    if not pipeline.is_active():
-        return 0
-    aliases = list(aliases)
-    db = using or router.db_for_write(PurgeAttempt)
-    # First, so that the render guard hears of the change before any purge is sent.
-    pipeline.note_changed(tags, using=db)
-    purges = tag_purges(tags, origin, aliases)
-    written = pipeline.submit(purges, using=db)
-    urls_only = [alias for alias in aliases if not _purges_by_tag(alias)]
-    capturing = pipeline._capture.get() is not None
-    if not urls_only or capturing or not transaction.get_connection(db).in_atomic_block:
-        return written
-    sent = {(p.backend, p.request.target, p.request.host) for p in purges}
-
-    def look_again() -> None:
-        try:
-            again = [
-                purge
-                for purge in tag_purges(tags, origin, urls_only)
-                if purge.request.kind == URL
-                and (purge.backend, purge.request.target, purge.request.host) not in sent
-            ]
-            if again:
-                pipeline.submit(again, using=db)
-        except Exception:
-            logger.exception("roan: looking at the tag index after commit failed")
-
-    transaction.on_commit(look_again, using=db, robust=True)
-    return written
-
-
-def _purges_by_tag(alias: str) -> bool:
-    try:
-        return TAG in backend_registry.get_backend(alias).capabilities
-    except ImproperlyConfigured:
-        return True  # recorded skipped with the error the first time; nothing to expand
-
-
-def tag_purges(
-    tags: Sequence[str], origin: pipeline.Origin, aliases: Iterable[str]
-) -> list[pipeline.Purge]:
-    """The purges of ``tags`` on each backend of ``aliases``: the tags themselves where
-    the backend purges by tag, else a URL purge per page the index holds for them, at
-    most ``ROAN_MAX_URLS_PER_EVENT`` per backend (one ``skipped`` row says when more)."""
-    tags = list(dict.fromkeys(tags))
-    if not tags:
-        return []
-    limit = max(0, roan_settings.MAX_URLS_PER_EVENT)
-    purges: list[pipeline.Purge] = []
-    for alias in aliases:
-        try:
-            backend = backend_registry.get_backend(alias)
-        except ImproperlyConfigured:
-            backend = None  # recorded skipped with the error, as for any purge
-        if backend is None or TAG in backend.capabilities:
-            for tag in tags:
-                named = dataclasses.replace(origin, rule_name=f"tag {tag}"[:200])
-                purges.append(pipeline.Purge(alias, PurgeRequest(TAG, tag), named))
-            continue
-        rows, more = expand(tags, backend.hosts, limit)
-        for tag, host, path in rows:
-            named = dataclasses.replace(origin, rule_name=f"tag {tag}"[:200])
-            request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
-            purges.append(pipeline.Purge(alias, request, named))
-        if more:
-            problem = (
-                f"the tag(s) are on more than ROAN_MAX_URLS_PER_EVENT ({limit}) cached URLs "
-                f"for this backend, which cannot purge by tag: {limit} were purged, the "
-                "others were not"
-            )
-            request = pipeline.Unrenderable(TAG, tags[0], problem=problem)
-            purges.append(pipeline.Purge(alias, request, origin))
-    return purges

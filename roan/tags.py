@@ -52,6 +52,7 @@ from roan.access import rule_model_refusal
 from roan.backends import get_backends
 from roan.backends.base import BaseBackend
 from roan.conf import roan_settings
+from roan.tag_names import model_tag, object_tag, tag_for
 
 logger = logging.getLogger(__name__)
 
@@ -75,42 +76,6 @@ _View = TypeVar("_View", bound=Callable[..., Any])
 
 
 # -- names -----------------------------------------------------------------------------------
-
-
-def model_tag(model: type[models.Model] | models.Model) -> str:
-    """``{ROAN_TAG_PREFIX}{app_label}.{model_name}``: the list tag of ``model``'s rows.
-
-    Proxies and instances name their concrete model, so a proxy's page and its base's
-    page share tags.
-    """
-    opts = model._meta.concrete_model._meta  # type: ignore[union-attr]
-    return f"{roan_settings.TAG_PREFIX}{opts.app_label}.{opts.model_name}"
-
-
-def object_tag(model: type[models.Model] | models.Model, pk: Any) -> str:
-    """``{model_tag(model)}:{pk}``: the tag of one row."""
-    return f"{model_tag(model)}:{pk}"
-
-
-def tag_for(item: Any) -> str:
-    """The tag a hand-given item stands for: a string (the prefix is added), a model
-    instance (its object tag), a model class or a queryset (its list tag).
-
-    In a template, pass a queryset or a string rather than a model class: the template
-    language calls a class it is given, which builds an unsaved instance (list tag too).
-    """
-    if isinstance(item, str):
-        return f"{roan_settings.TAG_PREFIX}{item}"
-    if isinstance(item, models.Model):
-        # An unsaved instance has no row to name yet: its model's list tag is safe.
-        return model_tag(item) if item.pk is None else object_tag(item, item.pk)
-    if isinstance(item, type) and issubclass(item, models.Model):
-        return model_tag(item)
-    if isinstance(item, QuerySet):
-        return model_tag(item.model)
-    raise TypeError(
-        f"a cache tag is a string, a model, a model instance or a queryset, not {item!r}"
-    )
 
 
 # -- what one response depends on ------------------------------------------------------------

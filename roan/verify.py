@@ -44,8 +44,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
@@ -56,6 +55,7 @@ from requests.structures import CaseInsensitiveDict
 from roan import limits
 from roan.backends._http import Call, HTTPTransport
 from roan.backends.base import NOT_CACHED, OK, URL, BaseBackend, PurgeResult
+from roan.backends.options import RateLimit, VerifyOptions, parse_verify
 from roan.conf import roan_settings
 from roan.templating import has_dot_segment
 
@@ -76,95 +76,8 @@ HINT = gettext_lazy(
     "that caches the page."
 )
 
-OPTION_NAMES = frozenset({"BASE_URL", "HEADER", "HIT", "RATE", "TIMEOUT", "METHOD"})
-DEFAULT_HIT = ("HIT", "STALE", "UPDATING")
 #: Attempts waiting for this process's probe thread at most; more are not probed.
 QUEUE_LIMIT = 1000
-
-_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class VerifyOptions:
-    base_url: str  # scheme://host[:port], no trailing slash
-    host: str  # the host name of base_url, lowercase
-    header: str | None
-    hit: frozenset[str]
-    rate: float
-    timeout: float
-    method: str
-
-
-def parse_verify(alias: str, config: Mapping[str, Any]) -> VerifyOptions | None:
-    """The ``VERIFY`` option of backend ``alias`` (``None``: off), validated against its
-    ``HOSTS``. Raises ``ImproperlyConfigured`` with what to fix."""
-    value = config.get("VERIFY")
-    if value is None or value is False:
-        return None
-    where = f"ROAN_BACKENDS[{alias!r}]['VERIFY']"
-    if not isinstance(value, Mapping):
-        raise ImproperlyConfigured(f'{where} must be a dict like {{"BASE_URL": "https://..."}}.')
-    unknown = set(value) - OPTION_NAMES
-    if unknown:
-        raise ImproperlyConfigured(f"{where}: unknown option(s) {', '.join(sorted(unknown))}.")
-    base_url, host = _base_url(where, value.get("BASE_URL"), config.get("HOSTS", ()))
-    header = value.get("HEADER", "X-Cache-Status")
-    if header is not None and not (isinstance(header, str) and _HEADER_NAME.fullmatch(header)):
-        raise ImproperlyConfigured(f"{where}['HEADER'] must be a header name or None.")
-    hit = value.get("HIT", DEFAULT_HIT)
-    if isinstance(hit, str) or not all(isinstance(h, str) and h.strip() for h in hit):
-        raise ImproperlyConfigured(f"{where}['HIT'] must be a list of header values.")
-    rate = _number(where, "RATE", value.get("RATE", 5), 1000)
-    timeout = _number(where, "TIMEOUT", value.get("TIMEOUT", 2), 30)
-    method = value.get("METHOD", "HEAD")
-    if method not in ("HEAD", "GET"):
-        raise ImproperlyConfigured(f"{where}['METHOD'] must be 'HEAD' or 'GET'.")
-    return VerifyOptions(
-        base_url=base_url,
-        host=host,
-        header=header,
-        hit=frozenset(h.strip().upper() for h in hit),
-        rate=rate,
-        timeout=timeout,
-        method=method,
-    )
-
-
-def _number(where: str, name: str, value: Any, most: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ImproperlyConfigured(f"{where}[{name!r}] must be a number.")
-    if not (math.isfinite(value) and 0 < value <= most):
-        raise ImproperlyConfigured(f"{where}[{name!r}] must be more than 0 and at most {most}.")
-    return float(value)
-
-
-def _base_url(where: str, url: Any, hosts: Any) -> tuple[str, str]:
-    if not isinstance(url, str):
-        raise ImproperlyConfigured(f"{where} needs BASE_URL, the site's public http(s) URL.")
-    try:
-        parts = urlsplit(url)
-        hostname = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        raise ImproperlyConfigured(f"{where}['BASE_URL'] is not a valid URL.") from None
-    if parts.scheme not in ("http", "https") or not hostname:
-        raise ImproperlyConfigured(f"{where}['BASE_URL'] must be an http(s) URL.")
-    if "@" in parts.netloc or parts.query or parts.fragment or parts.path.strip("/"):
-        raise ImproperlyConfigured(
-            f"{where}['BASE_URL'] must be scheme://host[:port] only: no user, path or query "
-            "(the path comes from each purge)."
-        )
-    allowed = {str(h).lower() for h in ([hosts] if isinstance(hosts, str) else hosts)}
-    if not allowed:
-        raise ImproperlyConfigured(
-            f"{where} needs the backend's HOSTS: the probe only fetches from a host listed there."
-        )
-    if hostname not in allowed and f"{hostname}:{port}" not in allowed:
-        raise ImproperlyConfigured(
-            f"{where}['BASE_URL'] host {hostname!r} is not in the backend's HOSTS "
-            f"({', '.join(sorted(allowed))}): the probe only fetches from those."
-        )
-    return f"{parts.scheme}://{parts.netloc}", hostname
 
 
 def options_for(alias: str) -> VerifyOptions | None:
@@ -309,7 +222,7 @@ def _after_send(attempts: list[PurgeAttempt], *, using: str) -> list[Job]:
         options = options_for(alias)
         if options is None:
             continue
-        bucket = limits.RateLimit(options.rate, max(1.0, options.rate))
+        bucket = RateLimit(options.rate, max(1.0, options.rate))
         given, _ = limits.take(f"{alias}:verify", bucket, len(group))
         probed, over = group[:given], group[given:]
         if over:

@@ -14,7 +14,8 @@ from django.core.cache import caches
 from django.utils import timezone
 
 import roan
-from roan import limits
+from roan import api, limits, pauses
+from roan.backends import options
 from roan.models import BackendState, PurgeAttempt
 from roan.pipeline import send
 
@@ -55,7 +56,7 @@ def status_of(nginx: Any, path: str) -> str:
 def test_a_paused_backend_queues_purges_and_resuming_sends_them(nginx_cache, settings) -> None:
     use_nginx(settings, nginx_cache)
     [page] = cached_pages(nginx_cache, 1)
-    limits.pause("nginx")
+    api.pause_backend("nginx")
 
     roan.purge_urls([page])  # committed at once: inline dispatch runs now
     send(None)  # as roan_dispatch would
@@ -67,7 +68,7 @@ def test_a_paused_backend_queues_purges_and_resuming_sends_them(nginx_cache, set
     roan.purge_urls([page])
     assert PurgeAttempt.objects.get(target=page).coalesced == 1
 
-    assert limits.resume("nginx") == 1
+    assert api.resume_backend("nginx") == 1
 
     attempt.refresh_from_db()
     assert (attempt.status, attempt.http_status, attempt.tries) == ("ok", 200, 1)
@@ -81,7 +82,7 @@ def test_the_paused_option_holds_purges_until_it_is_removed(nginx_cache, setting
     send(None)
     assert PurgeAttempt.objects.get(target=page).status == "pending"
     assert status_of(nginx_cache, page) == "HIT"
-    assert "nginx" in limits.paused_backends()
+    assert "nginx" in pauses.paused_backends()
 
     use_nginx(settings, nginx_cache)  # the deploy that un-pauses it
     [handled] = send(None)
@@ -93,10 +94,10 @@ def test_a_pause_in_the_database_reaches_a_sender_without_the_cache(settings) ->
     """Another process's toggle: the row is there, this process's cache knows nothing."""
     settings.ROAN_RULES_TTL = 0.01  # a process-local cache keeps the list this long
     BackendState.objects.create(alias="default", paused=True)
-    assert limits.paused_backends() == {"default"}
+    assert pauses.paused_backends() == {"default"}
     BackendState.objects.filter(alias="default").update(paused=False)
     time.sleep(0.05)
-    assert limits.paused_backends() == frozenset()
+    assert pauses.paused_backends() == frozenset()
 
 
 def test_over_the_rate_limit_attempts_wait_their_turn_and_are_sent_later(
@@ -133,7 +134,7 @@ def test_over_the_rate_limit_attempts_wait_their_turn_and_are_sent_later(
             assert attempt.finished_at >= rows[attempt.target].next_attempt_at
     # The bucket held: n sends need about (n - burst) / rate seconds after the first
     # (less one refill step of the bucket, BURST / RATE / SLOTS, and some for I/O).
-    slack = burst / rate / limits.SLOTS + 0.3
+    slack = burst / rate / options.SLOTS + 0.3
     first = done[0].finished_at
     for n, attempt in enumerate(done, start=1):
         assert (attempt.finished_at - first).total_seconds() >= (n - burst) / rate - slack
@@ -188,7 +189,7 @@ def test_saves_never_read_the_pause_state_and_senders_read_it_once_per_ttl(
     from tests.testapp.models import Post
 
     settings.ROAN_RULES_TTL = 60
-    limits.pause("default")
+    api.pause_backend("default")
     # Leaving the block commits, and the sender gets the purges and reads the switches.
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         for i in range(5):
@@ -221,11 +222,11 @@ def test_resuming_with_task_dispatch_sends_through_the_task(nginx_cache, setting
         settings.TASKS = {"default": {"BACKEND": backend}}
     use_nginx(settings, nginx_cache)
     [page] = cached_pages(nginx_cache, 1)
-    limits.pause("nginx")
+    api.pause_backend("nginx")
     roan.purge_urls([page])
     assert PurgeAttempt.objects.get(target=page).status == "pending"
 
-    assert limits.resume("nginx") == 1
+    assert api.resume_backend("nginx") == 1
 
     if framework is None:
         # Nothing can run the task: the attempt stays queued, for roan_dispatch.

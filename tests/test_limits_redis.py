@@ -15,7 +15,7 @@ import requests
 from django.db import connection
 
 from roan.backends import build_backend
-from roan.limits import SLOTS
+from roan.backends.options import SLOTS
 from roan.models import PurgeAttempt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,8 @@ TAKER = (
     SETUP
     + """
 import os, pathlib
-from roan.limits import RateLimit, take
+from roan.backends.options import RateLimit
+from roan.limits import take
 rate, burst = map(float, sys.argv[3:5])
 sync = pathlib.Path(sys.argv[5])
 limit = RateLimit(rate, burst)

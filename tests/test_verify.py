@@ -23,6 +23,7 @@ from requests.structures import CaseInsensitiveDict
 import roan
 from roan import verify
 from roan.backends import build_backend
+from roan.backends import options as backend_options
 from roan.checks import check_backends, check_verify
 from roan.models import PurgeAttempt
 from tests.caches import PURGE_MODULE, LoopbackServer, Nginx, Origin, _launch, require
@@ -364,9 +365,9 @@ def test_only_url_purges_that_succeeded_are_probed(
     assert held_page.paths == []
 
 
-def _options(**overrides: Any) -> verify.VerifyOptions:
+def _options(**overrides: Any) -> backend_options.VerifyOptions:
     config = {"HOSTS": ["127.0.0.1"], "VERIFY": {"BASE_URL": "http://127.0.0.1:9", **overrides}}
-    options = verify.parse_verify("x", config)
+    options = backend_options.parse_verify("x", config)
     assert options is not None
     return options
 

@@ -11,6 +11,7 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from roan.backends.base import BaseBackend
+from roan.backends.options import SENDER_OPTIONS, layer_order, parse_verify, validate_options
 from roan.conf import roan_settings
 
 _lock = threading.Lock()
@@ -31,9 +32,6 @@ def build_backend(alias: str, config: dict[str, Any]) -> BaseBackend:
         raise ImproperlyConfigured(
             f"ROAN_BACKENDS[{alias!r}]['BACKEND']: {config['BACKEND']!r} is not a roan backend."
         )
-    from roan.limits import SENDER_OPTIONS, validate_options
-    from roan.verify import parse_verify
-
     validate_options(alias, config)
     parse_verify(alias, config)
     # RATE_LIMIT, PAUSED and VERIFY are roan's (the sender applies them), so no backend
@@ -53,8 +51,6 @@ def get_backends() -> dict[str, BaseBackend]:
     if backends is None:
         with _lock:
             if _backends is None:
-                from roan.layers import layer_order
-
                 # An AFTER naming an unknown alias or closing a cycle stops them all:
                 # sending the outer caches in no order is what AFTER exists to prevent.
                 layer_order(roan_settings.BACKENDS)

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
@@ -35,10 +35,7 @@ from roan.backends.base import (
     FAILED,
     NOT_CACHED,
     OK,
-    PREFIX,
-    URL,
     BaseBackend,
-    PurgeRequest,
     PurgeResult,
     Timer,
     is_unreachable,
@@ -507,52 +504,3 @@ def bad_path(target: str) -> str:
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in target):
         return "the path contains spaces or control characters; percent-encode it"
     return ""
-
-
-class HTTPNodesBackend(BaseBackend):
-    """A backend that talks HTTP to each of its nodes (``LOCATION`` or ``NODES``).
-
-    Caches take purges by the thousand, so these backends send them pipelined on
-    kept-alive connections (:mod:`roan.backends._pipelined`) rather than with requests.
-    """
-
-    options_accepted: ClassVar[frozenset[str]] = frozenset({"LOCATION", "NODES", "PIPELINE"})
-
-    def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
-        from roan.backends._pipelined import DEFAULT_DEPTH, PipelinedTransport
-
-        super().__init__(alias, options)
-        # Node names are shown and stored: never with credentials.
-        self._by_name = {redact_url(url): url for url in node_urls(self, options)}
-        depth = options.get("PIPELINE", DEFAULT_DEPTH)
-        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 1000:
-            raise ImproperlyConfigured(
-                f"ROAN_BACKENDS[{alias!r}]['PIPELINE'] must be a whole number from 1 (no "
-                f"pipelining) to 1000, not {depth!r}."
-            )
-        self.transport = PipelinedTransport(self, self.interpret, depth=depth)
-
-    @property
-    def nodes(self) -> tuple[str, ...]:
-        return tuple(self._by_name)
-
-    def refuse(self, request: PurgeRequest) -> str:
-        if request.kind in (URL, PREFIX) and (why := bad_path(request.target)):
-            return why
-        return super().refuse(request)
-
-    def interpret(self, status: int, latency_ms: float, headers: Mapping[str, str]) -> PurgeResult:
-        """Turn the cache's answer into a result; override for a cache's own signals."""
-        return result_for_status(status, latency_ms, headers)
-
-    def node_url(self, node: str) -> str:
-        return self._by_name[node]
-
-    def host_header(self, request: PurgeRequest) -> dict[str, str]:
-        """The page's ``Host``: the request's, else the first of ``HOSTS``, else none
-        (then the transport sends the node's own host and port)."""
-        host = request.host or self.default_host()
-        return {"Host": host} if host else {}
-
-    def close(self) -> None:
-        self.transport.close()

@@ -38,14 +38,29 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 from urllib.parse import quote, unquote, urlsplit
 
-from roan.backends.base import FAILED, PurgeResult, not_sent
+from django.core.exceptions import ImproperlyConfigured
 
-if TYPE_CHECKING:
-    from roan.backends._http import Call, HTTPNodesBackend, Interpreter
+from roan.backends._http import (
+    Call,
+    Interpreter,
+    bad_path,
+    node_urls,
+    result_for_status,
+)
+from roan.backends.base import (
+    FAILED,
+    PREFIX,
+    URL,
+    BaseBackend,
+    PurgeRequest,
+    PurgeResult,
+    not_sent,
+    redact_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -630,3 +645,50 @@ class PipelinedTransport:
             if offset < written:
                 error = error.replace("not sent", "not answered", 1)
             results[todo[offset]] = dataclasses.replace(failure, latency_ms=None, error=error)
+
+
+class HTTPNodesBackend(BaseBackend):
+    """A backend that talks HTTP to each of its nodes (``LOCATION`` or ``NODES``).
+
+    Caches take purges by the thousand, so these backends send them pipelined on
+    kept-alive connections (:mod:`roan.backends._pipelined`) rather than with requests.
+    """
+
+    options_accepted: ClassVar[frozenset[str]] = frozenset({"LOCATION", "NODES", "PIPELINE"})
+
+    def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
+        super().__init__(alias, options)
+        # Node names are shown and stored: never with credentials.
+        self._by_name = {redact_url(url): url for url in node_urls(self, options)}
+        depth = options.get("PIPELINE", DEFAULT_DEPTH)
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 1000:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{alias!r}]['PIPELINE'] must be a whole number from 1 (no "
+                f"pipelining) to 1000, not {depth!r}."
+            )
+        self.transport = PipelinedTransport(self, self.interpret, depth=depth)
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(self._by_name)
+
+    def refuse(self, request: PurgeRequest) -> str:
+        if request.kind in (URL, PREFIX) and (why := bad_path(request.target)):
+            return why
+        return super().refuse(request)
+
+    def interpret(self, status: int, latency_ms: float, headers: Mapping[str, str]) -> PurgeResult:
+        """Turn the cache's answer into a result; override for a cache's own signals."""
+        return result_for_status(status, latency_ms, headers)
+
+    def node_url(self, node: str) -> str:
+        return self._by_name[node]
+
+    def host_header(self, request: PurgeRequest) -> dict[str, str]:
+        """The page's ``Host``: the request's, else the first of ``HOSTS``, else none
+        (then the transport sends the node's own host and port)."""
+        host = request.host or self.default_host()
+        return {"Host": host} if host else {}
+
+    def close(self) -> None:
+        self.transport.close()

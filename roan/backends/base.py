@@ -41,6 +41,10 @@ SKIPPED: str = Status.SKIPPED
 #: characters, and a target is refused rather than shortened (a shortened URL purges
 #: another page, and the log would claim the long one was purged).
 MAX_TARGET_LENGTH = 2048
+#: Longest ``Host`` an attempt records (its ``host`` column).
+MAX_HOST_LENGTH = 255
+#: Longest backend alias an attempt records (its ``backend`` column).
+MAX_ALIAS_LENGTH = 100
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

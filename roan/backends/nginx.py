@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
-from roan.backends._http import Call, HTTPNodesBackend
+from roan.backends._http import Call
+from roan.backends._pipelined import HTTPNodesBackend
 from roan.backends.base import URL, PurgeRequest, PurgeResult
 
 

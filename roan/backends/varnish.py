@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 
-from roan.backends._http import Call, HTTPNodesBackend, result_for_status
+from roan.backends._http import Call, result_for_status
+from roan.backends._pipelined import HTTPNodesBackend
 from roan.backends.base import (
     ALL,
     NOT_CACHED,

@@ -77,7 +77,7 @@ class Command(BaseCommand):
 
 def _until_next_due(database: str, deadline: float) -> float | None:
     """Seconds to sleep before the next attempt comes due, or None to stop now."""
-    from roan.limits import paused_backends
+    from roan.pauses import paused_backends
 
     left = deadline - time.monotonic()
     if left <= 0:

@@ -1,0 +1,204 @@
+"""The options of a ``ROAN_BACKENDS`` entry that roan's sender reads, not the backend:
+``RATE_LIMIT``, ``PAUSED``, ``AFTER`` and ``VERIFY``. Parsed and validated here, when a
+backend is built (and by the system checks); :mod:`roan.limits`, :mod:`roan.layers` and
+:mod:`roan.verify` apply them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+#: Options in ``ROAN_BACKENDS`` entries that roan's sender reads; backends never see them
+#: (``AFTER``: see :mod:`roan.layers`).
+SENDER_OPTIONS = frozenset({"RATE_LIMIT", "PAUSED", "AFTER"})
+
+
+#: The bucket is kept as this many slots of ``BURST / RATE / SLOTS`` seconds each.
+SLOTS = 10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimit:
+    rate: float  # tokens per second
+    burst: float  # tokens the bucket holds
+
+    @property
+    def slot_seconds(self) -> float:
+        return self.burst / self.rate / SLOTS
+
+
+def parse_rate_limit(alias: str, value: Any) -> RateLimit | None:
+    """The ``RATE_LIMIT`` option of backend ``alias``, validated (``None``: no limit)."""
+    if value is None:
+        return None
+    where = f"ROAN_BACKENDS[{alias!r}]['RATE_LIMIT']"
+    if not isinstance(value, Mapping) or set(value) - {"RATE", "BURST"} or "RATE" not in value:
+        raise ImproperlyConfigured(
+            f'{where} must be a dict like {{"RATE": 50, "BURST": 100}} (BURST optional).'
+        )
+    try:
+        rate = float(value["RATE"])
+        burst = float(value.get("BURST", max(1.0, rate)))
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"{where}: RATE and BURST must be numbers.") from None
+    if not (math.isfinite(rate) and rate > 0):
+        raise ImproperlyConfigured(f"{where}: RATE must be more than 0 tokens a second.")
+    if not (math.isfinite(burst) and burst >= 1):
+        raise ImproperlyConfigured(f"{where}: BURST must be at least 1.")
+    return RateLimit(rate, burst)
+
+
+def validate_options(alias: str, config: Mapping[str, Any]) -> None:
+    """Raise ``ImproperlyConfigured`` for a bad ``RATE_LIMIT`` or ``PAUSED`` option."""
+    parse_rate_limit(alias, config.get("RATE_LIMIT"))
+    if not isinstance(config.get("PAUSED", False), bool):
+        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]['PAUSED'] must be True or False.")
+
+
+OPTION_NAMES = frozenset({"BASE_URL", "HEADER", "HIT", "RATE", "TIMEOUT", "METHOD"})
+
+
+DEFAULT_HIT = ("HIT", "STALE", "UPDATING")
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifyOptions:
+    base_url: str  # scheme://host[:port], no trailing slash
+    host: str  # the host name of base_url, lowercase
+    header: str | None
+    hit: frozenset[str]
+    rate: float
+    timeout: float
+    method: str
+
+
+def parse_verify(alias: str, config: Mapping[str, Any]) -> VerifyOptions | None:
+    """The ``VERIFY`` option of backend ``alias`` (``None``: off), validated against its
+    ``HOSTS``. Raises ``ImproperlyConfigured`` with what to fix."""
+    value = config.get("VERIFY")
+    if value is None or value is False:
+        return None
+    where = f"ROAN_BACKENDS[{alias!r}]['VERIFY']"
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(f'{where} must be a dict like {{"BASE_URL": "https://..."}}.')
+    unknown = set(value) - OPTION_NAMES
+    if unknown:
+        raise ImproperlyConfigured(f"{where}: unknown option(s) {', '.join(sorted(unknown))}.")
+    base_url, host = _base_url(where, value.get("BASE_URL"), config.get("HOSTS", ()))
+    header = value.get("HEADER", "X-Cache-Status")
+    if header is not None and not (isinstance(header, str) and _HEADER_NAME.fullmatch(header)):
+        raise ImproperlyConfigured(f"{where}['HEADER'] must be a header name or None.")
+    hit = value.get("HIT", DEFAULT_HIT)
+    if isinstance(hit, str) or not all(isinstance(h, str) and h.strip() for h in hit):
+        raise ImproperlyConfigured(f"{where}['HIT'] must be a list of header values.")
+    rate = _number(where, "RATE", value.get("RATE", 5), 1000)
+    timeout = _number(where, "TIMEOUT", value.get("TIMEOUT", 2), 30)
+    method = value.get("METHOD", "HEAD")
+    if method not in ("HEAD", "GET"):
+        raise ImproperlyConfigured(f"{where}['METHOD'] must be 'HEAD' or 'GET'.")
+    return VerifyOptions(
+        base_url=base_url,
+        host=host,
+        header=header,
+        hit=frozenset(h.strip().upper() for h in hit),
+        rate=rate,
+        timeout=timeout,
+        method=method,
+    )
+
+
+def _number(where: str, name: str, value: Any, most: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ImproperlyConfigured(f"{where}[{name!r}] must be a number.")
+    if not (math.isfinite(value) and 0 < value <= most):
+        raise ImproperlyConfigured(f"{where}[{name!r}] must be more than 0 and at most {most}.")
+    return float(value)
+
+
+def _base_url(where: str, url: Any, hosts: Any) -> tuple[str, str]:
+    if not isinstance(url, str):
+        raise ImproperlyConfigured(f"{where} needs BASE_URL, the site's public http(s) URL.")
+    try:
+        parts = urlsplit(url)
+        hostname = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured(f"{where}['BASE_URL'] is not a valid URL.") from None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise ImproperlyConfigured(f"{where}['BASE_URL'] must be an http(s) URL.")
+    if "@" in parts.netloc or parts.query or parts.fragment or parts.path.strip("/"):
+        raise ImproperlyConfigured(
+            f"{where}['BASE_URL'] must be scheme://host[:port] only: no user, path or query "
+            "(the path comes from each purge)."
+        )
+    allowed = {str(h).lower() for h in ([hosts] if isinstance(hosts, str) else hosts)}
+    if not allowed:
+        raise ImproperlyConfigured(
+            f"{where} needs the backend's HOSTS: the probe only fetches from a host listed there."
+        )
+    if hostname not in allowed and f"{hostname}:{port}" not in allowed:
+        raise ImproperlyConfigured(
+            f"{where}['BASE_URL'] host {hostname!r} is not in the backend's HOSTS "
+            f"({', '.join(sorted(allowed))}): the probe only fetches from those."
+        )
+    return f"{parts.scheme}://{parts.netloc}", hostname
+
+
+def _after_option(alias: str, config: Any) -> tuple[str, ...]:
+    value = config.get("AFTER", ()) if isinstance(config, Mapping) else ()
+    where = f"ROAN_BACKENDS[{alias!r}]['AFTER']"
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ImproperlyConfigured(
+            f"{where} must be a list of backend aliases (purged before this one), not {value!r}."
+        )
+    if not all(isinstance(item, str) and item for item in value):
+        raise ImproperlyConfigured(f"{where} must hold backend aliases (non-empty strings).")
+    if alias in value:
+        raise ImproperlyConfigured(
+            f"{where} names {alias!r} itself; a cache cannot wait for itself."
+        )
+    return tuple(dict.fromkeys(value))
+
+
+def layer_order(backends: Mapping[str, Any]) -> dict[str, int]:
+    """Each alias's layer (0: purged first), validating every ``AFTER`` option.
+
+    Raises ``ImproperlyConfigured`` for an ``AFTER`` that is not a list of aliases, names
+    an alias not in ``backends`` or the backend itself, or closes a cycle.
+    """
+    after = {alias: _after_option(alias, config) for alias, config in backends.items()}
+    for alias, inner in after.items():
+        unknown = [name for name in inner if name not in after]
+        if unknown:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{alias!r}]['AFTER'] names {', '.join(map(repr, unknown))}, "
+                f"not in ROAN_BACKENDS (configured: {', '.join(map(repr, after))})."
+            )
+    depth: dict[str, int] = {}
+
+    def visit(alias: str, path: list[str]) -> int:
+        if alias in depth:
+            return depth[alias]
+        if alias in path:
+            cycle = " -> ".join([*path[path.index(alias) :], alias])
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS: the AFTER options form a cycle ({cycle}); no backend in it "
+                f"could ever be purged first."
+            )
+        level = 1 + max((visit(inner, [*path, alias]) for inner in after[alias]), default=-1)
+        depth[alias] = level
+        return level
+
+    for alias in after:
+        visit(alias, [])
+    return depth

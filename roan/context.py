@@ -1,0 +1,125 @@
+"""What the code running now has asked of roan: the context variables every route reads,
+and the two values each purge carries (:class:`Purge`, with its :class:`Origin`).
+
+Context variables follow threads and ``asyncio`` tasks, so a block's
+``suppress_purges()`` or acting user never leaks into another request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from roan.conf import roan_settings
+
+if TYPE_CHECKING:
+    from roan.backends.base import PurgeRequest
+
+
+#: When set to False (``suppress_purges()``), nothing is collected in this context.
+_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("roan_enabled", default=True)
+
+
+#: When set (``roan.testing.capture_purges()``), requests are recorded here instead.
+_capture: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "roan_capture", default=None
+)
+
+
+#: When set (``hold_dispatch()``), committed pending ids go here instead of being sent.
+_held: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("roan_held", default=None)
+
+
+#: When set (``collect_written()``), the id of every attempt row written goes here too.
+_written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "roan_written", default=None
+)
+
+
+#: Who to name on attempts collected in this context: a user id, or a function giving one.
+_user_id: contextvars.ContextVar[int | Callable[[], int | None] | None] = contextvars.ContextVar(
+    "roan_user", default=None
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Origin:
+    """What caused a purge; copied onto each attempt row for the audit log."""
+
+    trigger: str
+    rule_id: int | None = None
+    rule_name: str = ""
+    content_type_id: int | None = None
+    object_pk: str = ""
+    object_repr: str = ""
+    user_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Purge:
+    """A request for one backend, with its origin."""
+
+    backend: str
+    request: PurgeRequest
+    origin: Origin
+
+
+@contextlib.contextmanager
+def suppress_purges() -> Iterator[None]:
+    """Collect no purges inside the block (data migrations, seeding, bulk fixes)."""
+    token = _enabled.set(False)
+    try:
+        yield
+    finally:
+        _enabled.reset(token)
+
+
+@contextlib.contextmanager
+def hold_dispatch() -> Iterator[list[int]]:
+    """Write pending attempts in the block, but do not dispatch them when it commits.
+
+    Yields the list that collects their ids; the caller passes it to :func:`dispatch`
+    itself, after the commit (the admin does so once its response has been sent). Rows
+    it never dispatches stay pending for ``roan_dispatch``.
+    """
+    held: list[int] = []
+    token = _held.set(held)
+    try:
+        yield held
+    finally:
+        _held.reset(token)
+
+
+@contextlib.contextmanager
+def collect_written() -> Iterator[list[int]]:
+    """Yield a list that collects the id of every attempt row :func:`submit` writes in the
+    block (pending, skipped, and older pending rows a purge was merged into), so that the
+    admin can tell the editor what became of a save or a manual purge."""
+    written: list[int] = []
+    token = _written.set(written)
+    try:
+        yield written
+    finally:
+        _written.reset(token)
+
+
+def is_active() -> bool:
+    return roan_settings.ENABLED and _enabled.get()
+
+
+def current_user_id() -> int | None:
+    value = _user_id.get()
+    return value() if callable(value) else value
+
+
+@contextlib.contextmanager
+def acting_user_lookup(value: int | Callable[[], int | None] | None) -> Iterator[None]:
+    """Name this user id (or the one ``value()`` gives) on purges collected in the block."""
+    token = _user_id.set(value)
+    try:
+        yield
+    finally:
+        _user_id.reset(token)

@@ -1,0 +1,104 @@
+"""Which backends are paused, and how many attempts wait for them.
+
+A backend is paused by its ``PAUSED = True`` option (a deploy) or by a
+:class:`roan.models.BackendState` row (the admin's switch, seen by every process). Its
+attempts stay pending, unclaimed, and still coalesce; the sender skips them until
+:func:`roan.api.resume_backend` sends what queued. The list of paused aliases is kept in
+``ROAN_CACHE`` (deleted whenever a switch flips), so the sender reads no table per batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from django.db import connections, models, router, transaction
+
+from roan.conf import roan_settings
+from roan.limits import _cache, is_shared
+from roan.shared_cache import outage
+
+logger = logging.getLogger(__name__)
+
+
+PAUSED_KEY = "roan:paused:v1"
+
+
+#: How long a shared cache keeps the paused list (toggles delete it at once).
+PAUSED_SHARED_SECONDS = 60.0
+
+
+def paused_backends() -> frozenset[str]:
+    """Aliases whose attempts must not be sent now (by option or by the admin toggle)."""
+    paused = {
+        alias
+        for alias, config in roan_settings.BACKENDS.items()
+        if isinstance(config, Mapping) and config.get("PAUSED") is True
+    }
+    return frozenset(paused | _paused_by_toggle())
+
+
+def _paused_by_toggle() -> set[str]:
+    cache = _cache()
+    cached = None
+    if not outage.down():
+        try:
+            cached = cache.get(PAUSED_KEY)
+        except Exception:
+            outage.failed()
+    if cached is not None:
+        return set(cached)
+    from roan.models import BackendState
+
+    db = router.db_for_read(BackendState)
+    # Inside a transaction, a savepoint keeps a failed read (the table not migrated yet)
+    # from breaking the caller's transaction on PostgreSQL.
+    guard = (
+        transaction.atomic(using=db)
+        if connections[db].in_atomic_block
+        else contextlib.nullcontext()
+    )
+    try:
+        with guard:
+            aliases = list(
+                BackendState.objects.using(db).filter(paused=True).values_list("alias", flat=True)
+            )
+    except Exception:
+        # Before migrate (the table is missing) nothing can have been paused by hand.
+        logger.debug("roan: cannot read the pause switches", exc_info=True)
+        return set()
+    # A shared cache forgets the list when a switch flips; a process-local one cannot
+    # hear that, so it keeps the list no longer than rule edits take to arrive.
+    timeout = PAUSED_SHARED_SECONDS if is_shared() else roan_settings.RULES_TTL
+    if outage.down():
+        return set(aliases)
+    try:
+        cache.set(PAUSED_KEY, aliases, timeout=timeout)
+    except Exception:
+        outage.failed()
+        logger.debug("roan: cannot cache the paused list", exc_info=True)
+    return set(aliases)
+
+
+def forget_paused() -> None:
+    try:
+        _cache().delete(PAUSED_KEY)
+    except Exception:
+        logger.warning("roan: could not clear the paused list in cache %r", roan_settings.CACHE)
+
+
+def paused_by_option(alias: str) -> bool:
+    config = roan_settings.BACKENDS.get(alias)
+    return isinstance(config, Mapping) and config.get("PAUSED") is True
+
+
+def queued(alias: str, *, using: str | None = None) -> int:
+    """Attempts of ``alias`` waiting to be sent (pending, or failed and to be retried)."""
+    from roan.models import PurgeAttempt
+
+    return (
+        PurgeAttempt.objects.using(using or router.db_for_read(PurgeAttempt))
+        .filter(models.Q(status="pending") | models.Q(status="failed"), backend=alias)
+        .count()
+    )
