@@ -52,6 +52,8 @@ from django.utils import timezone
 from roan.backends.base import GAVE_UP, NOT_CACHED, OK
 from roan.backends.options import _after_option, layer_order
 from roan.conf import roan_settings
+from roan.limits import release_held
+from roan.vocabulary import Status
 
 if TYPE_CHECKING:
     from roan.managers import PurgeAttemptQuerySet
@@ -105,7 +107,7 @@ def _rows(aliases: Collection[str], keys: Collection[Key], *, using: str) -> Pur
         PurgeAttempt.objects.get_queryset()
         .using(using)
         .filter(
-            models.Q(status="pending") | models.Q(status="failed"),
+            models.Q(status=Status.PENDING) | models.Q(status=Status.FAILED),
             backend__in=list(aliases),
             target__in=list({target for _host, _kind, target in keys}),
         )
@@ -192,7 +194,6 @@ def hold_outer(
     """Return the ``attempts`` whose inner caches have all purged their target; put the
     others back in the queue, due when their inner attempt is, with the reason."""
     from roan.backends import get_backend
-    from roan.limits import _release
     from roan.models import PurgeAttempt
 
     if not any(_after(attempt.backend) for attempt in attempts):
@@ -218,7 +219,7 @@ def hold_outer(
         held.append((attempt, max(at, now + datetime.timedelta(seconds=1))))
     if not held:
         return send
-    _release(held, using=using, also=("error",))
+    release_held(held, using=using, also=("error",))
     # Another sender may have recorded the inner attempt between the look above and the
     # release: it then found these still claimed by us and left them. Looking once more,
     # after the release, one of the two senders always sees the other's write.

@@ -39,6 +39,7 @@ from django.utils.module_loading import import_string
 from roan.backends.options import SLOTS, RateLimit, parse_rate_limit
 from roan.conf import roan_settings
 from roan.shared_cache import outage
+from roan.vocabulary import Status
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt
@@ -183,12 +184,12 @@ def hold_back(attempts: Sequence[PurgeAttempt], *, using: str) -> list[PurgeAtte
             at = next_token_at(limit, position, left, now)
             held.append((attempt, datetime.datetime.fromtimestamp(at, tz=datetime.UTC)))
     if held:
-        _release(held, using=using)
+        release_held(held, using=using)
     send_ids = {a.pk for a in send}
     return [a for a in attempts if a.pk in send_ids]
 
 
-def _release(
+def release_held(
     held: list[tuple[PurgeAttempt, datetime.datetime]], *, using: str, also: Sequence[str] = ()
 ) -> None:
     """End the claim of ``held`` attempts, each due again at its time (``also``: more
@@ -201,12 +202,12 @@ def _release(
     # same target (pending rows are unique while unclaimed), so such a row keeps a claim
     # that ends when its token comes: it is due again at that moment all the same.
     twins: set[tuple[str, str, str, str, str]] = set()
-    pending = [attempt for attempt, _at in held if attempt.status == "pending"]
+    pending = [attempt for attempt, _at in held if attempt.status == Status.PENDING]
     for start in range(0, len(pending), 500):
         chunk = pending[start : start + 500]
         twins.update(
             rows.filter(
-                status="pending",
+                status=Status.PENDING,
                 claimed_until__isnull=True,
                 backend__in={a.backend for a in chunk},
                 target__in={a.target for a in chunk},
@@ -214,7 +215,7 @@ def _release(
         )
     for attempt, at in held:
         key = (attempt.backend, attempt.node, attempt.host, attempt.kind, attempt.target)
-        twin = attempt.status == "pending" and key in twins
+        twin = attempt.status == Status.PENDING and key in twins
         attempt.claimed_until = at if twin else None
         attempt.next_attempt_at = at
         attempt.updated_at = now

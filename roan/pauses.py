@@ -18,6 +18,7 @@ from django.db import connections, models, router, transaction
 from roan.conf import roan_settings
 from roan.limits import _cache, is_shared
 from roan.shared_cache import outage
+from roan.vocabulary import Status
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,6 @@ def queued(alias: str, *, using: str | None = None) -> int:
 
     return (
         PurgeAttempt.objects.using(using or router.db_for_read(PurgeAttempt))
-        .filter(models.Q(status="pending") | models.Q(status="failed"), backend=alias)
+        .filter(models.Q(status=Status.PENDING) | models.Q(status=Status.FAILED), backend=alias)
         .count()
     )

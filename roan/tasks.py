@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from roan.backends.base import FAILED
 from roan.conf import roan_settings
+from roan.vocabulary import Status
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def not_yet_due(ids: Sequence[int]) -> list[Any]:
     now = timezone.now()
     return list(
         PurgeAttempt.objects.filter(
-            pk__in=list(ids), status__in=[FAILED, "pending"], next_attempt_at__gt=now
+            pk__in=list(ids), status__in=[FAILED, Status.PENDING], next_attempt_at__gt=now
         )
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .only("pk", "status", "next_attempt_at")
@@ -156,7 +157,7 @@ def schedule_retries(attempts: Sequence[Any]) -> None:
     due = [
         (a.pk, a.next_attempt_at)
         for a in attempts
-        if a.status in (FAILED, "pending") and a.next_attempt_at is not None
+        if a.status in (FAILED, Status.PENDING) and a.next_attempt_at is not None
     ]
     if not due:
         return

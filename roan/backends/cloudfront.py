@@ -42,6 +42,7 @@ from roan.backends.base import (
     FAILED,
     OK,
     PREFIX,
+    SKIPPED,
     URL,
     BaseBackend,
     Progress,
@@ -222,7 +223,7 @@ class CloudFrontBackend(BaseBackend):
         wanted: list[int] = []
         for index, request in enumerate(requests):
             if why := self.refuse(request):
-                results[index] = PurgeResult("skipped", error=why, retryable=False)
+                results[index] = PurgeResult(SKIPPED, error=why, retryable=False)
             else:
                 wanted.append(index)
         if wanted:

@@ -13,6 +13,7 @@ from roan.completion import check_due
 from roan.models import PurgeAttempt
 from roan.sender import send
 from roan.verify import expire_pending, verifier
+from roan.vocabulary import Status
 
 #: How long roan_dispatch waits for its verification probes at most before exiting.
 VERIFY_DRAIN_SECONDS = 30.0
@@ -83,7 +84,7 @@ def _until_next_due(database: str, deadline: float) -> float | None:
     if left <= 0:
         return None
     rows = PurgeAttempt.objects.db_manager(database).filter(
-        Q(status="pending") | Q(status="failed")
+        Q(status=Status.PENDING) | Q(status=Status.FAILED)
     )
     rows = rows.exclude(backend__in=list(paused_backends()))
     soonest = rows.aggregate(

@@ -16,6 +16,7 @@ from django.utils import timezone
 from roan import tag_index
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt
+from roan.vocabulary import FINAL_STATUSES
 
 
 class Command(BaseCommand):
@@ -57,7 +58,7 @@ class Command(BaseCommand):
             raise CommandError("--days must be 0 or more")
         if batch < 1:
             raise CommandError("--batch must be 1 or more")
-        final = {"ok", "not_cached", "gave_up", "skipped"}
+        final = FINAL_STATUSES
         statuses = set(status or final)
         if statuses - final:
             raise CommandError(f"only finished attempts can be pruned: {', '.join(sorted(final))}")
