@@ -49,10 +49,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
 
+from roan import limits
 from roan.backends.base import GAVE_UP, NOT_CACHED, OK
 from roan.backends.options import _after_option, layer_order
 from roan.conf import roan_settings
-from roan.limits import release_held
 from roan.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ def hold_outer(
         held.append((attempt, max(at, now + datetime.timedelta(seconds=1))))
     if not held:
         return send
-    release_held(held, using=using, also=("error",))
+    limits.release_held(held, using=using, also=("error",))
     # Another sender may have recorded the inner attempt between the look above and the
     # release: it then found these still claimed by us and left them. Looking once more,
     # after the release, one of the two senders always sees the other's write.

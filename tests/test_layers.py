@@ -415,13 +415,13 @@ def test_an_inner_purge_recorded_by_another_sender_while_the_outer_is_held_relea
     inner = PurgeAttempt.objects.get(backend="inner")
     lease = timezone.now() + datetime.timedelta(seconds=120)
     PurgeAttempt.objects.filter(pk=inner.pk).update(claimed_until=lease)  # in flight
-    release = limits._release
+    release = limits.release_held
 
     def other_sender_records_meanwhile(*args: Any, **kwargs: Any) -> None:
         PurgeAttempt.objects.filter(pk=inner.pk).update(status="ok", claimed_until=None)
         release(*args, **kwargs)
 
-    monkeypatch.setattr(limits, "_release", other_sender_records_meanwhile)
+    monkeypatch.setattr(limits, "release_held", other_sender_records_meanwhile)
     send(held)
 
     assert sent(outbox) == [("edge", "/a/")]
