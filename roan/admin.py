@@ -40,7 +40,7 @@ from import_export.admin import ExportMixin, ImportExportModelAdmin
 from import_export.formats import base_formats
 
 from roan import admin_views as views
-from roan import api, dashboard, pauses, pipeline, rules, verify
+from roan import dashboard, pauses, pipeline, rules, verify
 from roan.access import allowed_models, can_view_model, rule_model_refusal
 from roan.admin_views import can_purge, can_purge_all
 from roan.conf import roan_settings
@@ -1209,7 +1209,7 @@ def pause_backends(
 ) -> None:
     aliases = list(queryset.values_list("alias", flat=True))
     for alias in aliases:
-        api.pause_backend(alias, user=request.user)
+        pauses.pause(alias, user=request.user)
     modeladmin.message_user(
         request,
         ngettext(
@@ -1230,7 +1230,7 @@ def resume_backends(
     modeladmin: BackendStateAdmin, request: HttpRequest, queryset: QuerySet[BackendState]
 ) -> None:
     aliases = list(queryset.values_list("alias", flat=True))
-    queued = sum(api.resume_backend(alias) for alias in aliases)
+    queued = sum(pauses.resume(alias) for alias in aliases)
     modeladmin.message_user(
         request,
         ngettext(

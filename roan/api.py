@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import models, router, transaction
-from django.utils import timezone
+from django.db import models
 
 from roan import pipeline, receivers, render, rules, tag_index, tag_purges
 from roan.backends.base import PurgeRequest
 from roan.conf import roan_settings
-from roan.models import BackendState, PurgeAttempt
-from roan.pauses import forget_paused
 from roan.tag_names import model_tag
 from roan.targets import check_alias
 from roan.targets import parse_target as parse_target
@@ -121,41 +118,3 @@ def purge_model(
     # object tag (a detail page): the index names the object tags still cached.
     names = [model_tag(model), *tag_index.object_tags_of(model)]
     return _submit_tags(names, _aliases(backends), trigger=trigger, user=user, model=model)
-
-
-def pause_backend(alias: str, *, user: Any = None, using: str | None = None) -> None:
-    """Stop sending for ``alias``: its attempts queue as pending until :func:`resume_backend`."""
-    db = using or router.db_for_write(BackendState)
-    user_id = getattr(user, "pk", None)
-    BackendState.objects.using(db).update_or_create(
-        alias=alias,
-        defaults={"paused": True, "paused_at": timezone.now(), "paused_by_id": user_id},
-    )
-    transaction.on_commit(forget_paused, using=db)
-
-
-def resume_backend(alias: str, *, using: str | None = None) -> int:
-    """Send for ``alias`` again, and send (or enqueue) what queued while it was paused.
-
-    Returns how many queued attempts were handed to the sender (after commit).
-    """
-    db = using or router.db_for_write(BackendState)
-    BackendState.objects.using(db).update_or_create(
-        alias=alias, defaults={"paused": False, "paused_at": None, "paused_by_id": None}
-    )
-    ids = list(
-        PurgeAttempt.objects.db_manager(db)
-        .due()
-        .filter(backend=alias)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-
-    def drain() -> None:
-        # The list first, or this very send would still find the backend paused.
-        forget_paused()
-        for start in range(0, len(ids), 1000):
-            pipeline.dispatch(ids[start : start + 1000], using=db)
-
-    transaction.on_commit(drain, using=db)
-    return len(ids)

@@ -14,7 +14,8 @@ starting from an empty bucket, so a reader can under-count tokens but never over
 them. Attempts over the limit are not failures and are not counted as tries: they are
 released from their claim with ``next_attempt_at`` set to when their tokens come.
 
-Pauses are in :mod:`roan.pauses`.
+Pauses are in :mod:`roan.pauses`; ``pause()``, ``resume()`` and ``paused_backends()`` are
+importable from here too, as in earlier releases.
 """
 
 from __future__ import annotations
@@ -27,17 +28,24 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from django.core.cache import InvalidCacheBackendError, caches
-from django.core.cache.backends.base import BaseCache
-from django.core.cache.backends.dummy import DummyCache
-from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from roan import shared_cache
 from roan.backends.options import SLOTS, RateLimit, parse_rate_limit
 from roan.conf import roan_settings
+
+# The pause switches' names from before they had a module of their own.
+from roan.pauses import forget_paused as forget_paused
+from roan.pauses import pause as pause
+from roan.pauses import paused_backends as paused_backends
+from roan.pauses import paused_by_option as paused_by_option
+from roan.pauses import queued as queued
+from roan.pauses import resume as resume
+from roan.shared_cache import is_atomic as is_atomic
+from roan.shared_cache import is_shared as is_shared
 from roan.shared_cache import outage
 from roan.vocabulary import Status
 
@@ -45,10 +53,6 @@ if TYPE_CHECKING:
     from roan.models import PurgeAttempt
 
 logger = logging.getLogger(__name__)
-
-
-# Used when ROAN_CACHE keeps nothing (DummyCache): the limit then holds per process.
-_fallback_cache = LocMemCache("roan-limits", {})
 
 
 def rate_limit(alias: str) -> RateLimit | None:
@@ -77,33 +81,6 @@ def _default_rate_limit(config: Mapping[str, Any]) -> Any:
     return getattr(cls, "default_rate_limit", None)
 
 
-def _cache() -> BaseCache:
-    try:
-        cache = caches[roan_settings.CACHE]
-    except InvalidCacheBackendError:
-        return _fallback_cache
-    return _fallback_cache if isinstance(cache, DummyCache) else cache
-
-
-def is_shared() -> bool:
-    """Whether the buckets and the paused list are seen by every process."""
-    return not isinstance(_cache(), LocMemCache)
-
-
-# Caches whose add and incr are atomic across processes (Django's own and django-redis).
-ATOMIC_CACHE_MODULES = (
-    "django.core.cache.backends.redis",
-    "django.core.cache.backends.memcached",
-    "django_redis.",
-)
-
-
-def is_atomic() -> bool:
-    """Whether concurrent senders in different processes update a bucket safely."""
-    module = type(_cache()).__module__
-    return is_shared() and module.startswith(ATOMIC_CACHE_MODULES)
-
-
 # -- the token bucket ---------------------------------------------------------------------
 
 
@@ -121,7 +98,7 @@ def take(alias: str, limit: RateLimit, wanted: int, now: float | None = None) ->
     keys = [f"roan:rate:{alias}:{s}" for s in range(slot - SLOTS, slot + 1)]
     # Keep a slot's counter while later slots still read it, and a little longer.
     expiry = max(2, math.ceil(width * (SLOTS + 2)))
-    cache = _cache()
+    cache = shared_cache.cache()
     if outage.down():
         return wanted, 0.0  # as below, without waiting for the cache again
     try:

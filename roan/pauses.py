@@ -3,7 +3,7 @@
 A backend is paused by its ``PAUSED = True`` option (a deploy) or by a
 :class:`roan.models.BackendState` row (the admin's switch, seen by every process). Its
 attempts stay pending, unclaimed, and still coalesce; the sender skips them until
-:func:`roan.api.resume_backend` sends what queued. The list of paused aliases is kept in
+:func:`resume` sends what queued. The list of paused aliases is kept in
 ``ROAN_CACHE`` (deleted whenever a switch flips), so the sender reads no table per batch.
 """
 
@@ -12,12 +12,15 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from django.db import connections, models, router, transaction
+from django.utils import timezone
 
 from roan.conf import roan_settings
-from roan.limits import _cache, is_shared
-from roan.shared_cache import outage
+from roan.shared_cache import cache as _cache
+from roan.shared_cache import is_shared, outage
+from roan.signals import backend_resumed
 from roan.vocabulary import Status
 
 logger = logging.getLogger(__name__)
@@ -103,3 +106,47 @@ def queued(alias: str, *, using: str | None = None) -> int:
         .filter(models.Q(status=Status.PENDING) | models.Q(status=Status.FAILED), backend=alias)
         .count()
     )
+
+
+def pause(alias: str, *, user: Any = None, using: str | None = None) -> None:
+    """Stop sending for ``alias``: its attempts queue as pending until :func:`resume`."""
+    from roan.models import BackendState
+
+    db = using or router.db_for_write(BackendState)
+    user_id = getattr(user, "pk", None)
+    BackendState.objects.using(db).update_or_create(
+        alias=alias,
+        defaults={"paused": True, "paused_at": timezone.now(), "paused_by_id": user_id},
+    )
+    transaction.on_commit(forget_paused, using=db)
+
+
+def resume(alias: str, *, using: str | None = None) -> int:
+    """Send for ``alias`` again, and send (or enqueue) what queued while it was paused.
+
+    Returns how many queued attempts were handed to the sender (after commit): the
+    pipeline hears of them by :data:`roan.signals.backend_resumed`.
+    """
+    from roan.models import BackendState, PurgeAttempt
+
+    db = using or router.db_for_write(BackendState)
+    BackendState.objects.using(db).update_or_create(
+        alias=alias, defaults={"paused": False, "paused_at": None, "paused_by_id": None}
+    )
+    ids = list(
+        PurgeAttempt.objects.db_manager(db)
+        .due()
+        .filter(backend=alias)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+
+    def drain() -> None:
+        # The list first, or this very send would still find the backend paused.
+        forget_paused()
+        for start in range(0, len(ids), 1000):
+            batch = ids[start : start + 1000]
+            backend_resumed.send(sender=BackendState, alias=alias, ids=batch, using=db)
+
+    transaction.on_commit(drain, using=db)
+    return len(ids)

@@ -28,6 +28,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
+from django.dispatch import receiver
 from django.utils import timezone
 
 from roan import backends as backend_registry
@@ -78,6 +79,7 @@ from roan.sender import SEND_BATCH as SEND_BATCH
 from roan.sender import backoff_seconds as backoff_seconds
 from roan.sender import send as send
 from roan.sender import send_ids
+from roan.signals import backend_resumed
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +257,8 @@ def dispatch(ids: Sequence[int], *, using: str | None = None) -> None:
         # The rows stay pending (or claimed until the lease ends): roan_dispatch, a
         # retry task or the next dispatch picks them up. The editor's save goes on.
         logger.exception("roan: dispatching %d attempt(s) failed; they stay queued", len(ids))
+
+
+@receiver(backend_resumed, dispatch_uid="roan.pipeline.backend_resumed")
+def _on_backend_resumed(*, ids: Sequence[int], using: str | None = None, **kwargs: Any) -> None:
+    dispatch(ids, using=using)

@@ -13,6 +13,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -46,3 +50,35 @@ outage = Outage()
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in {"ROAN_CACHE", "CACHES"}:
         outage.since = None  # another cache now
+
+
+# Used when ROAN_CACHE keeps nothing (DummyCache): limits and pauses then hold per process.
+_fallback_cache = LocMemCache("roan-limits", {})
+
+
+def cache() -> BaseCache:
+    """The cache named by ``ROAN_CACHE``; a process-local one when it keeps nothing."""
+    try:
+        found = caches[roan_settings.CACHE]
+    except InvalidCacheBackendError:
+        return _fallback_cache
+    return _fallback_cache if isinstance(found, DummyCache) else found
+
+
+def is_shared() -> bool:
+    """Whether the buckets and the paused list are seen by every process."""
+    return not isinstance(cache(), LocMemCache)
+
+
+# Caches whose add and incr are atomic across processes (Django's own and django-redis).
+ATOMIC_CACHE_MODULES = (
+    "django.core.cache.backends.redis",
+    "django.core.cache.backends.memcached",
+    "django_redis.",
+)
+
+
+def is_atomic() -> bool:
+    """Whether concurrent senders in different processes update a bucket safely."""
+    module = type(cache()).__module__
+    return is_shared() and module.startswith(ATOMIC_CACHE_MODULES)

@@ -245,6 +245,12 @@ def test_the_walker_sees_function_level_imports(tmp_path: pathlib.Path) -> None:
         "roan.pipeline.send",
         "roan.pipeline.submit",
         "roan.pipeline.hold_dispatch",
+        "roan.pauses.pause",
+        "roan.pauses.resume",
+        "roan.limits.pause",
+        "roan.limits.resume",
+        "roan.limits.paused_backends",
+        "roan.api.parse_target",
     ],
 )
 def test_public_name_still_imports(name: str) -> None:

@@ -159,10 +159,10 @@ def test_the_rules_list_fits_and_never_breaks_a_placeholder(admin_page: Admin, r
 
 
 def test_the_backends_page_fits(admin_page: Admin, rules: None) -> None:
-    from roan import api
+    from roan import pauses
 
     admin_page.open("/admin/roan/backendstate/")  # creates the switches
-    api.pause_backend("pages", user=admin_page.user)
+    pauses.pause("pages", user=admin_page.user)
     admin_page.open("/admin/roan/backendstate/")
     state = admin_page.page.locator("#result_list tr", has_text="pages").locator("td.field-state")
     assert state.inner_text().startswith("paused") and "by editor" in state.inner_text()
@@ -289,7 +289,7 @@ def test_empty_states_say_how_to_fill_them(admin_page: Admin) -> None:
 def test_the_dashboard_shows_a_paused_backend_and_nine_distinct_latency_lines(
     browser: Any, live_server: Any, admin_user: Any, settings: Any, scheme: str
 ) -> None:
-    from roan import api
+    from roan import pauses
 
     aliases = [f"cache{n}" for n in range(9)]
     settings.ROAN_BACKENDS = {
@@ -309,7 +309,7 @@ def test_the_dashboard_shows_a_paused_backend_and_nine_distinct_latency_lines(
     for pk, row in zip(ids, rows, strict=True):
         hour = int(row["target"].split("/")[2]) if row["target"].startswith("/p/") else 1
         PurgeAttempt.objects.filter(pk=pk).update(created_at=now - datetime.timedelta(hours=hour))
-    api.pause_backend("cache3", user=admin_user)
+    pauses.pause("cache3", user=admin_user)
     PurgeAttempt.objects.write(
         [
             {

@@ -283,10 +283,10 @@ def test_only_configured_nodes_are_listed_not_old_aliases_nor_skipped_rows(
 def test_a_paused_backend_is_shown_with_what_waits_for_it(
     admin_client: Client, admin_user: Any, settings: Any
 ) -> None:
-    from roan import api, pauses
+    from roan import pauses
 
     settings.ROAN_BACKENDS = NODES
-    api.pause_backend("default", user=admin_user)
+    pauses.pause("default", user=admin_user)
     for _ in range(3):
         add(1, "pending")
 
@@ -298,7 +298,7 @@ def test_a_paused_backend_is_shown_with_what_waits_for_it(
     assert "by admin: 3 attempts wait" in text
     assert "Resume on the Backends page" in text
     assert page.count('roan-badge roan-badge-paused">paused</span>') == 2  # nodes a and b
-    api.resume_backend("default")
+    pauses.resume("default")
     pauses.forget_paused()  # resume() does it once its transaction commits
     assert 'id="roan-paused"' not in admin_client.get(URL).text
 

@@ -26,8 +26,8 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_page
 
 import roan
-from roan import api, limits
 from roan import backends as backend_registry
+from roan import limits, pauses
 from roan.backends.base import PurgeRequest, PurgeResult
 from roan.backends.nginx import NginxBackend
 from roan.models import PurgeAttempt
@@ -298,7 +298,7 @@ def test_a_paused_inner_cache_holds_the_outer_purge_and_resuming_sends_both_in_o
         "outer": locmem(NODES=["edge"], AFTER=["inner"]),
         "inner": locmem(NODES=["page-cache"]),
     }
-    api.pause_backend("inner")
+    pauses.pause("inner")
     roan.purge_urls(["/a/"])
     assert outbox == []
     outer = PurgeAttempt.objects.get(backend="outer")
@@ -306,7 +306,7 @@ def test_a_paused_inner_cache_holds_the_outer_purge_and_resuming_sends_both_in_o
     assert outer.next_attempt_at is not None
     assert outer.next_attempt_at > timezone.now() + datetime.timedelta(seconds=30)
 
-    api.resume_backend("inner")
+    pauses.resume("inner")
 
     assert sent(outbox) == [("page-cache", "/a/"), ("edge", "/a/")]
     assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}

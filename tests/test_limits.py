@@ -14,7 +14,7 @@ from django.core.cache import caches
 from django.utils import timezone
 
 import roan
-from roan import api, limits, pauses
+from roan import limits, pauses
 from roan.backends import options
 from roan.models import BackendState, PurgeAttempt
 from roan.pipeline import send
@@ -56,7 +56,7 @@ def status_of(nginx: Any, path: str) -> str:
 def test_a_paused_backend_queues_purges_and_resuming_sends_them(nginx_cache, settings) -> None:
     use_nginx(settings, nginx_cache)
     [page] = cached_pages(nginx_cache, 1)
-    api.pause_backend("nginx")
+    pauses.pause("nginx")
 
     roan.purge_urls([page])  # committed at once: inline dispatch runs now
     send(None)  # as roan_dispatch would
@@ -68,7 +68,7 @@ def test_a_paused_backend_queues_purges_and_resuming_sends_them(nginx_cache, set
     roan.purge_urls([page])
     assert PurgeAttempt.objects.get(target=page).coalesced == 1
 
-    assert api.resume_backend("nginx") == 1
+    assert pauses.resume("nginx") == 1
 
     attempt.refresh_from_db()
     assert (attempt.status, attempt.http_status, attempt.tries) == ("ok", 200, 1)
@@ -189,7 +189,7 @@ def test_saves_never_read_the_pause_state_and_senders_read_it_once_per_ttl(
     from tests.testapp.models import Post
 
     settings.ROAN_RULES_TTL = 60
-    api.pause_backend("default")
+    pauses.pause("default")
     # Leaving the block commits, and the sender gets the purges and reads the switches.
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
         for i in range(5):
@@ -222,11 +222,11 @@ def test_resuming_with_task_dispatch_sends_through_the_task(nginx_cache, setting
         settings.TASKS = {"default": {"BACKEND": backend}}
     use_nginx(settings, nginx_cache)
     [page] = cached_pages(nginx_cache, 1)
-    api.pause_backend("nginx")
+    pauses.pause("nginx")
     roan.purge_urls([page])
     assert PurgeAttempt.objects.get(target=page).status == "pending"
 
-    assert api.resume_backend("nginx") == 1
+    assert pauses.resume("nginx") == 1
 
     if framework is None:
         # Nothing can run the task: the attempt stays queued, for roan_dispatch.

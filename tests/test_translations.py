@@ -252,14 +252,14 @@ def pages(world) -> dict[str, tuple[str, dict[str, str] | None]]:
 @pytest.fixture
 def empty_world(settings, django_user_model):
     """No rule, no attempt; one backend paused by the admin toggle, one by its option."""
-    from roan import api
+    from roan import pauses
 
     settings.ROAN_BACKENDS = {
         "default": {"BACKEND": "roan.backends.locmem.LocMemBackend"},
         "edge": {"BACKEND": "roan.backends.locmem.LocMemBackend", "PAUSED": True},
     }
     user = django_user_model.objects.create_superuser("qzxadmin", password="pw")
-    api.pause_backend("default", user=user)
+    pauses.pause("default", user=user)
     client = Client()
     client.force_login(user)
     return client
