@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from roan import vocabulary
 from roan.backends.base import MAX_ALIAS_LENGTH, MAX_HOST_LENGTH, MAX_TARGET_LENGTH
 from roan.managers import BackendStateManager, PurgeAttemptManager, PurgeRuleManager
+from roan.validation import clean_rule
 
 
 class PurgeRule(models.Model):
@@ -85,8 +86,6 @@ class PurgeRule(models.Model):
         return [line.strip() for line in self.templates.splitlines() if line.strip()]
 
     def clean(self) -> None:
-        from roan.forms import clean_rule
-
         clean_rule(self)
 
 

@@ -14,9 +14,9 @@ from django.db.models import Count
 from django.utils.translation import ngettext
 
 from roan import pauses
-from roan.backends.base import FAILED, GAVE_UP, NOT_CACHED, OK, SKIPPED
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt
+from roan.vocabulary import Status
 
 #: Distinct reasons quoted per status; the rest are counted.
 REASONS_SHOWN = 3
@@ -37,15 +37,15 @@ class Outcome:
 
     @property
     def sent(self) -> int:
-        return self.counts.get(OK, 0) + self.counts.get(NOT_CACHED, 0)
+        return self.counts.get(Status.OK, 0) + self.counts.get(Status.NOT_CACHED, 0)
 
     @property
     def pending(self) -> int:
-        return self.counts.get("pending", 0)
+        return self.counts.get(Status.PENDING, 0)
 
     @property
     def troubled(self) -> int:
-        return sum(self.counts.get(s, 0) for s in (SKIPPED, FAILED, GAVE_UP))
+        return sum(self.counts.get(s, 0) for s in (Status.SKIPPED, Status.FAILED, Status.GAVE_UP))
 
 
 def outcome(ids: Sequence[int]) -> Outcome:
@@ -64,7 +64,7 @@ def outcome(ids: Sequence[int]) -> Outcome:
         for row in rows:
             status, n = row["status"], row["n"]
             counts[status] = counts.get(status, 0) + n
-            if status == "pending":
+            if status == Status.PENDING:
                 pending_backends.add(row["backend"])
             elif row["error"]:
                 by_error = errors.setdefault(status, {})
@@ -94,9 +94,9 @@ def outcome_parts(found: Outcome, *, queued: bool = False) -> list[str]:
     """ "2 purged", "1 skipped, not sent: <why>", ...: one phrase per status present."""
     counts = found.counts
     parts: list[str] = []
-    if n := counts.get(OK, 0):
+    if n := counts.get(Status.OK, 0):
         parts.append(ngettext("%(n)d purged", "%(n)d purged", n) % {"n": n})
-    if n := counts.get(NOT_CACHED, 0):
+    if n := counts.get(Status.NOT_CACHED, 0):
         parts.append(
             ngettext(
                 "%(n)d not cached (nothing to purge)", "%(n)d not cached (nothing to purge)", n
@@ -121,7 +121,7 @@ def outcome_parts(found: Outcome, *, queued: bool = False) -> list[str]:
         else:
             text = ngettext("%(n)d waiting to be sent", "%(n)d waiting to be sent", n)
         parts.append(text % {"n": n, "backends": ", ".join(found.paused)})
-    for status in (FAILED, GAVE_UP, SKIPPED):
+    for status in (Status.FAILED, Status.GAVE_UP, Status.SKIPPED):
         if n := counts.get(status, 0):
             why = _why(found, status)
             phrase = _trouble(status, n)
@@ -130,9 +130,9 @@ def outcome_parts(found: Outcome, *, queued: bool = False) -> list[str]:
 
 
 def _trouble(status: str, n: int) -> str:
-    if status == FAILED:
+    if status == Status.FAILED:
         text = ngettext("%(n)d failed, to be retried", "%(n)d failed, to be retried", n)
-    elif status == GAVE_UP:
+    elif status == Status.GAVE_UP:
         text = ngettext("%(n)d gave up", "%(n)d gave up", n)
     else:
         text = ngettext("%(n)d skipped, not sent", "%(n)d skipped, not sent", n)

@@ -17,8 +17,8 @@ from import_export import fields, resources, widgets
 
 from roan import rules
 from roan.access import can_view_model
-from roan.forms import everything_templates, needs_purge_all_error
 from roan.models import PurgeAttempt, PurgeRule
+from roan.validation import everything_templates, needs_purge_all_error
 from roan.vocabulary import PURGE_ALL
 
 #: A spreadsheet runs a cell that starts with one of these as a formula.

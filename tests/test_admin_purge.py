@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import requests
 
@@ -330,16 +332,30 @@ def test_purge_cache_writes_nothing_when_the_plan_changed_since_it_was_shown(
 
 def test_roan_pages_mount_once_on_another_admin_site() -> None:
     from django.contrib.admin import AdminSite
+    from django.urls import URLResolver
+    from django.urls.resolvers import RegexPattern
 
-    from roan.admin import ADMIN_PAGES, install_pages
+    from roan.admin import install_pages
 
     site = AdminSite(name="other")
     install_pages(site)
     install_pages(site)
 
-    names = [getattr(pattern, "name", None) for pattern in site.get_urls()]
-    assert [names.count(name) for _route, _view, name in ADMIN_PAGES] == [1] * len(ADMIN_PAGES)
-    assert names.index("roan_purge") < names.index("index")  # ahead of the catch-all
+    def names(patterns: list[Any]) -> list[str | None]:
+        found: list[str | None] = []
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                found += names(pattern.url_patterns)
+            else:
+                found.append(pattern.name)
+        return found
+
+    pages = ["roan_purge", "roan_purge_all", "roan_dashboard", "roan_dashboard_repurge"]
+    assert [names(site.get_urls()).count(name) for name in pages] == [1] * len(pages)
+    root = URLResolver(RegexPattern(r"^"), site.get_urls())
+    # Served by roan's page, not the admin's catch-all.
+    assert root.resolve("roan/purge/").url_name == "roan_purge"
+    assert root.resolve("roan/purge/all/").url_name == "roan_purge_all"
 
 
 # -- from a post to its purges -----------------------------------------------------------------

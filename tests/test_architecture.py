@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("backends: the caches and how to talk to them", ["roan.backends"]),
     (
         "validation: what editors and programs may ask for",
-        ["roan.targets", "roan.validation", "roan.forms"],
+        ["roan.targets", "roan.validation"],
     ),
     ("storage: models and managers", ["roan.signals", "roan.managers", "roan.models"]),
     ("the rule index, rendering, the tag index", ["roan.rules", "roan.render", "roan.tag_index"]),
@@ -66,7 +66,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.management",
         ],
     ),
-    ("the admin", ["roan.admin", "roan.admin_views", "roan.dashboard"]),
+    ("the admin", ["roan.admin"]),
     ("the entry points", ["roan.apps", "roan"]),
 ]
 

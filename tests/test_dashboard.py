@@ -16,8 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import path
 from django.utils import timezone
 
-from roan import dashboard
-from roan.admin import PurgeAttemptAdmin
+from roan.admin import PurgeAttemptAdmin, dashboard, register
 from roan.models import PurgeAttempt
 from tests.admin_helpers import staff_client
 
@@ -28,7 +27,7 @@ URL = "/admin/roan/dashboard/"
 # A project's own admin site, for the test that mounts the dashboard on one.
 custom_site = admin.AdminSite(name="custom")
 custom_site.register(PurgeAttempt, PurgeAttemptAdmin)
-dashboard.register(custom_site)
+register(custom_site)
 urlpatterns = [path("office/", custom_site.urls)]
 NODES = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "NODES": ["a", "b"]}}
 
@@ -297,7 +296,7 @@ def test_a_paused_backend_is_shown_with_what_waits_for_it(
     assert text.startswith("default ")
     assert "by admin: 3 attempts wait" in text
     assert "Resume on the Backends page" in text
-    assert page.count('roan-badge roan-badge-paused">paused</span>') == 2  # nodes a and b
+    assert page.count('roan-badge roan-state-paused">paused</span>') == 2  # nodes a and b
     pauses.resume("default")
     pauses.forget_paused()  # resume() does it once its transaction commits
     assert 'id="roan-paused"' not in admin_client.get(URL).text
@@ -313,7 +312,7 @@ def test_latency_lines_never_look_alike_past_five_backends(settings: Any) -> Non
     assert len(set(looks)) == 12
     colours = [css.split()[0] for css in looks[: dashboard.SERIES_COLOURS]]
     assert len(set(colours)) == dashboard.SERIES_COLOURS == 8
-    css = (Path(dashboard.__file__).parent / "static/roan/dashboard.css").read_text()
+    css = (Path(dashboard.__file__).parent.parent / "static/roan/dashboard.css").read_text()
     for n in range(dashboard.SERIES_COLOURS):
         assert f".roan-series-{n} polyline" in css
     assert ".roan-dash-1 polyline" in css

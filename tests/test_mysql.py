@@ -15,7 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import roan
-from roan import dashboard, managers
+from roan import managers
+from roan.admin import dashboard
 from roan.models import PurgeAttempt
 from tests.admin_helpers import staff_client
 from tests.testapp.models import Post

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import RequestFactory
 from django_tasks_db.models import DBTaskResult
 
-from roan import admin_views
+from roan.admin import pages
 from roan.models import PurgeAttempt, PurgeRule
 from tests.admin_helpers import VIEW, attempt, staff_client
 from tests.testapp.models import Post, Tag
@@ -214,7 +214,7 @@ def test_a_huge_purge_urls_post_is_refused_whole(admin_client, outbox) -> None:
 
 
 def test_the_purge_urls_text_has_a_maximum_length(admin_client) -> None:
-    from roan.forms import URLS_MAX_LENGTH
+    from roan.admin.forms import URLS_MAX_LENGTH
 
     page = admin_client.post(
         "/admin/roan/purge/",
@@ -312,7 +312,7 @@ def test_a_large_manual_purge_is_sent_after_the_response_not_inside_it(
         admin_user, {"urls": "/a/\n/b/\n/c/", "kind": "url", "backends": ["default"]}
     )
 
-    response = admin_views.purge_urls_view(request, admin.site)
+    response = pages.purge_urls_view(request, admin.site)
 
     # The view has answered: rows written and committed, nothing sent yet.
     assert response.status_code == 302
@@ -332,7 +332,7 @@ def test_a_large_manual_purge_is_sent_after_the_response_not_inside_it(
 def test_a_small_manual_purge_is_still_sent_inside_the_request(admin_user, outbox) -> None:
     request = admin_request(admin_user, {"urls": "/a/", "kind": "url", "backends": ["default"]})
 
-    admin_views.purge_urls_view(request, admin.site)
+    pages.purge_urls_view(request, admin.site)
 
     assert [r.target for _node, r in outbox] == ["/a/"]
 

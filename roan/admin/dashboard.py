@@ -15,8 +15,6 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import django
-from django.apps import apps
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
@@ -24,25 +22,31 @@ from django.db import connections
 from django.db.models import CharField, Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import Substr, TruncHour
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_POST
 
-from roan import admin_views, pauses, verify
+from roan import pauses, verify
+from roan.admin import operations
+from roan.admin.common import (
+    ERROR_CHARS,
+    breadcrumbs,
+    can_purge,
+    can_purge_all,
+    can_view_log,
+    page,
+    stand_in,
+)
+from roan.backends import get_backends
 from roan.backends.base import PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.models import BackendState, PurgeAttempt
-from roan.vocabulary import PURGE_NOW
+from roan.vocabulary import FAILING_STATUSES, Completion, Status
 
-VIEW_PERMISSION = "roan.view_purgeattempt"
-PURGE_PERMISSION = PURGE_NOW
-
-SUCCESS = ("ok", "not_cached")
-FAILURE = ("failed", "gave_up")
+SUCCESS = (Status.OK, Status.NOT_CACHED)
+FAILURE = FAILING_STATUSES
 WINDOWS = (
     ("1h", gettext_lazy("Last hour"), datetime.timedelta(hours=1)),
     ("24h", gettext_lazy("Last 24 hours"), datetime.timedelta(hours=24)),
@@ -142,19 +146,19 @@ def window_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> list[Wi
 def queue(qs: QuerySet[PurgeAttempt]) -> dict[str, Any]:
     """Pending and failing (awaiting a retry) counts, and the oldest pending attempt."""
     rows = (
-        qs.filter(status__in=["pending", "failed"])
+        qs.filter(status__in=[Status.PENDING, Status.FAILED])
         .order_by()
         .values("status")
         .annotate(n=Count("pk"), oldest=Min("created_at"))
     )
     by_status: dict[str, dict[str, Any]] = {row["status"]: dict(row) for row in rows}
-    pending = by_status.get("pending", {})
+    pending = by_status.get(Status.PENDING, {})
     return {
         "pending": pending.get("n", 0),
-        "failing": by_status.get("failed", {}).get("n", 0),
+        "failing": by_status.get(Status.FAILED, {}).get("n", 0),
         "oldest_pending": pending.get("oldest"),
         # CDN invalidations accepted and not yet reported done (roan.completion).
-        "in_progress": qs.filter(completion=PurgeAttempt.Completion.IN_PROGRESS).count(),
+        "in_progress": qs.filter(completion=Completion.IN_PROGRESS).count(),
     }
 
 
@@ -205,9 +209,9 @@ def hours(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> tuple[list[Hour
         if bucket is None:  # a clock running ahead of the database's; nothing to draw
             continue
         status, n = row["status"], row["n"]
-        if status == "ok":
+        if status == Status.OK:
             bucket.ok += n
-        elif status == "not_cached":
+        elif status == Status.NOT_CACHED:
             bucket.not_cached += n
         elif status in FAILURE:
             bucket.failed += n
@@ -276,8 +280,6 @@ def latencies(
 
 
 def configured_nodes() -> list[tuple[str, str]]:
-    from roan.backends import get_backends
-
     try:
         return [(alias, node) for alias, b in get_backends().items() for node in b.nodes]
     except ImproperlyConfigured:  # the system checks report it; show what the log shows
@@ -363,7 +365,7 @@ def paused(qs: QuerySet[PurgeAttempt]) -> list[Paused]:
     for alias in aliases:
         state = states.get(alias)
         waiting = (
-            qs.filter(status__in=["pending", "failed"], backend=alias)
+            qs.filter(status__in=[Status.PENDING, Status.FAILED], backend=alias)
             .order_by()
             .values("pk")[:CONSECUTIVE_CAP]
             .count()
@@ -559,32 +561,22 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
 
 
 def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite) -> HttpResponse:
-    if not request.user.has_perm(VIEW_PERMISSION):
+    if not can_view_log(request):
         raise PermissionDenied
     request.current_app = admin_site.name
+    title = _("Purge dashboard")
     context = {
         **admin_site.each_context(request),
+        **breadcrumbs(admin_site, "roan", ("", title)),
         **dashboard_context(),
-        "title": _("Purge dashboard"),
+        "title": title,
         "opts": PurgeAttempt._meta,
         "app_label": "roan",
-        "can_purge": admin_views.can_purge(request),
-        "can_purge_all": admin_views.can_purge_all(request),
-        # Django 6.1 turned the admin's breadcrumbs into a list (6.0 still has a <div>).
-        "breadcrumbs_as_list": django.VERSION >= (6, 1),
+        "can_purge": can_purge(request),
+        "can_purge_all": can_purge_all(request),
+        "error_chars": ERROR_CHARS,
     }
     return TemplateResponse(request, "admin/roan/dashboard.html", context)
-
-
-def repurge_view(request: HttpRequest, pk: int, admin_site: admin.AdminSite) -> HttpResponse:
-    """Purge an attempt's target again: the log's re-purge, for one row."""
-    attempt = get_object_or_404(PurgeAttempt, pk=pk)
-    return admin_views.repurge(
-        request,
-        [attempt],
-        back=reverse(f"{admin_site.name}:roan_dashboard"),
-        log_url=reverse(f"{admin_site.name}:roan_purgeattempt_changelist"),
-    )
 
 
 def dashboard_urls(admin_site: admin.AdminSite) -> list[URLPattern]:
@@ -593,56 +585,24 @@ def dashboard_urls(admin_site: admin.AdminSite) -> list[URLPattern]:
     def dashboard(request: HttpRequest) -> HttpResponse:
         return dashboard_view(request, admin_site)
 
-    @require_POST
     def repurge(request: HttpRequest, pk: int) -> HttpResponse:
-        return repurge_view(request, pk, admin_site)
+        """A latest failure's "Re-purge" button: the log's re-purge, for one row."""
+        back = reverse(f"{admin_site.name}:roan_dashboard")
+        return operations.repurge_view(request, pk, site=admin_site, back=back)
 
-    view = admin_site.admin_view(dashboard)
     return [
-        path("", view, name="roan_dashboard"),
+        page(admin_site, "", dashboard, "roan_dashboard"),
         # The name the admin's app list reverses for a registered "model".
-        path("", view, name="roan_dashboard_changelist"),
-        path("repurge/<int:pk>/", admin_site.admin_view(repurge), name="roan_dashboard_repurge"),
+        page(admin_site, "", dashboard, "roan_dashboard_changelist"),
+        page(admin_site, "repurge/<int:pk>/", repurge, "roan_dashboard_repurge"),
     ]
 
 
 # -- a place in the admin ------------------------------------------------------------------
 
 
-class _DashboardOptions:
-    """Just enough of a model's ``_meta`` for the admin to list and route the dashboard.
-
-    Registering a stand-in like this (as django-constance does for its settings page)
-    gives the dashboard the URL ``admin/roan/dashboard/`` and a row in the index, the app
-    page and the sidebar, without a database table or a template override.
-    """
-
-    app_label = "roan"
-    model_name = "dashboard"
-    object_name = "Dashboard"
-    verbose_name = gettext_lazy("dashboard")
-    verbose_name_plural = gettext_lazy("dashboard")
-    abstract = False
-    swapped = False
-    is_composite_pk = False
-
-    @property
-    def app_config(self) -> Any:
-        return apps.get_app_config(self.app_label)
-
-    @property
-    def label(self) -> str:
-        return f"{self.app_label}.{self.object_name}"
-
-    @property
-    def label_lower(self) -> str:
-        return f"{self.app_label}.{self.model_name}"
-
-
-class Dashboard:
-    """The stand-in "model" under which the dashboard is registered."""
-
-    _meta = _DashboardOptions()
+#: The stand-in "model" the dashboard is registered under (``common.stand_in``).
+Dashboard = stand_in("dashboard", gettext_lazy("dashboard"))
 
 
 class DashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -652,10 +612,10 @@ class DashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return dashboard_urls(self.admin_site)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm(VIEW_PERMISSION))
+        return can_view_log(request)
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.has_perm(VIEW_PERMISSION))
+        return can_view_log(request)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -665,8 +625,3 @@ class DashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def register(site: admin.AdminSite) -> None:
-    """Add the dashboard to ``site`` (roan/admin.py does this for the default site)."""
-    site.register([Dashboard], DashboardAdmin)

@@ -1,4 +1,7 @@
-"""What the admin's purge controls do: plans shown on confirmation pages, then the purges.
+"""What the admin's purge controls do: the plans shown on confirmation pages, then the
+purges, written one way (:func:`submit_manual`); the one re-purge (:func:`repurge`), for
+the log's action, the attempt page's button and the dashboard's; and the messages
+saying what became of them.
 
 Every purge started here is a person's explicit choice, so it names the user, uses the
 trigger ``admin``, and is not cut at ``ROAN_MAX_URLS_PER_EVENT`` (that cap guards against
@@ -12,15 +15,14 @@ import datetime
 import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin import AdminSite
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import models, router, transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
@@ -29,26 +31,16 @@ from django.utils.translation import ngettext
 from roan import backends as backend_registry
 from roan import pipeline, rules
 from roan.access import can_view_model
-from roan.backends.base import ALL, PREFIX, URL, PurgeRequest, purges_everything
+from roan.admin.common import can_purge, can_purge_all, log_url
+from roan.backends.base import PREFIX, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.forms import PurgeAllForm, PurgeURLsForm
+from roan.models import PurgeAttempt, PurgeRule
 from roan.outcome import Outcome, outcome, outcome_parts
 from roan.templating import MANY, RELATIONS
-from roan.vocabulary import PURGE_ALL, PURGE_NOW
-
-if TYPE_CHECKING:
-    from roan.models import PurgeAttempt, PurgeRule
+from roan.vocabulary import Trigger
 
 #: Objects of a rule's model rendered per query when purging a whole rule.
 CHUNK = 2000
-
-
-def can_purge(request: HttpRequest) -> bool:
-    return bool(request.user.has_perm(PURGE_NOW))
-
-
-def can_purge_all(request: HttpRequest) -> bool:
-    return bool(request.user.has_perm(PURGE_ALL))
 
 
 class Refused(ValueError):
@@ -90,8 +82,6 @@ def submit_confirmed(purges: Iterable[pipeline.Purge], *, may_purge_all: bool = 
     caps one call at ``ROAN_MAX_URLS_PER_EVENT``; calling it per chunk of that size lets
     a confirmed purge through whole.
     """
-    from roan.models import PurgeAttempt
-
     taken = bounded(purges, may_purge_all=may_purge_all)
     limit = max(1, roan_settings.MAX_URLS_PER_EVENT)
     written = 0
@@ -168,9 +158,10 @@ def repurge(
 ) -> HttpResponse:
     """Send the attempts' targets again as new attempts; the old rows stay as they were.
 
-    The one re-purge, for the log's action and the dashboard's button: ``roan.purge_now``,
-    and ``roan.purge_all`` for an attempt that purged everything (kind ``all``, or a
-    prefix of ``/``), which is refused otherwise.
+    The one re-purge, for the log's action, the attempt page's button and the dashboard's
+    (:func:`repurge_view`): ``roan.purge_now``, and ``roan.purge_all`` for an attempt
+    that purged everything (kind ``all``, or a prefix of ``/``), which is refused
+    otherwise.
     """
     if not can_purge(request):
         raise PermissionDenied
@@ -191,7 +182,7 @@ def repurge(
             refused += 1
             continue
         origin = pipeline.Origin(
-            trigger="admin",
+            trigger=Trigger.ADMIN,
             rule_id=attempt.rule_id,
             rule_name=attempt.rule_name,
             content_type_id=attempt.content_type_id,
@@ -231,6 +222,14 @@ def repurge(
         ) % {"count": len(purges)}
     tell(request, lead, written, log_url=log_url)
     return SendAfterResponse(back, written.held)
+
+
+def repurge_view(request: HttpRequest, pk: int, *, site: AdminSite, back: str) -> HttpResponse:
+    """A POST re-purging one attempt (the attempt page's and the dashboard's buttons)."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    attempt = get_object_or_404(PurgeAttempt, pk=pk)
+    return repurge(request, [attempt], back=back, log_url=log_url(site))
 
 
 def compile_rule(rule: PurgeRule) -> rules.CompiledRule:
@@ -351,7 +350,7 @@ def object_purges(obj: models.Model, *, user_id: int | None) -> list[pipeline.Pu
     purges: list[pipeline.Purge] = []
     for rule in fired:
         requests = pipeline.render_rule(rule, obj)
-        purges += pipeline.purges_for(obj, rule, requests, trigger="admin", user_id=user_id)
+        purges += pipeline.purges_for(obj, rule, requests, trigger=Trigger.ADMIN, user_id=user_id)
     return purges
 
 
@@ -437,7 +436,7 @@ def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Pur
     for rule, compiled, _urls in plan.rules:
         aliases = aliases_for(compiled)
         origin = pipeline.Origin(
-            trigger="admin", rule_id=rule.pk, rule_name=rule.name, user_id=user_id
+            trigger=Trigger.ADMIN, rule_id=rule.pk, rule_name=rule.name, user_id=user_id
         )
         for template in compiled.templates:
             if template.is_static:
@@ -453,7 +452,7 @@ def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Pur
         for obj in manager.order_by("pk").iterator(chunk_size=CHUNK):
             requests = pipeline.render_rule(templated, obj)
             yield from pipeline.purges_for(
-                obj, templated, requests, trigger="admin", user_id=user_id
+                obj, templated, requests, trigger=Trigger.ADMIN, user_id=user_id
             )
 
 
@@ -498,7 +497,7 @@ def cannot_view(model: type[models.Model]) -> str:
 def preview_rule(rule: PurgeRule, obj: models.Model) -> list[Line]:
     compiled = compile_rule(rule)
     requests = pipeline.render_rule(compiled, obj)
-    return plan_lines(pipeline.purges_for(obj, compiled, requests, trigger="admin"))
+    return plan_lines(pipeline.purges_for(obj, compiled, requests, trigger=Trigger.ADMIN))
 
 
 def send_test_purge(
@@ -509,14 +508,12 @@ def send_test_purge(
     A rendered purge of everything (``/*``) is sent only when ``may_purge_all``; else
     ``Refused`` is raised and nothing is written.
     """
-    from roan.models import PurgeAttempt
-
     compiled = compile_rule(rule)
     requests = pipeline.render_rule(compiled, obj)
     started = timezone.now() - datetime.timedelta(seconds=1)
     with pipeline.acting_user_lookup(user_id):
         submit_confirmed(
-            pipeline.purges_for(obj, compiled, requests, trigger="admin", user_id=user_id),
+            pipeline.purges_for(obj, compiled, requests, trigger=Trigger.ADMIN, user_id=user_id),
             may_purge_all=may_purge_all,
         )
     # A pending twin coalesces into the older row (which then counts this request), so
@@ -524,89 +521,11 @@ def send_test_purge(
     return list(
         PurgeAttempt.objects.filter(
             rule_id=rule.pk,
-            trigger="admin",
+            trigger=Trigger.ADMIN,
             object_pk=str(obj.pk),
             updated_at__gte=started,
         ).order_by("backend", "node", "target")
     )
-
-
-# -- the "purge URLs" and "purge everything" pages -----------------------------------------
-
-
-def page_context(site: AdminSite, request: HttpRequest, title: str) -> dict[str, Any]:
-    from roan.models import PurgeAttempt
-
-    return {
-        **site.each_context(request),
-        "title": title,
-        "opts": PurgeAttempt._meta,
-        "app_label": "roan",
-        "can_purge_all": can_purge_all(request),
-        "log_url": reverse(f"{site.name}:roan_purgeattempt_changelist"),
-    }
-
-
-def purge_urls_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
-    """``admin/roan/purge/``: purge URLs or prefixes, one per line, on chosen backends."""
-    if not can_purge(request):
-        raise PermissionDenied
-    form = PurgeURLsForm(
-        request.POST if request.method == "POST" else None, may_purge_all=can_purge_all(request)
-    )
-    if request.method == "POST" and form.is_valid():
-        try:
-            written = submit_manual(request, form.purges(user_id=request.user.pk))
-        except Refused as exc:  # the form checked; this is the backstop
-            form.add_error("urls", str(exc))
-        else:
-            targets = len(form.cleaned_data["requests"])
-            lead = ngettext("Purging %(targets)d target:", "Purging %(targets)d targets:", targets)
-            return to_admin_purges(request, site, lead % {"targets": targets}, written)
-    context = {
-        **page_context(site, request, _("Purge URLs")),
-        "form": form,
-        "all_form": PurgeAllForm() if can_purge_all(request) else None,
-    }
-    return TemplateResponse(request, "admin/roan/purge_urls.html", context)
-
-
-def purge_all_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
-    """``admin/roan/purge/all/``: everything on one backend, after a confirmation page."""
-    if not can_purge_all(request):
-        raise PermissionDenied
-    if request.method != "POST":
-        return HttpResponseRedirect(reverse(f"{site.name}:roan_purge"))
-    form = PurgeAllForm(request.POST)
-    if form.is_valid() and request.POST.get("confirm") == "yes":
-        alias = form.cleaned_data["backend"]
-        written = submit_manual(
-            request,
-            [
-                pipeline.Purge(
-                    alias,
-                    PurgeRequest(ALL, ""),
-                    pipeline.Origin(trigger="admin", user_id=request.user.pk),
-                )
-            ],
-        )
-        lead = _("Purging everything on %(backend)s:") % {"backend": alias}
-        return to_admin_purges(request, site, lead, written)
-    context = {
-        **page_context(site, request, _("Purge everything?")),
-        "form": form,
-        "backend": form.cleaned_data.get("backend") if form.is_valid() else None,
-    }
-    return TemplateResponse(request, "admin/roan/purge_all_confirmation.html", context)
-
-
-def to_admin_purges(
-    request: HttpRequest, site: AdminSite, lead: str, written: Written
-) -> HttpResponseRedirect:
-    """Say what a manual purge wrote, then show the log's manual purges."""
-    log = reverse(f"{site.name}:roan_purgeattempt_changelist")
-    tell(request, lead, written, log_url=log)
-    return SendAfterResponse(f"{log}?trigger__exact=admin", written.held)
 
 
 # -- telling the editor what happened ---------------------------------------------------------

@@ -1,8 +1,12 @@
-"""Validation of rules (shared by the admin, imports and ``full_clean``) and the admin's forms."""
+"""The admin's forms: a rule's, "Purge URLs", "Purge everything" and the rule preview's.
+
+What a rule must satisfy wherever it is saved is ``roan.validation`` (``clean_rule``); these
+forms add what only a person in the admin is asked.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
@@ -11,82 +15,13 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from roan.access import rule_model_refusal
+from roan import backends as backend_registry
+from roan.api import parse_target
 from roan.backends.base import ALL, PREFIX, TAG, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.templating import RELATIONS, TemplateErrors, parse_lines
-
-if TYPE_CHECKING:
-    from roan.models import PurgeRule
-
-
-def clean_rule(rule: PurgeRule) -> None:
-    """Raise ``ValidationError`` (by field) unless ``rule`` can be compiled and sent."""
-    errors: dict[str, list[str]] = {}
-    model = rule.content_type.model_class() if rule.content_type_id else None
-    if rule.content_type_id and model is None:
-        errors["content_type"] = [_("This model is not installed.")]
-    refusal = rule_model_refusal(model) if model is not None else ""
-    if refusal:
-        errors["content_type"] = [refusal]
-    elif model is not None:
-        try:
-            parse_lines(rule.templates or "", model)
-        except TemplateErrors as exc:
-            errors["templates"] = [str(e) for e in exc.errors]
-    if not isinstance(rule.backends, list) or not all(isinstance(b, str) for b in rule.backends):
-        errors["backends"] = [_('Give a list of backend aliases, such as ["nginx"].')]
-    else:
-        known = set(roan_settings.BACKENDS)
-        unknown = [b for b in rule.backends if b not in known]
-        if unknown:
-            errors["backends"] = [
-                _("Unknown backend(s): %(unknown)s. Configured: %(known)s.")
-                % {"unknown": ", ".join(unknown), "known": ", ".join(sorted(known)) or "-"}
-            ]
-    if not (rule.on_save or rule.on_delete or rule.on_m2m):
-        errors["on_save"] = [_("Choose at least one event.")]
-    if errors:
-        raise ValidationError(errors)
-
-
-def m2m_placeholders(rule: PurgeRule) -> list[str]:
-    """The placeholders of ``rule`` that read a many-to-many relation (either side):
-    a change to that relation is an m2m event, not a save of the rule's model."""
-    model = rule.content_type.model_class() if rule.content_type_id else None
-    if model is None:
-        return []
-    try:
-        templates = parse_lines(rule.templates or "", model)
-    except TemplateErrors:
-        return []
-    found: list[str] = []
-    for template in templates:
-        for placeholder in template.placeholders:
-            current: Any = model
-            for step in placeholder.steps:
-                if step.kind not in RELATIONS:
-                    break
-                field = current._meta.get_field(step.name)
-                if field.many_to_many:
-                    found.append(f"{{{placeholder.source}}}")
-                    break
-                current = field.related_model
-    return list(dict.fromkeys(found))
-
-
-def m2m_warning(rule: PurgeRule) -> str:
-    """Why ``rule`` would miss changes to a many-to-many relation it reads ("" if it won't)."""
-    if rule.on_m2m:
-        return ""
-    found = m2m_placeholders(rule)
-    if not found:
-        return ""
-    return _(
-        "%(placeholders)s read a many-to-many relation. Adding or removing a related object "
-        "(such as a tag on a post) is not a save: this rule purges for it only with “On "
-        "many-to-many change” ticked."
-    ) % {"placeholders": ", ".join(found)}
+from roan.pipeline import Origin, Purge
+from roan.validation import everything_templates, needs_purge_all_error
+from roan.vocabulary import Trigger
 
 
 class BackendsField(forms.MultipleChoiceField):
@@ -98,27 +33,6 @@ class BackendsField(forms.MultipleChoiceField):
         kwargs.setdefault("required", False)
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.choices = [(alias, alias) for alias in roan_settings.BACKENDS]
-
-
-def everything_templates(text: str) -> list[str]:
-    """The lines of a rule's templates that purge everything (``/*``, a prefix of ``/``)."""
-    lines = [line.strip() for line in text.splitlines()]
-    return [
-        line
-        for line in lines
-        if line.endswith("*") and purges_everything(PurgeRequest(PREFIX, line[:-1]))
-    ]
-
-
-def needs_purge_all_error(templates: list[str]) -> ValidationError:
-    return ValidationError(
-        _(
-            "%(templates)s purges everything on the site; only a user with the "
-            "purge_all permission may save a rule with it."
-        ),
-        params={"templates": ", ".join(templates)},
-        code="purge_all",
-    )
 
 
 class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -180,8 +94,6 @@ def kinds_sent(backend: Any) -> list[str]:
 
 def _backend_choices(kind: str | None = None) -> list[tuple[str, str]]:
     """Configured backends (those that send ``kind``), labelled with what they send."""
-    from roan import backends as backend_registry
-
     choices = []
     for alias in roan_settings.BACKENDS:
         try:
@@ -227,10 +139,10 @@ class PurgeURLsForm(forms.Form):
     kind = forms.ChoiceField(
         label=gettext_lazy("Purge"),
         choices=[
-            ("url", gettext_lazy("exactly these URLs")),
-            ("prefix", gettext_lazy("everything under these prefixes")),
+            (URL, gettext_lazy("exactly these URLs")),
+            (PREFIX, gettext_lazy("everything under these prefixes")),
         ],
-        initial="url",
+        initial=URL,
         widget=forms.RadioSelect,
     )
     backends = forms.MultipleChoiceField(
@@ -254,9 +166,6 @@ class PurgeURLsForm(forms.Form):
             kind.error_messages["invalid_choice"] = _("No configured backend can purge prefixes.")
 
     def clean(self) -> dict[str, Any]:
-        from roan import backends as backend_registry
-        from roan.targets import parse_target
-
         data = super().clean() or {}
         kind = data.get("kind")
         if not kind or "urls" not in data:
@@ -316,10 +225,8 @@ class PurgeURLsForm(forms.Form):
             )
         return data
 
-    def purges(self, *, user_id: int | None) -> list[Any]:
-        from roan.context import Origin, Purge
-
-        origin = Origin(trigger="admin", user_id=user_id)
+    def purges(self, *, user_id: int | None) -> list[Purge]:
+        origin = Origin(trigger=Trigger.ADMIN, user_id=user_id)
         return [
             Purge(alias, request, origin)
             for alias in self.cleaned_data["backends"]
@@ -336,7 +243,7 @@ class PurgeAllForm(forms.Form):
         super().__init__(*args, **kwargs)
         field = self.fields["backend"]
         assert isinstance(field, forms.ChoiceField)  # for mypy
-        field.choices = _backend_choices("all")
+        field.choices = _backend_choices(ALL)
 
 
 class PreviewForm(forms.Form):
