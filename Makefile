@@ -73,7 +73,7 @@ demo:
 
 test:
 	$(call install,$(EXTRAS))
-	@# axe-core for tests/test_a11y.py (from the npm registry; the test run only uses it).
+	@# axe-core for tests/admin/test_a11y.py (from the npm registry; the test run only uses it).
 	@if [ ! -f tests/a11y/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null; then \
 	  echo ">> installing axe-core into tests/a11y"; \
 	  npm ci --prefix tests/a11y --no-audit --no-fund --loglevel=error; \

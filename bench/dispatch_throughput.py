@@ -178,7 +178,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
     import django
 
-    from tests.caches import Origin, start_nginx
+    from tests.support.caches import Origin, start_nginx
 
     setups = ["roan (sqlite)"]
     if args.database_url:

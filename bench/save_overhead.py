@@ -477,7 +477,7 @@ def cache_node() -> Iterator[str]:
     """A real nginx with the cache purge module on loopback (the tests' helper): its
     purge location."""
     sys.path.insert(0, str(ROOT))
-    from tests.caches import Origin, start_nginx
+    from tests.support.caches import Origin, start_nginx
 
     origin = Origin()
     nginx = start_nginx(origin.port)

@@ -8,7 +8,12 @@ import pytest
 from roan import rules
 from roan.models import PurgeRule
 
-pytest_plugins = ["tests.caches", "tests.workers", "tests.browser"]
+pytest_plugins = [
+    "tests.support.caches",
+    "tests.support.workers",
+    "tests.support.browser",
+    "tests.support.example_site",
+]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

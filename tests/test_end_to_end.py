@@ -10,7 +10,7 @@ import requests
 from django.db import transaction
 
 from roan.models import PurgeAttempt
-from tests.caches import start_nginx, start_varnish
+from tests.support.caches import start_nginx, start_varnish
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -22,9 +22,9 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from roan.models import PurgeAttempt
-from tests.caches import LoopbackServer, Nginx, Origin, start_nginx
+from tests.support.caches import LoopbackServer, Nginx, Origin, start_nginx
+from tests.support.workers import wait_until
 from tests.testapp.models import Post
-from tests.workers import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

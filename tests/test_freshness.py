@@ -3,7 +3,7 @@
 For each layout (a real nginx, a real Varnish with xkey, nginx in front of Django's page
 cache) the example site runs as its own server process behind the cache, with roan
 purging as the example's settings configure it. A seeded editor
-(``tests/freshness_driver.py``, another process) makes random changes, one transaction
+(``tests/support/freshness_driver.py``, another process) makes random changes, one transaction
 each: creates, edits, slug and author changes, tags added and removed from both sides,
 deletes, renames of authors and tags, bulk transactions. Readers fetch pages through the
 cache the whole time, so the caches refill while roan purges. After each change has been
@@ -38,12 +38,12 @@ from typing import Any
 import pytest
 import requests
 
-from tests.caches import CacheServer, free_port, start_nginx, start_varnish, stop_process
+from tests.support.caches import CacheServer, free_port, start_nginx, start_varnish, stop_process
 
 pytestmark = [pytest.mark.freshness, pytest.mark.caches]
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
-DRIVER = Path(__file__).resolve().parent / "freshness_driver.py"
+DRIVER = Path(__file__).resolve().parent / "support" / "freshness_driver.py"
 
 CHANGES = int(os.environ.get("ROAN_FRESHNESS_CHANGES", "30"))
 FIRST_SEED = int(os.environ.get("ROAN_FRESHNESS_SEED", "2026"))
@@ -114,7 +114,7 @@ class Site:
 
 
 class Driver:
-    """``tests/freshness_driver.py`` in its own process, one JSON line per change."""
+    """``tests/support/freshness_driver.py`` in its own process, one JSON line per change."""
 
     def __init__(self, seed: int, env: dict[str, str], log: Path) -> None:
         self.log = log

@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from roan.models import PurgeAttempt, PurgeRule
 from roan.resources import PurgeRuleResource
-from tests.admin_helpers import attempt
+from tests.support.admin_helpers import attempt
 from tests.testapp.models import Post, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)

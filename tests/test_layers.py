@@ -32,7 +32,7 @@ from roan.backends.base import PurgeRequest, PurgeResult
 from roan.backends.nginx import NginxBackend
 from roan.models import PurgeAttempt
 from roan.pipeline import hold_dispatch, send, suppress_purges
-from tests.caches import start_nginx
+from tests.support.caches import start_nginx
 from tests.testapp.models import Post
 
 

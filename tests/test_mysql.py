@@ -18,7 +18,7 @@ import roan
 from roan import managers
 from roan.admin import dashboard
 from roan.models import PurgeAttempt
-from tests.admin_helpers import staff_client
+from tests.support.admin_helpers import staff_client
 from tests.testapp.models import Post
 
 pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from roan.models import PurgeAttempt
 from roan.pipeline import send
-from tests.test_backends_pipelined import ScriptedServer
+from tests.support.servers import ScriptedServer
 
 pytestmark = pytest.mark.django_db
 

@@ -23,8 +23,8 @@ from roan import backends as backend_registry
 from roan import render_guard
 from roan.models import PurgeAttempt
 from roan.tags import cache_tags
-from tests.caches import start_nginx
-from tests.tagged_site import tagged
+from tests.support.caches import start_nginx
+from tests.support.tagged_site import tagged
 from tests.testapp.models import Author, Post
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls(__name__)]

@@ -211,7 +211,7 @@ def test_private_fields_stay_private_through_a_reverse_step(settings: Any) -> No
 def test_the_preview_needs_view_permission_on_the_models_a_reverse_step_reads(
     django_user_model: Any, make_rule: Callable[..., PurgeRule], ann: Author
 ) -> None:
-    from tests.admin_helpers import staff_client
+    from tests.support.admin_helpers import staff_client
 
     rule = make_rule("author's posts", "/posts/{post.slug}/", model=Author)
     base = ["roan.view_purgerule", "testapp.view_author"]
@@ -258,7 +258,7 @@ def test_the_add_page_asks_for_a_model_first(admin_client: Any) -> None:
 def test_the_list_leaves_out_private_fields_and_models_the_editor_cannot_view(
     django_user_model: Any, settings: Any
 ) -> None:
-    from tests.admin_helpers import staff_client
+    from tests.support.admin_helpers import staff_client
 
     settings.ROAN_PRIVATE_FIELDS = ["testapp.post.body"]
     editor = staff_client(
@@ -283,7 +283,7 @@ def test_the_placeholders_endpoint_needs_the_rule_and_model_permissions(
 ) -> None:
     from django.contrib.sessions.models import Session
 
-    from tests.admin_helpers import staff_client
+    from tests.support.admin_helpers import staff_client
 
     viewer = staff_client(django_user_model, "viewer", ["roan.view_purgerule", "testapp.view_post"])
     no_model = staff_client(django_user_model, "no-model", ["roan.change_purgerule"])

@@ -108,7 +108,7 @@ def probe(transactional_db: None) -> Iterator[Callable[[str], list[str]]]:
         "PYTHONPATH": str(ROOT),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.rule_probe"],
+        [sys.executable, "-m", "tests.support.rule_probe"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -24,7 +24,7 @@ from roan.checks import check_private_fields, check_rule_models
 from roan.models import PurgeAttempt, PurgeRule
 from roan.resources import PurgeRuleResource
 from roan.templating import TemplateError, parse, parse_lines, render
-from tests.admin_helpers import VIEW, staff_client
+from tests.support.admin_helpers import VIEW, staff_client
 from tests.testapp.models import Author, Post, Tag
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from django_tasks_db.models import DBTaskResult
 
 from roan.admin import pages
 from roan.models import PurgeAttempt, PurgeRule
-from tests.admin_helpers import VIEW, attempt, staff_client
+from tests.support.admin_helpers import VIEW, attempt, staff_client
 from tests.testapp.models import Post, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)

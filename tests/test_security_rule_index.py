@@ -24,7 +24,7 @@ from roan import rules
 from roan.models import PurgeAttempt, PurgeRule
 from roan.resources import PurgeRuleResource
 from roan.shared_cache import outage
-from tests.caches import free_port, require
+from tests.support.caches import free_port, require
 from tests.testapp.models import Post, Tag
 
 HEADER = "name,model,templates,backends,on_save,on_delete,on_m2m,enabled,description\n"

@@ -29,8 +29,8 @@ from roan.backends.nginx import NginxBackend
 from roan.backends.varnish import VarnishBackend
 from roan.models import PurgeAttempt
 from roan.pipeline import send
-from tests.caches import FakeCache
-from tests.test_backends_pipelined import ScriptedServer
+from tests.support.caches import FakeCache
+from tests.support.servers import ScriptedServer
 
 Handler = Callable[["RawServer", socket.socket], None]
 

@@ -28,7 +28,7 @@ from roan.backends.base import PurgeRequest
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, TaggedURL
 from roan.tags import model_tag, object_tag
-from tests.caches import Nginx
+from tests.support.caches import Nginx
 from tests.testapp.models import Author, Post, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -24,7 +24,7 @@ VARNISH = {
 
 @pytest.fixture
 def site(settings: Any) -> Any:
-    settings.ROOT_URLCONF = "tests.tagged_site"
+    settings.ROOT_URLCONF = "tests.support.tagged_site"
     settings.ROAN_BACKENDS = VARNISH
     return settings
 
@@ -149,7 +149,7 @@ def test_a_post_request_gets_no_tags(site, remembered, client) -> None:
 def test_without_a_backend_reading_tags_no_header_but_the_index_hears(
     settings, remembered, client
 ) -> None:
-    settings.ROOT_URLCONF = "tests.tagged_site"
+    settings.ROOT_URLCONF = "tests.support.tagged_site"
     settings.ROAN_BACKENDS = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
     post = Post.objects.create(title="One", slug="one")
     response = client.get(f"/one/{post.pk}/")

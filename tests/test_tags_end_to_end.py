@@ -10,7 +10,7 @@ import requests
 
 import roan
 from roan.models import PurgeAttempt
-from tests.caches import start_varnish
+from tests.support.caches import start_varnish
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,7 +30,7 @@ def fetch(url: str) -> requests.Response:
 def test_varnish_keeps_the_xkey_and_a_tag_purge_makes_only_that_page_a_miss(
     varnish_site, settings
 ) -> None:
-    settings.ROOT_URLCONF = "tests.tagged_site"
+    settings.ROOT_URLCONF = "tests.support.tagged_site"
     settings.ROAN_BACKENDS = {
         "edge": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": [varnish_site.url]}
     }

@@ -13,9 +13,9 @@ from django.db import transaction
 from django_tasks_db.models import DBTaskResult
 
 from roan.models import PurgeAttempt
-from tests.caches import LoopbackServer
+from tests.support.caches import LoopbackServer
+from tests.support.workers import wait_until
 from tests.testapp.models import Post
-from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,9 +17,9 @@ from django_tasks_db.models import DBTaskResult
 
 from roan.models import PurgeAttempt
 from roan.tasks import whole_second_after
-from tests.caches import LoopbackServer
+from tests.support.caches import LoopbackServer
+from tests.support.workers import wait_until
 from tests.testapp.models import Post
-from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -26,7 +26,7 @@ from roan.backends import build_backend
 from roan.backends import options as backend_options
 from roan.checks import check_backends, check_verify
 from roan.models import PurgeAttempt
-from tests.caches import PURGE_MODULE, LoopbackServer, Nginx, Origin, _launch, require
+from tests.support.caches import PURGE_MODULE, LoopbackServer, Nginx, Origin, _launch, require
 
 HINT_START = "The purge did not reach the page&#x27;s cache entry"
 

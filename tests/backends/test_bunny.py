@@ -1,4 +1,4 @@
-"""BunnyBackend against a fake of bunny.net's purge API on loopback (tests/cdn_fakes.py).
+"""BunnyBackend against a fake of bunny.net's purge API on loopback (tests/support/cdn_fakes.py).
 
 What is proved here was checked against that fake only, never against bunny.net.
 """
@@ -19,7 +19,7 @@ from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.bunny import BunnyBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, Bucket, FakeBunny, fresh_buckets, rows  # noqa: F401 (autouse)
+from tests.support.cdn_fakes import Answer, Bucket, FakeBunny, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from roan import purge
 from roan.models import PurgeAttempt, PurgeRule
-from tests.admin_helpers import attempt
+from tests.support.admin_helpers import attempt
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db

@@ -22,9 +22,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.caches import stop_process
+from tests.support.caches import stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Worker:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from roan.admin import PurgeAttemptAdmin, dashboard, register
 from roan.models import PurgeAttempt
-from tests.admin_helpers import staff_client
+from tests.support.admin_helpers import staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -239,7 +239,7 @@ def test_every_dashboard_query_on_the_attempt_table_can_use_an_index(settings: A
             assert "Index Cond" in plan or "on roan_attempt_due" in plan, f"{sql}\n{plan}"
 
 
-@pytest.mark.urls("tests.test_dashboard")
+@pytest.mark.urls("tests.admin.test_dashboard")
 def test_the_dashboard_can_live_on_a_custom_admin_site(admin_client: Client) -> None:
     add(1, "failed", target="/broken/")
     response = admin_client.get("/office/roan/dashboard/")

@@ -4,7 +4,7 @@ Run by ``tests/test_freshness.py`` as its own process, in the example's settings
 environment names the database, the page cache and the caches to purge, as for the
 server)::
 
-    python tests/freshness_driver.py SEED
+    python tests/support/freshness_driver.py SEED
 
 It speaks JSON lines. At start it prints ``{"pages": [...]}``, every public URL the site
 has; then for each ``change`` line read from stdin it makes one random change in one
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "example"
+EXAMPLE = Path(__file__).resolve().parents[2] / "example"
 
 
 def setup() -> None:

@@ -1,4 +1,5 @@
-"""CloudflareBackend against a fake of Cloudflare's purge API on loopback (tests/cdn_fakes.py).
+"""CloudflareBackend against a fake of Cloudflare's purge API on loopback
+(tests/support/cdn_fakes.py).
 
 What is proved here was checked against that fake only, never against Cloudflare.
 """
@@ -19,7 +20,7 @@ from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.cloudflare import CloudflareBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import FakeCloudflare, fresh_buckets, rows  # noqa: F401 (autouse)
+from tests.support.cdn_fakes import FakeCloudflare, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,7 +112,7 @@ def test_a_429_is_honoured_and_the_rest_waits_as_long(cf: FakeCloudflare, settin
 
 
 def test_a_5xx_is_retried_and_then_succeeds(cf: FakeCloudflare) -> None:
-    from tests.cdn_fakes import Answer
+    from tests.support.cdn_fakes import Answer
 
     cf.script = [Answer(503, "<html>upstream unavailable</html>")]
     roan.purge_urls(["/a"])
@@ -142,7 +143,7 @@ def test_a_configuration_error_is_given_up_with_cloudflares_message(
 
 
 def test_a_200_without_success_is_a_failure(cf: FakeCloudflare) -> None:
-    from tests.cdn_fakes import Answer
+    from tests.support.cdn_fakes import Answer
 
     cf.script = [Answer(200, {"success": False, "errors": [{"code": 1107, "message": "No"}]})]
     roan.purge_urls(["/a"])
@@ -247,7 +248,7 @@ def test_the_default_rate_limit_holds_attempts_back(cf: FakeCloudflare, settings
 def test_pages_carry_cache_tag_and_a_save_purges_them(
     cf: FakeCloudflare, settings: Any, client: Any
 ) -> None:
-    settings.ROOT_URLCONF = "tests.tagged_site"
+    settings.ROOT_URLCONF = "tests.support.tagged_site"
     settings.ROAN_TAGS = True
     with roan.suppress_purges():
         post = Post.objects.create(title="Tagged", slug="tagged")

@@ -4,7 +4,7 @@ A pytest plugin (listed in ``tests/conftest.py``):
 
 - ``browser`` (module-scoped): one Chromium for the module's tests. Never downloads a
   browser (no ``playwright install``): it runs ``/usr/bin/chromium``, and skips the test
-  when that is missing (fails in CI, see ``tests.caches.require``).
+  when that is missing (fails in CI, see ``tests.support.caches.require``).
 - ``admin_page``: a fresh browser context (light colour scheme, 1280x900) signed in to the
   admin as a new superuser through the login form, on the live server.
 - ``Admin`` (what ``admin_page`` returns): the page plus helpers to open admin URLs and
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.caches import require
+from tests.support.caches import require
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -35,9 +35,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 # The README's dashboard picture; rewritten only on request (ROAN_DOCS_SCREENSHOTS=1).
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 PASSWORD = "correct horse battery staple"
 VIEWPORT = {"width": 1280, "height": 900}
 # Generous, for a shared two-core machine; a failing step still ends the test quickly.

@@ -13,7 +13,7 @@ from django.urls import path
 
 import roan.admin
 from roan.models import PurgeAttempt, PurgeRule
-from tests.admin_helpers import VIEW, attempt, staff_client
+from tests.support.admin_helpers import VIEW, attempt, staff_client
 from tests.testapp.models import Post
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]

@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from roan.backends.base import PurgeRequest, PurgeResult
 from roan.backends.nginx import NginxBackend
-from tests.caches import FakeCache, Nginx, Origin, start_nginx
+from tests.support.caches import FakeCache, Nginx, Origin, start_nginx
 
 
 def get(url: str, host: str | None = None) -> requests.Response:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from roan.models import PurgeAttempt
-from tests.admin_helpers import VIEW, attempt, staff_client
+from tests.support.admin_helpers import VIEW, attempt, staff_client
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from roan.models import PurgeAttempt, PurgeRule
-from tests.browser import Admin, new_context, sign_in
+from tests.support.browser import Admin, new_context, sign_in
 from tests.testapp.models import Author, Post, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)

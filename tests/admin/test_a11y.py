@@ -17,14 +17,14 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from roan.models import BackendState, PurgeAttempt
-from tests.browser import Admin, new_context, sign_in
-from tests.caches import require
-from tests.test_browser import BACKENDS, seed_attempts
+from tests.support.admin_helpers import BACKENDS, seed_attempts
+from tests.support.browser import Admin, new_context, sign_in
+from tests.support.caches import require
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-AXE = Path(__file__).resolve().parent / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
+AXE = Path(__file__).resolve().parents[1] / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
 RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 # In dark mode, the pages with colours of roan's own (the rest is the admin's palette).
 DARK = {"dashboard", "preview", "rule form", "purge log"}

@@ -1,5 +1,5 @@
 """CloudFrontBackend through boto3 against moto's server (a real process on loopback),
-behind a gate that adds what moto leaves out of CloudFront's contract (tests/cdn_fakes.py).
+behind a gate that adds what moto leaves out of CloudFront's contract (tests/support/cdn_fakes.py).
 
 What is proved here was checked against moto and that gate only, never against AWS.
 """
@@ -23,8 +23,8 @@ from roan.backends import cloudfront
 from roan.backends.base import PurgeRequest
 from roan.backends.cloudfront import CloudFrontBackend
 from roan.models import PurgeAttempt
-from tests.caches import require
-from tests.cdn_fakes import (  # noqa: F401 (fresh_buckets: autouse)
+from tests.support.caches import require
+from tests.support.cdn_fakes import (  # noqa: F401 (fresh_buckets: autouse)
     CloudFrontGate,
     MotoServer,
     check_later,

@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from roan.backends._http import parse_retry_after
 from roan.backends.base import PurgeRequest, PurgeResult
 from roan.backends.http import HTTPBackend
-from tests.caches import FakeCache, free_port
+from tests.support.caches import FakeCache, free_port
 
 SECRET = "sk-live-do-not-leak"
 

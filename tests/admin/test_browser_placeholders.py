@@ -10,7 +10,7 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 
 from roan.models import PurgeRule
-from tests.browser import Admin
+from tests.support.browser import Admin
 from tests.testapp.models import Author, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,4 +1,4 @@
-"""FastlyBackend against a fake of Fastly's purge API on loopback (tests/cdn_fakes.py).
+"""FastlyBackend against a fake of Fastly's purge API on loopback (tests/support/cdn_fakes.py).
 
 What is proved here was checked against that fake only, never against Fastly.
 """
@@ -20,7 +20,7 @@ from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.fastly import FastlyBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, FakeFastly, fresh_buckets, rows  # noqa: F401 (autouse)
+from tests.support.cdn_fakes import Answer, FakeFastly, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -201,7 +201,7 @@ def test_a_dot_segment_never_reaches_fastlys_api_path(fastly: FakeFastly) -> Non
 def test_pages_carry_surrogate_keys_and_a_save_purges_them(
     fastly: FakeFastly, settings: Any, client: Any
 ) -> None:
-    settings.ROOT_URLCONF = "tests.tagged_site"
+    settings.ROOT_URLCONF = "tests.support.tagged_site"
     settings.ROAN_TAGS = True
     with roan.suppress_purges():
         post = Post.objects.create(title="Tagged", slug="tagged")

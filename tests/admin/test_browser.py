@@ -1,13 +1,12 @@
 """The editor's admin in a real browser (Chromium): rules, preview, the purge log and
 re-purge (behind a real nginx), a CSV import with a bad row, the dashboard.
 
-Each test signs in through the login form (``admin_page``, from ``tests/browser.py``)
+Each test signs in through the login form (``admin_page``, from ``tests/support/browser.py``)
 and saves screenshots to ``screenshots/`` for a person to review.
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -15,46 +14,14 @@ from typing import Any
 import pytest
 import requests
 from django.contrib.contenttypes.models import ContentType
-from django.utils import timezone
 
 from roan.models import PurgeAttempt, PurgeRule
-from tests.browser import DOCS, SCREENSHOTS, Admin, new_context, sign_in
-from tests.caches import start_nginx
-from tests.test_example import demo  # noqa: F401 - the example served by runserver
+from tests.support.admin_helpers import BACKENDS, seed_attempts
+from tests.support.browser import DOCS, SCREENSHOTS, Admin, new_context, sign_in
+from tests.support.caches import start_nginx
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-BACKENDS = {
-    "nginx": {"BACKEND": "roan.backends.locmem.LocMemBackend", "NODES": ["nginx-a", "nginx-b"]},
-    "varnish": {"BACKEND": "roan.backends.locmem.LocMemBackend", "NODES": ["varnish-1"]},
-}
-
-
-def seed_attempts() -> int:
-    """A day of attempts on three nodes, varnish-1 failing lately; returns how many."""
-    now = timezone.now()
-    rows: list[dict[str, Any]] = []
-    times: list[datetime.datetime] = []
-    for hour in range(24):
-        for n in range(2 + (hour * 7) % 5):
-            for backend, node, ms in (("nginx", "nginx-a", 4), ("nginx", "nginx-b", 5),
-                                      ("varnish", "varnish-1", 12)):  # fmt: skip
-                status = "not_cached" if n == 3 else "ok"
-                if node == "varnish-1" and hour < 2 and n < 2:
-                    status = "failed"
-                rows.append(
-                    {"backend": backend, "node": node, "target": f"/posts/{hour}-{n}/",
-                     "trigger": "save", "status": status, "http_status": 503 if status ==
-                     "failed" else 200, "latency_ms": ms + (hour + n) % 4,
-                     "error": "HTTP 503 Service Unavailable" if status == "failed" else ""}
-                )  # fmt: skip
-                times.append(now - datetime.timedelta(hours=hour, minutes=5 + 9 * n))
-    ids = PurgeAttempt.objects.write(rows)
-    for pk, created in zip(ids, times, strict=True):
-        PurgeAttempt.objects.filter(pk=pk).update(created_at=created)
-    return len(ids)
 
 
 def test_a_rule_with_a_bad_template_shows_the_error_then_saves_when_fixed(
@@ -278,7 +245,7 @@ def test_re_purging_a_failure_from_the_dashboard_writes_a_new_attempt_naming_the
 
 def test_an_editor_saves_a_post_and_view_on_site_shows_the_new_title(
     browser: Any,
-    demo: str,  # noqa: F811 - the fixture imported above
+    demo: str,
 ) -> None:
     # The demo as `make demo` runs it (runserver, the page cache, roan purging it). The
     # browser has the post's page in its own cache before the edit: with the old

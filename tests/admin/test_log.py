@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from roan.admin import CappedCountPaginator, LogQuerySet
 from roan.models import PurgeAttempt
-from tests.admin_helpers import attempt
+from tests.support.admin_helpers import attempt
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db
@@ -277,7 +277,7 @@ def test_the_attempt_page_re_purges_through_the_log_s_path(
 def test_the_attempt_page_offers_no_re_purge_without_the_permission(
     django_user_model, outbox
 ) -> None:
-    from tests.admin_helpers import VIEW, staff_client
+    from tests.support.admin_helpers import VIEW, staff_client
 
     row = attempt(target="/x/")
     client = staff_client(django_user_model, "viewer", VIEW)

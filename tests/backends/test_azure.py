@@ -1,5 +1,5 @@
 """AzureFrontDoorBackend against a fake of ARM's Front Door purge on loopback
-(tests/cdn_fakes.py).
+(tests/support/cdn_fakes.py).
 
 What is proved here was checked against that fake only, never against Azure.
 """
@@ -21,7 +21,14 @@ from roan.backends import azure
 from roan.backends.azure import AzureFrontDoorBackend
 from roan.backends.base import PurgeRequest
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, Bucket, FakeAzureFrontDoor, check_later, fresh_buckets, rows  # noqa: F401 (autouse)
+from tests.support.cdn_fakes import (  # noqa: F401 (autouse)
+    Answer,
+    Bucket,
+    FakeAzureFrontDoor,
+    check_later,
+    fresh_buckets,
+    rows,
+)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

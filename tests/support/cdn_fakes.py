@@ -1,6 +1,6 @@
 """Fakes of CDN purge APIs on loopback, strict about each provider's documented contract.
 
-Each fake is a real HTTP server in a thread (``tests.caches.LoopbackServer``). It checks
+Each fake is a real HTTP server in a thread (``tests.support.caches.LoopbackServer``). It checks
 what the provider checks (credentials, the body's shape, batch caps, absolute URLs),
 answers with the provider's envelopes and status codes, throttles with a token bucket
 and the provider's own headers, and records every request it received (credentials
@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from roan import completion
 from roan.models import PurgeAttempt
-from tests.caches import LoopbackServer
+from tests.support.caches import LoopbackServer
 
 
 @dataclasses.dataclass
@@ -438,7 +438,7 @@ class MotoServer:
     """moto's server (``moto[server]``) as a real process on a free loopback port."""
 
     def __init__(self) -> None:
-        from tests.caches import free_port
+        from tests.support.caches import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -459,7 +459,7 @@ class MotoServer:
                 time.sleep(0.1)
 
     def close(self) -> None:
-        from tests.caches import stop_process
+        from tests.support.caches import stop_process
 
         stop_process(self.proc)
 

@@ -1,4 +1,4 @@
-"""AkamaiBackend against a fake of Fast Purge (CCU v3) on loopback (tests/cdn_fakes.py),
+"""AkamaiBackend against a fake of Fast Purge (CCU v3) on loopback (tests/support/cdn_fakes.py),
 which verifies the EdgeGrid signature with Akamai's own library.
 
 What is proved here was checked against that fake only, never against Akamai.
@@ -21,7 +21,7 @@ from roan import completion, pipeline
 from roan.backends import akamai
 from roan.backends.akamai import AkamaiBackend
 from roan.models import PurgeAttempt
-from tests.cdn_fakes import Answer, Bucket, FakeAkamai, fresh_buckets, rows  # noqa: F401 (autouse)
+from tests.support.cdn_fakes import Answer, Bucket, FakeAkamai, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,6 +1,6 @@
 """Real nginx and Varnish on loopback, configured from the files in example/deploy/.
 
-A pytest plugin (``pytest_plugins = ["tests.caches"]``):
+A pytest plugin (``pytest_plugins = ["tests.support.caches"]``):
 
 - ``start_nginx(origin_port)`` / ``start_varnish(origin_port)`` start a cache in front of
   an origin (Django's live server, or any local HTTP server) on a free port, with every
@@ -30,7 +30,7 @@ from typing import Protocol
 
 import pytest
 
-DEPLOY = Path(__file__).resolve().parent.parent / "example" / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "example" / "deploy"
 PURGE_MODULE = Path("/usr/lib/nginx/modules/ngx_http_cache_purge_module.so")
 
 

@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from roan.backends.base import PurgeRequest, PurgeResult
 from roan.backends.varnish import VarnishBackend
-from tests.caches import FakeCache, start_varnish
+from tests.support.caches import FakeCache, start_varnish
 
 
 def cached(url: str, host: str | None = None) -> str:
