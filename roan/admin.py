@@ -46,7 +46,7 @@ from roan.admin_views import can_purge, can_purge_all
 from roan.conf import roan_settings
 from roan.forms import PreviewForm, PurgeRuleForm, everything_templates, m2m_warning
 from roan.managers import PurgeAttemptQuerySet
-from roan.models import BackendState, PurgeAttempt, PurgeRule
+from roan.models import BackendState, PurgeAttempt, PurgeRule, PurgeTry
 from roan.outcome import outcome
 from roan.resources import PurgeAttemptResource, PurgeRuleResource
 from roan.templating import usable_placeholders
@@ -816,6 +816,19 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        # The "Tries" table (purgeattempt/tries.html): every try, the row's own last.
+        context["roan_tries"] = PurgeTry.objects.of(obj) if obj is not None else []
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self) -> list[URLPattern]:
         return [

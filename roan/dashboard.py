@@ -35,7 +35,7 @@ from django.views.decorators.http import require_POST
 from roan import admin_views, limits, verify
 from roan.backends.base import PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.models import BackendState, PurgeAttempt
+from roan.models import BackendState, PurgeAttempt, PurgeTry
 
 VIEW_PERMISSION = "roan.view_purgeattempt"
 PURGE_PERMISSION = admin_views.PURGE_NOW
@@ -71,6 +71,8 @@ class Window:
     key: str
     label: str
     counts: dict[str, int]
+    #: tries in the window that failed and were (to be) sent again (PurgeTry rows)
+    retried: int = 0
 
     @property
     def total(self) -> int:
@@ -132,8 +134,15 @@ def window_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> list[Wi
         status: recent.filter(status=status).aggregate(**counts)
         for status in PurgeAttempt.Status.values
     }
+    since = {key: now - delta for key, _label, delta in WINDOWS}
+    retried = PurgeTry.objects.db_manager(qs.db).retried_counts(since)
     return [
-        Window(key, str(label), {status: n[key] for status, n in by_status.items() if n[key]})
+        Window(
+            key,
+            str(label),
+            {status: n[key] for status, n in by_status.items() if n[key]},
+            retried[key],
+        )
         for key, label, _delta in WINDOWS
     ]
 
