@@ -1,7 +1,7 @@
 """Retention: delete finished attempts older than ``--days`` (or ``ROAN_RETENTION_DAYS``)
 with their kept tries, and the tag index's expired rows (every run: they are never read again).
 
-Each batch is its own short transaction, committed on its own, so a large prune never holds
+Each batch is two short statements, each committed on its own, so a large prune never holds
 locks on the attempt table for long and senders keep writing meanwhile.
 """
 
@@ -11,7 +11,6 @@ import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import transaction
 from django.utils import timezone
 
 from roan import tag_index
@@ -74,15 +73,15 @@ class Command(BaseCommand):
             ids = list(qs.order_by("id").values_list("id", flat=True)[:batch])
             if not ids:
                 break
-            # Plain DELETEs, the batch committed on its own: only the kept tries
-            # reference attempt rows (read by their unique (attempt, number) index), so
-            # Django's collector (which loads every row and sends delete signals for
-            # each) has nothing to do but slow this down.
-            batch_qs = PurgeAttempt.objects.filter(id__in=ids)
+            # Two plain DELETEs, each committed on its own: only the kept tries reference
+            # attempt rows (found by their unique (attempt, number) index), so Django's
+            # collector (which loads every row and sends delete signals for each) has
+            # nothing to do but slow this down. Tries first; stopped in between, a
+            # finished attempt is left without its tries and goes on the next run.
             tries_qs = PurgeTry.objects.filter(attempt_id__in=ids)
-            with transaction.atomic(using=batch_qs.db):
-                tries_qs._raw_delete(tries_qs.db)
-                deleted += batch_qs._raw_delete(batch_qs.db)
+            tries_qs._raw_delete(tries_qs.db)
+            batch_qs = PurgeAttempt.objects.filter(id__in=ids)
+            deleted += batch_qs._raw_delete(batch_qs.db)
         self.stdout.write(
             f"roan_prune: deleted {deleted} attempt(s) before {cutoff:%Y-%m-%d %H:%M}"
         )
