@@ -71,7 +71,11 @@ def test_a_retried_attempt_shows_each_try_on_its_page(cache, admin_client) -> No
     assert page.status_code == 200
     rows = tries_table(page.content.decode())
     assert [row[0] for row in rows] == ["1", "2", "3"]
-    assert [(row[2], row[3]) for row in rows] == [("failed", "503"), ("failed", "503"), ("ok", "200")]
+    assert [(row[2], row[3]) for row in rows] == [
+        ("failed", "503"),
+        ("failed", "503"),
+        ("ok", "200"),
+    ]
     # Each try's own time, to the second, and latency, rounded.
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row[1]) for row in rows)
     assert all(re.fullmatch(r"\d+\.\d ms", row[4]) for row in rows)
@@ -108,7 +112,10 @@ def test_pruning_deletes_the_tries_with_their_attempts(cache) -> None:
 
 def test_a_first_try_that_succeeds_keeps_nothing_more(settings, nginx_cache, post_rule) -> None:
     settings.ROAN_BACKENDS = {
-        "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{nginx_cache.url}/purge"}
+        "nginx": {
+            "BACKEND": "roan.backends.nginx.NginxBackend",
+            "LOCATION": f"{nginx_cache.url}/purge",
+        }
     }
     with CaptureQueriesContext(connection) as queries:
         Post.objects.create(title="T", slug="fine")
@@ -164,7 +171,9 @@ def test_tries_from_before_they_were_kept_are_said_to_be_missing(admin_client) -
 
 
 def test_an_attempt_not_sent_yet_has_no_tries(admin_client) -> None:
-    [pk] = PurgeAttempt.objects.write([{"backend": "b", "node": "n", "target": "/", "trigger": "api"}])
+    [pk] = PurgeAttempt.objects.write(
+        [{"backend": "b", "node": "n", "target": "/", "trigger": "api"}]
+    )
     html = admin_client.get(reverse("admin:roan_purgeattempt_change", args=[pk])).content.decode()
     assert tries_table(html) == [] and 'id="roan-tries-none"' in html
 
