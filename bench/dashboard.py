@@ -5,13 +5,15 @@
 Fills a fresh database with ``--rows`` attempts spread over the last 30 days (a site
 purging about 1,400 URLs an hour and keeping a month of history): three nodes on two
 backends, mostly ok, some not cached, skipped and gave up, a few hundred pending and
-failing now, and one node failing for the last 20 minutes. Then it renders, as a signed-in
-superuser through Django's test client (full middleware, templates and queries; no
-network), each of:
+failing now, and one node failing for the last 20 minutes; each failed try that was
+retried is kept as a try row, as the sender does (4 per attempt that gave up). Then it
+renders, as a signed-in superuser through Django's test client (full middleware,
+templates and queries; no network), each of:
 
     dashboard   /admin/roan/dashboard/
     log         /admin/roan/purgeattempt/
     log-failed  /admin/roan/purgeattempt/?status__exact=failed
+    attempt     the page of an attempt that gave up after 5 tries (its Tries table)
 
 ``--requests`` times after one warm-up request, and prints the median and the slowest
 time, the number of SQL statements and the three slowest statements of one request.
@@ -67,8 +69,22 @@ def configure(database: dict[str, Any]) -> None:
     django.setup()
 
 
-def attempts(n: int, now: datetime.datetime, rule_id: int, ct_id: int, user_id: int) -> Any:
-    """Yield ``n`` attempt rows (tuples in COLUMNS order), oldest first."""
+TRY_COLUMNS = (
+    "attempt_id",
+    "number",
+    "finished_at",
+    "status",
+    "http_status",
+    "latency_ms",
+    "error",
+)
+
+
+def attempts(
+    n: int, now: datetime.datetime, rule_id: int, ct_id: int, user_id: int, tries: list[Any]
+) -> Any:
+    """Yield ``n`` attempt rows (tuples in COLUMNS order), oldest first; append their
+    kept tries to ``tries`` (tuples in TRY_COLUMNS order; attempt ids count from 1)."""
     rng = random.Random(42)
     span = datetime.timedelta(days=30).total_seconds()
     for i in range(n):
@@ -94,13 +110,18 @@ def attempts(n: int, now: datetime.datetime, rule_id: int, ct_id: int, user_id: 
             status, latency, http, error = "skipped", None, None, "backend cannot purge a prefix"
         else:
             status, http, error = "gave_up", 502, "HTTP 502 after 5 tries"
+        count = 5 if status == "gave_up" else (0 if status == "pending" else 1)
+        kept = count - 1 if status == "gave_up" else (1 if status == "failed" else 0)
+        for number in range(1, kept + 1):
+            at = created + datetime.timedelta(seconds=5 * 2**number)
+            tries.append((i + 1, number, at, "failed", http, latency, f"HTTP {http}"))
         trigger = "save" if roll < 0.85 else ("delete" if roll < 0.9 else "admin")
         slug = f"post-{rng.randrange(20_000)}"
         # Pending rows are unique per target (the partial unique constraint).
         target = f"/pending/{i}/" if status == "pending" else f"/posts/{slug}/"
         yield (
             created, created, status, backend, node, "", "url", target, http, latency, error, "",
-            0 if status == "pending" else 1, 0, next_at, None, finished, trigger,
+            count, 0, next_at, None, finished, trigger,
             rule_id if trigger != "admin" else None, "post pages", ct_id, slug, slug,
             user_id if trigger == "admin" else None,
         )  # fmt: skip
@@ -109,9 +130,8 @@ def attempts(n: int, now: datetime.datetime, rule_id: int, ct_id: int, user_id: 
 def fill(n: int) -> float:
     from django.contrib.auth import get_user_model
     from django.contrib.contenttypes.models import ContentType
-    from django.db import connection, transaction
 
-    from roan.models import PurgeAttempt, PurgeRule
+    from roan.models import PurgeAttempt, PurgeRule, PurgeTry
     from tests.testapp.models import Post
 
     start = time.perf_counter()
@@ -119,17 +139,25 @@ def fill(n: int) -> float:
     rule = PurgeRule.objects.create(name="post pages", content_type=ct, templates="/posts/{slug}/")
     user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench")
     now = datetime.datetime.now(datetime.UTC)
-    rows = attempts(n, now, rule.pk, ct.pk, user.pk)
-    table = PurgeAttempt._meta.db_table
+    tries: list[Any] = []
+    rows = attempts(n, now, rule.pk, ct.pk, user.pk, tries)
+    load(PurgeAttempt._meta.db_table, COLUMNS, rows)
+    load(PurgeTry._meta.db_table, TRY_COLUMNS, tries)
+    return time.perf_counter() - start
+
+
+def load(table: str, columns: tuple[str, ...], rows: Any) -> None:
+    from django.db import connection, transaction
+
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            copy = f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN"
+            copy = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
             with cursor.cursor.copy(copy) as out:
                 for row in rows:
                     out.write_row(row)
         else:
             adapt = connection.ops.adapt_datetimefield_value
-            sql = f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: E501
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: E501
             batch: list[tuple[Any, ...]] = []
             for row in rows:
                 batch.append(
@@ -142,7 +170,6 @@ def fill(n: int) -> float:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {table}")  # what autovacuum does after a bulk load
-    return time.perf_counter() - start
 
 
 def worker(database: dict[str, Any], n: int, requests: int) -> dict[str, Any]:
@@ -153,13 +180,17 @@ def worker(database: dict[str, Any], n: int, requests: int) -> dict[str, Any]:
     from django.test import Client
     from django.test.utils import setup_test_environment
 
+    from roan.models import PurgeAttempt
+
     setup_test_environment()
     call_command("migrate", verbosity=0)
     filled = fill(n)
     client = Client()
     client.login(username="bench", password="bench")
     result: dict[str, Any] = {"fill_s": filled, "pages": {}}
-    for name, url in PAGES.items():
+    gave_up = PurgeAttempt.objects.filter(status="gave_up").order_by("-id").values("id")[0]
+    pages = {**PAGES, "attempt": f"/admin/roan/purgeattempt/{gave_up['id']}/change/"}
+    for name, url in pages.items():
         response = client.get(url)  # warm-up: templates, statement caches
         assert response.status_code == 200, (url, response.status_code)
         # Django clears connection.queries when a request starts, so time statements here.

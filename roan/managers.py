@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
+import logging
 import random
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import OperationalError, connections, models, router, transaction
@@ -15,7 +17,7 @@ from django.utils import timezone
 from roan.signals import rules_changed
 
 if TYPE_CHECKING:
-    from roan.models import BackendState, PurgeAttempt, PurgeRule
+    from roan.models import BackendState, PurgeAttempt, PurgeRule, PurgeTry
 
 
 class PurgeRuleQuerySet(models.QuerySet["PurgeRule"]):
@@ -64,6 +66,8 @@ class BackendStateManager(models.Manager["BackendState"]):
     def get_by_natural_key(self, alias: str) -> BackendState:
         return self.get(alias=alias)
 
+
+_logger = logging.getLogger(__name__)
 
 # What the write path fills in when a row does not say; every NOT NULL column is here.
 _REQUIRED: dict[str, Any] = {
@@ -462,3 +466,98 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                     [row[where["next_attempt_at"]] for row in chunk],
                 ]
                 cursor.execute(sql, [*key, *arrays])
+
+
+class PurgeTryManager(models.Manager["PurgeTry"]):
+    """Every try of an attempt, kept: the audit log says what each send did, not only the
+    last one.
+
+    An attempt row holds its latest try (status, HTTP status, latency, error), which the
+    next try overwrites. So when the sender records a try that failed and will be
+    retried, it also writes that try as a ``PurgeTry`` row, in the transaction that
+    records the outcome (:meth:`keeping`). The common path costs nothing: a try that ends
+    the attempt (ok, not cached, skipped, gave up) is only on the attempt row. Every try
+    is thus a ``PurgeTry`` or the attempt row itself, and :meth:`of` reads them in order.
+
+    Kept when the try happens rather than from the claimed row at the next try: by then
+    the row may say something else (a layered cache's "waiting for ..." in its error, a
+    rate limit's release in its time), and a try whose retry never comes is kept too.
+    """
+
+    def _retried(self, attempts: Sequence[PurgeAttempt]) -> list[PurgeTry]:
+        return [
+            self.model(
+                attempt_id=attempt.pk,
+                number=attempt.tries,
+                finished_at=attempt.updated_at,
+                status=attempt.status,
+                http_status=attempt.http_status,
+                latency_ms=attempt.latency_ms,
+                error=attempt.error,
+            )
+            for attempt in attempts
+            if attempt.status == "failed" and attempt.tries >= 1
+        ]
+
+    @contextlib.contextmanager
+    def keeping(self, attempts: Sequence[PurgeAttempt], *, using: str) -> Iterator[None]:
+        """Keep the failed tries of ``attempts`` (outcomes set on the objects, not yet
+        written), in one transaction with what the block writes (their outcomes).
+
+        Nothing is opened when no try failed. Keeping the tries never costs the outcomes:
+        a failure there is logged and the block runs all the same; a failure in the block
+        rolls the tries back with it, so no try is kept for an outcome not recorded.
+        """
+        kept = self._retried(attempts)
+        if not kept:
+            yield
+            return
+        with transaction.atomic(using=using):
+            try:
+                with transaction.atomic(using=using):
+                    # A sender whose lease ran out records the same try number as the
+                    # one that took the attempt over: kept once.
+                    self.using(using).bulk_create(kept, ignore_conflicts=True)
+            except Exception:
+                _logger.exception("roan: cannot keep %d failed tries", len(kept))
+            yield
+
+    def of(self, attempt: PurgeAttempt) -> list[PurgeTry]:
+        """Every try of ``attempt`` that roan knows, first to last; an unsaved object
+        stands for the try only the attempt row holds."""
+        if not attempt.tries:
+            return []
+        db = router.db_for_read(self.model, instance=attempt)
+        found = list(self.using(db).filter(attempt_id=attempt.pk).order_by("number"))
+        if all(kept.number != attempt.tries for kept in found):
+            found.append(
+                self.model(
+                    attempt_id=attempt.pk,
+                    number=attempt.tries,
+                    finished_at=attempt.finished_at or attempt.updated_at,
+                    status=attempt.status,
+                    http_status=attempt.http_status,
+                    latency_ms=attempt.latency_ms,
+                    error=attempt.error,
+                )
+            )
+        return found
+
+    def retried_counts(self, since: dict[str, datetime.datetime]) -> dict[str, int]:
+        """For each key, how many tries since its time failed and were (to be) retried.
+
+        One query over a range of the ``finished_at`` index, the only column it reads.
+        """
+        if not since:
+            return {}
+        counts = {
+            key: models.Count("finished_at", filter=models.Q(finished_at__gte=when))
+            for key, when in since.items()
+        }
+        found = (
+            self.get_queryset()
+            .order_by()
+            .filter(finished_at__gte=min(since.values()))
+            .aggregate(**counts)
+        )
+        return {key: found[key] or 0 for key in since}

@@ -14,7 +14,12 @@ from django.utils.translation import gettext_lazy as _
 
 from roan import vocabulary
 from roan.backends.base import MAX_ALIAS_LENGTH, MAX_HOST_LENGTH, MAX_TARGET_LENGTH
-from roan.managers import BackendStateManager, PurgeAttemptManager, PurgeRuleManager
+from roan.managers import (
+    BackendStateManager,
+    PurgeAttemptManager,
+    PurgeRuleManager,
+    PurgeTryManager,
+)
 from roan.validation import clean_rule
 
 
@@ -282,6 +287,57 @@ class PurgeAttempt(models.Model):
             "target": self.target,
             "backend": self.backend,
             "status": self.get_status_display(),
+        }
+
+
+class PurgeTry(models.Model):
+    """One try of an attempt that failed and was to be tried again.
+
+    The attempt row holds its latest try; a try that fails and will be retried is also
+    kept here when it is recorded, so that the next try's outcome does not overwrite it.
+    A first try that ends the attempt (ok, not cached, skipped, gave up) writes nothing
+    here. Every try of an attempt is thus a row here or the attempt row itself (see
+    :meth:`roan.managers.PurgeTryManager.of`).
+    """
+
+    attempt = models.ForeignKey(
+        PurgeAttempt,
+        on_delete=models.CASCADE,
+        # The unique (attempt, number) index below serves the joins and the cascade.
+        db_index=False,
+        # Not "tries": that is the attempt's own count column.
+        related_name="kept_tries",
+        verbose_name=_("purge attempt"),
+    )
+    number = models.PositiveSmallIntegerField(
+        _("try"), help_text=_("1 for the first try of the attempt, 2 for the next...")
+    )
+    finished_at = models.DateTimeField(
+        _("time"), help_text=_("When the try ended: the cache answered, or could not be reached.")
+    )
+    status = models.CharField(_("status"), max_length=12, choices=PurgeAttempt.Status.choices)
+    http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
+    latency_ms = models.FloatField(_("latency (ms)"), null=True, blank=True)
+    error = models.CharField(_("error"), max_length=500, blank=True)
+
+    objects = PurgeTryManager()
+
+    class Meta:
+        verbose_name = _("purge try")
+        verbose_name_plural = _("purge tries")
+        ordering = ["attempt", "number"]
+        constraints = [
+            # Also the index that reads an attempt's tries and deletes them with it. A
+            # sender whose lease ran out records the same try as its successor: kept once.
+            models.UniqueConstraint(fields=["attempt", "number"], name="roan_try_number"),
+        ]
+        # The dashboard counts the tries of its windows.
+        indexes = [models.Index(fields=["finished_at"], name="roan_try_finished")]
+
+    def __str__(self) -> str:
+        return _("try %(number)s of %(attempt)s") % {
+            "number": self.number,
+            "attempt": self.attempt_id,
         }
 
 

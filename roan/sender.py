@@ -216,7 +216,7 @@ def _unrecordable(attempt: Any, tries: int, now: datetime.datetime, what: str) -
 
 
 def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str) -> None:
-    from roan.models import PurgeAttempt
+    from roan.models import PurgeAttempt, PurgeTry
 
     now = timezone.now()
     max_tries = int(roan_settings.RETRY["MAX_ATTEMPTS"])
@@ -231,7 +231,8 @@ def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str)
             logger.exception("roan: cannot record the outcome of attempt %s", attempt.pk)
             _unrecordable(attempt, tries, now, type(exc).__name__)
     try:
-        PurgeAttempt.objects.record(attempts, using=using)
+        with PurgeTry.objects.keeping(attempts, using=using):
+            PurgeAttempt.objects.record(attempts, using=using)
     except Exception:
         # A value the database refuses (an out-of-range number from a custom backend):
         # write the rows one by one, so that only the bad one is marked instead.
@@ -256,16 +257,18 @@ def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str)
 
 
 def _record_each(attempts: list[Any], now: datetime.datetime, *, using: str) -> None:
-    from roan.models import PurgeAttempt
+    from roan.models import PurgeAttempt, PurgeTry
 
     for attempt in attempts:
         try:
-            PurgeAttempt.objects.record([attempt], using=using)
+            with PurgeTry.objects.keeping([attempt], using=using):
+                PurgeAttempt.objects.record([attempt], using=using)
             continue
         except Exception as exc:
             what = type(exc).__name__
         _unrecordable(attempt, attempt.tries - 1, now, what)
         try:
-            PurgeAttempt.objects.record([attempt], using=using)
+            with PurgeTry.objects.keeping([attempt], using=using):
+                PurgeAttempt.objects.record([attempt], using=using)
         except Exception:  # the lease runs out and the attempt is sent again
             logger.exception("roan: cannot record attempt %s", attempt.pk)

@@ -72,12 +72,16 @@ def test_rows_go_in_batches_each_its_own_short_statement() -> None:
     with CaptureQueriesContext(connection) as queries:
         assert "deleted 7 " in run("--days", "30", "--batch", "3")
     deletes = [q["sql"] for q in queries if q["sql"].upper().startswith("DELETE")]
-    assert len(deletes) == 3  # 3 + 3 + 1 rows
-    # Not one long transaction: each batch commits on its own (autocommit).
-    # Each batch is one statement in autocommit: no transaction spans two batches, and
-    # no row is loaded or sent through signals first.
+    # 3 + 3 + 1 rows, each batch's kept tries first (by attempt id), then the attempts.
+    assert len(deletes) == 3 * 2
+    assert all('"roan_purgetry"' in sql for sql in deletes[::2])
+    assert all('"roan_purgeattempt"' in sql for sql in deletes[1::2])
+    # Not one long transaction: each statement commits on its own (autocommit), so no
+    # transaction spans two batches, and no row is loaded or sent through signals first.
     assert not any(q["sql"].upper().startswith(("BEGIN", "SAVEPOINT")) for q in queries)
-    on_attempts = [q for q in queries if "roan_purgeattempt" in q["sql"]]
+    on_attempts = [
+        q for q in queries if "roan_purgeattempt" in q["sql"] and "roan_purgetry" not in q["sql"]
+    ]
     assert len(on_attempts) == 3 * 2 + 1  # (ids, delete) per batch, then ids: none left
 
     assert left() == []

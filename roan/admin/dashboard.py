@@ -42,7 +42,7 @@ from roan.admin.common import (
 from roan.backends import get_backends
 from roan.backends.base import PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.models import BackendState, PurgeAttempt
+from roan.models import BackendState, PurgeAttempt, PurgeTry
 from roan.vocabulary import FAILING_STATUSES, Completion, Status
 
 SUCCESS = (Status.OK, Status.NOT_CACHED)
@@ -76,6 +76,8 @@ class Window:
     key: str
     label: str
     counts: dict[str, int]
+    #: tries in the window that failed and were (to be) sent again (PurgeTry rows)
+    retried: int = 0
 
     @property
     def total(self) -> int:
@@ -137,8 +139,15 @@ def window_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> list[Wi
         status: recent.filter(status=status).aggregate(**counts)
         for status in PurgeAttempt.Status.values
     }
+    since = {key: now - delta for key, _label, delta in WINDOWS}
+    retried = PurgeTry.objects.db_manager(qs.db).retried_counts(since)
     return [
-        Window(key, str(label), {status: n[key] for status, n in by_status.items() if n[key]})
+        Window(
+            key,
+            str(label),
+            {status: n[key] for status, n in by_status.items() if n[key]},
+            retried[key],
+        )
         for key, label, _delta in WINDOWS
     ]
 

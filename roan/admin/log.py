@@ -31,7 +31,7 @@ from roan.admin import operations
 from roan.admin.common import ERROR_CHARS, OBJECT_CHARS, badge, can_purge, exact_time, log_url, page
 from roan.conf import roan_settings
 from roan.managers import PurgeAttemptQuerySet
-from roan.models import PurgeAttempt
+from roan.models import PurgeAttempt, PurgeTry
 from roan.resources import PurgeAttemptResource
 from roan.vocabulary import Kind, Verification
 
@@ -317,6 +317,19 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, extra)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        # The "Tries" table (purgeattempt/tries.html): every try, the row's own last.
+        context["roan_tries"] = PurgeTry.objects.of(obj) if obj is not None else []
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self) -> list[URLPattern]:
         return [

@@ -1,7 +1,7 @@
-"""Retention: delete finished attempts older than ``--days`` (or ``ROAN_RETENTION_DAYS``),
-and the tag index's expired rows (every run: they are never read again).
+"""Retention: delete finished attempts older than ``--days`` (or ``ROAN_RETENTION_DAYS``)
+with their kept tries, and the tag index's expired rows (every run: they are never read again).
 
-Each batch is its own short statement, committed on its own, so a large prune never holds
+Each batch is two short statements, each committed on its own, so a large prune never holds
 locks on the attempt table for long and senders keep writing meanwhile.
 """
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from roan import tag_index
 from roan.conf import roan_settings
-from roan.models import PurgeAttempt
+from roan.models import PurgeAttempt, PurgeTry
 from roan.vocabulary import FINAL_STATUSES
 
 
@@ -74,9 +74,13 @@ class Command(BaseCommand):
             ids = list(qs.order_by("id").values_list("id", flat=True)[:batch])
             if not ids:
                 break
-            # One plain DELETE, committed on its own: nothing references attempt rows,
-            # so Django's collector (which loads every row and sends delete signals for
-            # each) has nothing to do but slow this down.
+            # Two plain DELETEs, each committed on its own: only the kept tries reference
+            # attempt rows (found by their unique (attempt, number) index), so Django's
+            # collector (which loads every row and sends delete signals for each) has
+            # nothing to do but slow this down. Tries first; stopped in between, a
+            # finished attempt is left without its tries and goes on the next run.
+            tries_qs = PurgeTry.objects.filter(attempt_id__in=ids)
+            tries_qs._raw_delete(tries_qs.db)
             batch_qs = PurgeAttempt.objects.filter(id__in=ids)
             deleted += batch_qs._raw_delete(batch_qs.db)
         self.stdout.write(
