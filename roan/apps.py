@@ -1,3 +1,6 @@
+"""roan's app config: connects the receivers and registers the system checks once every
+app is loaded (the only imports the layer test does not walk)."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig

@@ -1,4 +1,4 @@
-"""Signal receivers: ask ``rules`` what fires, render, hand the requests to ``purge``.
+"""Signal receivers: ask ``rules`` what fires, render, hand the requests to the pipeline.
 
 They are connected for every model (the rules are data, so any model may gain one at run
 time); for a model without rules each costs one dictionary lookup. Values before a change

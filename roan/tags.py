@@ -1,4 +1,4 @@
-"""Cache tags: their names, and what a response depends on while it is rendered.
+"""Cache tags: what a response depends on while it is rendered (names: roan.tag_names).
 
 A tag names what a cached page shows: ``blog.post:42`` for one object, ``blog.post`` for
 "some set of posts" (a list, a count, a search that found nothing). The page carries its

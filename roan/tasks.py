@@ -1,4 +1,4 @@
-"""The Tasks-framework entry point: a thin call into ``roan.pipeline.send``.
+"""The Tasks-framework entry point: a thin call into ``roan.sender.send``.
 
 Used when ``ROAN_DISPATCH = "task"``: after commit, roan enqueues :data:`send_attempts`
 with the ids of the committed pending attempts on ``ROAN_TASK_BACKEND`` /
