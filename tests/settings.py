@@ -18,6 +18,8 @@ ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
+    # Before the admin: roan's object tools (the "Purges" link) on every change form.
+    "roan",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -27,7 +29,6 @@ INSTALLED_APPS = [
     "import_export",
     "django_tasks_db",
     "django_rq",  # its rqworker command, for tests/test_tasks_rq.py
-    "roan",
     "tests.testapp",
 ]
 

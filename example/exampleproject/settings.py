@@ -19,6 +19,7 @@ DEBUG = os.environ.get("ROAN_EXAMPLE_DEBUG", "1") == "1"
 ALLOWED_HOSTS = os.environ.get("ROAN_EXAMPLE_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
 
 INSTALLED_APPS = [
+    "roan",  # before the admin: the "Purges" link on every change form
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -26,7 +27,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "import_export",
-    "roan",
     "blog",
 ]
 

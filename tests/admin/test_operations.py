@@ -445,3 +445,48 @@ def test_the_log_filters_by_model(admin_client, make_rule, sent) -> None:
 
     assert [a.target for a in log.context["cl"].result_list] == ["/tags/red/"]
     assert "By model" in log.text and "?model=testapp.post" in log.text
+
+
+def test_a_change_form_without_the_mixin_links_to_the_objects_purges(
+    admin_client, make_rule, sent
+) -> None:
+    """Authors have a plain ModelAdmin: roan's object tools template adds the link."""
+    from tests.testapp.models import Author
+
+    author = Author.objects.create(username="ann")
+    change = f"/admin/testapp/author/{author.pk}/change/"
+    assert "roan-purges-link" not in admin_client.get(change).text  # no rule names authors
+
+    make_rule("authors", "/authors/{username}/", model=Author)
+    author.save()
+    page = admin_client.get(change).content.decode()
+
+    assert page.count('class="roan-purges-link"') == 1
+    assert "History</a>" in page  # Django's own tools are still there
+    href = page.split('class="roan-purges-link"')[0].rsplit('href="', 1)[1].split('"')[0]
+    assert href == f"/admin/roan/purgeattempt/?object=testapp.author:{author.pk}"
+    log = admin_client.get(href)
+    assert [a.target for a in log.context["cl"].result_list] == ["/authors/ann/"]
+
+
+def test_the_purges_link_is_shown_once_with_the_mixin_and_never_without_the_log(
+    admin_client, django_user_model, make_rule, sent
+) -> None:
+    from tests.support.admin_helpers import staff_client
+    from tests.testapp.models import Author
+
+    make_rule("posts", "/posts/{slug}/")
+    make_rule("authors", "/authors/{username}/", model=Author)
+    post = Post.objects.create(title="One", slug="one")
+    author = Author.objects.create(username="ann")
+
+    mixin_page = admin_client.get(f"/admin/testapp/post/{post.pk}/change/").text
+    assert mixin_page.count('class="roan-purges-link"') == 1
+
+    # An editor who may change authors but not read the purge log sees no link to it.
+    editor = staff_client(
+        django_user_model, "editor", ["testapp.view_author", "testapp.change_author"]
+    )
+    page = editor.get(f"/admin/testapp/author/{author.pk}/change/")
+    assert page.status_code == 200
+    assert "roan-purges-link" not in page.text
