@@ -10,11 +10,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from django.contrib import messages
 from django.db.models import Count
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from roan import pauses
 from roan.conf import roan_settings
+from roan.context import is_active
 from roan.models import PurgeAttempt
 from roan.vocabulary import Status
 
@@ -137,3 +141,36 @@ def _trouble(status: str, n: int) -> str:
     else:
         text = ngettext("%(n)d skipped, not sent", "%(n)d skipped, not sent", n)
     return text % {"n": n}
+
+
+#: At most this many ids go into a link to the log (``?id__in=``); more become a range.
+LINKED_IDS = 100
+
+
+def attempts_url(log_url: str, ids: Sequence[int]) -> str:
+    """The purge log showing the attempts ``ids`` (a range of ids when there are many)."""
+    ids = sorted(set(ids))
+    if len(ids) <= LINKED_IDS:
+        return f"{log_url}?id__in={','.join(map(str, ids))}"
+    return f"{log_url}?id__gte={ids[0]}&id__lte={ids[-1]}"
+
+
+def outcome_message(
+    lead: str, found: Outcome, *, log_url: str | None, queued: bool = False
+) -> tuple[str, int]:
+    """The message for a purge or a save, and its level: success when everything was
+    purged or is on its way, a warning when some of it was skipped or failed, an error
+    when none of it could be sent."""
+    parts = outcome_parts(found, queued=queued)
+    if not parts:
+        if not is_active():
+            parts = [_("nothing was written: roan is switched off (ROAN_ENABLED)")]
+        else:
+            parts = [_("nothing to purge")]
+    text = format_html("{} {}.", lead, ", ".join(parts))
+    if found.ids and log_url:
+        label = ngettext("Show this attempt", "Show these attempts", len(found.ids))
+        text = format_html('{} <a href="{}">{}</a>', text, attempts_url(log_url, found.ids), label)
+    if found.troubled and not (found.sent or found.pending):
+        return text, messages.ERROR
+    return text, messages.WARNING if found.troubled else messages.SUCCESS

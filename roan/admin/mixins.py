@@ -23,7 +23,7 @@ from roan import pipeline
 from roan.admin import operations
 from roan.admin.common import breadcrumbs, can_purge, can_view_log, log_url, page
 from roan.admin.log import models_with_rules, object_purges_url
-from roan.outcome import outcome
+from roan.outcome import outcome, outcome_message
 
 
 @admin.action(description=gettext_lazy("Purge cache for selected %(verbose_name_plural)s"))
@@ -130,7 +130,7 @@ class PurgeCacheMixin:
             return
         if not can_view_log(request):
             return  # what the rules sent is the log's, and this user may not read it
-        text, level = operations.outcome_message(
+        text, level = outcome_message(
             _("Cache purges for this change:"),
             outcome(ids),
             log_url=log_url(self.admin_site),

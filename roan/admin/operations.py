@@ -24,7 +24,6 @@ from django.db import models, router, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -35,7 +34,7 @@ from roan.admin.common import can_purge, can_purge_all, log_url
 from roan.backends.base import PREFIX, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeRule
-from roan.outcome import Outcome, outcome, outcome_parts
+from roan.outcome import outcome, outcome_message
 from roan.templating import MANY, RELATIONS
 from roan.vocabulary import Trigger
 
@@ -529,38 +528,6 @@ def send_test_purge(
 
 
 # -- telling the editor what happened ---------------------------------------------------------
-
-#: At most this many ids go into a link to the log (``?id__in=``); more become a range.
-LINKED_IDS = 100
-
-
-def attempts_url(log_url: str, ids: Sequence[int]) -> str:
-    """The purge log showing the attempts ``ids`` (a range of ids when there are many)."""
-    ids = sorted(set(ids))
-    if len(ids) <= LINKED_IDS:
-        return f"{log_url}?id__in={','.join(map(str, ids))}"
-    return f"{log_url}?id__gte={ids[0]}&id__lte={ids[-1]}"
-
-
-def outcome_message(
-    lead: str, found: Outcome, *, log_url: str | None, queued: bool = False
-) -> tuple[str, int]:
-    """The message for a purge or a save, and its level: success when everything was
-    purged or is on its way, a warning when some of it was skipped or failed, an error
-    when none of it could be sent."""
-    parts = outcome_parts(found, queued=queued)
-    if not parts:
-        if not pipeline.is_active():
-            parts = [_("nothing was written: roan is switched off (ROAN_ENABLED)")]
-        else:
-            parts = [_("nothing to purge")]
-    text = format_html("{} {}.", lead, ", ".join(parts))
-    if found.ids and log_url:
-        label = ngettext("Show this attempt", "Show these attempts", len(found.ids))
-        text = format_html('{} <a href="{}">{}</a>', text, attempts_url(log_url, found.ids), label)
-    if found.troubled and not (found.sent or found.pending):
-        return text, messages.ERROR
-    return text, messages.WARNING if found.troubled else messages.SUCCESS
 
 
 def tell(request: HttpRequest, lead: str, written: Written, *, log_url: str | None) -> None:

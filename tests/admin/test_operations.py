@@ -490,3 +490,37 @@ def test_the_purges_link_is_shown_once_with_the_mixin_and_never_without_the_log(
     page = editor.get(f"/admin/testapp/author/{author.pk}/change/")
     assert page.status_code == 200
     assert "roan-purges-link" not in page.text
+
+
+def test_saving_in_an_admin_without_the_mixin_says_what_roan_purged(
+    admin_client, make_rule, sent
+) -> None:
+    """PurgeUserMiddleware tells the editor, for any ModelAdmin (Authors have a plain one)."""
+    from tests.testapp.models import Author
+
+    make_rule("authors", "/authors/{username}/", model=Author)
+    author = Author.objects.create(username="ann")
+
+    response = admin_client.post(
+        f"/admin/testapp/author/{author.pk}/change/", {"username": "bea"}, follow=True
+    )
+
+    said = [text for _level, text in shown_messages(response) if "Cache purges" in text]
+    assert len(said) == 1
+    assert said[0].startswith("Cache purges for this change:")
+    assert "Show these attempts" in said[0]
+    assert {a.target for a in PurgeAttempt.objects.filter(trigger="save")} >= {
+        "/authors/ann/",
+        "/authors/bea/",
+    }
+
+
+def test_saving_with_the_mixin_says_it_once(admin_client, post_rule, sent) -> None:
+    post = Post.objects.create(title="One", slug="one")
+
+    response = admin_client.post(
+        f"/admin/testapp/post/{post.pk}/change/", post_form(post), follow=True
+    )
+
+    said = [text for _level, text in shown_messages(response) if "Cache purges" in text]
+    assert len(said) == 1
