@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import random
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import OperationalError, connections, models, router, transaction
@@ -106,6 +107,25 @@ def dedup_key(backend: str, node: str, host: str, kind: str, target: str) -> str
     """
     text = "".join(f"{len(part)}:{part}" for part in (backend, node, host, kind, target))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _claims_in_one_statement(connection: Any) -> bool:
+    """Whether a claim can be one ``UPDATE ... RETURNING``: PostgreSQL, SQLite 3.35+
+    (MySQL and MariaDB have no ``UPDATE ... RETURNING``)."""
+    if connection.vendor == "postgresql":
+        return True
+    return connection.vendor == "sqlite" and bool(
+        connection.features.can_return_columns_from_insert
+    )
+
+
+def _has_update_from(connection: Any) -> bool:
+    return bool(connection.Database.sqlite_version_info >= (3, 33, 0))
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _returns_ids_from_upsert(connection: Any) -> bool:
@@ -348,6 +368,12 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
 
         now = timezone.now()
         lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
+        connection = connections[db]
+        if _claims_in_one_statement(connection):
+            # Atomic on its own; inside a caller's transaction a savepoint keeps a failure
+            # from aborting it (PostgreSQL).
+            with transaction.atomic(using=db) if connection.in_atomic_block else _nothing():
+                return self._claim_returning(ids, limit, db, exclude_backends, any_time, now, lease)
         with transaction.atomic(using=db):
             qs = self.get_queryset().using(db)
             if any_time:
@@ -374,6 +400,113 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                 for attempt in claimed:
                     attempt.claimed_until = lease
         return claimed
+
+    def claim_written(
+        self, ids: Sequence[int], *, using: str, exclude_backends: Collection[str] = ()
+    ) -> list[PurgeAttempt]:
+        """Claim rows this transaction has just written (those of them due), for the
+        writer to send once it commits: in the same transaction, so the rows are committed
+        claimed and need no claim of their own. A failure here is the caller's to handle
+        (no savepoint): it rolls back the whole transaction and writes the rows again."""
+        from roan.conf import roan_settings
+
+        connection = connections[using]
+        if not _claims_in_one_statement(connection):
+            return self._claim(ids, len(ids), using, exclude_backends, False)
+        now = timezone.now()
+        lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
+        return self._claim_returning(ids, len(ids), using, exclude_backends, False, now, lease)
+
+    def _claim_returning(
+        self,
+        ids: Sequence[int] | None,
+        limit: int,
+        db: str,
+        exclude_backends: Collection[str],
+        any_time: bool,
+        now: datetime.datetime,
+        lease: datetime.datetime,
+    ) -> list[PurgeAttempt]:
+        """The claim as one ``UPDATE ... RETURNING`` (PostgreSQL, SQLite 3.35+), instead
+        of the ORM's ``SELECT ... FOR UPDATE`` and the lease's ``UPDATE``. On PostgreSQL
+        the inner ``SELECT`` skips rows another sender holds, and the ``UPDATE`` checks its
+        conditions again on a row that changed meanwhile, so two senders never both take
+        a row; SQLite has one writer at a time."""
+        connection = connections[db]
+        qn = connection.ops.quote_name
+        adapt = connection.ops.adapt_datetimefield_value
+        table = qn(self.model._meta.db_table)
+        postgres = connection.vendor == "postgresql"
+        at = now if postgres else adapt(now)
+        where = [
+            f"{qn('status')} IN ('pending', 'failed')",
+            f"({qn('claimed_until')} IS NULL OR {qn('claimed_until')} < %s)",
+        ]
+        params: list[Any] = [at]
+        if not any_time:
+            where.append(f"({qn('next_attempt_at')} IS NULL OR {qn('next_attempt_at')} <= %s)")
+            params.append(at)
+        if ids is not None:
+            ids = list(ids)
+            if not ids:
+                return []
+            if postgres:
+                where.append(f"{qn('id')} = ANY(%s::bigint[])")
+                params.append(ids)
+            else:
+                where.append(f"{qn('id')} IN ({', '.join(['%s'] * len(ids))})")
+                params += ids
+        if exclude_backends:
+            backends = list(exclude_backends)
+            where.append(f"{qn('backend')} NOT IN ({', '.join(['%s'] * len(backends))})")
+            params += backends
+        inner = (
+            f"SELECT {qn('id')} FROM {table} WHERE {' AND '.join(where)} "  # noqa: S608
+            f"ORDER BY {qn('id')} LIMIT %s"
+        )
+        params.append(limit)
+        if postgres:
+            inner += " FOR UPDATE SKIP LOCKED"
+        fields = self.model._meta.concrete_fields
+        names = [f.attname for f in fields]
+        sql = (
+            f"UPDATE {table} SET {qn('claimed_until')} = %s, {qn('updated_at')} = %s "  # noqa: S608
+            f"WHERE {qn('id')} IN ({inner}) "
+            f"RETURNING {', '.join(qn(f.column or f.attname) for f in fields)}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [lease if postgres else adapt(lease), at, *params])
+            rows = cursor.fetchall()
+        convert = self._converters(connection)
+        claimed = []
+        for row in rows:
+            values = list(row)
+            for i, col, funcs in convert:
+                for func in funcs:
+                    values[i] = func(values[i], col, connection)
+            claimed.append(self.model.from_db(db, names, values))
+        claimed.sort(key=lambda a: a.pk)
+        return claimed
+
+    _converter_cache: dict[str, list[tuple[int, Any, list[Any]]]] = {}
+
+    def _converters(self, connection: Any) -> list[tuple[int, Any, list[Any]]]:
+        """What the ORM does to each column it reads (SQLite's datetimes are text)."""
+        convert = self._converter_cache.get(connection.alias)
+        if convert is None:
+            table = self.model._meta.db_table
+            cols = [f.get_col(table) for f in self.model._meta.concrete_fields]
+            convert = self._converter_cache[connection.alias] = [
+                (i, col, funcs)
+                for i, col in enumerate(cols)
+                if (
+                    funcs := [
+                        *connection.ops.get_db_converters(col),
+                        *col.get_db_converters(connection),
+                    ]
+                )
+            ]
+        return convert
 
     def _lease(
         self, ids: list[int], lease: datetime.datetime, now: datetime.datetime, db: str
@@ -424,13 +557,40 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                         adapted[value] = adapt(value)
                     values[i] = adapted[value]
             rows.append((*values, attempt.pk))
+        sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
+        single = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
+        if len(rows) == 1 and not connection.in_atomic_block:
+            # A save's usual outcome: one statement is atomic on its own, and a
+            # transaction around it would cost a BEGIN and a COMMIT more.
+            with connection.cursor() as cursor:
+                cursor.execute(single, rows[0])
+            return
+        # In a caller's transaction this is a savepoint: a row the database refuses must
+        # not abort the caller's transaction (PostgreSQL), _record_each goes on row by row.
         with transaction.atomic(using=db), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 self._record_grouped(cursor, qn, table, rows)
+            elif connection.vendor == "sqlite" and len(rows) > 1 and _has_update_from(connection):
+                self._record_from_values(cursor, qn, table, rows)
             else:
-                sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
-                sql = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
-                cursor.executemany(sql, rows)
+                cursor.executemany(single, rows)
+
+    def _record_from_values(
+        self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        """SQLite 3.33+: one ``UPDATE ... FROM (VALUES ...)`` per 500 rows, not a
+        statement per row."""
+        names = (*_OUTCOME_COLUMNS, "id")
+        sets = ", ".join(f"{qn(c)} = v.{c}" for c in _OUTCOME_COLUMNS)
+        one = "(" + ", ".join(["%s"] * len(names)) + ")"
+        # 11 parameters a row: 500 rows stay under SQLite's 32,766.
+        for start in range(0, len(rows), _UPSERT_CHUNK):
+            chunk = rows[start : start + _UPSERT_CHUNK]
+            sql = (
+                f"WITH v({', '.join(names)}) AS (VALUES {', '.join([one] * len(chunk))}) "  # noqa: S608 - fixed column names
+                f"UPDATE {table} SET {sets} FROM v WHERE {table}.{qn('id')} = v.id"
+            )
+            cursor.execute(sql, [value for row in chunk for value in row])
 
     def _record_grouped(
         self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]
