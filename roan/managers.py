@@ -119,10 +119,6 @@ def _claims_in_one_statement(connection: Any) -> bool:
     )
 
 
-def _has_update_from(connection: Any) -> bool:
-    return bool(connection.Database.sqlite_version_info >= (3, 33, 0))
-
-
 @contextlib.contextmanager
 def _nothing() -> Iterator[None]:
     yield
@@ -176,6 +172,27 @@ _OUTCOME_COLUMNS = (
     "updated_at",
     "next_attempt_at",
     "finished_at",
+)
+# What a claim reads of each row: what the sender, the rate limits, the layers, the
+# status checks and the verification read or write on a claimed attempt.
+_CLAIMED = frozenset(
+    {
+        "id",
+        "status",
+        "backend",
+        "node",
+        "host",
+        "kind",
+        "target",
+        "tries",
+        "error",
+        "purge_id",
+        "next_attempt_at",
+        "claimed_until",
+        "updated_at",
+        "completion",
+        "completion_check_at",
+    }
 )
 # PostgreSQL takes any number of rows as one array per column; keep statements moderate.
 _RECORD_CHUNK = 5000
@@ -467,7 +484,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         params.append(limit)
         if postgres:
             inner += " FOR UPDATE SKIP LOCKED"
-        fields = self.model._meta.concrete_fields
+        fields = self._claimed_fields()
         names = [f.attname for f in fields]
         sql = (
             f"UPDATE {table} SET {qn('claimed_until')} = %s, {qn('updated_at')} = %s "  # noqa: S608
@@ -488,6 +505,12 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         claimed.sort(key=lambda a: a.pk)
         return claimed
 
+    def _claimed_fields(self) -> list[Any]:
+        """The columns a claim reads: what sending and recording use. The others (the
+        origin, the verification) are left deferred: a caller that reads one gets it
+        with a query, and a thousand rows cost half as much to read and build."""
+        return [f for f in self.model._meta.concrete_fields if f.attname in _CLAIMED]
+
     _converter_cache: dict[str, list[tuple[int, Any, list[Any]]]] = {}
 
     def _converters(self, connection: Any) -> list[tuple[int, Any, list[Any]]]:
@@ -495,7 +518,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         convert = self._converter_cache.get(connection.alias)
         if convert is None:
             table = self.model._meta.db_table
-            cols = [f.get_col(table) for f in self.model._meta.concrete_fields]
+            cols = [f.get_col(table) for f in self._claimed_fields()]
             convert = self._converter_cache[connection.alias] = [
                 (i, col, funcs)
                 for i, col in enumerate(cols)
@@ -570,27 +593,8 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         with transaction.atomic(using=db), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 self._record_grouped(cursor, qn, table, rows)
-            elif connection.vendor == "sqlite" and len(rows) > 1 and _has_update_from(connection):
-                self._record_from_values(cursor, qn, table, rows)
             else:
                 cursor.executemany(single, rows)
-
-    def _record_from_values(
-        self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]
-    ) -> None:
-        """SQLite 3.33+: one ``UPDATE ... FROM (VALUES ...)`` per 500 rows, not a
-        statement per row."""
-        names = (*_OUTCOME_COLUMNS, "id")
-        sets = ", ".join(f"{qn(c)} = v.{c}" for c in _OUTCOME_COLUMNS)
-        one = "(" + ", ".join(["%s"] * len(names)) + ")"
-        # 11 parameters a row: 500 rows stay under SQLite's 32,766.
-        for start in range(0, len(rows), _UPSERT_CHUNK):
-            chunk = rows[start : start + _UPSERT_CHUNK]
-            sql = (
-                f"WITH v({', '.join(names)}) AS (VALUES {', '.join([one] * len(chunk))}) "  # noqa: S608 - fixed column names
-                f"UPDATE {table} SET {sets} FROM v WHERE {table}.{qn('id')} = v.id"
-            )
-            cursor.execute(sql, [value for row in chunk for value in row])
 
     def _record_grouped(
         self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]
