@@ -436,6 +436,11 @@ def main() -> None:
         default="",
         help="cProfile one end-to-end setup instead: SETUP:MODE[:ENGINE], e.g. locmem:autocommit",
     )
+    parser.add_argument(
+        "--engines",
+        default="sqlite,sqlite-wal,postgresql",
+        help="comma-separated, of sqlite, sqlite-wal, postgresql (the last needs a URL)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--e2e", help=argparse.SUPPRESS)
     parser.add_argument("--location", default="", help=argparse.SUPPRESS)
@@ -456,6 +461,7 @@ def main() -> None:
     engines = [("sqlite", ""), ("sqlite-wal", "")]
     if args.database_url:
         engines.append(("postgresql", args.database_url))
+    wanted = set(args.engines.split(","))
     if args.profile:
         setup, mode, *engine = args.profile.split(":")
         engine_name = engine[0] if engine else "sqlite"
@@ -463,6 +469,7 @@ def main() -> None:
             url = dict(engines).get(engine_name, "")
             run_e2e_once(setup, args.n, engine_name, url, Path(tmp), location, profile=mode)
         return
+    engines = [(engine, url) for engine, url in engines if engine in wanted]
     if args.only != "end-to-end":
         for engine, url in engines:
             report(engine, url, args.n, args.rounds)

@@ -112,6 +112,21 @@ def dedup_key(backend: str, node: str, host: str, kind: str, target: str) -> str
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def _claims_in_one_statement(connection: Any) -> bool:
+    """Whether a claim can be one ``UPDATE ... RETURNING``: PostgreSQL, SQLite 3.35+
+    (MySQL and MariaDB have no ``UPDATE ... RETURNING``)."""
+    if connection.vendor == "postgresql":
+        return True
+    return connection.vendor == "sqlite" and bool(
+        connection.features.can_return_columns_from_insert
+    )
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
 def _returns_ids_from_upsert(connection: Any) -> bool:
     """Whether the upsert can say which row each VALUES row went to.
 
@@ -160,6 +175,27 @@ _OUTCOME_COLUMNS = (
     "updated_at",
     "next_attempt_at",
     "finished_at",
+)
+# What a claim reads of each row: what the sender, the rate limits, the layers, the
+# status checks and the verification read or write on a claimed attempt.
+_CLAIMED = frozenset(
+    {
+        "id",
+        "status",
+        "backend",
+        "node",
+        "host",
+        "kind",
+        "target",
+        "tries",
+        "error",
+        "purge_id",
+        "next_attempt_at",
+        "claimed_until",
+        "updated_at",
+        "completion",
+        "completion_check_at",
+    }
 )
 # PostgreSQL takes any number of rows as one array per column; keep statements moderate.
 _RECORD_CHUNK = 5000
@@ -352,6 +388,12 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
 
         now = timezone.now()
         lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
+        connection = connections[db]
+        if _claims_in_one_statement(connection):
+            # Atomic on its own; inside a caller's transaction a savepoint keeps a failure
+            # from aborting it (PostgreSQL).
+            with transaction.atomic(using=db) if connection.in_atomic_block else _nothing():
+                return self._claim_returning(ids, limit, db, exclude_backends, any_time, now, lease)
         with transaction.atomic(using=db):
             qs = self.get_queryset().using(db)
             if any_time:
@@ -378,6 +420,119 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                 for attempt in claimed:
                     attempt.claimed_until = lease
         return claimed
+
+    def claim_written(
+        self, ids: Sequence[int], *, using: str, exclude_backends: Collection[str] = ()
+    ) -> list[PurgeAttempt]:
+        """Claim rows this transaction has just written (those of them due), for the
+        writer to send once it commits: in the same transaction, so the rows are committed
+        claimed and need no claim of their own. A failure here is the caller's to handle
+        (no savepoint): it rolls back the whole transaction and writes the rows again."""
+        from roan.conf import roan_settings
+
+        connection = connections[using]
+        if not _claims_in_one_statement(connection):
+            return self._claim(ids, len(ids), using, exclude_backends, False)
+        now = timezone.now()
+        lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
+        return self._claim_returning(ids, len(ids), using, exclude_backends, False, now, lease)
+
+    def _claim_returning(
+        self,
+        ids: Sequence[int] | None,
+        limit: int,
+        db: str,
+        exclude_backends: Collection[str],
+        any_time: bool,
+        now: datetime.datetime,
+        lease: datetime.datetime,
+    ) -> list[PurgeAttempt]:
+        """The claim as one ``UPDATE ... RETURNING`` (PostgreSQL, SQLite 3.35+), instead
+        of the ORM's ``SELECT ... FOR UPDATE`` and the lease's ``UPDATE``. On PostgreSQL
+        the inner ``SELECT`` skips rows another sender holds, and the ``UPDATE`` checks its
+        conditions again on a row that changed meanwhile, so two senders never both take
+        a row; SQLite has one writer at a time."""
+        connection = connections[db]
+        qn = connection.ops.quote_name
+        adapt = connection.ops.adapt_datetimefield_value
+        table = qn(self.model._meta.db_table)
+        postgres = connection.vendor == "postgresql"
+        at = now if postgres else adapt(now)
+        where = [
+            f"{qn('status')} IN ('pending', 'failed')",
+            f"({qn('claimed_until')} IS NULL OR {qn('claimed_until')} < %s)",
+        ]
+        params: list[Any] = [at]
+        if not any_time:
+            where.append(f"({qn('next_attempt_at')} IS NULL OR {qn('next_attempt_at')} <= %s)")
+            params.append(at)
+        if ids is not None:
+            ids = list(ids)
+            if not ids:
+                return []
+            if postgres:
+                where.append(f"{qn('id')} = ANY(%s::bigint[])")
+                params.append(ids)
+            else:
+                where.append(f"{qn('id')} IN ({', '.join(['%s'] * len(ids))})")
+                params += ids
+        if exclude_backends:
+            backends = list(exclude_backends)
+            where.append(f"{qn('backend')} NOT IN ({', '.join(['%s'] * len(backends))})")
+            params += backends
+        inner = (
+            f"SELECT {qn('id')} FROM {table} WHERE {' AND '.join(where)} "  # noqa: S608
+            f"ORDER BY {qn('id')} LIMIT %s"
+        )
+        params.append(limit)
+        if postgres:
+            inner += " FOR UPDATE SKIP LOCKED"
+        fields = self._claimed_fields()
+        names = [f.attname for f in fields]
+        sql = (
+            f"UPDATE {table} SET {qn('claimed_until')} = %s, {qn('updated_at')} = %s "  # noqa: S608
+            f"WHERE {qn('id')} IN ({inner}) "
+            f"RETURNING {', '.join(qn(f.column or f.attname) for f in fields)}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [lease if postgres else adapt(lease), at, *params])
+            rows = cursor.fetchall()
+        convert = self._converters(connection)
+        claimed = []
+        for row in rows:
+            values = list(row)
+            for i, col, funcs in convert:
+                for func in funcs:
+                    values[i] = func(values[i], col, connection)
+            claimed.append(self.model.from_db(db, names, values))
+        claimed.sort(key=lambda a: a.pk)
+        return claimed
+
+    def _claimed_fields(self) -> list[Any]:
+        """The columns a claim reads: what sending and recording use. The others (the
+        origin, the verification) are left deferred: a caller that reads one gets it
+        with a query, and a thousand rows cost half as much to read and build."""
+        return [f for f in self.model._meta.concrete_fields if f.attname in _CLAIMED]
+
+    _converter_cache: dict[str, list[tuple[int, Any, list[Any]]]] = {}
+
+    def _converters(self, connection: Any) -> list[tuple[int, Any, list[Any]]]:
+        """What the ORM does to each column it reads (SQLite's datetimes are text)."""
+        convert = self._converter_cache.get(connection.alias)
+        if convert is None:
+            table = self.model._meta.db_table
+            cols = [f.get_col(table) for f in self._claimed_fields()]
+            convert = self._converter_cache[connection.alias] = [
+                (i, col, funcs)
+                for i, col in enumerate(cols)
+                if (
+                    funcs := [
+                        *connection.ops.get_db_converters(col),
+                        *col.get_db_converters(connection),
+                    ]
+                )
+            ]
+        return convert
 
     def _lease(
         self, ids: list[int], lease: datetime.datetime, now: datetime.datetime, db: str
@@ -428,13 +583,21 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                         adapted[value] = adapt(value)
                     values[i] = adapted[value]
             rows.append((*values, attempt.pk))
+        sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
+        single = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
+        if len(rows) == 1 and not connection.in_atomic_block:
+            # A save's usual outcome: one statement is atomic on its own, and a
+            # transaction around it would cost a BEGIN and a COMMIT more.
+            with connection.cursor() as cursor:
+                cursor.execute(single, rows[0])
+            return
+        # In a caller's transaction this is a savepoint: a row the database refuses must
+        # not abort the caller's transaction (PostgreSQL), _record_each goes on row by row.
         with transaction.atomic(using=db), connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 self._record_grouped(cursor, qn, table, rows)
             else:
-                sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
-                sql = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
-                cursor.executemany(sql, rows)
+                cursor.executemany(single, rows)
 
     def _record_grouped(
         self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]

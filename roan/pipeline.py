@@ -32,7 +32,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import render_guard
+from roan import pauses, render_guard
 from roan.backends.base import (
     MAX_TARGET_LENGTH,
     SKIPPED,
@@ -78,7 +78,7 @@ from roan.render import render_rule as render_rule
 from roan.sender import SEND_BATCH as SEND_BATCH
 from roan.sender import backoff_seconds as backoff_seconds
 from roan.sender import send as send
-from roan.sender import send_ids
+from roan.sender import send_claimed, send_ids
 from roan.signals import backend_resumed
 
 logger = logging.getLogger(__name__)
@@ -193,18 +193,68 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
         return 0
     pending = [row for row in rows if row["status"] == "pending"]
     final = [row for row in rows if row["status"] != "pending"]
-    ids = PurgeAttempt.objects.write(pending, using=db)
-    final_ids = PurgeAttempt.objects.write(final, using=db) if final else []
+    held = _held.get()
+    if pending and held is None and _sends_at_once(db):
+        ids, final_ids = _write_and_send(pending, final, db)
+    else:
+        ids = PurgeAttempt.objects.write(pending, using=db)
+        final_ids = PurgeAttempt.objects.write(final, using=db) if final else []
+        if ids and held is not None:
+            held.extend(ids)
+        elif ids:
+            state.ids.extend(ids)
+            transaction.on_commit(state.flush, using=db, robust=True)
     collected = _written.get()
     if collected is not None:
         collected.extend(ids + final_ids)
-    held = _held.get()
-    if ids and held is not None:
-        held.extend(ids)
-    elif ids:
-        state.ids.extend(ids)
-        transaction.on_commit(state.flush, using=db, robust=True)
     return len(rows)
+
+
+def _sends_at_once(db: str) -> bool:
+    """Whether rows written now are sent at once by this process: inline dispatch, and
+    no transaction to wait for (an autocommit save has committed already, and Django
+    would run the commit hook at once)."""
+    return roan_settings.DISPATCH == "inline" and not connections[db].in_atomic_block
+
+
+def _write_and_send(
+    pending: list[dict[str, Any]], final: list[dict[str, Any]], db: str
+) -> tuple[list[int], list[int]]:
+    """Autocommit, inline: write the rows and claim them for this process in one
+    transaction (one commit instead of two), then send them; return the ids written.
+
+    The rows are written as any others (a request for a purge that is pending and
+    unclaimed merges into it), then leased to this process before the commit, so no
+    other sender takes them, and a process that dies before it records the outcomes
+    leaves them for ``roan_dispatch`` once the lease ends. Should the claim fail, the
+    transaction rolls back and the rows are written again and dispatched as usual.
+    """
+    from roan.models import PurgeAttempt
+
+    wrote = False
+    try:
+        paused = pauses.paused_backends()
+        with transaction.atomic(using=db):
+            ids = PurgeAttempt.objects.write(pending, using=db)
+            final_ids = PurgeAttempt.objects.write(final, using=db) if final else []
+            wrote = True
+            claimed = PurgeAttempt.objects.claim_written(ids, using=db, exclude_backends=paused)
+    except Exception:
+        if not wrote:
+            raise  # as for any write: the rows are the outbox
+        logger.exception("roan: cannot claim %d new attempt(s); dispatching them", len(pending))
+        ids = PurgeAttempt.objects.write(pending, using=db)
+        final_ids = PurgeAttempt.objects.write(final, using=db) if final else []
+        dispatch(ids, using=db)
+        return ids, final_ids
+    try:
+        # Rows of a paused backend, or merged into a row not yet due, stay pending.
+        send_claimed(claimed, using=db, paused=paused)
+    except Exception:
+        # As dispatch(): the rows stay claimed until the lease ends, then roan_dispatch
+        # or a retry sends them. The editor's save goes on.
+        logger.exception("roan: sending %d attempt(s) failed; they stay queued", len(claimed))
+    return ids, final_ids
 
 
 def _rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:

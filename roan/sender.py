@@ -71,6 +71,14 @@ def send(
     if not attempts:
         return []
     db = using or router.db_for_write(PurgeAttempt)
+    return send_claimed(attempts, using=db, paused=paused)
+
+
+def send_claimed(attempts: list[Any], *, using: str, paused: frozenset[str]) -> list[Any]:
+    """Send ``attempts`` that this process has claimed (by :func:`send`, or in the same
+    transaction that wrote them, see ``roan.pipeline.submit``), and record the outcomes;
+    ``paused``: the paused backends the claim left out."""
+    db = using
     order = layers.layers()
     if not any(order.values()):
         # No AFTER anywhere: one layer, sent at once.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.core.management import call_command
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.utils import timezone
 
 import roan
 from roan.backends import locmem
@@ -305,3 +308,72 @@ def test_a_target_longer_than_its_column_is_recorded_skipped_never_shortened(
     skipped = PurgeAttempt.objects.get(status="skipped")
     assert "longer than 2048 characters" in skipped.error
     assert skipped.target == long_path[:2048]
+
+
+def test_an_autocommit_save_merges_into_a_pending_row_and_sends_it(post_rule, outbox) -> None:
+    # A request written earlier and not sent yet (a paused moment, a crashed worker).
+    row = {"backend": "default", "node": "default", "target": "/posts/", "trigger": "api"}
+    (earlier,) = PurgeAttempt.objects.write([row])
+    Post.objects.create(title="One", slug="one")  # autocommit: written, claimed and sent
+    assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
+    merged = PurgeAttempt.objects.get(pk=earlier)
+    assert (merged.status, merged.coalesced, merged.tries) == ("ok", 1, 1)
+    assert merged.claimed_until is None
+    assert PurgeAttempt.objects.count() == 2
+
+
+def test_an_autocommit_save_whose_process_dies_before_the_send_loses_nothing(
+    post_rule, outbox, monkeypatch
+) -> None:
+    from roan import pipeline
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt  # the process stops between the commit and the send
+
+    monkeypatch.setattr(pipeline, "send_claimed", die)
+    with pytest.raises(KeyboardInterrupt):
+        Post.objects.create(title="One", slug="one")
+    monkeypatch.undo()
+    rows = PurgeAttempt.objects.all()
+    assert {(a.target, a.status) for a in rows} == {
+        ("/posts/", "pending"),
+        ("/posts/one/", "pending"),
+    }
+    # Committed under this process's lease: no other sender takes them meanwhile...
+    assert all(a.claimed_until is not None for a in rows)
+    call_command("roan_dispatch")
+    assert outbox == []
+    # ... and once the lease has run out, roan_dispatch sends them.
+    PurgeAttempt.objects.update(claimed_until=timezone.now() - datetime.timedelta(seconds=1))
+    call_command("roan_dispatch")
+    assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
+    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
+
+
+def test_an_autocommit_save_whose_claim_fails_still_writes_and_sends_its_rows(
+    post_rule, outbox, monkeypatch
+) -> None:
+    from roan.managers import PurgeAttemptManager
+
+    def broken(*args, **kwargs):
+        raise DatabaseError("claim failed")
+
+    monkeypatch.setattr(PurgeAttemptManager, "claim_written", broken)
+    Post.objects.create(title="One", slug="one")
+    assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
+    assert sorted(PurgeAttempt.objects.values_list("target", "status")) == [
+        ("/posts/", "ok"),
+        ("/posts/one/", "ok"),
+    ]
+
+
+def test_an_autocommit_save_leaves_a_paused_backends_rows_pending(
+    post_rule, outbox, settings
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "PAUSED": True}
+    }
+    Post.objects.create(title="One", slug="one")
+    assert outbox == []
+    rows = PurgeAttempt.objects.all()
+    assert {(a.status, a.claimed_until) for a in rows} == {("pending", None)}
