@@ -18,7 +18,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import router
@@ -37,6 +37,9 @@ from roan.backends.base import (
 )
 from roan.conf import roan_settings
 
+if TYPE_CHECKING:
+    from roan.models import PurgeAttempt
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,10 +47,10 @@ logger = logging.getLogger(__name__)
 SEND_BATCH = 1000
 
 
-def send_ids(ids: Sequence[int], *, using: str | None = None) -> list[Any]:
+def send_ids(ids: Sequence[int], *, using: str | None = None) -> list[PurgeAttempt]:
     """Send these attempts (those still due), ``SEND_BATCH`` at a time, so that a big
     transaction is sent whole rather than left for ``roan_dispatch``."""
-    attempts: list[Any] = []
+    attempts: list[PurgeAttempt] = []
     for start in range(0, len(ids), SEND_BATCH):
         attempts += send(ids[start : start + SEND_BATCH], using=using, limit=SEND_BATCH)
     return attempts
@@ -55,7 +58,7 @@ def send_ids(ids: Sequence[int], *, using: str | None = None) -> list[Any]:
 
 def send(
     ids: Sequence[int] | None = None, *, using: str | None = None, limit: int = SEND_BATCH
-) -> list[Any]:
+) -> list[PurgeAttempt]:
     """Claim due attempts (these ``ids``, or any due ones), send them, record outcomes.
 
     Attempts of a paused backend are not claimed; attempts over a backend's rate limit
@@ -74,7 +77,9 @@ def send(
     return send_claimed(attempts, using=db, paused=paused)
 
 
-def send_claimed(attempts: list[Any], *, using: str, paused: frozenset[str]) -> list[Any]:
+def send_claimed(
+    attempts: list[PurgeAttempt], *, using: str, paused: frozenset[str]
+) -> list[PurgeAttempt]:
     """Send ``attempts`` that this process has claimed (by :func:`send`, or in the same
     transaction that wrote them, see ``roan.pipeline.submit``), and record the outcomes;
     ``paused``: the paused backends the claim left out."""
@@ -87,7 +92,7 @@ def send_claimed(attempts: list[Any], *, using: str, paused: frozenset[str]) -> 
     # Inner caches first (roan.layers): the inner attempts for these targets join the
     # batch, and each layer goes once the one inside it has been sent and recorded.
     attempts += layers.pull_inner(attempts, using=db, exclude_backends=paused)
-    by_layer: dict[int, list[Any]] = defaultdict(list)
+    by_layer: dict[int, list[PurgeAttempt]] = defaultdict(list)
     for attempt in limits.hold_back(attempts, using=db):
         by_layer[order.get(attempt.backend, 0)].append(attempt)
     for level in range(max(order.values()) + 1):
@@ -104,12 +109,12 @@ def send_claimed(attempts: list[Any], *, using: str, paused: frozenset[str]) -> 
     return attempts
 
 
-def _send_layer(sendable: list[Any], db: str) -> None:
+def _send_layer(sendable: list[PurgeAttempt], db: str) -> None:
     """Send ``sendable`` (claimed attempts), one job per backend node in parallel, and
     record the outcomes."""
     if not sendable:
         return
-    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[PurgeAttempt]] = defaultdict(list)
     for attempt in sendable:
         groups[(attempt.backend, attempt.node)].append(attempt)
     results: dict[int, PurgeResult] = {}
@@ -125,7 +130,7 @@ def _send_layer(sendable: list[Any], db: str) -> None:
     verify.after_send(sendable, using=db)
 
 
-def _send_group(key: tuple[str, str], attempts: list[Any]) -> dict[int, PurgeResult]:
+def _send_group(key: tuple[str, str], attempts: list[PurgeAttempt]) -> dict[int, PurgeResult]:
     alias, node = key
     results: dict[int, PurgeResult] = {}
     try:
@@ -181,7 +186,9 @@ def backoff_seconds(tries: int, retry_after: float | None = None) -> float:
     return delay
 
 
-def _apply(attempt: Any, result: PurgeResult, now: datetime.datetime, max_tries: int) -> None:
+def _apply(
+    attempt: PurgeAttempt, result: PurgeResult, now: datetime.datetime, max_tries: int
+) -> None:
     """Set ``attempt``'s outcome columns from ``result`` (after one more try)."""
     attempt.tries += 1
     attempt.status = result.status
@@ -205,7 +212,7 @@ def _apply(attempt: Any, result: PurgeResult, now: datetime.datetime, max_tries:
             attempt.finished_at = None
 
 
-def _unrecordable(attempt: Any, tries: int, now: datetime.datetime, what: str) -> None:
+def _unrecordable(attempt: PurgeAttempt, tries: int, now: datetime.datetime, what: str) -> None:
     """Mark ``attempt`` failed (retried later) when its outcome could not be recorded."""
     attempt.tries = tries + 1
     attempt.status = FAILED
@@ -223,7 +230,7 @@ def _unrecordable(attempt: Any, tries: int, now: datetime.datetime, what: str) -
     attempt.next_attempt_at = now + datetime.timedelta(seconds=delay)
 
 
-def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str) -> None:
+def _record(attempts: list[PurgeAttempt], results: dict[int, PurgeResult], *, using: str) -> None:
     from roan.models import PurgeAttempt, PurgeTry
 
     now = timezone.now()
@@ -264,7 +271,7 @@ def _record(attempts: list[Any], results: dict[int, PurgeResult], *, using: str)
         )
 
 
-def _record_each(attempts: list[Any], now: datetime.datetime, *, using: str) -> None:
+def _record_each(attempts: list[PurgeAttempt], now: datetime.datetime, *, using: str) -> None:
     from roan.models import PurgeAttempt, PurgeTry
 
     for attempt in attempts:
