@@ -114,5 +114,12 @@ RQ_SHOW_ADMIN_LINK = False
 if os.environ.get("ROAN_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["ROAN_DB_NAME"]
 
+#: SQLite shared by several processes (a test and its workers): as README and the example
+#: advise, each transaction takes the write lock when it begins and waits for it, rather
+#: than failing with "database is locked" when two upgrade a read lock at the same time.
+SQLITE_SHARED_OPTIONS = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+if os.environ.get("ROAN_SQLITE_SHARED") and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_SHARED_OPTIONS)
+
 # ... and takes the settings the test switched (JSON: {"ROAN_DISPATCH": "task", ...}).
 globals().update(json.loads(os.environ.get("ROAN_TEST_SETTINGS", "{}")))
