@@ -13,27 +13,14 @@ from django.utils import timezone
 from roan.models import PurgeAttempt
 from roan.pipeline import backoff_seconds
 from roan.tasks import retry_batches
+from tests.support import retrying
+from tests.support.retrying import dispatch_now
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-
-@pytest.fixture
-def cache(settings, fake_cache, post_rule):
-    settings.ROAN_BACKENDS = {
-        "nginx": {
-            "BACKEND": "roan.backends.nginx.NginxBackend",
-            "LOCATION": f"{fake_cache.url}/purge",
-            "TIMEOUT": (1.0, 2.0),
-        }
-    }
-    return fake_cache
-
-
-def dispatch_now() -> None:
-    """What cron's roan_dispatch does once the backoff has passed."""
-    PurgeAttempt.objects.exclude(next_attempt_at=None).update(next_attempt_at=timezone.now())
-    call_command("roan_dispatch", verbosity=0)
+#: The nginx backend at the fake cache (tests/support/retrying.py).
+cache = retrying.cache
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 405, 410])
