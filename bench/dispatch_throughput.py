@@ -8,9 +8,10 @@ One nginx (example/deploy/nginx.conf, the cache purge module) on loopback serves
 setup, in interleaved rounds:
 
     roan (sqlite)      n pending attempt rows in a fresh SQLite database, sent the way
-                       roan_dispatch sends them: claim a batch, send it, record every
-                       outcome on its row; until nothing is due. Timed from the first
-                       claim to the last row written.
+                       roan_dispatch sends them: list the due ids, then claim a batch,
+                       send it, record every outcome on its row (the next batch claimed
+                       meanwhile); until nothing is due. Timed from the first query to
+                       the last row written.
     roan (postgresql)  the same on a fresh PostgreSQL database (--database-url or
                        DATABASE_URL)
     transport only     NginxBackend.purge() on the same URLs, no database: roan's ceiling
@@ -66,7 +67,7 @@ def worker(n: int, batch: int, location: str, database: dict[str, object]) -> di
 
     from roan.backends import get_backend
     from roan.models import PurgeAttempt
-    from roan.pipeline import send
+    from roan.sender import send_ids
 
     call_command("migrate", verbosity=0)
     node = get_backend("nginx").nodes[0]
@@ -79,9 +80,11 @@ def worker(n: int, batch: int, location: str, database: dict[str, object]) -> di
         PurgeAttempt.objects.write(rows)
 
     def drain() -> int:
+        # As roan_dispatch does: the due ids, then send_ids() a batch at a time (the next
+        # batch claimed while this one is sent), until nothing is due.
         handled = 0
-        while attempts := send(None, limit=batch):
-            handled += len(attempts)
+        while due := list(PurgeAttempt.objects.due().order_by("id").values_list("pk", flat=True)):
+            handled += len(send_ids(due, batch=batch))
         return handled
 
     backlog("warm", min(n, 1000))  # connections, statement caches, imports

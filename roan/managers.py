@@ -12,6 +12,8 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.db import OperationalError, connections, models, router, transaction
+from django.db.models import signals
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from roan.signals import rules_changed
@@ -197,6 +199,8 @@ _CLAIMED = frozenset(
         "completion_check_at",
     }
 )
+# What the claim's UPDATE sets, and so need not read back.
+_SET_BY_CLAIM = frozenset({"claimed_until", "updated_at"})
 # PostgreSQL takes any number of rows as one array per column; keep statements moderate.
 _RECORD_CHUNK = 5000
 
@@ -487,7 +491,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         params.append(limit)
         if postgres:
             inner += " FOR UPDATE SKIP LOCKED"
-        fields = self._claimed_fields()
+        fields = self._returned_fields()
         names = [f.attname for f in fields]
         sql = (
             f"UPDATE {table} SET {qn('claimed_until')} = %s, {qn('updated_at')} = %s "  # noqa: S608
@@ -497,22 +501,63 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         with connection.cursor() as cursor:
             cursor.execute(sql, [lease if postgres else adapt(lease), at, *params])
             rows = cursor.fetchall()
+        claimed = self._build(db, names, rows, connection)
+        for attempt in claimed:
+            # Set by this statement: no need to read them back and convert them.
+            attempt.claimed_until = lease
+            attempt.updated_at = now
+        claimed.sort(key=lambda a: a.pk)
+        return claimed
+
+    def _build(
+        self, db: str, names: list[str], rows: list[tuple[Any, ...]], connection: Any
+    ) -> list[PurgeAttempt]:
+        """Model instances from the claim's rows, as ``Model.from_db`` makes them, at a
+        fraction of its cost: a claim builds a thousand at a time, and ``__init__``'s
+        loop over every field (the deferred ones included) was a third of the claim.
+
+        The instance is the same (its ``_state`` says which database and that it is not
+        new; the columns not read are deferred), and ``post_init`` is still sent to any
+        receiver; with a ``pre_init`` receiver the ORM's own way is taken.
+        """
+        model = self.model
         convert = self._converters(connection)
-        claimed = []
+        if signals.pre_init.has_listeners(model):
+            built = []
+            for row in rows:
+                values = list(row)
+                for i, col, funcs in convert:
+                    for func in funcs:
+                        values[i] = func(values[i], col, connection)
+                built.append(model.from_db(db, names, values))
+            return built
+        notify = signals.post_init.has_listeners(model)
+        new = object.__new__
+        built = []
         for row in rows:
             values = list(row)
             for i, col, funcs in convert:
-                for func in funcs:
-                    values[i] = func(values[i], col, connection)
-            claimed.append(self.model.from_db(db, names, values))
-        claimed.sort(key=lambda a: a.pk)
-        return claimed
+                if values[i] is not None:  # NULL stays None through every converter here
+                    for func in funcs:
+                        values[i] = func(values[i], col, connection)
+            attempt = new(model)
+            state = attempt._state = ModelState()
+            state.adding, state.db = False, db
+            attempt.__dict__.update(zip(names, values, strict=True))
+            if notify:
+                signals.post_init.send(sender=model, instance=attempt)
+            built.append(attempt)
+        return built
 
     def _claimed_fields(self) -> list[Any]:
         """The columns a claim reads: what sending and recording use. The others (the
         origin, the verification) are left deferred: a caller that reads one gets it
         with a query, and a thousand rows cost half as much to read and build."""
         return [f for f in self.model._meta.concrete_fields if f.attname in _CLAIMED]
+
+    def _returned_fields(self) -> list[Any]:
+        """The columns the claim's ``RETURNING`` reads: those it does not set itself."""
+        return [f for f in self._claimed_fields() if f.attname not in _SET_BY_CLAIM]
 
     _converter_cache: dict[str, list[tuple[int, Any, list[Any]]]] = {}
 
@@ -521,7 +566,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         convert = self._converter_cache.get(connection.alias)
         if convert is None:
             table = self.model._meta.db_table
-            cols = [f.get_col(table) for f in self._claimed_fields()]
+            cols = [f.get_col(table) for f in self._returned_fields()]
             convert = self._converter_cache[connection.alias] = [
                 (i, col, funcs)
                 for i, col in enumerate(cols)

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import router
+from django.db import connections, router
 from django.utils import timezone
 
 from roan import backends as backend_registry
@@ -47,12 +47,69 @@ logger = logging.getLogger(__name__)
 SEND_BATCH = 1000
 
 
-def send_ids(ids: Sequence[int], *, using: str | None = None) -> list[PurgeAttempt]:
-    """Send these attempts (those still due), ``SEND_BATCH`` at a time, so that a big
-    transaction is sent whole rather than left for ``roan_dispatch``."""
+def send_ids(
+    ids: Sequence[int], *, using: str | None = None, batch: int = SEND_BATCH
+) -> list[PurgeAttempt]:
+    """Send these attempts (those still due), ``batch`` at a time, so that a big
+    transaction or a backlog is sent whole rather than left for ``roan_dispatch``.
+
+    With more than one batch, the next batch is claimed on a thread of its own (with its
+    own connection) while this one is sent and recorded: the claim waits for the
+    database, the send for the caches, and each goes on while the other waits. What a
+    process that dies leaves is as with one batch at a time: only the batch it was
+    sending can go out twice; the one it had claimed next is sent by another sender
+    once the lease ends.
+    """
+    from roan.models import PurgeAttempt
+
+    batch = max(1, batch)
+    chunks = [ids[start : start + batch] for start in range(0, len(ids), batch)]
+    db = using or router.db_for_write(PurgeAttempt)
+    if len(chunks) > 1 and _claims_apart(db):
+        return _send_claiming_ahead(chunks, db)
     attempts: list[PurgeAttempt] = []
-    for start in range(0, len(ids), SEND_BATCH):
-        attempts += send(ids[start : start + SEND_BATCH], using=using, limit=SEND_BATCH)
+    for chunk in chunks:
+        attempts += send(chunk, using=db, limit=batch)
+    return attempts
+
+
+def _claims_apart(db: str) -> bool:
+    """Whether another thread can claim for this one: not inside the caller's transaction
+    (another connection would not see its rows, nor take part in it), not an in-memory
+    SQLite database (another connection would open an empty one)."""
+    connection = connections[db]
+    if connection.in_atomic_block:
+        return False
+    in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()  # type: ignore[attr-defined]
+    return not in_memory
+
+
+def _claim_here(chunk: Sequence[int], db: str) -> tuple[list[PurgeAttempt], frozenset[str]]:
+    from roan.models import PurgeAttempt
+
+    paused = pauses.paused_backends()
+    claimed = PurgeAttempt.objects.claim(chunk, limit=len(chunk), using=db, exclude_backends=paused)
+    return claimed, paused
+
+
+def _close_here(db: str) -> None:
+    connections[db].close()
+
+
+def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAttempt]:
+    attempts: list[PurgeAttempt] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roan-claim") as claimer:
+        try:
+            ahead = claimer.submit(_claim_here, chunks[0], db)
+            for index in range(len(chunks)):
+                claimed, paused = ahead.result()
+                if index + 1 < len(chunks):
+                    ahead = claimer.submit(_claim_here, chunks[index + 1], db)
+                if claimed:
+                    attempts += send_claimed(claimed, using=db, paused=paused)
+        finally:
+            # The claimer's connection is its thread's own: closed there, before it ends.
+            claimer.submit(_close_here, db)
     return attempts
 
 

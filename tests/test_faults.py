@@ -247,3 +247,53 @@ def test_senders_racing_for_the_same_backlog_send_each_attempt_once(
     # Their own reports add up too (in trial runs they split it e.g. 80/120/100).
     handled = [int(re.search(r"(\d+) attempt", s.output()).group(1)) for s in senders]
     assert sum(handled) == 300
+
+
+def test_roan_dispatch_killed_mid_backlog_loses_nothing_and_doubles_at_most_one_batch(
+    make_rule, settings, nginx, slow_proxy, workers
+) -> None:
+    """roan_dispatch claims its next batch while it sends the current one: killed in
+    the middle, it leaves two batches claimed, and still only the one it was sending can
+    reach the cache twice."""
+    lease = 4.0
+    batch = 20
+    use_backend(settings, f"{slow_proxy.url}/purge", LEASE=lease)
+    make_rule("drain", "/drain/{slug}/")
+    pages = [f"/drain/d{i}/" for i in range(100)]
+    prime(nginx.url, pages)
+    with transaction.atomic():  # queued as a task, but no db_worker runs
+        for i in range(100):
+            Post.objects.create(title="T", slug=f"d{i}")
+    assert PurgeAttempt.objects.filter(status="pending").count() == 100
+
+    victim = workers("--batch", str(batch), command="roan_dispatch")
+    # In its second batch (0.05 s a purge): the first is recorded, the third claimed.
+    wait_until(
+        lambda: batch + 3 <= len(slow_proxy.forwarded) <= 2 * batch - 5,
+        60,
+        "roan_dispatch is halfway through its second batch",
+    )
+    os.kill(victim.proc.pid, signal.SIGKILL)
+    victim.proc.wait(10)
+    killed_at = timezone.now()
+
+    held = PurgeAttempt.objects.filter(status="pending", claimed_until__gt=killed_at)
+    held_paths = set(held.values_list("target", flat=True))
+    assert len(held_paths) == 2 * batch, "the batch it was sending and the one claimed next"
+    assert PurgeAttempt.objects.claim(list(held.values_list("pk", flat=True))) == []
+
+    wait_until(
+        lambda: timezone.now() > killed_at + timezone.timedelta(seconds=lease),
+        lease + 5,
+        "the lease ended",
+    )
+    call_command("roan_dispatch", verbosity=0)
+
+    # A purge sent twice finds nothing the second time: not_cached.
+    assert not PurgeAttempt.objects.exclude(status__in=["ok", "not_cached"]).exists()
+    sent = purges_seen(nginx, "/drain/")
+    assert set(sent) == set(pages)
+    doubled = {path for path, n in sent.items() if n > 1}
+    assert doubled <= held_paths
+    assert sum(sent.values()) - len(pages) <= batch
+    assert cache_statuses(nginx.url, pages) == {"MISS": len(pages)}

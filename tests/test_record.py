@@ -114,3 +114,79 @@ def test_claimed_rows_are_leased_in_the_database(settings) -> None:
     assert all(a.claimed_until == lease for a in claimed)
     # Another sender gets only what nobody holds.
     assert [a.pk for a in PurgeAttempt.objects.claim(None)] == sorted(ids)[600:]
+
+
+def test_claimed_rows_are_model_instances_as_the_orm_builds_them(settings) -> None:
+    from django.db.models.signals import post_init
+
+    [pk] = PurgeAttempt.objects.write(
+        [
+            {
+                "backend": "b",
+                "node": "n",
+                "target": "/x",
+                "trigger": "command",
+                "object_repr": "Post 7",
+            }
+        ]
+    )
+    seen: list[PurgeAttempt] = []
+
+    def receiver(sender, instance, **kwargs) -> None:
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=PurgeAttempt)
+    try:
+        [claimed] = PurgeAttempt.objects.claim([pk])
+    finally:
+        post_init.disconnect(receiver, sender=PurgeAttempt)
+    assert seen == [claimed]  # post_init still reaches its receivers
+    assert claimed._state.adding is False
+    assert claimed._state.db == "default"
+    assert (claimed.pk, claimed.target, claimed.status, claimed.tries) == (pk, "/x", "pending", 0)
+    assert claimed.claimed_until is not None
+    # A column the claim does not read (on PostgreSQL and SQLite) loads when asked for.
+    assert claimed.object_repr == "Post 7"
+    assert claimed == PurgeAttempt.objects.get(pk=pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_sent_in_batches_claims_ahead_and_sends_each_attempt_once(
+    cache, settings
+) -> None:
+    import threading
+
+    from roan import pauses
+    from roan.sender import send_ids
+
+    settings.ROAN_BACKENDS = {
+        "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{cache.url}/purge"},
+        "held": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{cache.url}/purge"},
+    }
+    targets = ["/ok" if i % 2 else "/gone" for i in range(250)]
+    rows = [
+        {"backend": "nginx", "node": f"{cache.url}/purge", "target": f"{t}?{i}", "trigger": "api"}
+        for i, t in enumerate(targets)
+    ]
+    ANSWERS.update({f"/purge{t}?{i}": ANSWERS[f"/purge{t}"] for i, t in enumerate(targets)})
+    ids = PurgeAttempt.objects.write(rows)
+    held = PurgeAttempt.objects.write(
+        [{"backend": "held", "node": f"{cache.url}/purge", "target": "/ok", "trigger": "api"}]
+    )
+    pauses.pause("held")
+    attempts = send_ids([*ids, *held], batch=100)  # three batches
+
+    assert sorted(a.pk for a in attempts) == sorted(ids)
+    # Each attempt reached the cache once, and its outcome is on its row.
+    assert sorted(cache.answered) == sorted(f"/purge{t}?{i}" for i, t in enumerate(targets))
+    statuses = dict(PurgeAttempt.objects.filter(pk__in=ids).values_list("target", "status"))
+    assert statuses == {
+        f"{t}?{i}": "ok" if t == "/ok" else "not_cached" for i, t in enumerate(targets)
+    }
+    assert not PurgeAttempt.objects.filter(pk__in=ids, claimed_until__isnull=False).exists()
+    # The paused backend's row was left pending and unclaimed, for resume() to send.
+    assert PurgeAttempt.objects.filter(pk__in=held, status="pending", claimed_until=None).count()
+    pauses.resume("held")
+    assert PurgeAttempt.objects.get(pk__in=held).status == "ok"
+    # The claiming thread is gone (and closed its connection before it went).
+    assert not [t for t in threading.enumerate() if t.name.startswith("roan-claim")]

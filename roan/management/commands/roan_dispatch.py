@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from roan.completion import check_due
 from roan.models import PurgeAttempt
-from roan.sender import send
+from roan.sender import send_ids
 from roan.verify import expire_pending, verifier
 from roan.vocabulary import Status
 
@@ -53,9 +53,8 @@ class Command(BaseCommand):
             # left, or rows that keep arriving, cannot keep one round going.
             rows = PurgeAttempt.objects.db_manager(db).due().order_by("id")
             due = list(rows.values_list("pk", flat=True))
-            for start in range(0, len(due), batch):
-                for attempt in send(due[start : start + batch], using=db, limit=batch):
-                    handled[attempt.pk] = attempt.status
+            for attempt in send_ids(due, using=db, batch=batch):
+                handled[attempt.pk] = attempt.status
             pause = _until_next_due(db, deadline)
             if pause is None:
                 break
