@@ -522,15 +522,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         """
         model = self.model
         convert = self._converters(connection)
-        if signals.pre_init.has_listeners(model):
-            built = []
-            for row in rows:
-                values = list(row)
-                for i, col, funcs in convert:
-                    for func in funcs:
-                        values[i] = func(values[i], col, connection)
-                built.append(model.from_db(db, names, values))
-            return built
+        orm = signals.pre_init.has_listeners(model)
         notify = signals.post_init.has_listeners(model)
         new = object.__new__
         built = []
@@ -540,6 +532,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                 if values[i] is not None:  # NULL stays None through every converter here
                     for func in funcs:
                         values[i] = func(values[i], col, connection)
+            if orm:
+                built.append(model.from_db(db, names, values))
+                continue
             attempt = new(model)
             state = attempt._state = ModelState()
             state.adding, state.db = False, db

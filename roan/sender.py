@@ -84,11 +84,14 @@ def _claims_apart(db: str) -> bool:
     return not in_memory
 
 
-def _claim_here(chunk: Sequence[int], db: str) -> tuple[list[PurgeAttempt], frozenset[str]]:
+def _claim(
+    ids: Sequence[int] | None, limit: int, db: str | None
+) -> tuple[list[PurgeAttempt], frozenset[str]]:
+    """Claim due attempts, leaving out the paused backends; return them and those."""
     from roan.models import PurgeAttempt
 
     paused = pauses.paused_backends()
-    claimed = PurgeAttempt.objects.claim(chunk, limit=len(chunk), using=db, exclude_backends=paused)
+    claimed = PurgeAttempt.objects.claim(ids, limit=limit, using=db, exclude_backends=paused)
     return claimed, paused
 
 
@@ -100,11 +103,11 @@ def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAtte
     attempts: list[PurgeAttempt] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roan-claim") as claimer:
         try:
-            ahead = claimer.submit(_claim_here, chunks[0], db)
+            ahead = claimer.submit(_claim, chunks[0], len(chunks[0]), db)
             for index in range(len(chunks)):
                 claimed, paused = ahead.result()
                 if index + 1 < len(chunks):
-                    ahead = claimer.submit(_claim_here, chunks[index + 1], db)
+                    ahead = claimer.submit(_claim, chunks[index + 1], len(chunks[index + 1]), db)
                 if claimed:
                     attempts += send_claimed(claimed, using=db, paused=paused)
         finally:
@@ -126,8 +129,7 @@ def send(
     """
     from roan.models import PurgeAttempt
 
-    paused = pauses.paused_backends()
-    attempts = PurgeAttempt.objects.claim(ids, limit=limit, using=using, exclude_backends=paused)
+    attempts, paused = _claim(ids, limit, using)
     if not attempts:
         return []
     db = using or router.db_for_write(PurgeAttempt)

@@ -190,3 +190,24 @@ def test_a_backlog_sent_in_batches_claims_ahead_and_sends_each_attempt_once(
     assert PurgeAttempt.objects.get(pk__in=held).status == "ok"
     # The claiming thread is gone (and closed its connection before it went).
     assert not [t for t in threading.enumerate() if t.name.startswith("roan-claim")]
+
+
+def test_with_a_pre_init_receiver_claimed_rows_are_built_by_the_orm(settings) -> None:
+    from django.db.models.signals import pre_init
+
+    [pk] = PurgeAttempt.objects.write(
+        [{"backend": "b", "node": "n", "target": "/y", "trigger": "command"}]
+    )
+    seen: list[object] = []
+
+    def receiver(sender, **kwargs) -> None:
+        seen.append(sender)
+
+    pre_init.connect(receiver, sender=PurgeAttempt)
+    try:
+        [claimed] = PurgeAttempt.objects.claim([pk])
+    finally:
+        pre_init.disconnect(receiver, sender=PurgeAttempt)
+    assert seen == [PurgeAttempt]
+    assert (claimed.pk, claimed.target, claimed._state.adding) == (pk, "/y", False)
+    assert claimed.claimed_until is not None
