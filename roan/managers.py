@@ -441,6 +441,71 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
         return self._claim_returning(ids, len(ids), using, exclude_backends, False, now, lease)
 
+    def claims_as_written(self, connection: Any) -> bool:
+        """Whether :meth:`write_claimed` can claim inside a caller's transaction with one
+        statement and no savepoint (PostgreSQL, SQLite 3.35+)."""
+        return _claims_in_one_statement(connection)
+
+    def write_claimed(
+        self,
+        rows: Sequence[dict[str, Any]],
+        *,
+        using: str,
+        exclude_backends: Collection[str] = (),
+    ) -> tuple[list[int], list[PurgeAttempt]]:
+        """Write attempt rows (as :meth:`write`) for this process to send itself, and
+        claim the pending ones in the same transaction: their ids, and the claimed
+        attempts. A request merged into a pending row that is due claims that row too;
+        one merged into a row held back until later leaves it pending, as are the rows of
+        the ``exclude_backends`` (paused).
+
+        Outside a transaction, the write and the claim are one transaction of their own.
+        Inside the caller's, they are two statements of it and no savepoint (see
+        :meth:`claims_as_written`): rows committed claimed need no claim after the commit,
+        so the caller's commit is the only one before the send. A failure here is the
+        caller's, as a failed write is.
+        """
+        connection = connections[using]
+        pending = [
+            i
+            for i, row in enumerate(rows)
+            if row.get("status", "pending") == "pending" and row["backend"] not in exclude_backends
+        ]
+        with _nothing() if connection.in_atomic_block else transaction.atomic(using=using):
+            ids = self.write(rows, using=using)
+            mine = [ids[i] for i in pending]
+            claimed = self.claim_written(mine, using=using, exclude_backends=exclude_backends)
+        return ids, claimed
+
+    def renew(self, attempts: Sequence[PurgeAttempt], *, using: str) -> list[PurgeAttempt]:
+        """Lease again those of ``attempts`` (claimed by this process) that are still under
+        its lease, for one that is near its end (a transaction that lasted); return them.
+        Rows another sender took meanwhile are left to it."""
+        from roan.conf import roan_settings
+
+        now = timezone.now()
+        lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
+        by_lease: dict[datetime.datetime | None, list[PurgeAttempt]] = {}
+        for attempt in attempts:
+            by_lease.setdefault(attempt.claimed_until, []).append(attempt)
+        rows = self.get_queryset().using(using)
+        kept: list[PurgeAttempt] = []
+        with transaction.atomic(using=using):
+            for held, group in by_lease.items():
+                pks = [attempt.pk for attempt in group]
+                rows.filter(pk__in=pks, claimed_until=held).update(
+                    claimed_until=lease, updated_at=now
+                )
+                # Read back in this transaction: the rows that carry this new lease.
+                mine = set(
+                    rows.filter(pk__in=pks, claimed_until=lease).values_list("pk", flat=True)
+                )
+                for attempt in group:
+                    if attempt.pk in mine:
+                        attempt.claimed_until, attempt.updated_at = lease, now
+                        kept.append(attempt)
+        return kept
+
     def _claim_returning(
         self,
         ids: Sequence[int] | None,

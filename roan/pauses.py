@@ -35,24 +35,42 @@ PAUSED_SHARED_SECONDS = 60.0
 
 def paused_backends() -> frozenset[str]:
     """Aliases whose attempts must not be sent now (by option or by the admin toggle)."""
-    paused = {
+    return paused_backends_by_option() | _paused_by_toggle()
+
+
+def paused_if_known() -> frozenset[str] | None:
+    """:func:`paused_backends` if the paused list is in ``ROAN_CACHE``, else ``None``:
+    for a save, which never reads the switches from the database."""
+    cached = _cached_toggles()
+    if cached is None:
+        return None
+    return frozenset(cached) | paused_backends_by_option()
+
+
+def paused_backends_by_option() -> frozenset[str]:
+    return frozenset(
         alias
         for alias, config in roan_settings.BACKENDS.items()
         if isinstance(config, Mapping) and config.get("PAUSED") is True
-    }
-    return frozenset(paused | _paused_by_toggle())
+    )
+
+
+def _cached_toggles() -> list[str] | None:
+    if outage.down():
+        return None
+    try:
+        cached: list[str] | None = _cache().get(PAUSED_KEY)
+    except Exception:
+        outage.failed()
+        return None
+    return cached
 
 
 def _paused_by_toggle() -> set[str]:
-    cache = _cache()
-    cached = None
-    if not outage.down():
-        try:
-            cached = cache.get(PAUSED_KEY)
-        except Exception:
-            outage.failed()
+    cached = _cached_toggles()
     if cached is not None:
         return set(cached)
+    cache = _cache()
     from roan.models import BackendState
 
     db = router.db_for_read(BackendState)

@@ -22,9 +22,10 @@ acting user, ``hold_dispatch()``).
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
@@ -81,6 +82,9 @@ from roan.sender import send as send
 from roan.sender import send_claimed, send_ids
 from roan.signals import backend_resumed
 
+if TYPE_CHECKING:
+    from roan.models import PurgeAttempt
+
 logger = logging.getLogger(__name__)
 
 
@@ -90,13 +94,17 @@ logger = logging.getLogger(__name__)
 class _TransactionState:
     """What one database transaction has asked to purge so far."""
 
-    __slots__ = ("changed", "flushed", "hooks", "ids", "seen", "using")
+    __slots__ = ("changed", "claimed", "claiming", "flushed", "hooks", "ids", "seen", "using")
 
     def __init__(self, using: str, hooks: object) -> None:
         self.using = using
         self.hooks = hooks
         self.seen: set[tuple[str, str, str, str]] = set()
         self.ids: list[int] = []
+        #: Attempts written claimed by this process, sent by it after the commit.
+        self.claimed: list[PurgeAttempt] = []
+        #: How many more writes may claim their rows in the transaction (see submit).
+        self.claiming = _CLAIMING_WRITES
         #: Cache tags this transaction purges, for the render guard.
         self.changed: set[str] = set()
         self.flushed = False
@@ -110,6 +118,8 @@ class _TransactionState:
         if self.changed:
             # Committed, not yet purged: renders still running from now on are not cached.
             render_guard.mark_changed(self.changed)
+        if self.claimed:
+            _send_own(self.claimed, self.using)
         if self.ids:
             dispatch(self.ids, using=self.using)
 
@@ -194,8 +204,9 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
     pending = [row for row in rows if row["status"] == "pending"]
     final = [row for row in rows if row["status"] != "pending"]
     held = _held.get()
-    if pending and held is None and _sends_at_once(db):
-        ids, final_ids = _write_and_send(pending, final, db)
+    paused = _claims_as_written(db, state) if pending and held is None else None
+    if paused is not None:
+        ids, final_ids = _write_claimed(pending, final, paused, state, db)
     else:
         ids = PurgeAttempt.objects.write(pending, using=db)
         final_ids = PurgeAttempt.objects.write(final, using=db) if final else []
@@ -210,51 +221,104 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
     return len(rows)
 
 
-def _sends_at_once(db: str) -> bool:
-    """Whether rows written now are sent at once by this process: inline dispatch, and
-    no transaction to wait for (an autocommit save has committed already, and Django
-    would run the commit hook at once)."""
-    return roan_settings.DISPATCH == "inline" and not connections[db].in_atomic_block
+# Writes of one transaction that claim their rows as they write them: each costs the
+# transaction a statement and saves a commit after it, which pays for the few writes of an
+# editor's save; the rows of a bigger transaction are claimed after it, a batch at a time.
+_CLAIMING_WRITES = 8
 
 
-def _write_and_send(
-    pending: list[dict[str, Any]], final: list[dict[str, Any]], db: str
-) -> tuple[list[int], list[int]]:
-    """Autocommit, inline: write the rows and claim them for this process in one
-    transaction (one commit instead of two), then send them; return the ids written.
+def _claims_as_written(db: str, state: _TransactionState) -> frozenset[str] | None:
+    """Whether the rows written now are sent by this process, which can claim them as it
+    writes them; if so, the paused backends (whose rows are not claimed).
 
-    The rows are written as any others (a request for a purge that is pending and
-    unclaimed merges into it), then leased to this process before the commit, so no
-    other sender takes them, and a process that dies before it records the outcomes
-    leaves them for ``roan_dispatch`` once the lease ends. Should the claim fail, the
-    transaction rolls back and the rows are written again and dispatched as usual.
+    Inline dispatch, and either no transaction (an autocommit save has committed already:
+    this process is the sender now) or the first few writes of one that no savepoint can
+    take them out of without the whole transaction (a rolled-back savepoint would leave
+    their purges sent and no row), with the paused list in ``ROAN_CACHE`` (a save never
+    reads the switches from the database). Not inside a transaction on MySQL or MariaDB,
+    where a claim is a savepoint and two statements more.
     """
     from roan.models import PurgeAttempt
 
-    wrote = False
+    if roan_settings.DISPATCH != "inline":
+        return None
+    connection = connections[db]
+    if not connection.in_atomic_block:
+        return pauses.paused_backends()
+    if (
+        state.claiming <= 0
+        or not PurgeAttempt.objects.claims_as_written(connection)
+        or any(sid is not None for sid in connection.savepoint_ids)
+    ):
+        return None
+    return pauses.paused_if_known()
+
+
+def _write_claimed(
+    pending: list[dict[str, Any]],
+    final: list[dict[str, Any]],
+    paused: frozenset[str],
+    state: _TransactionState,
+    db: str,
+) -> tuple[list[int], list[int]]:
+    """Write the rows, the pending ones claimed for this process (no claim of their own
+    after the commit), and send them: at once after an autocommit save, else when the
+    transaction commits. Return the ids written.
+
+    A process that dies before it records the outcomes leaves the rows claimed; once the
+    lease ends, ``roan_dispatch`` or a retry sends them. Rows of a ``paused`` backend are
+    written unclaimed, for ``resume()``.
+    """
+    from roan.models import PurgeAttempt
+
+    autocommit = not connections[db].in_atomic_block
     try:
-        paused = pauses.paused_backends()
-        with transaction.atomic(using=db):
-            ids = PurgeAttempt.objects.write(pending, using=db)
-            final_ids = PurgeAttempt.objects.write(final, using=db) if final else []
-            wrote = True
-            claimed = PurgeAttempt.objects.claim_written(ids, using=db, exclude_backends=paused)
+        ids, claimed = PurgeAttempt.objects.write_claimed(
+            pending + final, using=db, exclude_backends=paused
+        )
     except Exception:
-        if not wrote:
+        if not autocommit:
             raise  # as for any write: the rows are the outbox
+        # Nothing was written (one transaction): write them plainly, and dispatch them.
         logger.exception("roan: cannot claim %d new attempt(s); dispatching them", len(pending))
         ids = PurgeAttempt.objects.write(pending, using=db)
         final_ids = PurgeAttempt.objects.write(final, using=db) if final else []
         dispatch(ids, using=db)
         return ids, final_ids
+    pending_ids, final_ids = ids[: len(pending)], ids[len(pending) :]
+    mine = {attempt.pk for attempt in claimed}
+    # A paused backend's rows, or a request merged into a row held back until later.
+    rest = [pk for pk in pending_ids if pk not in mine]
+    if autocommit:
+        _send_own(claimed, db)
+    else:
+        state.claiming -= 1
+        state.claimed += claimed
+        state.ids += rest
+        transaction.on_commit(state.flush, using=db, robust=True)
+    return pending_ids, final_ids
+
+
+def _send_own(claimed: list[PurgeAttempt], db: str) -> None:
+    """Send attempts this process claimed as it wrote them, a batch at a time. Never
+    raises. A lease near its end (a transaction that lasted) is renewed first; a backend
+    paused since the write keeps its rows claimed until the lease ends, then due again."""
+    from roan.models import PurgeAttempt
+
+    margin = datetime.timedelta(seconds=float(roan_settings.RETRY["LEASE"]) / 2)
     try:
-        # Rows of a paused backend, or merged into a row not yet due, stay pending.
-        send_claimed(claimed, using=db, paused=paused)
+        for start in range(0, len(claimed), SEND_BATCH):
+            paused = pauses.paused_backends()
+            batch = [a for a in claimed[start : start + SEND_BATCH] if a.backend not in paused]
+            leases = [a.claimed_until for a in batch if a.claimed_until is not None]
+            if leases and timezone.now() + margin > min(leases):
+                batch = PurgeAttempt.objects.renew(batch, using=db)
+            if batch:
+                send_claimed(batch, using=db, paused=paused)
     except Exception:
         # As dispatch(): the rows stay claimed until the lease ends, then roan_dispatch
         # or a retry sends them. The editor's save goes on.
         logger.exception("roan: sending %d attempt(s) failed; they stay queued", len(claimed))
-    return ids, final_ids
 
 
 def _rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:

@@ -358,7 +358,7 @@ def test_an_autocommit_save_whose_claim_fails_still_writes_and_sends_its_rows(
     def broken(*args, **kwargs):
         raise DatabaseError("claim failed")
 
-    monkeypatch.setattr(PurgeAttemptManager, "claim_written", broken)
+    monkeypatch.setattr(PurgeAttemptManager, "write_claimed", broken)
     Post.objects.create(title="One", slug="one")
     assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
     assert sorted(PurgeAttempt.objects.values_list("target", "status")) == [
@@ -377,3 +377,116 @@ def test_an_autocommit_save_leaves_a_paused_backends_rows_pending(
     assert outbox == []
     rows = PurgeAttempt.objects.all()
     assert {(a.status, a.claimed_until) for a in rows} == {("pending", None)}
+
+
+def claims_in_transaction() -> None:
+    """Skip where rows are claimed after the commit rather than in the transaction."""
+    from django.db import connection
+
+    if not PurgeAttempt.objects.claims_as_written(connection):
+        pytest.skip("MySQL and MariaDB claim a transaction's rows after its commit")
+    knows_the_pause_switches()
+
+
+def knows_the_pause_switches() -> None:
+    """As after this process's first send: the paused list is in ROAN_CACHE (a save
+    claims its rows in the transaction only then; it never reads the switches itself)."""
+    from roan import pauses
+
+    pauses.paused_backends()
+
+
+def test_an_editors_transaction_commits_its_rows_claimed_and_sends_them(post_rule, outbox) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    claims = PurgeAttempt.objects.claims_as_written(connection)
+    knows_the_pause_switches()
+    committed: list[int] = []
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        # Runs first of the commit hooks: what comes after it is after the commit.
+        transaction.on_commit(lambda: committed.append(len(queries.captured_queries)))
+        Post.objects.create(title="One", slug="one")
+        # Claimed for this process before the commit (not on MySQL and MariaDB):
+        # nobody else takes them between the commit and the send.
+        rows = PurgeAttempt.objects.all()
+        assert {(a.status, a.claimed_until is not None) for a in rows} == {("pending", claims)}
+    assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
+    assert {(a.status, a.tries, a.claimed_until) for a in PurgeAttempt.objects.all()} == {
+        ("ok", 1, None)
+    }
+    after = [
+        q["sql"]
+        for q in queries.captured_queries[committed[0] :]
+        if "roan_purgeattempt" in q["sql"]
+    ]
+    if claims:
+        # After the editor's commit, no claim: the outcomes only.
+        assert after and all('UPDATE "roan_purgeattempt" SET "status"' in sql for sql in after)
+
+
+def test_a_transaction_whose_process_dies_before_the_send_loses_nothing(
+    post_rule, outbox, monkeypatch
+) -> None:
+    claims_in_transaction()
+    from roan import pipeline
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt  # the process stops between the commit and the send
+
+    monkeypatch.setattr(pipeline, "send_claimed", die)
+    with pytest.raises(KeyboardInterrupt), transaction.atomic():
+        Post.objects.create(title="One", slug="one")
+    monkeypatch.undo()
+    rows = PurgeAttempt.objects.all()
+    assert {(a.target, a.status) for a in rows} == {
+        ("/posts/", "pending"),
+        ("/posts/one/", "pending"),
+    }
+    assert all(a.claimed_until is not None for a in rows)
+    call_command("roan_dispatch")
+    assert outbox == []
+    PurgeAttempt.objects.update(claimed_until=timezone.now() - datetime.timedelta(seconds=1))
+    call_command("roan_dispatch")
+    assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
+    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
+
+
+def test_a_transaction_that_outlasts_half_the_lease_renews_it_before_sending(
+    post_rule, outbox, settings
+) -> None:
+    claims_in_transaction()
+    import time
+
+    settings.ROAN_RETRY = {"LEASE": 0.6}
+    with transaction.atomic():
+        Post.objects.create(title="One", slug="one")
+        written = {a.pk: a.claimed_until for a in PurgeAttempt.objects.all()}
+        # Another sender took one row once its lease had run out (as roan_dispatch would).
+        taken = PurgeAttempt.objects.get(target="/posts/one/")
+        PurgeAttempt.objects.filter(pk=taken.pk).update(
+            claimed_until=timezone.now() + datetime.timedelta(hours=1)
+        )
+        time.sleep(0.4)  # past half the lease
+    # The row still under this process's lease was leased again and sent; the one the
+    # other sender holds is left to it, not sent twice.
+    assert sent_targets() == ["/posts/"]
+    kept = PurgeAttempt.objects.get(target="/posts/")
+    assert (kept.status, kept.tries, kept.claimed_until) == ("ok", 1, None)
+    left = PurgeAttempt.objects.get(pk=taken.pk)
+    assert (left.status, left.tries) == ("pending", 0)
+    assert left.claimed_until > written[taken.pk]
+
+
+def test_only_the_first_writes_of_a_big_transaction_are_claimed_in_it(make_rule, outbox) -> None:
+    claims_in_transaction()
+    from roan import pipeline
+
+    make_rule("many", "/many/{slug}/")
+    with transaction.atomic():
+        for i in range(pipeline._CLAIMING_WRITES + 5):
+            Post.objects.create(title="T", slug=f"m{i}")
+        claimed = PurgeAttempt.objects.filter(claimed_until__isnull=False).count()
+        assert claimed == pipeline._CLAIMING_WRITES
+    assert len(set(sent_targets())) == pipeline._CLAIMING_WRITES + 5
+    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
