@@ -124,6 +124,11 @@ def worker(setup: str, n: int, database: dict[str, object]) -> dict[str, float]:
     )
     if setup != "none":
         add_rules(setup)
+        from roan import pauses
+
+        # As after the first send: the paused list is cached (a save never reads it from
+        # the database; only then does it claim its rows in the transaction).
+        pauses.paused_backends()
     posts = list(Post.objects.select_related("author").order_by("pk"))
 
     def save(i: int) -> None:

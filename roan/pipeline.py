@@ -33,7 +33,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import pauses, render_guard
+from roan import limits, pauses, render_guard
 from roan.backends.base import (
     MAX_TARGET_LENGTH,
     SKIPPED,
@@ -234,9 +234,10 @@ def _claims_as_written(db: str, state: _TransactionState) -> frozenset[str] | No
     Inline dispatch, and either no transaction (an autocommit save has committed already:
     this process is the sender now) or the first few writes of one that no savepoint can
     take them out of without the whole transaction (a rolled-back savepoint would leave
-    their purges sent and no row), with the paused list in ``ROAN_CACHE`` (a save never
-    reads the switches from the database). Not inside a transaction on MySQL or MariaDB,
-    where a claim is a savepoint and two statements more.
+    their purges sent and no row). A save never reads the pause switches from the
+    database: it leaves out the backends it knows to be paused (by option, or by the list
+    in ``ROAN_CACHE``). Not inside a transaction on MySQL or MariaDB, where a claim is a
+    savepoint and two statements more.
     """
     from roan.models import PurgeAttempt
 
@@ -251,7 +252,10 @@ def _claims_as_written(db: str, state: _TransactionState) -> frozenset[str] | No
         or any(sid is not None for sid in connection.savepoint_ids)
     ):
         return None
-    return pauses.paused_if_known()
+    known = pauses.paused_if_known()
+    # Not cached: the rows of a backend paused by the admin's switch are claimed too, and
+    # released by the send after the commit, which reads the switches (_send_own).
+    return known if known is not None else pauses.paused_backends_by_option()
 
 
 def _write_claimed(
@@ -301,15 +305,20 @@ def _write_claimed(
 
 def _send_own(claimed: list[PurgeAttempt], db: str) -> None:
     """Send attempts this process claimed as it wrote them, a batch at a time. Never
-    raises. A lease near its end (a transaction that lasted) is renewed first; a backend
-    paused since the write keeps its rows claimed until the lease ends, then due again."""
+    raises. A lease near its end (a transaction that lasted) is renewed first; the rows
+    of a backend found paused are released, pending again for ``resume()``."""
     from roan.models import PurgeAttempt
 
     margin = datetime.timedelta(seconds=float(roan_settings.RETRY["LEASE"]) / 2)
     try:
         for start in range(0, len(claimed), SEND_BATCH):
+            batch = claimed[start : start + SEND_BATCH]
             paused = pauses.paused_backends()
-            batch = [a for a in claimed[start : start + SEND_BATCH] if a.backend not in paused]
+            stopped = [attempt for attempt in batch if attempt.backend in paused]
+            if stopped:
+                now = timezone.now()
+                limits.release_held([(attempt, now) for attempt in stopped], using=db)
+                batch = [attempt for attempt in batch if attempt.backend not in paused]
             leases = [a.claimed_until for a in batch if a.claimed_until is not None]
             if leases and timezone.now() + margin > min(leases):
                 batch = PurgeAttempt.objects.renew(batch, using=db)
