@@ -416,6 +416,27 @@ def test_answers_with_bare_lf_and_repeated_equal_lengths_are_read() -> None:
     assert server.connections == 1
 
 
+def test_each_answer_of_a_run_of_alike_answers_is_read_for_itself() -> None:
+    # The client keeps the last head it parsed: a run of equal answers is parsed once,
+    # and an answer that differs in any byte (a status, a Retry-After) is parsed anew.
+    busy = b"HTTP/1.1 503 Busy\r\nRetry-After: %d\r\nContent-Length: 2\r\n\r\nno"
+    answers = [OK, OK, busy % 7, OK, busy % 9, busy % 9, OK]
+    server = ScriptedServer(lambda conn, n, path: answers[int(path.rsplit("/", 1)[1])])
+    try:
+        results = purge(nginx(server.url), *[f"/{i}" for i in range(len(answers))])
+    finally:
+        server.close()
+    assert [(r.status, r.http_status, r.retry_after) for r in results] == [
+        ("ok", 200, None),
+        ("ok", 200, None),
+        ("failed", 503, 7.0),
+        ("ok", 200, None),
+        ("failed", 503, 9.0),
+        ("failed", 503, 9.0),
+        ("ok", 200, None),
+    ]
+
+
 # -- 4. One bad xkey tag is refused alone --------------------------------------------------
 
 

@@ -150,6 +150,8 @@ class _Connection:
     __slots__ = (
         "buffer",
         "deadline",
+        "last_head",
+        "last_parsed",
         "pid",
         "progress",
         "read_timeout",
@@ -172,6 +174,10 @@ class _Connection:
         self.deadline = 0.0
         #: Some byte of the answer being read has arrived.
         self.progress = False
+        #: The last final answer's head as read, and what it was parsed into: a cache
+        #: answers a run of purges alike, down to the second in its Date field.
+        self.last_head = ""
+        self.last_parsed: tuple[int, int, dict[str, str]] = (1, 0, {})
 
     def stale(self) -> bool:
         """True if the cache has closed this idle connection (or sent something unasked:
@@ -277,7 +283,11 @@ class _Connection:
         self.deadline = time.monotonic() + self.read_timeout
         self.progress = bool(self.buffer)
         for _ in range(10):
-            first, _, fields = self._head().partition("\n")
+            head = self._head()
+            if head == self.last_head:
+                minor, status, found = self.last_parsed
+                break
+            first, _, fields = head.partition("\n")
             status_line = _STATUS_LINE.fullmatch(first.removesuffix("\r"))
             if status_line is None:
                 raise _invalid("a bad status line")
@@ -285,11 +295,12 @@ class _Connection:
             if status < 100:
                 raise _invalid("a bad status code")
             if not 100 <= status < 200 or status == 101:
+                found = self._fields(fields)
+                self.last_head, self.last_parsed = head, (minor, status, found)
                 break
             # An interim answer (100 Continue): the real one follows.
         else:
             raise _invalid("too many interim answers")
-        found = self._fields(fields)
         connection = found.get("connection", "").lower()
         closes = "close" in connection or (minor == 0 and "keep-alive" not in connection)
         body = True
