@@ -466,14 +466,11 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         caller's, as a failed write is.
         """
         connection = connections[using]
-        pending = [
-            i
-            for i, row in enumerate(rows)
-            if row.get("status", "pending") == "pending" and row["backend"] not in exclude_backends
-        ]
+        pending = [i for i, row in enumerate(rows) if row.get("status", "pending") == "pending"]
         with _nothing() if connection.in_atomic_block else transaction.atomic(using=using):
             ids = self.write(rows, using=using)
             mine = [ids[i] for i in pending]
+            # The claim leaves out the excluded backends' rows.
             claimed = self.claim_written(mine, using=using, exclude_backends=exclude_backends)
         return ids, claimed
 

@@ -48,11 +48,7 @@ def paused_if_known() -> frozenset[str] | None:
 
 
 def paused_backends_by_option() -> frozenset[str]:
-    return frozenset(
-        alias
-        for alias, config in roan_settings.BACKENDS.items()
-        if isinstance(config, Mapping) and config.get("PAUSED") is True
-    )
+    return frozenset(alias for alias in roan_settings.BACKENDS if paused_by_option(alias))
 
 
 def _cached_toggles() -> list[str] | None:

@@ -322,17 +322,25 @@ def test_an_autocommit_save_merges_into_a_pending_row_and_sends_it(post_rule, ou
     assert PurgeAttempt.objects.count() == 2
 
 
-def test_an_autocommit_save_whose_process_dies_before_the_send_loses_nothing(
-    post_rule, outbox, monkeypatch
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "atomic"])
+def test_a_save_whose_process_dies_before_the_send_loses_nothing(
+    post_rule, outbox, monkeypatch, in_transaction: bool
 ) -> None:
-    from roan import pipeline
+    from roan import pipeline, sender
 
     def die(*args, **kwargs):
         raise KeyboardInterrupt  # the process stops between the commit and the send
 
+    # Claimed as written (autocommit; a transaction on PostgreSQL and SQLite) or by a
+    # claim after the commit (a transaction on MySQL and MariaDB).
     monkeypatch.setattr(pipeline, "send_claimed", die)
+    monkeypatch.setattr(sender, "send_claimed", die)
     with pytest.raises(KeyboardInterrupt):
-        Post.objects.create(title="One", slug="one")
+        if in_transaction:
+            with transaction.atomic():
+                Post.objects.create(title="One", slug="one")
+        else:
+            Post.objects.create(title="One", slug="one")
     monkeypatch.undo()
     rows = PurgeAttempt.objects.all()
     assert {(a.target, a.status) for a in rows} == {
@@ -405,34 +413,6 @@ def test_an_editors_transaction_commits_its_rows_claimed_and_sends_them(post_rul
     if claims:
         # After the editor's commit, no claim: the outcomes only.
         assert after and all('UPDATE "roan_purgeattempt" SET "status"' in sql for sql in after)
-
-
-def test_a_transaction_whose_process_dies_before_the_send_loses_nothing(
-    post_rule, outbox, monkeypatch
-) -> None:
-    from roan import pipeline, sender
-
-    def die(*args, **kwargs):
-        raise KeyboardInterrupt  # the process stops between the commit and the send
-
-    # Claimed in the transaction (PostgreSQL, SQLite) or by a claim after it (MySQL).
-    monkeypatch.setattr(pipeline, "send_claimed", die)
-    monkeypatch.setattr(sender, "send_claimed", die)
-    with pytest.raises(KeyboardInterrupt), transaction.atomic():
-        Post.objects.create(title="One", slug="one")
-    monkeypatch.undo()
-    rows = PurgeAttempt.objects.all()
-    assert {(a.target, a.status) for a in rows} == {
-        ("/posts/", "pending"),
-        ("/posts/one/", "pending"),
-    }
-    assert all(a.claimed_until is not None for a in rows)
-    call_command("roan_dispatch")
-    assert outbox == []
-    PurgeAttempt.objects.update(claimed_until=timezone.now() - datetime.timedelta(seconds=1))
-    call_command("roan_dispatch")
-    assert sorted(sent_targets()) == ["/posts/", "/posts/one/"]
-    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
 
 
 def test_a_transaction_that_outlasts_half_the_lease_renews_it_before_sending(
