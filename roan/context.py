@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from roan.conf import roan_settings
@@ -34,9 +34,31 @@ _held: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("roan_h
 
 
 #: When set (``collect_written()``), the id of every attempt row written goes here too.
-_written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+_written: contextvars.ContextVar[WrittenIds | None] = contextvars.ContextVar(
     "roan_written", default=None
 )
+
+
+class WrittenIds(list[int]):
+    """The ids ``collect_written()`` collects, and what this process recorded of them.
+
+    ``recorded`` maps an attempt id to the (status, error, backend) its send wrote and
+    committed in the block: what the editor is told needs no query for the rows the
+    request sent itself (:func:`roan.outcome.outcome`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recorded: dict[int, tuple[str, str, str]] = {}
+
+
+def note_recorded(attempts: Iterable[Any]) -> None:
+    """Keep the outcomes of ``attempts``, just written and committed, for the block of
+    ``collect_written()`` around this code, if any."""
+    written = _written.get()
+    if written is not None:
+        for attempt in attempts:
+            written.recorded[attempt.pk] = (attempt.status, attempt.error, attempt.backend)
 
 
 #: Who to name on attempts collected in this context: a user id, or a function giving one.
@@ -94,11 +116,12 @@ def hold_dispatch() -> Iterator[list[int]]:
 
 
 @contextlib.contextmanager
-def collect_written() -> Iterator[list[int]]:
+def collect_written() -> Iterator[WrittenIds]:
     """Yield a list that collects the id of every attempt row :func:`submit` writes in the
     block (pending, skipped, and older pending rows a purge was merged into), so that the
-    admin can tell the editor what became of a save or a manual purge."""
-    written: list[int] = []
+    admin can tell the editor what became of a save or a manual purge; its ``recorded``
+    holds the outcomes the block's own sends committed."""
+    written = WrittenIds()
     token = _written.set(written)
     try:
         yield written

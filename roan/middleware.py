@@ -25,7 +25,7 @@ from django.utils.functional import empty
 from django.utils.translation import gettext as _
 
 from roan import tags
-from roan.context import acting_user_lookup, collect_written
+from roan.context import WrittenIds, acting_user_lookup, collect_written
 from roan.models import PurgeAttempt
 from roan.outcome import outcome, outcome_message
 
@@ -58,7 +58,7 @@ class PurgeUserMiddleware:
 _CHANGE_VIEWS = ("_add", "_change", "_delete")
 
 
-def tell_admin_change(request: HttpRequest, response: HttpResponse, ids: list[int]) -> None:
+def tell_admin_change(request: HttpRequest, response: HttpResponse, ids: WrittenIds) -> None:
     """Add "Cache purges for this change: ..." after an admin save or delete. Never raises:
     the save is done, and a message is not worth an error page."""
     try:
@@ -79,7 +79,7 @@ def tell_admin_change(request: HttpRequest, response: HttpResponse, ids: list[in
         except NoReverseMatch:
             log_url = None
         text, level = outcome_message(
-            _("Cache purges for this change:"), outcome(ids), log_url=log_url
+            _("Cache purges for this change:"), outcome(ids, ids.recorded), log_url=log_url
         )
         messages.add_message(request, level, text, fail_silently=True)
     except Exception:

@@ -8,7 +8,7 @@ than counting rows written.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from django.contrib import messages
 from django.db.models import Count
@@ -52,32 +52,46 @@ class Outcome:
         return sum(self.counts.get(s, 0) for s in (Status.SKIPPED, Status.FAILED, Status.GAVE_UP))
 
 
-def outcome(ids: Sequence[int]) -> Outcome:
-    """Read where the rows ``ids`` stand now (a few grouped queries, chunked ids)."""
+def outcome(
+    ids: Sequence[int], recorded: Mapping[int, tuple[str, str, str]] | None = None
+) -> Outcome:
+    """Read where the rows ``ids`` stand now (a few grouped queries, chunked ids).
+
+    ``recorded``: outcomes this process has just written and committed for some of them,
+    id -> (status, error, backend) (``collect_written().recorded``); those rows are not
+    read back."""
     counts: dict[str, int] = {}
     errors: dict[str, dict[str, int]] = {}
     pending_backends: set[str] = set()
     unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), ID_CHUNK):
+
+    def count(status: str, error: str, backend: str, n: int) -> None:
+        counts[status] = counts.get(status, 0) + n
+        if status == Status.PENDING:
+            pending_backends.add(backend)
+        elif error:
+            by_error = errors.setdefault(status, {})
+            by_error[error] = by_error.get(error, 0) + n
+
+    known = recorded or {}
+    unread = [pk for pk in unique if pk not in known]
+    for pk in unique:
+        if pk in known:
+            count(*known[pk], 1)
+    for start in range(0, len(unread), ID_CHUNK):
         rows = (
-            PurgeAttempt.objects.filter(pk__in=unique[start : start + ID_CHUNK])
+            PurgeAttempt.objects.filter(pk__in=unread[start : start + ID_CHUNK])
             .order_by()
             .values("status", "error", "backend")
             .annotate(n=Count("pk"))
         )
         for row in rows:
-            status, n = row["status"], row["n"]
-            counts[status] = counts.get(status, 0) + n
-            if status == Status.PENDING:
-                pending_backends.add(row["backend"])
-            elif row["error"]:
-                by_error = errors.setdefault(status, {})
-                by_error[row["error"]] = by_error.get(row["error"], 0) + n
+            count(row["status"], row["error"], row["backend"], row["n"])
     reasons = {
         status: [e for e, _n in sorted(found.items(), key=lambda item: -item[1])]
         for status, found in errors.items()
     }
-    paused = sorted(pending_backends & pauses.paused_backends())
+    paused = sorted(pending_backends & pauses.paused_backends()) if pending_backends else []
     return Outcome(unique, counts, reasons, paused)
 
 

@@ -36,6 +36,7 @@ from roan.backends.base import (
     not_sent,
 )
 from roan.conf import roan_settings
+from roan.context import note_recorded
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt
@@ -312,6 +313,11 @@ def _record(attempts: list[PurgeAttempt], results: dict[int, PurgeResult], *, us
         # write the rows one by one, so that only the bad one is marked instead.
         logger.exception("roan: recording %d outcome(s) failed; retrying row by row", len(attempts))
         _record_each(attempts, now, using=using)
+    else:
+        if not connections[using].in_atomic_block:
+            # Committed (not in a caller's transaction that may still roll back): what
+            # the editor is told about this request's purges needs no query.
+            note_recorded(attempts)
     try:
         # Invalidations the provider finishes later: checked by roan_dispatch and tasks.
         completion.accepted(attempts, results, using=using)

@@ -23,6 +23,7 @@ from roan import pipeline
 from roan.admin import operations
 from roan.admin.common import breadcrumbs, can_purge, can_view_log, log_url, page
 from roan.admin.log import models_with_rules, object_purges_url
+from roan.context import WrittenIds
 from roan.outcome import outcome, outcome_message
 
 
@@ -125,14 +126,14 @@ class PurgeCacheMixin:
         self._tell_purges(request, response, ids)
         return response
 
-    def _tell_purges(self, request: HttpRequest, response: HttpResponse, ids: list[int]) -> None:
+    def _tell_purges(self, request: HttpRequest, response: HttpResponse, ids: WrittenIds) -> None:
         if request.method != "POST" or not ids or response.status_code not in (301, 302, 303):
             return
         if not can_view_log(request):
             return  # what the rules sent is the log's, and this user may not read it
         text, level = outcome_message(
             _("Cache purges for this change:"),
-            outcome(ids),
+            outcome(ids, ids.recorded),
             log_url=log_url(self.admin_site),
         )
         messages.add_message(request, level, text)

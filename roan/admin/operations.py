@@ -101,6 +101,8 @@ class Written:
     held: list[int] = dataclasses.field(default_factory=list)
     #: Every attempt row written or merged into: what the editor is told about.
     ids: list[int] = dataclasses.field(default_factory=list)
+    #: Outcomes the request's own sends committed, by id (``collect_written().recorded``).
+    recorded: dict[int, tuple[str, str, str]] = dataclasses.field(default_factory=dict)
 
 
 def submit_manual(request: HttpRequest, purges: Iterable[pipeline.Purge]) -> Written:
@@ -123,6 +125,7 @@ def submit_manual(request: HttpRequest, purges: Iterable[pipeline.Purge]) -> Wri
                 rows = submit_confirmed(taken, may_purge_all=True)
             written = Written(rows, queued=True, held=held)
     written.ids = list(dict.fromkeys(ids))
+    written.recorded = ids.recorded
     return written
 
 
@@ -533,6 +536,6 @@ def send_test_purge(
 def tell(request: HttpRequest, lead: str, written: Written, *, log_url: str | None) -> None:
     """Add the message saying what became of a manual purge."""
     text, level = outcome_message(
-        lead, outcome(written.ids), log_url=log_url, queued=written.queued
+        lead, outcome(written.ids, written.recorded), log_url=log_url, queued=written.queued
     )
     messages.add_message(request, level, text)

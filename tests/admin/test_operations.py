@@ -389,6 +389,49 @@ def test_a_save_in_the_admin_says_what_roan_purged_and_links_to_those_attempts(
     ]
 
 
+def test_the_save_message_tells_what_the_request_sent_without_reading_it_back(
+    admin_client, post_rule, sent, settings
+) -> None:
+    """The outcomes the request's own send committed are told as recorded: the message
+    needs no query of the attempt table, and says what the rows say, failures with why."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.support.caches import free_port
+
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend"},
+        # Nothing listens there: refused at once, failed and to be retried.
+        "down": {
+            "BACKEND": "roan.backends.nginx.NginxBackend",
+            "LOCATION": f"http://127.0.0.1:{free_port()}/purge",
+        },
+    }
+    post = Post.objects.create(title="One", slug="one")
+    PurgeAttempt.objects.all().delete()
+
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.post(f"/admin/testapp/post/{post.pk}/change/", post_form(post))
+    assert response.status_code == 302
+    read_back = [
+        q["sql"]
+        for q in queries.captured_queries
+        # (MySQL and MariaDB claim by a locking read: that one is the send's own.)
+        if q["sql"].startswith("SELECT") and "roan_purgeattempt" in q["sql"]
+        and "FOR UPDATE" not in q["sql"]
+    ]  # fmt: skip
+    assert read_back == []
+
+    said = [text for _level, text in shown_messages(admin_client.get(response.url))]
+    [purged] = [text for text in said if text.startswith("Cache purges")]
+    rows = list(PurgeAttempt.objects.order_by("backend", "target"))
+    assert [(r.backend, r.status) for r in rows] == [
+        ("default", "ok"), ("default", "ok"), ("down", "failed"), ("down", "failed")
+    ]  # fmt: skip
+    assert purged.startswith("Cache purges for this change: 2 purged, 2 failed, to be retried")
+    assert rows[-1].error and rows[-1].error in purged
+
+
 def test_a_save_without_rules_adds_no_purge_message(admin_client, sent) -> None:
     post = Post.objects.create(title="One", slug="one")
 

@@ -77,7 +77,7 @@ class Command(BaseCommand):
             else:
                 raise CommandError("give URLs, --object MODEL PK, or --all --backend ALIAS")
         # The block has committed: with inline dispatch the attempts are sent by now.
-        found = outcome(ids)
+        found = outcome(ids, ids.recorded)
         parts = outcome_parts(found) or ["nothing to purge"]
         summary = f"roan_purge: {written} attempt(s) recorded: {', '.join(parts)}."
         if found.troubled and not (found.sent or found.pending):
