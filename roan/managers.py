@@ -524,8 +524,13 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         table = qn(self.model._meta.db_table)
         postgres = connection.vendor == "postgresql"
         at = now if postgres else adapt(now)
+        # Given ids, the rows are found by their primary key. The status is then only a
+        # filter, written so that no index can serve it: a planner with stale statistics
+        # (a backlog written a moment ago) would otherwise scan every pending row of the
+        # status index for each claim.
+        status = qn("status") if ids is None else f"({qn('status')} || '')"
         where = [
-            f"{qn('status')} IN ('pending', 'failed')",
+            f"{status} IN ('pending', 'failed')",
             f"({qn('claimed_until')} IS NULL OR {qn('claimed_until')} < %s)",
         ]
         params: list[Any] = [at]
