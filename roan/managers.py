@@ -203,6 +203,13 @@ _CLAIMED = frozenset(
 _SET_BY_CLAIM = frozenset({"claimed_until", "updated_at"})
 # PostgreSQL takes any number of rows as one array per column; keep statements moderate.
 _RECORD_CHUNK = 5000
+# PostgreSQL: a transaction that only records outcomes does not wait for its commit to
+# reach the disk (the wait, an fsync, cost more than the rest of a save's outcome). A
+# database crash can lose the last fraction of a second of such commits and nothing else
+# (the database stays consistent): those rows are left claimed, as if the sender had died
+# before recording, and are sent again once their lease ends. A purge is never lost, an
+# attempt row never missing; the caller's own transactions are never touched.
+_ASYNC_OUTCOMES = "SET LOCAL synchronous_commit TO OFF"
 
 
 class PurgeAttemptQuerySet(models.QuerySet["PurgeAttempt"]):
@@ -692,7 +699,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             rows.append((*values, attempt.pk))
         sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
         single = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
-        if len(rows) == 1 and not connection.in_atomic_block:
+        postgres = connection.vendor == "postgresql"
+        own = not connection.in_atomic_block
+        if len(rows) == 1 and own and not postgres:
             # A save's usual outcome: one statement is atomic on its own, and a
             # transaction around it would cost a BEGIN and a COMMIT more.
             with connection.cursor() as cursor:
@@ -701,8 +710,14 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         # In a caller's transaction this is a savepoint: a row the database refuses must
         # not abort the caller's transaction (PostgreSQL), _record_each goes on row by row.
         with transaction.atomic(using=db), connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                self._record_grouped(cursor, qn, table, rows)
+            if postgres:
+                if own:
+                    # roan's own transaction, never a caller's: see _ASYNC_OUTCOMES.
+                    cursor.execute(_ASYNC_OUTCOMES)
+                if len(rows) == 1:
+                    cursor.execute(single, rows[0])
+                else:
+                    self._record_grouped(cursor, qn, table, rows)
             else:
                 cursor.executemany(single, rows)
 

@@ -90,3 +90,45 @@ def test_a_save_claims_its_rows_by_key_while_a_backlog_waits(post_rule, settings
         ("default", "ok"), ("default", "ok"), ("paused", "pending"), ("paused", "pending")
     ]  # fmt: skip
     assert PurgeAttempt.objects.filter(backend="paused", status="pending").count() == 3002
+
+
+def test_outcomes_commit_without_waiting_for_the_disk_and_never_a_callers_transaction(
+    post_rule,
+) -> None:
+    """Only roan's own outcome transaction turns synchronous_commit off, after the editor's
+    commit; the editor's transaction (its rows and their claim), the next one, and a send
+    inside a caller's transaction keep the server's setting."""
+    from roan.pipeline import send_ids
+    from tests.testapp.models import Post
+
+    def synchronous() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    site = synchronous()
+    assert site != "off"
+    seen: list[tuple[str, str]] = []
+
+    def watch(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if '"roan_purgeattempt"' in sql and not sql.startswith("SHOW"):
+            seen.append((sql.split()[0], synchronous()))  # as the statement ran
+        return result
+
+    with connection.execute_wrapper(watch), transaction.atomic():
+        transaction.on_commit(lambda: seen.append(("committed", "")))  # before roan's send
+        post = Post.objects.create(title="One", slug="one")
+    # In the editor's transaction: the rows and their claim; after its commit, the outcomes.
+    assert seen == [("INSERT", site), ("UPDATE", site), ("committed", ""), ("UPDATE", "off")]
+    statuses = PurgeAttempt.objects.filter(target__in=["/posts/", f"/posts/{post.slug}/"])
+    assert sorted(statuses.values_list("status", flat=True)) == ["ok", "ok"]
+
+    with transaction.atomic():
+        assert synchronous() == site  # the next transaction on the connection
+    # A send inside a caller's transaction records in a savepoint: the caller's commit
+    # keeps the server's setting.
+    [row_id] = PurgeAttempt.objects.write([ROW | {"target": "/inside/"}])
+    with transaction.atomic():
+        assert [a.status for a in send_ids([row_id])] == ["ok"]
+        assert synchronous() == site
