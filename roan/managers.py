@@ -210,6 +210,46 @@ _RECORD_CHUNK = 5000
 # before recording, and are sent again once their lease ends. A purge is never lost, an
 # attempt row never missing; the caller's own transactions are never touched.
 _ASYNC_OUTCOMES = "SET LOCAL synchronous_commit TO OFF"
+# SQLite in WAL mode: the same for a commit that only records outcomes, by
+# ``synchronous = NORMAL`` (in WAL mode a power loss then costs the last commits, never
+# the database's consistency), set on the connection for that commit alone. Not in
+# rollback-journal mode, where NORMAL could corrupt the file, and never in a caller's
+# transaction.
+_FULL_SYNC = 2
+
+
+@contextlib.contextmanager
+def _unsynced_on_wal(connection: Any) -> Iterator[None]:
+    level = _wal_sync_level(connection) if connection.vendor == "sqlite" else None
+    if level is None:
+        yield
+        return
+    raw = connection.connection
+    raw.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield
+    finally:
+        raw.execute(f"PRAGMA synchronous = {int(level)}")
+
+
+def _wal_sync_level(connection: Any) -> int | None:
+    """The connection's ``synchronous`` level when it is in WAL mode and waits for the
+    disk at each commit (FULL or EXTRA), else None; read once per opened connection."""
+    connection.ensure_connection()
+    raw = connection.connection
+    known = getattr(connection, "_roan_wal_sync", None)
+    if known is not None and known[0] is raw:
+        return known[1]  # type: ignore[no-any-return]
+    level: int | None = None
+    try:
+        journal = str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+        sync = int(raw.execute("PRAGMA synchronous").fetchone()[0])
+        if journal == "wal" and sync >= _FULL_SYNC:
+            level = sync
+    except Exception:  # not worth a failed outcome: commit as the connection says
+        level = None
+    connection._roan_wal_sync = (raw, level)
+    return level
 
 
 class PurgeAttemptQuerySet(models.QuerySet["PurgeAttempt"]):
@@ -699,8 +739,23 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             rows.append((*values, attempt.pk))
         sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
         single = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
-        postgres = connection.vendor == "postgresql"
+        # Outside a caller's transaction, the commit is roan's own: see _ASYNC_OUTCOMES.
         own = not connection.in_atomic_block
+        with _unsynced_on_wal(connection) if own else contextlib.nullcontext():
+            self._record_rows(db, connection, table, single, rows, own=own)
+
+    def _record_rows(
+        self,
+        db: str,
+        connection: Any,
+        table: str,
+        single: str,
+        rows: list[tuple[Any, ...]],
+        *,
+        own: bool,
+    ) -> None:
+        qn = connection.ops.quote_name
+        postgres = connection.vendor == "postgresql"
         if len(rows) == 1 and own and not postgres:
             # A save's usual outcome: one statement is atomic on its own, and a
             # transaction around it would cost a BEGIN and a COMMIT more.
@@ -712,7 +767,6 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         with transaction.atomic(using=db), connection.cursor() as cursor:
             if postgres:
                 if own:
-                    # roan's own transaction, never a caller's: see _ASYNC_OUTCOMES.
                     cursor.execute(_ASYNC_OUTCOMES)
                 if len(rows) == 1:
                     cursor.execute(single, rows[0])

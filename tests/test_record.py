@@ -211,3 +211,50 @@ def test_with_a_pre_init_receiver_claimed_rows_are_built_by_the_orm(settings) ->
     assert seen == [PurgeAttempt]
     assert (claimed.pk, claimed.target, claimed._state.adding) == (pk, "/y", False)
     assert claimed.claimed_until is not None
+
+
+@pytest.mark.parametrize(("journal", "during"), [("wal", 1), ("delete", 2)])
+def test_on_sqlite_in_wal_mode_an_outcome_commit_does_not_wait_for_the_disk(
+    tmp_path, journal: str, during: int
+) -> None:
+    """In WAL mode the outcome's commit runs with synchronous NORMAL (a power loss costs the
+    last outcomes, sent again after the lease, never the file's consistency) and the
+    connection is FULL again afterwards. In rollback-journal mode, where NORMAL could
+    corrupt the file, nothing changes. (Its own SQLite database, on every test database.)"""
+    from django.core.management import call_command
+    from django.db import connections
+    from django.db.utils import ConnectionHandler
+
+    alias = f"roan_{journal}"
+    spec = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "x.sqlite3")}
+    handler = ConnectionHandler({"default": spec, alias: spec})
+    wrapper = handler[alias]
+    connections[alias] = wrapper
+    try:
+        raw_level = lambda: wrapper.connection.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+        wrapper.ensure_connection()
+        wrapper.connection.execute(f"PRAGMA journal_mode = {journal}")
+        wrapper.connection.execute("PRAGMA synchronous = FULL")
+        call_command("migrate", database=alias, verbosity=0)
+        row = {"backend": "default", "node": "default", "target": "/x/", "trigger": "save"}
+        [claimed] = PurgeAttempt.objects.claim(
+            PurgeAttempt.objects.write([row], using=alias), using=alias
+        )
+        claimed.status, claimed.http_status, claimed.tries = "ok", 200, 1
+        claimed.claimed_until, claimed.finished_at = None, timezone.now()
+        levels: list[int] = []
+
+        def watch(execute, sql, params, many, context):
+            result = execute(sql, params, many, context)
+            if sql.startswith("UPDATE"):
+                levels.append(raw_level())
+            return result
+
+        with wrapper.execute_wrapper(watch):
+            PurgeAttempt.objects.record([claimed], using=alias)
+        assert levels == [during]
+        assert raw_level() == 2  # FULL again
+        assert PurgeAttempt.objects.using(alias).get().status == "ok"
+    finally:
+        wrapper.close()
+        del connections[alias]
