@@ -203,18 +203,12 @@ _CLAIMED = frozenset(
 _SET_BY_CLAIM = frozenset({"claimed_until", "updated_at"})
 # PostgreSQL takes any number of rows as one array per column; keep statements moderate.
 _RECORD_CHUNK = 5000
-# PostgreSQL: a transaction that only records outcomes does not wait for its commit to
-# reach the disk (the wait, an fsync, cost more than the rest of a save's outcome). A
-# database crash can lose the last fraction of a second of such commits and nothing else
-# (the database stays consistent): those rows are left claimed, as if the sender had died
-# before recording, and are sent again once their lease ends. A purge is never lost, an
-# attempt row never missing; the caller's own transactions are never touched.
-_ASYNC_OUTCOMES = "SET LOCAL synchronous_commit TO OFF"
-# SQLite in WAL mode: the same for a commit that only records outcomes, by
-# ``synchronous = NORMAL`` (in WAL mode a power loss then costs the last commits, never
-# the database's consistency), set on the connection for that commit alone. Not in
-# rollback-journal mode, where NORMAL could corrupt the file, and never in a caller's
-# transaction.
+# SQLite in WAL mode: a commit that only records outcomes does not wait for the disk
+# (``synchronous = NORMAL``, set on the connection for that commit alone). A power loss
+# can then cost the last such commits and never the database's consistency: those rows
+# are left claimed, as if the sender had died before recording, and are sent again once
+# their lease ends. Not in rollback-journal mode, where NORMAL could corrupt the file,
+# and never in a caller's transaction.
 _FULL_SYNC = 2
 
 
@@ -739,7 +733,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             rows.append((*values, attempt.pk))
         sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
         single = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
-        # Outside a caller's transaction, the commit is roan's own: see _ASYNC_OUTCOMES.
+        # Outside a caller's transaction, the commit is roan's own: see _unsynced_on_wal.
         own = not connection.in_atomic_block
         with _unsynced_on_wal(connection) if own else contextlib.nullcontext():
             self._record_rows(db, connection, table, single, rows, own=own)
@@ -756,7 +750,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
     ) -> None:
         qn = connection.ops.quote_name
         postgres = connection.vendor == "postgresql"
-        if len(rows) == 1 and own and not postgres:
+        if len(rows) == 1 and own:
             # A save's usual outcome: one statement is atomic on its own, and a
             # transaction around it would cost a BEGIN and a COMMIT more.
             with connection.cursor() as cursor:
@@ -766,12 +760,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         # not abort the caller's transaction (PostgreSQL), _record_each goes on row by row.
         with transaction.atomic(using=db), connection.cursor() as cursor:
             if postgres:
-                if own:
-                    cursor.execute(_ASYNC_OUTCOMES)
-                if len(rows) == 1:
-                    cursor.execute(single, rows[0])
-                else:
-                    self._record_grouped(cursor, qn, table, rows)
+                self._record_grouped(cursor, qn, table, rows)
             else:
                 cursor.executemany(single, rows)
 
