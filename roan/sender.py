@@ -10,14 +10,16 @@ sent again.
 
 from __future__ import annotations
 
+import collections
+import contextvars
 import dataclasses
 import datetime
 import logging
 import math
 import random
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
@@ -101,20 +103,92 @@ def _close_here(db: str) -> None:
 
 
 def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAttempt]:
+    if any(layers.layers().values()):
+        # Layered caches: each layer waits for the inner one's outcomes, so the batch is
+        # sent and recorded as one (send_claimed), only its claim ahead of time.
+        return _claim_ahead(chunks, db, send_claimed)
+    return _claim_ahead(chunks, db, None)
+
+
+def _claim_ahead(
+    chunks: list[Sequence[int]],
+    db: str,
+    each: Callable[..., list[PurgeAttempt]] | None,
+) -> list[PurgeAttempt]:
+    """Send ``chunks`` with the next one claimed on a thread of its own; ``each`` sends
+    and records a claimed batch, or (None) the batch goes in two halves whose outcomes
+    are recorded on a thread while the next half is sent (see _Recorder)."""
     attempts: list[PurgeAttempt] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roan-claim") as claimer:
+        recorder = _Recorder(db, claimer)
         try:
             ahead = claimer.submit(_claim, chunks[0], len(chunks[0]), db)
             for index in range(len(chunks)):
                 claimed, paused = ahead.result()
                 if index + 1 < len(chunks):
                     ahead = claimer.submit(_claim, chunks[index + 1], len(chunks[index + 1]), db)
-                if claimed:
-                    attempts += send_claimed(claimed, using=db, paused=paused)
+                if not claimed:
+                    continue
+                if each is not None:
+                    attempts += each(claimed, using=db, paused=paused)
+                    continue
+                sendable = limits.hold_back(claimed, using=db)
+                half = max(1, (len(sendable) + 1) // 2)
+                for start in range(0, len(sendable), half):
+                    part = sendable[start : start + half]
+                    recorder.before_send()
+                    recorder.record(part, _send_only(part))
+                attempts += claimed
+            recorder.finish()
         finally:
+            recorder.close()
             # The claimer's connection is its thread's own: closed there, before it ends.
             claimer.submit(_close_here, db)
     return attempts
+
+
+class _Recorder:
+    """Records the outcomes of one part of a batch while the next part is sent.
+
+    At most one part is being recorded while another is sent, and each part is half a
+    batch: a process that dies has sent at most one batch that no row says was sent,
+    the bound a sender that records before it sends again has. SQLite has one writer at
+    a time: its outcomes are recorded on the claimer's thread, between its claims, not
+    on a third connection that would wait for the claimer's lock. Other databases get a
+    thread and a connection of their own.
+    """
+
+    def __init__(self, db: str, claimer: ThreadPoolExecutor) -> None:
+        self.db = db
+        own = connections[db].vendor != "sqlite"
+        self.pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="roan-record") if own else None
+        )
+        self.executor = self.pool or claimer
+        self.context = contextvars.copy_context()  # collect_written() sees the outcomes
+        self.pending: collections.deque[Future[None]] = collections.deque()
+
+    def before_send(self) -> None:
+        """Wait until at most one part is still being recorded."""
+        while len(self.pending) > 1:
+            self.pending.popleft().result()
+
+    def record(self, part: list[PurgeAttempt], results: dict[int, PurgeResult]) -> None:
+        self.pending.append(
+            self.executor.submit(self.context.run, _finish_layer, part, results, self.db)
+        )
+
+    def finish(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            try:
+                self.finish()
+            finally:
+                self.pool.submit(_close_here, self.db)
+                self.pool.shutdown(wait=True)
 
 
 def send(
@@ -174,6 +248,18 @@ def _send_layer(sendable: list[PurgeAttempt], db: str) -> None:
     record the outcomes."""
     if not sendable:
         return
+    _finish_layer(sendable, _send_only(sendable), db)
+
+
+def _finish_layer(sendable: list[PurgeAttempt], results: dict[int, PurgeResult], db: str) -> None:
+    """Record the outcomes of ``sendable``, just sent, and queue their probes."""
+    _record(sendable, results, using=db)
+    # Probes run on verify's own thread: this one may be the editor's request.
+    verify.after_send(sendable, using=db)
+
+
+def _send_only(sendable: list[PurgeAttempt]) -> dict[int, PurgeResult]:
+    """Send ``sendable``, one job per backend node in parallel; their results by id."""
     groups: dict[tuple[str, str], list[PurgeAttempt]] = defaultdict(list)
     for attempt in sendable:
         groups[(attempt.backend, attempt.node)].append(attempt)
@@ -185,9 +271,7 @@ def _send_layer(sendable: list[PurgeAttempt], db: str) -> None:
         with ThreadPoolExecutor(max_workers=min(8, len(jobs)), thread_name_prefix="roan") as pool:
             for group_results in pool.map(lambda job: _send_group(*job), jobs):
                 results.update(group_results)
-    _record(sendable, results, using=db)
-    # Probes run on verify's own thread: this one may be the editor's request.
-    verify.after_send(sendable, using=db)
+    return results
 
 
 def _send_group(key: tuple[str, str], attempts: list[PurgeAttempt]) -> dict[int, PurgeResult]:

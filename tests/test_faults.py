@@ -1,6 +1,7 @@
 """Nothing lost, nothing doubled: a cache that goes down, a worker that is killed.
 
-Real nginx, real PostgreSQL (SKIP LOCKED), real db_worker processes.
+Real nginx, real db_worker and roan_dispatch processes, on each test database: PostgreSQL
+and MariaDB (SKIP LOCKED), SQLite (one writer at a time).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from tests.support.caches import LoopbackServer, Nginx, Origin, start_nginx
 from tests.support.workers import wait_until
 from tests.testapp.models import Post
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+# On every database: the workers are separate processes on the test database (on SQLite
+# a file, opened as README advises for several processes).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_sqlite")]
 
 
 @pytest.fixture
@@ -69,6 +72,7 @@ def purges_seen(node: Nginx, prefix: str) -> Counter[str]:
     return Counter(re.findall(rf'"GET /purge({re.escape(prefix)}[^ ]*) HTTP', log))
 
 
+@pytest.mark.postgres  # a thousand saves: the slowest of these, on one database
 def test_saves_while_nginx_is_down_are_all_purged_once_it_is_back(
     make_rule, settings, nginx, workers
 ) -> None:
@@ -252,9 +256,10 @@ def test_senders_racing_for_the_same_backlog_send_each_attempt_once(
 def test_roan_dispatch_killed_mid_backlog_loses_nothing_and_doubles_at_most_one_batch(
     make_rule, settings, nginx, slow_proxy, workers
 ) -> None:
-    """roan_dispatch claims its next batch while it sends the current one: killed in
-    the middle, it leaves two batches claimed, and still only the one it was sending can
-    reach the cache twice."""
+    """roan_dispatch claims its next batch while it sends the current one, and records
+    one half of a batch while it sends the other: killed in the middle, it leaves more
+    than one batch claimed and at most two, and still at most one batch can reach the
+    cache twice."""
     lease = 4.0
     batch = 20
     use_backend(settings, f"{slow_proxy.url}/purge", LEASE=lease)
@@ -279,7 +284,9 @@ def test_roan_dispatch_killed_mid_backlog_loses_nothing_and_doubles_at_most_one_
 
     held = PurgeAttempt.objects.filter(status="pending", claimed_until__gt=killed_at)
     held_paths = set(held.values_list("target", flat=True))
-    assert len(held_paths) == 2 * batch, "the batch it was sending and the one claimed next"
+    # The part it was sending (and the part being recorded, if any) and the batch
+    # claimed next.
+    assert batch < len(held_paths) <= 2 * batch
     assert PurgeAttempt.objects.claim(list(held.values_list("pk", flat=True))) == []
 
     wait_until(

@@ -188,8 +188,8 @@ def test_a_backlog_sent_in_batches_claims_ahead_and_sends_each_attempt_once(
     assert PurgeAttempt.objects.filter(pk__in=held, status="pending", claimed_until=None).count()
     pauses.resume("held")
     assert PurgeAttempt.objects.get(pk__in=held).status == "ok"
-    # The claiming thread is gone (and closed its connection before it went).
-    assert not [t for t in threading.enumerate() if t.name.startswith("roan-claim")]
+    # The claiming and recording threads are gone (each closed its connection first).
+    assert not [t for t in threading.enumerate() if t.name.startswith(("roan-claim", "roan-rec"))]
 
 
 def test_with_a_pre_init_receiver_claimed_rows_are_built_by_the_orm(settings) -> None:
@@ -258,3 +258,52 @@ def test_on_sqlite_in_wal_mode_an_outcome_commit_does_not_wait_for_the_disk(
     finally:
         wrapper.close()
         del connections[alias]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sender_that_records_slower_than_it_sends_has_one_batch_unrecorded_at_most(
+    settings, monkeypatch
+) -> None:
+    """The outcomes of one half of a batch are written while the other half is sent; a
+    process killed at any moment has sent at most one batch that no row says was sent."""
+    import threading
+    import time
+
+    from roan import sender
+    from roan.backends.locmem import LocMemBackend
+    from roan.sender import send_ids
+
+    settings.ROAN_BACKENDS = {"mem": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
+    ids = PurgeAttempt.objects.write(
+        [{"backend": "mem", "node": "default", "target": f"/s/{i}", "trigger": "api"}
+         for i in range(200)]
+    )  # fmt: skip
+    sent: set[int] = set()
+    recorded: set[int] = set()
+    unrecorded_at_send: list[int] = []
+    recording_threads: set[str] = set()
+    record, purge = sender._record, LocMemBackend.purge
+
+    def slow_record(attempts, results, *, using):
+        time.sleep(0.05)  # slower than sending a half batch
+        record(attempts, results, using=using)
+        recording_threads.add(threading.current_thread().name)
+        recorded.update(a.pk for a in attempts)  # committed: on its row now
+
+    def watched_purge(self, node, requests):
+        sent.update(r.attempt for r in requests)
+        unrecorded_at_send.append(len(sent - recorded))
+        return purge(self, node, requests)
+
+    monkeypatch.setattr(sender, "_record", slow_record)
+    monkeypatch.setattr(LocMemBackend, "purge", watched_purge)
+    attempts = send_ids(ids, batch=40)
+
+    assert len(attempts) == 200
+    assert set(PurgeAttempt.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"ok"}
+    # Sent in halves of 20, each recorded on another thread while the next went out...
+    assert len(unrecorded_at_send) == 10
+    assert not any(name == threading.main_thread().name for name in recording_threads)
+    assert max(unrecorded_at_send) > 20
+    # ... and never more than one batch sent and not yet on its rows.
+    assert max(unrecorded_at_send) <= 40

@@ -58,27 +58,6 @@ def flaky_cache() -> Iterator[FlakyCache]:
 
 
 @pytest.fixture
-def shared_sqlite(monkeypatch) -> Iterator[None]:
-    """On SQLite, this process and the worker open their connections as a site with
-    several processes should (tests/settings.py: SQLITE_SHARED_OPTIONS)."""
-    from django.conf import settings as django_settings
-    from django.db import connection
-
-    if connection.vendor != "sqlite":
-        yield
-        return
-    monkeypatch.setenv("ROAN_SQLITE_SHARED", "1")  # for the worker's settings
-    options = connection.settings_dict.setdefault("OPTIONS", {})
-    saved = dict(options)
-    options.update(django_settings.SQLITE_SHARED_OPTIONS)
-    connection.close()  # reopened with the options at the next query
-    yield
-    options.clear()
-    options.update(saved)
-    connection.close()
-
-
-@pytest.fixture
 def on_rq(settings, redis_url, shared_sqlite) -> str:
     settings.ROAN_DISPATCH = "task"
     settings.RQ_QUEUES = {QUEUE: {"URL": redis_url, "DEFAULT_TIMEOUT": 60}}

@@ -94,6 +94,27 @@ def workers(transactional_db: None) -> Iterator[Callable[..., Worker]]:
     logs.rmdir()
 
 
+@pytest.fixture
+def shared_sqlite(monkeypatch) -> Iterator[None]:
+    """On SQLite, this process and the worker open their connections as a site with
+    several processes should (tests/settings.py: SQLITE_SHARED_OPTIONS)."""
+    from django.conf import settings as django_settings
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        yield
+        return
+    monkeypatch.setenv("ROAN_SQLITE_SHARED", "1")  # for the worker's settings
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    saved = dict(options)
+    options.update(django_settings.SQLITE_SHARED_OPTIONS)
+    connection.close()  # reopened with the options at the next query
+    yield
+    options.clear()
+    options.update(saved)
+    connection.close()
+
+
 def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> float:
     """Poll ``condition`` until it holds; return how long that took."""
     start = time.monotonic()
