@@ -203,6 +203,25 @@ _CLAIMED = frozenset(
 _SET_BY_CLAIM = frozenset({"claimed_until", "updated_at"})
 # PostgreSQL takes any number of rows as one array per column; keep statements moderate.
 _RECORD_CHUNK = 5000
+# MySQL: a CASE of this many ids, each looked up by every row it updates.
+_CASED_CHUNK = 1000
+# The outcomes that differ from row to row of a batch; the others are mostly shared.
+_VARYING_OUTCOMES = ("latency_ms", "next_attempt_at")
+_SHARED_OUTCOMES = tuple(c for c in _OUTCOME_COLUMNS if c not in _VARYING_OUTCOMES)
+
+
+def _outcome_groups(
+    rows: list[tuple[Any, ...]],
+) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
+    """Outcome rows (record()'s, the id last) grouped by every column but the varying
+    ones: each group's shared values and its rows."""
+    shared = [_OUTCOME_COLUMNS.index(c) for c in _SHARED_OUTCOMES]
+    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[i] for i in shared), []).append(row)
+    yield from groups.items()
+
+
 # SQLite in WAL mode: a commit that only records outcomes does not wait for the disk
 # (``synchronous = NORMAL``, set on the connection for that commit alone). A power loss
 # can then cost the last such commits and never the database's consistency: those rows
@@ -709,9 +728,10 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
 
         ``bulk_update`` builds a ``CASE WHEN id = ...`` per row and column, which costs
         more than sending the purges. Here PostgreSQL gets one ``UPDATE ... FROM
-        unnest(...)`` per group of like outcomes, and other databases one prepared ``UPDATE``
-        run for every row, in one transaction (SQLite runs it in-process, so a row costs
-        no round trip).
+        unnest(...)`` per group of like outcomes, MySQL and MariaDB one ``UPDATE ...
+        WHERE id IN`` per group (the latencies by ``CASE id``), and SQLite one prepared
+        ``UPDATE`` run for every row, in one transaction (in-process, so a row costs no
+        round trip).
         """
         if not attempts:
             return
@@ -761,6 +781,8 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         with transaction.atomic(using=db), connection.cursor() as cursor:
             if postgres:
                 self._record_grouped(cursor, qn, table, rows)
+            elif connection.vendor == "mysql":
+                self._record_cased(cursor, qn, table, rows)
             else:
                 cursor.executemany(single, rows)
 
@@ -771,21 +793,17 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         outcome but their latency and next attempt time (a batch is usually one or two
         groups). Only ids, latencies and retry times travel as arrays: psycopg dumps
         array elements in Python, which cost more than the update itself."""
-        varying = ("latency_ms", "next_attempt_at")
-        shared = [c for c in _OUTCOME_COLUMNS if c not in varying]
+        varying = _VARYING_OUTCOMES
         where = {c: _OUTCOME_COLUMNS.index(c) for c in _OUTCOME_COLUMNS}
-        groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-        for row in rows:
-            groups.setdefault(tuple(row[where[c]] for c in shared), []).append(row)
         sets = ", ".join(
-            [*(f"{qn(c)} = %s" for c in shared), *(f"{qn(c)} = v.{c}" for c in varying)]
+            [*(f"{qn(c)} = %s" for c in _SHARED_OUTCOMES), *(f"{qn(c)} = v.{c}" for c in varying)]
         )
         sql = (
             f"UPDATE {table} SET {sets} "  # noqa: S608 - fixed column names
             "FROM unnest(%s::bigint[], %s::float8[], %s::timestamptz[]) "
             f"AS v(id, {', '.join(varying)}) WHERE {table}.{qn('id')} = v.id"
         )
-        for key, members in groups.items():
+        for key, members in _outcome_groups(rows):
             for start in range(0, len(members), _RECORD_CHUNK):
                 chunk = members[start : start + _RECORD_CHUNK]
                 arrays = [
@@ -794,6 +812,36 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                     [row[where["next_attempt_at"]] for row in chunk],
                 ]
                 cursor.execute(sql, [*key, *arrays])
+
+    def _record_cased(self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """MySQL and MariaDB: one ``UPDATE ... WHERE id IN (...)`` per group of rows that
+        share every outcome but their latency and next attempt time, those two set by
+        ``CASE id``. The driver runs ``executemany()`` of an ``UPDATE`` as one statement
+        and one round trip per row, which made recording a batch cost ten times its
+        sending."""
+        for key, members in _outcome_groups(rows):
+            for start in range(0, len(members), _CASED_CHUNK):
+                chunk = members[start : start + _CASED_CHUNK]
+                sets = [f"{qn(c)} = %s" for c in _SHARED_OUTCOMES]
+                params: list[Any] = list(key)
+                for column in _VARYING_OUTCOMES:
+                    at = _OUTCOME_COLUMNS.index(column)
+                    values = [row[at] for row in chunk]
+                    if all(value == values[0] for value in values):
+                        sets.append(f"{qn(column)} = %s")
+                        params.append(values[0])
+                        continue
+                    whens = " ".join(["WHEN %s THEN %s"] * len(chunk))
+                    sets.append(f"{qn(column)} = CASE {qn('id')} {whens} END")
+                    for row, value in zip(chunk, values, strict=True):
+                        params += [row[-1], value]
+                marks = ", ".join(["%s"] * len(chunk))
+                params += [row[-1] for row in chunk]
+                cursor.execute(
+                    f"UPDATE {table} SET {', '.join(sets)} "  # noqa: S608 - fixed names
+                    f"WHERE {qn('id')} IN ({marks})",
+                    params,
+                )
 
 
 class PurgeTryManager(models.Manager["PurgeTry"]):

@@ -307,3 +307,44 @@ def test_a_sender_that_records_slower_than_it_sends_has_one_batch_unrecorded_at_
     assert max(unrecorded_at_send) > 20
     # ... and never more than one batch sent and not yet on its rows.
     assert max(unrecorded_at_send) <= 40
+
+
+def test_a_batch_of_outcomes_that_differ_row_by_row_lands_on_each_row() -> None:
+    """record() writes a batch in few statements (grouped by their shared outcome, the
+    latency and the next attempt per row): every row still gets exactly its own."""
+    ids = PurgeAttempt.objects.write(
+        [{"backend": "b", "node": "n", "target": f"/r/{i}", "trigger": "api"} for i in range(301)]
+    )
+    *mine, other = PurgeAttempt.objects.claim(ids)
+    now = timezone.now().replace(microsecond=123456)
+    expected = {}
+    for i, attempt in enumerate(mine):
+        failed = i % 3 == 0
+        attempt.status = "failed" if failed else "ok"
+        attempt.http_status = 503 if failed else 200
+        attempt.latency_ms = None if i % 7 == 0 else i * 0.25
+        attempt.error = f"HTTP 503 ({i % 2})" if failed else ""
+        attempt.tries = 1 + i % 2
+        attempt.claimed_until = None
+        attempt.updated_at = now
+        attempt.next_attempt_at = now + datetime.timedelta(seconds=i) if failed else None
+        attempt.finished_at = None if failed else now
+        expected[attempt.pk] = (
+            attempt.status, attempt.http_status, attempt.latency_ms, attempt.error,
+            attempt.tries, attempt.next_attempt_at, attempt.finished_at,
+        )  # fmt: skip
+
+    PurgeAttempt.objects.record(mine)
+
+    columns = ["status", "http_status", "latency_ms", "error", "tries"]
+    found = {
+        row[0]: row[1:]
+        for row in PurgeAttempt.objects.filter(pk__in=expected).values_list(
+            "pk", *columns, "next_attempt_at", "finished_at", "claimed_until"
+        )
+    }
+    assert {pk: row[:-1] for pk, row in found.items()} == expected
+    assert {row[-1] for row in found.values()} == {None}
+    # The row claimed with them and not recorded keeps its lease and status.
+    untouched = PurgeAttempt.objects.get(pk=other.pk)
+    assert (untouched.status, untouched.claimed_until) == ("pending", other.claimed_until)
