@@ -50,3 +50,32 @@ def run_worker(
         text=True, cwd=ROOT, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def mysql_database(url: str, name: str) -> dict[str, object]:
+    """Django's DATABASES entry for database ``name`` on the MySQL/MariaDB server of ``url``."""
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": name,
+        "USER": parts.username or "",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        "OPTIONS": {"charset": "utf8mb4"},
+    }
+
+
+def mysql_admin_sql(url: str, sql: str) -> None:
+    """Run ``sql`` (CREATE/DROP DATABASE) on the MySQL/MariaDB server of ``url``."""
+    import MySQLdb
+
+    parts = urlsplit(url)
+    conn = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1", port=parts.port or 3306,
+        user=parts.username or "root", password=parts.password or "",
+    )  # fmt: skip
+    try:
+        conn.cursor().execute(sql)
+    finally:
+        conn.close()

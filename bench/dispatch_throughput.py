@@ -3,17 +3,21 @@ roan 0.1's way and against wrk on the same nginx.
 
     .venv/bin/python bench/dispatch_throughput.py [--n 10000] [--rounds 3]
         [--baseline-n 1000] [--batch 1000] [--wrk-seconds 3] [--database-url URL]
+        [--mysql-url URL]
 
 One nginx (example/deploy/nginx.conf, the cache purge module) on loopback serves every
 setup, in interleaved rounds:
 
     roan (sqlite)      n pending attempt rows in a fresh SQLite database, sent the way
                        roan_dispatch sends them: list the due ids, then claim a batch,
-                       send it, record every outcome on its row (the next batch claimed
-                       meanwhile); until nothing is due. Timed from the first query to
-                       the last row written.
+                       send it in two halves, record every outcome on its row (the next
+                       batch claimed, and one half recorded while the other is sent);
+                       until nothing is due. Timed from the first query to the last row
+                       written.
     roan (postgresql)  the same on a fresh PostgreSQL database (--database-url or
                        DATABASE_URL)
+    roan (mariadb)     the same on a fresh MariaDB or MySQL database (--mysql-url or
+                       MYSQL_URL)
     transport only     NginxBackend.purge() on the same URLs, no database: roan's ceiling
     roan 0.1           requests.get() per URL, a new connection each, one after another,
                        no bookkeeping (roan 0.1 had none); over --baseline-n URLs
@@ -41,7 +45,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import admin_sql, postgres_database, run_worker
+from _common import admin_sql, mysql_admin_sql, mysql_database, postgres_database, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -106,6 +110,9 @@ def run_roan(engine: str, args: argparse.Namespace, location: str, tmp: Path) ->
     if engine == "postgresql":
         admin_sql(args.database_url, f'CREATE DATABASE "{name}"')
         database = postgres_database(args.database_url, name)
+    elif engine == "mariadb":
+        mysql_admin_sql(args.mysql_url, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        database = mysql_database(args.mysql_url, name)
     else:
         database = sqlite_database(tmp)
     try:
@@ -114,6 +121,8 @@ def run_roan(engine: str, args: argparse.Namespace, location: str, tmp: Path) ->
     finally:
         if engine == "postgresql":
             admin_sql(args.database_url, f'DROP DATABASE IF EXISTS "{name}"')
+        elif engine == "mariadb":
+            mysql_admin_sql(args.mysql_url, f"DROP DATABASE IF EXISTS `{name}`")
     # A benchmark that lost purges would be measuring the wrong thing.
     if result["handled"] != args.n or result["answered"] < args.n:
         raise SystemExit(f"roan ({engine}): only {result['answered']} of {args.n} answered")
@@ -172,6 +181,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="attempts claimed per send()")
     parser.add_argument("--wrk-seconds", type=int, default=3)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
+    parser.add_argument("--mysql-url", default=os.environ.get("MYSQL_URL", ""))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -187,6 +197,8 @@ def main() -> None:
     setups = ["roan (sqlite)"]
     if args.database_url:
         setups.append("roan (postgresql)")
+    if args.mysql_url:
+        setups.append("roan (mariadb)")
     setups += ["transport only", "roan 0.1", "wrk"]
     figures: dict[str, list[float]] = {s: [] for s in setups}
     origin = Origin()
@@ -200,6 +212,8 @@ def main() -> None:
                     figures["roan (postgresql)"].append(
                         run_roan("postgresql", args, location, Path(tmp))
                     )
+                if args.mysql_url:
+                    figures["roan (mariadb)"].append(run_roan("mariadb", args, location, Path(tmp)))
                 figures["transport only"].append(run_transport(args.n, location))
                 figures["roan 0.1"].append(run_roan_0_1(args.baseline_n, location))
                 figures["wrk"].append(run_wrk(args.wrk_seconds, location))
