@@ -1,5 +1,6 @@
-"""What send() writes on each attempt row, on SQLite and PostgreSQL alike (the batched
-outcome update in PurgeAttempt.objects.record)."""
+"""What send() writes on each attempt row, on every database alike (the batched outcome
+update in PurgeAttempt.objects.record), and how a backlog's batches are claimed, sent and
+recorded."""
 
 from __future__ import annotations
 
