@@ -13,17 +13,22 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def postgres_database(url: str, name: str) -> dict[str, object]:
+def _server_database(engine: str, url: str, name: str) -> dict[str, Any]:
     """Django's DATABASES entry for database ``name`` on the server of ``url``."""
     parts = urlsplit(url)
     return {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": f"django.db.backends.{engine}",
         "NAME": name,
         "USER": parts.username or "",
         "PASSWORD": parts.password or "",
         "HOST": parts.hostname or "",
         "PORT": str(parts.port or ""),
     }
+
+
+def postgres_database(url: str, name: str) -> dict[str, object]:
+    """Django's DATABASES entry for database ``name`` on the PostgreSQL server of ``url``."""
+    return _server_database("postgresql", url, name)
 
 
 def admin_sql(url: str, sql: str) -> None:
@@ -54,16 +59,7 @@ def run_worker(
 
 def mysql_database(url: str, name: str) -> dict[str, object]:
     """Django's DATABASES entry for database ``name`` on the MySQL/MariaDB server of ``url``."""
-    parts = urlsplit(url)
-    return {
-        "ENGINE": "django.db.backends.mysql",
-        "NAME": name,
-        "USER": parts.username or "",
-        "PASSWORD": parts.password or "",
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-        "OPTIONS": {"charset": "utf8mb4"},
-    }
+    return {**_server_database("mysql", url, name), "OPTIONS": {"charset": "utf8mb4"}}
 
 
 def mysql_admin_sql(url: str, sql: str) -> None:

@@ -18,7 +18,7 @@ import logging
 import math
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -103,24 +103,14 @@ def _close_here(db: str) -> None:
 
 
 def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAttempt]:
-    if any(layers.layers().values()):
-        # Layered caches: each layer waits for the inner one's outcomes, so the batch is
-        # sent and recorded as one (send_claimed), only its claim ahead of time.
-        return _claim_ahead(chunks, db, send_claimed)
-    return _claim_ahead(chunks, db, None)
-
-
-def _claim_ahead(
-    chunks: list[Sequence[int]],
-    db: str,
-    each: Callable[..., list[PurgeAttempt]] | None,
-) -> list[PurgeAttempt]:
-    """Send ``chunks`` with the next one claimed on a thread of its own; ``each`` sends
-    and records a claimed batch, or (None) the batch goes in two halves whose outcomes
-    are recorded on a thread while the next half is sent (see _Recorder)."""
+    """Send ``chunks`` with the next one claimed on a thread of its own. A batch goes in
+    two halves whose outcomes are recorded on a thread while the next half is sent (see
+    _Recorder), except with caches in layers: each layer waits for the inner one's
+    outcomes, so the batch is sent and recorded as one (send_claimed)."""
+    layered = any(layers.layers().values())
     attempts: list[PurgeAttempt] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roan-claim") as claimer:
-        recorder = _Recorder(db, claimer)
+        recorder = None if layered else _Recorder(db, claimer)
         try:
             ahead = claimer.submit(_claim, chunks[0], len(chunks[0]), db)
             for index in range(len(chunks)):
@@ -129,8 +119,8 @@ def _claim_ahead(
                     ahead = claimer.submit(_claim, chunks[index + 1], len(chunks[index + 1]), db)
                 if not claimed:
                     continue
-                if each is not None:
-                    attempts += each(claimed, using=db, paused=paused)
+                if recorder is None:
+                    attempts += send_claimed(claimed, using=db, paused=paused)
                     continue
                 sendable = limits.hold_back(claimed, using=db)
                 half = max(1, (len(sendable) + 1) // 2)
@@ -139,9 +129,11 @@ def _claim_ahead(
                     recorder.before_send()
                     recorder.record(part, _send_only(part))
                 attempts += claimed
-            recorder.finish()
+            if recorder is not None:
+                recorder.finish()
         finally:
-            recorder.close()
+            if recorder is not None:
+                recorder.close()
             # The claimer's connection is its thread's own: closed there, before it ends.
             claimer.submit(_close_here, db)
     return attempts
