@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import hashlib
 import logging
+import operator
 import random
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -208,6 +209,10 @@ _CASED_CHUNK = 1000
 # The outcomes that differ from row to row of a batch; the others are mostly shared.
 _VARYING_OUTCOMES = ("latency_ms", "next_attempt_at")
 _SHARED_OUTCOMES = tuple(c for c in _OUTCOME_COLUMNS if c not in _VARYING_OUTCOMES)
+# record() reads a thousand rows' outcomes at a time: these run in C.
+_outcomes_of = operator.attrgetter(*_OUTCOME_COLUMNS)
+_OUTCOME_DATETIMES = tuple(i for i, c in enumerate(_OUTCOME_COLUMNS) if c in _DATETIMES)
+_shared_of = operator.itemgetter(*(_OUTCOME_COLUMNS.index(c) for c in _SHARED_OUTCOMES))
 
 
 def _outcome_groups(
@@ -215,11 +220,23 @@ def _outcome_groups(
 ) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
     """Outcome rows (record()'s, the id last) grouped by every column but the varying
     ones: each group's shared values and its rows."""
-    shared = [_OUTCOME_COLUMNS.index(c) for c in _SHARED_OUTCOMES]
     groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
     for row in rows:
-        groups.setdefault(tuple(row[i] for i in shared), []).append(row)
+        groups.setdefault(_shared_of(row), []).append(row)
     yield from groups.items()
+
+
+def _updates_from(connection: Any) -> bool:
+    """Whether the database is SQLite 3.33+, which has ``UPDATE ... FROM``."""
+    return connection.vendor == "sqlite" and bool(
+        connection.Database.sqlite_version_info >= (3, 33)
+    )
+
+
+def _sqlite_params(connection: Any) -> int:
+    """How many parameters one SQLite statement may bind on this (open) connection."""
+    raw = connection.connection
+    return int(raw.getlimit(connection.Database.SQLITE_LIMIT_VARIABLE_NUMBER))
 
 
 # SQLite in WAL mode: a commit that only records outcomes does not wait for the disk
@@ -729,9 +746,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         ``bulk_update`` builds a ``CASE WHEN id = ...`` per row and column, which costs
         more than sending the purges. Here PostgreSQL gets one ``UPDATE ... FROM
         unnest(...)`` per group of like outcomes, MySQL and MariaDB one ``UPDATE ...
-        WHERE id IN`` per group (the latencies by ``CASE id``), and SQLite one prepared
-        ``UPDATE`` run for every row, in one transaction (in-process, so a row costs no
-        round trip).
+        WHERE id IN`` per group (the latencies by ``CASE id``), SQLite 3.33+ one ``UPDATE
+        ... FROM (VALUES ...)`` per group (older SQLite one prepared ``UPDATE`` run for
+        every row), each in one transaction.
         """
         if not attempts:
             return
@@ -743,14 +760,14 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         adapted: dict[datetime.datetime, Any] = {}  # most rows share "now"
         rows = []
         for attempt in attempts:
-            values = [getattr(attempt, column) for column in _OUTCOME_COLUMNS]
-            for i, column in enumerate(_OUTCOME_COLUMNS):
-                value = values[i]
-                if column in _DATETIMES and value is not None:
-                    if value not in adapted:
-                        adapted[value] = adapt(value)
-                    values[i] = adapted[value]
-            rows.append((*values, attempt.pk))
+            values = list(_outcomes_of(attempt))
+            for i in _OUTCOME_DATETIMES:
+                if (value := values[i]) is not None:
+                    if (done := adapted.get(value)) is None:
+                        done = adapted[value] = adapt(value)
+                    values[i] = done
+            values.append(attempt.pk)
+            rows.append(tuple(values))
         sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
         single = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
         # Outside a caller's transaction, the commit is roan's own: see _unsynced_on_wal.
@@ -783,6 +800,8 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                 self._record_grouped(cursor, qn, table, rows)
             elif connection.vendor == "mysql":
                 self._record_cased(cursor, qn, table, rows)
+            elif _updates_from(connection):
+                self._record_joined(cursor, qn, table, rows, _sqlite_params(connection))
             else:
                 cursor.executemany(single, rows)
 
@@ -812,6 +831,37 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                     [row[where["next_attempt_at"]] for row in chunk],
                 ]
                 cursor.execute(sql, [*key, *arrays])
+
+    def _record_joined(
+        self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]], limit: int
+    ) -> None:
+        """SQLite 3.33+: one ``UPDATE ... FROM (VALUES ...)`` per group of rows that share
+        every outcome but their latency and next attempt time, those two joined in by id.
+        A prepared ``UPDATE`` run for each row costs SQLite a statement step and reset
+        per row, which made recording take longer than sending the batch."""
+        at = [_OUTCOME_COLUMNS.index(c) for c in _VARYING_OUTCOMES]
+        sets = ", ".join(
+            [
+                *(f"{qn(c)} = %s" for c in _SHARED_OUTCOMES),
+                *(f"{qn(c)} = v.column{i + 2}" for i, c in enumerate(_VARYING_OUTCOMES)),
+            ]
+        )
+        width = 1 + len(_VARYING_OUTCOMES)
+        per = max(1, min(_RECORD_CHUNK, (limit - len(_SHARED_OUTCOMES)) // width))
+        mark = f"({', '.join(['%s'] * width)})"
+        for key, members in _outcome_groups(rows):
+            for start in range(0, len(members), per):
+                chunk = members[start : start + per]
+                params = list(key)
+                for row in chunk:
+                    params.append(row[-1])
+                    params += [row[i] for i in at]
+                cursor.execute(
+                    f"UPDATE {table} SET {sets} "  # noqa: S608 - fixed column names
+                    f"FROM (VALUES {', '.join([mark] * len(chunk))}) AS v "
+                    f"WHERE {table}.{qn('id')} = v.column1",
+                    params,
+                )
 
     def _record_cased(self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
         """MySQL and MariaDB: one ``UPDATE ... WHERE id IN (...)`` per group of rows that
