@@ -32,6 +32,7 @@ import dataclasses
 import logging
 import os
 import re
+import select
 import selectors
 import socket
 import ssl
@@ -69,6 +70,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_DEPTH = 100
 #: Idle connections kept per node, for the threads that send to it at the same time.
 _IDLE_PER_NODE = 8
+#: Seconds a pooled connection is reused without asking whether the cache closed it:
+#: less than any keep-alive timeout a cache would be set to.
+_TRUSTED_IDLE = 0.5
 # Largest header block accepted, and most header lines: a cache's answer to a purge is
 # small, so anything bigger is not a cache talking.
 _MAX_HEAD = 65536
@@ -120,7 +124,7 @@ class _Headers(dict[str, str]):
         return super().__contains__(key.lower() if isinstance(key, str) else key)
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Answer:
     status: int
     headers: _Headers
@@ -150,8 +154,9 @@ class _Connection:
     __slots__ = (
         "buffer",
         "deadline",
+        "idle_since",
+        "last_answer",
         "last_head",
-        "last_parsed",
         "pid",
         "progress",
         "read_timeout",
@@ -174,17 +179,31 @@ class _Connection:
         self.deadline = 0.0
         #: Some byte of the answer being read has arrived.
         self.progress = False
-        #: The last final answer's head as read, and what it was parsed into: a cache
-        #: answers a run of purges alike, down to the second in its Date field.
-        self.last_head = ""
-        self.last_parsed: tuple[int, int, dict[str, str]] = (1, 0, {})
+        #: The last final answer's head as read, the answer it made and its body's
+        #: length (see read_answer).
+        self.last_head: str | None = None
+        self.last_answer: tuple[_Answer, int] = (_Answer(0, _Headers(), False), 0)
+        #: When this connection last went back to the pool.
+        self.idle_since = 0.0
 
     def stale(self) -> bool:
         """True if the cache has closed this idle connection (or sent something unasked:
-        either way it cannot carry the next request)."""
+        either way it cannot carry the next request).
+
+        A connection back in the pool for less than ``_TRUSTED_IDLE`` is not asked: the
+        question is a system call, and on a busy sender, one that hands the interpreter
+        to another thread for as long as that thread likes. Should the cache have closed
+        it all the same, the calls sent on it are sent again on a new one (_exchange).
+        """
         if self.buffer or self.pid != os.getpid():
             return True
+        if time.monotonic() - self.idle_since < _TRUSTED_IDLE:
+            return False
         try:
+            if hasattr(select, "poll"):
+                poller = select.poll()
+                poller.register(self.sock, select.POLLIN)
+                return bool(poller.poll(0))
             with selectors.DefaultSelector() as selector:
                 selector.register(self.sock, selectors.EVENT_READ)
                 return bool(selector.select(0))
@@ -282,11 +301,17 @@ class _Connection:
         """Read one complete answer (a body is read and dropped; see ``_MAX_BODY``)."""
         self.deadline = time.monotonic() + self.read_timeout
         self.progress = bool(self.buffer)
+        head = self._head()
+        if head == self.last_head:
+            # The same head as the last answer (a cache answers a run of purges alike,
+            # down to the second in its Date field): the same answer, and its body of
+            # the same length, once more.
+            answer, size = self.last_answer
+            if size:
+                self._skip(size)
+            self.served += 1
+            return answer
         for _ in range(10):
-            head = self._head()
-            if head == self.last_head:
-                minor, status, found = self.last_parsed
-                break
             first, _, fields = head.partition("\n")
             status_line = _STATUS_LINE.fullmatch(first.removesuffix("\r"))
             if status_line is None:
@@ -296,14 +321,16 @@ class _Connection:
                 raise _invalid("a bad status code")
             if not 100 <= status < 200 or status == 101:
                 found = self._fields(fields)
-                self.last_head, self.last_parsed = head, (minor, status, found)
                 break
             # An interim answer (100 Continue): the real one follows.
+            head = self._head()
         else:
             raise _invalid("too many interim answers")
+        final = head
         connection = found.get("connection", "").lower()
         closes = "close" in connection or (minor == 0 and "keep-alive" not in connection)
         body = True
+        sized: int | None = None
         if status in (204, 304) or 100 <= status < 200:
             body = False
         elif "transfer-encoding" in found:
@@ -328,12 +355,18 @@ class _Connection:
                 closes = True  # not read: the connection goes instead
             else:
                 self._skip(int(length))
+                sized = int(length)
         if body and "transfer-encoding" not in found and "content-length" not in found:
             # No length: the body runs to the end of the connection (HTTP/1.0 style).
             self._until_close()
             closes = True
         self.served += 1
-        return _Answer(status, _Headers(found), closes)
+        answer = _Answer(status, _Headers(found), closes)
+        # Kept for the next answer only when its head alone frames it (no body, or a
+        # length) and the connection goes on: then the same head means the same answer.
+        if not closes and (not body or sized is not None):
+            self.last_head, self.last_answer = final, (answer, sized or 0)
+        return answer
 
     @staticmethod
     def _fields(block: str) -> dict[str, str]:
@@ -492,6 +525,7 @@ class PipelinedTransport:
         with self._lock:
             idle = self._idle.setdefault(url, [])
             if len(idle) < _IDLE_PER_NODE:
+                conn.idle_since = time.monotonic()
                 idle.append(conn)
                 return
         conn.close()

@@ -237,6 +237,29 @@ def test_chunked_and_unsized_answers_are_read_whole(scripted) -> None:
     assert server.connections == 2  # the unsized answer ended its connection
 
 
+def test_a_run_of_like_answers_is_framed_answer_by_answer(scripted) -> None:
+    # The same head again (a run of purges answered alike) is taken as the same answer,
+    # its body skipped by its length; a different head between them is read anew.
+    sized = "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot here\n"
+    empty = "HTTP/1.1 204 No Content\r\n\r\n"
+    gone = "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nX-Purged-Count: 1\r\n\r\npurged /gone"
+
+    def answer(conn: int, n: int, path: str) -> bytes:
+        name = path.rsplit("/", 1)[-1].rstrip("0123456789")
+        return {"sized": sized, "empty": empty, "gone": gone}[name].encode()
+
+    server = scripted(answer)
+    names = ["sized1", "sized2", "sized3", "empty1", "empty2", "sized4", "gone1", "gone2"]
+    results = purge_paths(server.url, [f"/{name}" for name in names])
+    assert [(r.status, r.http_status) for r in results] == [
+        *[("not_cached", 404)] * 3,
+        *[("ok", 204)] * 2,
+        ("not_cached", 404),
+        *[("ok", 200)] * 2,
+    ]
+    assert server.connections == 1
+
+
 def test_a_cache_that_closes_without_answering_is_never_ok(scripted) -> None:
     server = scripted(lambda conn, n, path: None)
     results = purge_paths(server.url, ["/a", "/b", "/c"])
@@ -271,6 +294,28 @@ def test_a_cache_closing_silently_after_each_answer_still_answers_everything(scr
     results = purge_paths(server.url, ["/a", "/b", "/c"])
     assert [r.status for r in results] == ["ok"] * 3
     assert server.answered == ["/purge/a", "/purge/b", "/purge/c"]
+    assert server.connections == 3
+
+
+def test_a_pooled_connection_the_cache_closed_is_replaced_however_soon_it_is_reused(
+    scripted,
+) -> None:
+    # Each connection answers two purges, the second with a silent close: the pooled
+    # connection is dead when the next call takes it, at once (reused without asking the
+    # socket, so the calls go out on it and are sent again) or after a pause (asked).
+    server = scripted(lambda conn, n, path: ok() if n == 0 else b"!" + ok())
+    backend = NginxBackend("nginx", {"LOCATION": f"{server.url}/purge", "TIMEOUT": (1, 1)})
+    try:
+        calls = [["/a", "/b"], ["/c", "/d"], ["/e", "/f"]]
+        results = []
+        for number, paths in enumerate(calls):
+            if number == 2:
+                time.sleep(0.7)
+            results += backend.purge(backend.nodes[0], [PurgeRequest("url", p) for p in paths])
+    finally:
+        backend.close()
+    assert [r.status for r in results] == ["ok"] * 6
+    assert server.answered == [f"/purge/{p}" for p in "abcdef"]
     assert server.connections == 3
 
 
