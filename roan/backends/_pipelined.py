@@ -326,7 +326,6 @@ class _Connection:
             head = self._head()
         else:
             raise _invalid("too many interim answers")
-        final = head
         connection = found.get("connection", "").lower()
         closes = "close" in connection or (minor == 0 and "keep-alive" not in connection)
         body = True
@@ -354,8 +353,8 @@ class _Connection:
             if int(length) > _MAX_BODY:
                 closes = True  # not read: the connection goes instead
             else:
-                self._skip(int(length))
                 sized = int(length)
+                self._skip(sized)
         if body and "transfer-encoding" not in found and "content-length" not in found:
             # No length: the body runs to the end of the connection (HTTP/1.0 style).
             self._until_close()
@@ -365,7 +364,7 @@ class _Connection:
         # Kept for the next answer only when its head alone frames it (no body, or a
         # length) and the connection goes on: then the same head means the same answer.
         if not closes and (not body or sized is not None):
-            self.last_head, self.last_answer = final, (answer, sized or 0)
+            self.last_head, self.last_answer = head, (answer, sized or 0)
         return answer
 
     @staticmethod
