@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -47,7 +47,6 @@ from roan.pauses import resume as resume
 from roan.shared_cache import is_atomic as is_atomic
 from roan.shared_cache import is_shared as is_shared
 from roan.shared_cache import outage
-from roan.vocabulary import Status
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt
@@ -155,11 +154,18 @@ def hold_back(attempts: Sequence[PurgeAttempt], *, using: str) -> list[PurgeAtte
         if limit is None:
             send.extend(group)
             continue
-        given, left = take(alias, limit, len(group), now)
-        send.extend(group[:given])
-        for position, attempt in enumerate(group[given:]):
-            at = next_token_at(limit, position, left, now)
-            held.append((attempt, datetime.datetime.fromtimestamp(at, tz=datetime.UTC)))
+        # Twins (the same purge from several transactions) are sent once: one token.
+        purges: dict[tuple[str, str, str, str], list[PurgeAttempt]] = defaultdict(list)
+        for attempt in group:
+            purges[(attempt.node, attempt.host, attempt.kind, attempt.target)].append(attempt)
+        given, left = take(alias, limit, len(purges), now)
+        for position, same in enumerate(purges.values()):
+            if position < given:
+                send.extend(same)
+                continue
+            at = next_token_at(limit, position - given, left, now)
+            when = datetime.datetime.fromtimestamp(at, tz=datetime.UTC)
+            held.extend((attempt, when) for attempt in same)
     if held:
         release_held(held, using=using)
     send_ids = {a.pk for a in send}
@@ -174,37 +180,15 @@ def release_held(
     from roan.models import PurgeAttempt
 
     now = timezone.now()
-    rows = PurgeAttempt.objects.using(using)
-    # A pending row cannot go back to "unclaimed" beside a newer pending request for the
-    # same target (pending rows are unique while unclaimed), so such a row keeps a claim
-    # that ends when its token comes: it is due again at that moment all the same.
-    twins: set[tuple[str, str, str, str, str]] = set()
-    pending = [attempt for attempt, _at in held if attempt.status == Status.PENDING]
-    for start in range(0, len(pending), 500):
-        chunk = pending[start : start + 500]
-        twins.update(
-            rows.filter(
-                status=Status.PENDING,
-                claimed_until__isnull=True,
-                backend__in={a.backend for a in chunk},
-                target__in={a.target for a in chunk},
-            ).values_list("backend", "node", "host", "kind", "target")
-        )
     for attempt, at in held:
-        key = (attempt.backend, attempt.node, attempt.host, attempt.kind, attempt.target)
-        twin = attempt.status == Status.PENDING and key in twins
-        attempt.claimed_until = at if twin else None
+        attempt.claimed_until = None
         attempt.next_attempt_at = at
         attempt.updated_at = now
     fields = ["claimed_until", "next_attempt_at", "updated_at", *also]
-    attempts = [attempt for attempt, _at in held]
-    try:
-        with transaction.atomic(using=using):
-            rows.bulk_update(attempts, fields, batch_size=500)
-    except IntegrityError:  # a twin was committed after we looked
-        for attempt, at in held:
-            attempt.claimed_until = at
-        rows.bulk_update(attempts, fields, batch_size=500)
+    with transaction.atomic(using=using):
+        PurgeAttempt.objects.using(using).bulk_update(
+            [attempt for attempt, _at in held], fields, batch_size=500
+        )
 
 
 # -- the pause switch ---------------------------------------------------------------------

@@ -100,7 +100,10 @@ _DATETIMES = frozenset(
     {"created_at", "updated_at", "next_attempt_at", "claimed_until", "finished_at"}
 )
 # SQLite caps bound parameters per statement (32766 since 3.32); stay well below.
-_UPSERT_CHUNK = 500
+_INSERT_CHUNK = 500
+# A claim takes at most this many twins (requests for a purge it took) per attempt taken:
+# a backlog of thousands of saves of one page still goes out once.
+_TWINS_PER_CLAIMED = 10
 # ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back.
 _MYSQL_DEADLOCK = 1213
 
@@ -130,39 +133,27 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def _returns_ids_from_upsert(connection: Any) -> bool:
-    """Whether the upsert can say which row each VALUES row went to.
+def _returns_ids_from_insert(connection: Any) -> bool:
+    """Whether a multi-row ``INSERT`` can say the id of each row, in order.
 
-    PostgreSQL and SQLite can (RETURNING); MariaDB can since 10.5, with ON DUPLICATE KEY
-    UPDATE too; MySQL cannot, so there the ids are read back by key (see _upsert_mysql).
+    PostgreSQL and SQLite can (RETURNING); MariaDB can since 10.5; MySQL cannot, so there
+    each row is its own statement (a multi-row INSERT's ids need not be consecutive).
     """
     if connection.vendor != "mysql":
         return True
     return bool(connection.mysql_is_mariadb and connection.mysql_version >= (10, 5))
 
 
-def _upsert_sql(
+def _insert_sql(
     connection: Any, table: str, columns: tuple[str, ...], rows: int, returning: bool
 ) -> str:
+    """A plain multi-row ``INSERT``: no conflict clause, no key another transaction holds."""
     qn = connection.ops.quote_name
-    table = qn(table)
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    values = f"VALUES {', '.join([one] * rows)}"
-    head = f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) {values} "
-    if connection.vendor == "mysql":
-        # The pending key's unique index is the table's only one besides the primary key,
-        # so a duplicate can only be a pending, unclaimed row for the same purge. The
-        # last parameter is the time (VALUES() is deprecated on MySQL 8).
-        sql = (
-            f"{head}ON DUPLICATE KEY UPDATE {qn('coalesced')} = {qn('coalesced')} + 1, "
-            f"{qn('updated_at')} = %s"
-        )
-    else:
-        sql = (
-            f"{head}ON CONFLICT ({qn('pending_key')}) "
-            f"DO UPDATE SET {qn('coalesced')} = {table}.{qn('coalesced')} + 1, "
-            f"{qn('updated_at')} = EXCLUDED.{qn('updated_at')}"
-        )
+    sql = (
+        f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) "  # noqa: S608
+        f"VALUES {', '.join([one] * rows)}"
+    )
     return f"{sql} RETURNING {qn('id')}" if returning else sql
 
 
@@ -178,12 +169,14 @@ _OUTCOME_COLUMNS = (
     "updated_at",
     "next_attempt_at",
     "finished_at",
+    "coalesced",
 )
 # What a claim reads of each row: what the sender, the rate limits, the layers, the
 # status checks and the verification read or write on a claimed attempt.
 _CLAIMED = frozenset(
     {
         "id",
+        "coalesced",
         "status",
         "backend",
         "node",
@@ -306,20 +299,25 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
     def write(self, rows: Sequence[dict[str, Any]], using: str | None = None) -> list[int]:
         """Insert attempt rows in as few statements as possible; return their ids.
 
-        A pending row whose (backend, node, host, kind, target) matches a pending row
-        nobody has claimed yet is merged into it (``coalesced`` + 1) instead; its id is
-        returned. On PostgreSQL, MySQL and MariaDB the merge locks that row until this
-        transaction ends, so a sender cannot send it before this transaction's change is
-        committed (SQLite has one writer at a time anyway)."""
+        Plain inserts only: every request gets a row of its own, and nothing here reads,
+        updates or locks a row that another transaction wrote, so concurrent editors
+        never wait on each other here. Twins (same backend, node, host, kind and target)
+        are merged by the sender, which sends them once (see :meth:`claim`)."""
         if not rows:
             return []
         db = using or router.db_for_write(self.model)
+        connection = connections[db]
+        returning = _returns_ids_from_insert(connection)
+        # Several statements: one transaction, so that a failure leaves no part written.
+        several = len(rows) > _INSERT_CHUNK or (not returning and len(rows) > 1)
+        alone = several and not connection.in_atomic_block
         ids: list[int] = []
-        for start in range(0, len(rows), _UPSERT_CHUNK):
-            ids.extend(self._upsert(rows[start : start + _UPSERT_CHUNK], db))
+        with transaction.atomic(using=db, savepoint=False) if alone else _nothing():
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                ids.extend(self._insert(rows[start : start + _INSERT_CHUNK], db, returning))
         return ids
 
-    def _upsert(self, rows: Sequence[dict[str, Any]], db: str) -> list[int]:
+    def _insert(self, rows: Sequence[dict[str, Any]], db: str, returning: bool) -> list[int]:
         # This runs inside every save that fires a rule, so it is written for speed: the
         # SQL text is cached, and values go to the driver as they are except datetimes
         # (the only type here that a backend adapts).
@@ -339,91 +337,43 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         )
         columns += tuple(_REQUIRED) + optional
         columns += ("dedup_key",)
-        keys = [
-            dedup_key(
-                row["backend"],
-                row["node"],
-                row.get("host", ""),
-                row.get("kind", "url"),
-                row["target"],
-            )
-            for row in rows
-        ]
         params: list[Any] = []
-        for row, key in zip(rows, keys, strict=True):
+        for row in rows:
             params += (now, now, row["backend"], row["node"], row["target"], row["trigger"])
             params += [row.get(c, default) for c, default in _REQUIRED.items()]
             for column in optional:
                 value = row.get(column)
                 params.append(adapt(value) if column in _DATETIMES and value is not None else value)
-            params.append(key)
-        if _returns_ids_from_upsert(connection):
-            sql = self._sql(connection, columns, len(rows), returning=True)
-            if connection.vendor == "mysql":
-                params.append(now)
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
+            params.append(
+                dedup_key(
+                    row["backend"],
+                    row["node"],
+                    row.get("host", ""),
+                    row.get("kind", "url"),
+                    row["target"],
+                )
+            )
+        with connection.cursor() as cursor:
+            if returning:
+                cursor.execute(self._sql(connection, columns, len(rows), returning=True), params)
                 return [row[0] for row in cursor.fetchall()]
-        return self._upsert_mysql(connection, columns, rows, params, now)
+            # MySQL: one row per statement, its id from the cursor.
+            width = len(columns)
+            single = self._sql(connection, columns, 1, returning=False)
+            ids = []
+            for i in range(len(rows)):
+                cursor.execute(single, params[i * width : (i + 1) * width])
+                ids.append(cursor.lastrowid)
+            return ids
 
     def _sql(self, connection: Any, columns: tuple[str, ...], rows: int, returning: bool) -> str:
         key = (connection.vendor, columns, rows, returning)
         sql = self._sql_cache.get(key)
         if sql is None:
-            sql = self._sql_cache[key] = _upsert_sql(
+            sql = self._sql_cache[key] = _insert_sql(
                 connection, self.model._meta.db_table, columns, rows, returning
             )
         return sql
-
-    def _upsert_mysql(
-        self,
-        connection: Any,
-        columns: tuple[str, ...],
-        rows: Sequence[dict[str, Any]],
-        params: list[Any],
-        now: Any,
-    ) -> list[int]:
-        """MySQL (no RETURNING): which row each request went to, read back by key.
-
-        Rows that take a pending key go in one statement and their ids are then selected
-        by key: this transaction holds those rows (inserted or merged into) until it ends,
-        so nobody can claim them in between. Other rows never merge; they go one per
-        statement, because a multi-row INSERT's ids need not be consecutive.
-        """
-        width = len(columns)
-        keys = [params[(i + 1) * width - 1] for i in range(len(rows))]
-        keyed = [
-            i
-            for i, row in enumerate(rows)
-            if row.get("status", "pending") == "pending" and row.get("claimed_until") is None
-        ]
-        ids: list[int] = [0] * len(rows)
-        qn = connection.ops.quote_name
-        with (
-            transaction.atomic(using=connection.alias, savepoint=False),
-            connection.cursor() as cursor,
-        ):
-            if keyed:
-                values = [p for i in keyed for p in params[i * width : (i + 1) * width]]
-                sql = self._sql(connection, columns, len(keyed), returning=False)
-                cursor.execute(sql, [*values, now])
-                marks = ", ".join(["%s"] * len(keyed))
-                cursor.execute(
-                    f"SELECT {qn('pending_key')}, {qn('id')} "  # noqa: S608 - fixed names
-                    f"FROM {qn(self.model._meta.db_table)} "
-                    f"WHERE {qn('pending_key')} IN ({marks})",
-                    [keys[i] for i in keyed],
-                )
-                found = dict(cursor.fetchall())
-                for i in keyed:
-                    ids[i] = found[keys[i]]
-            keyed_set = set(keyed)
-            single = self._sql(connection, columns, 1, returning=False)
-            for i in range(len(rows)):
-                if i not in keyed_set:
-                    cursor.execute(single, [*params[i * width : (i + 1) * width], now])
-                    ids[i] = cursor.lastrowid
-        return ids
 
     def claim(
         self,
@@ -433,29 +383,61 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         using: str | None = None,
         exclude_backends: Collection[str] = (),
         any_time: bool = False,
+        twins: bool = False,
     ) -> list[PurgeAttempt]:
         """Take due attempts (these ``ids``, or any) for sending, under a lease.
 
         ``any_time``: also those whose ``next_attempt_at`` has not come (the outer
         attempts an inner cache's purge releases, see :mod:`roan.layers`); never one
-        that another sender holds. Where the database has SKIP LOCKED (PostgreSQL,
-        MariaDB 10.6+, MySQL 8), rows locked by another sender (or by a transaction that
-        just merged a request into them) are skipped, never waited for.
+        that another sender holds. ``twins``: also the due attempts for the same purge
+        (backend, node, host, kind and target) as those taken, up to ten times ``limit``
+        more (recording them costs a fraction of sending), so
+        that the sender sends each purge once for all the requests waiting for it. Where
+        the database has SKIP LOCKED (PostgreSQL, MariaDB 10.6+, MySQL 8), rows another
+        sender holds are skipped, never waited for.
         """
         db = using or router.db_for_write(self.model)
         connection = connections[db]
-        # InnoDB may pick a claim as a deadlock victim against editors merging into the
-        # pending key index's neighbourhood; it rolled the claim back whole, so take again.
+        # InnoDB may still pick a claim as a deadlock victim (against another sender's
+        # claim or a prune); it rolled the claim back whole, so take again.
         tries = 6 if connection.vendor == "mysql" and not connection.in_atomic_block else 1
         for attempt in range(tries):
             try:
-                return self._claim(ids, limit, db, exclude_backends, any_time)
+                claimed = self._claim(ids, limit, db, exclude_backends, any_time)
+                if twins and claimed:
+                    more = _TWINS_PER_CLAIMED * limit
+                    claimed += self._claim_twins(claimed, more, db, exclude_backends)
+                return claimed
             except OperationalError as exc:
                 if attempt + 1 == tries or exc.args[:1] != (_MYSQL_DEADLOCK,):
                     raise
-            # Apart, so that the same editors' transactions do not meet this one again.
+            # Apart, so that the same senders do not meet this one again.
             time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
         raise AssertionError("unreachable")
+
+    def _claim_twins(
+        self,
+        claimed: Sequence[PurgeAttempt],
+        limit: int,
+        db: str,
+        exclude_backends: Collection[str],
+    ) -> list[PurgeAttempt]:
+        """Claim the due attempts that share a key with ``claimed`` (at most ``limit``):
+        requests for the same purge written by other transactions, sent with these."""
+        keys = sorted({dedup_key(a.backend, a.node, a.host, a.kind, a.target) for a in claimed})
+        taken: list[PurgeAttempt] = []
+        for start in range(0, len(keys), _INSERT_CHUNK):
+            if len(taken) >= limit:
+                break
+            taken += self._claim(
+                None,
+                limit - len(taken),
+                db,
+                exclude_backends,
+                False,
+                keys=keys[start : start + _INSERT_CHUNK],
+            )
+        return taken
 
     def _claim(
         self,
@@ -464,6 +446,8 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         db: str,
         exclude_backends: Collection[str],
         any_time: bool,
+        *,
+        keys: Sequence[str] = (),
     ) -> list[PurgeAttempt]:
         from roan.conf import roan_settings
 
@@ -474,7 +458,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             # Atomic on its own; inside a caller's transaction a savepoint keeps a failure
             # from aborting it (PostgreSQL).
             with transaction.atomic(using=db) if connection.in_atomic_block else _nothing():
-                return self._claim_returning(ids, limit, db, exclude_backends, any_time, now, lease)
+                return self._claim_returning(
+                    ids, limit, db, exclude_backends, any_time, now, lease, keys
+                )
         with transaction.atomic(using=db):
             qs = self.get_queryset().using(db)
             if any_time:
@@ -486,6 +472,8 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                 qs = qs.due(now)
             if ids is not None:
                 qs = qs.filter(pk__in=list(ids))
+            if keys:
+                qs = qs.filter(dedup_key__in=list(keys))
             if exclude_backends:  # paused: left pending and unclaimed
                 qs = qs.exclude(backend__in=list(exclude_backends))
             connection = connections[db]
@@ -502,27 +490,6 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                     attempt.claimed_until = lease
         return claimed
 
-    def claim_written(
-        self, ids: Sequence[int], *, using: str, exclude_backends: Collection[str] = ()
-    ) -> list[PurgeAttempt]:
-        """Claim rows this transaction has just written (those of them due), for the
-        writer to send once it commits: in the same transaction, so the rows are committed
-        claimed and need no claim of their own. A failure here is the caller's to handle
-        (no savepoint): it rolls back the whole transaction and writes the rows again."""
-        from roan.conf import roan_settings
-
-        connection = connections[using]
-        if not _claims_in_one_statement(connection):
-            return self._claim(ids, len(ids), using, exclude_backends, False)
-        now = timezone.now()
-        lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
-        return self._claim_returning(ids, len(ids), using, exclude_backends, False, now, lease)
-
-    def claims_as_written(self, connection: Any) -> bool:
-        """Whether :meth:`write_claimed` can claim inside a caller's transaction with one
-        statement and no savepoint (PostgreSQL, SQLite 3.35+)."""
-        return _claims_in_one_statement(connection)
-
     def write_claimed(
         self,
         rows: Sequence[dict[str, Any]],
@@ -530,26 +497,54 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         using: str,
         exclude_backends: Collection[str] = (),
     ) -> tuple[list[int], list[PurgeAttempt]]:
-        """Write attempt rows (as :meth:`write`) for this process to send itself, and
-        claim the pending ones in the same transaction: their ids, and the claimed
-        attempts. A request merged into a pending row that is due claims that row too;
-        one merged into a row held back until later leaves it pending, as are the rows of
-        the ``exclude_backends`` (paused).
+        """Write attempt rows (as :meth:`write`) for this process to send itself: the
+        pending ones that are due are written claimed, under a lease, so they need no
+        claim of their own after the commit. Return the ids written and the claimed
+        attempts (built from what was written, no query). The rows of the
+        ``exclude_backends`` (paused) are written unclaimed, for ``resume()``.
 
-        Outside a transaction, the write and the claim are one transaction of their own.
-        Inside the caller's, they are two statements of it and no savepoint (see
-        :meth:`claims_as_written`): rows committed claimed need no claim after the commit,
-        so the caller's commit is the only one before the send. A failure here is the
-        caller's, as a failed write is.
+        Still one ``INSERT`` and nothing else: the rows are this transaction's own, so
+        nobody can take them before it commits. A failure here is the caller's, as a
+        failed write is.
         """
-        connection = connections[using]
-        pending = [i for i, row in enumerate(rows) if row.get("status", "pending") == "pending"]
-        with _nothing() if connection.in_atomic_block else transaction.atomic(using=using):
-            ids = self.write(rows, using=using)
-            mine = [ids[i] for i in pending]
-            # The claim leaves out the excluded backends' rows.
-            claimed = self.claim_written(mine, using=using, exclude_backends=exclude_backends)
-        return ids, claimed
+        from roan.conf import roan_settings
+
+        now = timezone.now()
+        lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
+        mine = [
+            i
+            for i, row in enumerate(rows)
+            if row.get("status", "pending") == "pending"
+            and row["backend"] not in exclude_backends
+            and row.get("claimed_until") is None
+            and (row.get("next_attempt_at") is None or row["next_attempt_at"] <= now)
+        ]
+        if mine:
+            rows = list(rows)
+            for i in mine:
+                rows[i] = {**rows[i], "claimed_until": lease}
+        ids = self.write(rows, using=using)
+        names = [f.attname for f in self._claimed_fields()]
+        values = []
+        for i in mine:
+            row = rows[i]
+            known = {
+                "id": ids[i],
+                "status": "pending",
+                "host": "",
+                "kind": "url",
+                "tries": 0,
+                "error": "",
+                "purge_id": "",
+                "next_attempt_at": None,
+                "coalesced": 0,
+                "completion": "",
+                "completion_check_at": None,
+                **{name: row[name] for name in names if name in row},
+                "updated_at": now,
+            }
+            values.append([known[name] for name in names])
+        return ids, self._built(using, names, values)
 
     def renew(self, attempts: Sequence[PurgeAttempt], *, using: str) -> list[PurgeAttempt]:
         """Lease again those of ``attempts`` (claimed by this process) that are still under
@@ -589,6 +584,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         any_time: bool,
         now: datetime.datetime,
         lease: datetime.datetime,
+        keys: Sequence[str] = (),
     ) -> list[PurgeAttempt]:
         """The claim as one ``UPDATE ... RETURNING`` (PostgreSQL, SQLite 3.35+), instead
         of the ORM's ``SELECT ... FOR UPDATE`` and the lease's ``UPDATE``. On PostgreSQL
@@ -624,6 +620,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             else:
                 where.append(f"{qn('id')} IN ({', '.join(['%s'] * len(ids))})")
                 params += ids
+        if keys:
+            where.append(f"{qn('dedup_key')} IN ({', '.join(['%s'] * len(keys))})")
+            params += keys
         if exclude_backends:
             backends = list(exclude_backends)
             where.append(f"{qn('backend')} NOT IN ({', '.join(['%s'] * len(backends))})")
@@ -664,20 +663,32 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         new; the columns not read are deferred), and ``post_init`` is still sent to any
         receiver; with a ``pre_init`` receiver the ORM's own way is taken.
         """
-        model = self.model
         convert = self._converters(connection)
+        if convert:
+            converted = []
+            for row in rows:
+                values = list(row)
+                for i, col, funcs in convert:
+                    if values[i] is not None:  # NULL stays None through every converter
+                        for func in funcs:
+                            values[i] = func(values[i], col, connection)
+                converted.append(values)
+            rows = converted  # type: ignore[assignment]
+        return self._built(db, names, rows)
+
+    def _built(
+        self, db: str, names: list[str], rows: Sequence[Sequence[Any]]
+    ) -> list[PurgeAttempt]:
+        """Instances from Python values of the columns ``names`` (in the model's field
+        order), the others deferred (see :meth:`_build`)."""
+        model = self.model
         orm = signals.pre_init.has_listeners(model)
         notify = signals.post_init.has_listeners(model)
         new = object.__new__
         built = []
-        for row in rows:
-            values = list(row)
-            for i, col, funcs in convert:
-                if values[i] is not None:  # NULL stays None through every converter here
-                    for func in funcs:
-                        values[i] = func(values[i], col, connection)
+        for values in rows:
             if orm:
-                built.append(model.from_db(db, names, values))
+                built.append(model.from_db(db, names, list(values)))
                 continue
             attempt = new(model)
             state = attempt._state = ModelState()
@@ -734,8 +745,8 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             if connection.vendor == "postgresql":
                 cursor.execute(head + "= ANY(%s::bigint[])", [lease, now, ids])
                 return
-            for start in range(0, len(ids), _UPSERT_CHUNK):
-                chunk = ids[start : start + _UPSERT_CHUNK]
+            for start in range(0, len(ids), _INSERT_CHUNK):
+                chunk = ids[start : start + _INSERT_CHUNK]
                 marks = ", ".join(["%s"] * len(chunk))
                 cursor.execute(f"{head}IN ({marks})", [adapt(lease), adapt(now), *chunk])
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
-from django.db.models import Case, F, Q, When
 from django.utils.translation import gettext_lazy as _
 
 from roan import vocabulary
@@ -140,7 +139,10 @@ class PurgeAttempt(models.Model):
     coalesced = models.PositiveIntegerField(
         _("coalesced"),
         default=0,
-        help_text=_("Later requests for the same target merged into this one while pending."),
+        help_text=_(
+            "Other requests for the same target that the sender merged into this one: "
+            "sent once, their rows record the same outcome."
+        ),
     )
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     verification = models.CharField(
@@ -196,28 +198,17 @@ class PurgeAttempt(models.Model):
         help_text=_("A sender owns this attempt until then."),
     )
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
-    # Coalescing without a partial index (MySQL and MariaDB have none): the write path
-    # stores a hash of (backend, node, host, kind, target) in every row, and the database
-    # itself copies it into pending_key only while the row is pending and unclaimed, so
-    # no code path that claims or finishes a row can forget to release the key. The
-    # unique index on pending_key lets NULLs coexist. A hash keeps the key within
-    # InnoDB's 3072-byte limit, which the 2048-character target alone would break.
-    # Rows written elsewhere (fixtures, a project's own code, raw SQL: hence the database
-    # default too) have no hash and never merge.
+    # What makes two attempts the same purge: a hash of (backend, node, host, kind,
+    # target), written with every row. Rows are never merged when written: the editor's
+    # transaction only appends rows of its own, so no key or row that another open
+    # transaction writes can make it wait or deadlock. The sender merges instead: it
+    # claims the due rows that share a key together, sends the purge once and records
+    # the outcome on each. A hash keeps the index within InnoDB's 3072-byte limit, which
+    # the 2048-character target alone would break. Rows written elsewhere (fixtures, a
+    # project's own code, raw SQL: hence the database default too) have no hash and are
+    # still sent together with their twins of the same claim.
     dedup_key = models.CharField(
         _("dedup key"), max_length=32, blank=True, default="", db_default="", editable=False
-    )
-    pending_key = models.GeneratedField(
-        expression=Case(
-            When(
-                Q(status="pending", claimed_until__isnull=True) & ~Q(dedup_key=""),
-                then=F("dedup_key"),
-            ),
-            default=None,
-        ),
-        output_field=models.CharField(max_length=32, null=True),
-        db_persist=True,
-        verbose_name=_("pending key"),
     )
     trigger = models.CharField(_("trigger"), max_length=12, choices=Trigger.choices)
     # The attempt table is written in every save that fires a rule, so it carries only
@@ -261,12 +252,6 @@ class PurgeAttempt(models.Model):
         verbose_name_plural = _("purge attempts")
         ordering = ["-created_at", "-id"]
         get_latest_by = "created_at"
-        constraints = [
-            # Pending, unclaimed rows coalesce: a burst of saves across transactions
-            # becomes one purge. Once a sender claims a row, new requests start a new one
-            # so that a change committed after the send is purged again.
-            models.UniqueConstraint(fields=["pending_key"], name="roan_attempt_pending_key"),
-        ]
         indexes = [
             # No index of its own for the rows still to send (a partial one, which MySQL
             # and MariaDB lack, was here): due() reads the pending and failed part of
@@ -275,6 +260,9 @@ class PurgeAttempt(models.Model):
             models.Index(fields=["trigger", "-created_at"], name="roan_attempt_trigger"),
             models.Index(fields=["rule", "-created_at"], name="roan_attempt_rule"),
             models.Index(fields=["status", "-created_at"], name="roan_attempt_status"),
+            # The sender takes the due twins of what it claimed (same key) with them: a
+            # range of this index per key, the rows still to send only.
+            models.Index(fields=["dedup_key", "status"], name="roan_attempt_dedup"),
             # The status checks read the invalidations still in progress, by when due.
             models.Index(
                 fields=["completion", "completion_check_at"], name="roan_attempt_completion"

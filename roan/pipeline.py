@@ -129,13 +129,12 @@ def _state(using: str) -> _TransactionState:
     state: _TransactionState | None = getattr(connection, "_roan_state", None)
     # Django replaces its list of commit hooks at every commit, rollback and savepoint
     # rollback, so a new list means a new transaction (or a partly rolled-back one, where
-    # forgetting what was seen costs at most a merged duplicate row).
-    if (
-        state is None
-        or state.flushed
-        or not connection.in_atomic_block
-        or state.hooks is not connection.run_on_commit
-    ):
+    # forgetting what was seen costs at most a twin row, sent once with it).
+    if not connection.in_atomic_block:
+        # Autocommit: each write is its own transaction, and Django keeps the same list
+        # of commit hooks across them, so nothing here may outlive the write.
+        return _TransactionState(using, connection.run_on_commit)
+    if state is None or state.flushed or state.hooks is not connection.run_on_commit:
         state = _TransactionState(using, connection.run_on_commit)
         connection._roan_state = state  # type: ignore[attr-defined]
     return state
@@ -159,8 +158,7 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
 
     The first ``ROAN_MAX_URLS_PER_EVENT`` new purges are written; the rest are not, and
     each backend that had some gets one ``skipped`` row (its first dropped target) that
-    says how many. Returns how many attempt rows were written (merged duplicates
-    included).
+    says how many. Returns how many attempt rows were written.
     """
     if not is_active():
         return 0
@@ -221,36 +219,29 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
     return len(rows)
 
 
-# Writes of one transaction that claim their rows as they write them: each costs the
-# transaction a statement and saves a commit after it, which pays for the few writes of an
-# editor's save; the rows of a bigger transaction are claimed after it, a batch at a time.
+# Writes of one transaction whose rows are written claimed for this process: the send
+# after the commit then needs no claim. The rows of a bigger transaction are claimed after
+# it, a batch at a time, with their twins from other transactions (see dispatch()).
 _CLAIMING_WRITES = 8
 
 
 def _claims_as_written(db: str, state: _TransactionState) -> frozenset[str] | None:
-    """Whether the rows written now are sent by this process, which can claim them as it
-    writes them; if so, the paused backends (whose rows are not claimed).
+    """Whether the rows written now are sent by this process, which writes them claimed;
+    if so, the paused backends (whose rows are written unclaimed).
 
     Inline dispatch, and either no transaction (an autocommit save has committed already:
     this process is the sender now) or the first few writes of one that no savepoint can
     take them out of without the whole transaction (a rolled-back savepoint would leave
     their purges sent and no row). A save never reads the pause switches from the
     database: it leaves out the backends it knows to be paused (by option, or by the list
-    in ``ROAN_CACHE``). Not inside a transaction on MySQL or MariaDB, where a claim is a
-    savepoint and two statements more.
+    in ``ROAN_CACHE``).
     """
-    from roan.models import PurgeAttempt
-
     if roan_settings.DISPATCH != "inline":
         return None
     connection = connections[db]
     if not connection.in_atomic_block:
         return pauses.paused_backends()
-    if (
-        state.claiming <= 0
-        or not PurgeAttempt.objects.claims_as_written(connection)
-        or any(sid is not None for sid in connection.savepoint_ids)
-    ):
+    if state.claiming <= 0 or any(sid is not None for sid in connection.savepoint_ids):
         return None
     known = pauses.paused_if_known()
     # Not cached: the rows of a backend paused by the admin's switch are claimed too, and
@@ -265,9 +256,9 @@ def _write_claimed(
     state: _TransactionState,
     db: str,
 ) -> tuple[list[int], list[int]]:
-    """Write the rows, the pending ones claimed for this process (no claim of their own
-    after the commit), and send them: at once after an autocommit save, else when the
-    transaction commits. Return the ids written.
+    """Write the rows, the pending ones claimed for this process (one INSERT, no claim of
+    their own after the commit), and send them: at once after an autocommit save, else
+    when the transaction commits. Return the ids written.
 
     A process that dies before it records the outcomes leaves the rows claimed; once the
     lease ends, ``roan_dispatch`` or a retry sends them. Rows of a ``paused`` backend are
@@ -291,7 +282,7 @@ def _write_claimed(
         return ids, final_ids
     pending_ids, final_ids = ids[: len(pending)], ids[len(pending) :]
     mine = {attempt.pk for attempt in claimed}
-    # A paused backend's rows, or a request merged into a row held back until later.
+    # A paused backend's rows.
     rest = [pk for pk in pending_ids if pk not in mine]
     if autocommit:
         _send_own(claimed, db)

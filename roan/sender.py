@@ -90,11 +90,15 @@ def _claims_apart(db: str) -> bool:
 def _claim(
     ids: Sequence[int] | None, limit: int, db: str | None
 ) -> tuple[list[PurgeAttempt], frozenset[str]]:
-    """Claim due attempts, leaving out the paused backends; return them and those."""
+    """Claim due attempts, and the due twins of each (the same purge asked for by other
+    transactions: sent once with them), leaving out the paused backends; return them and
+    those."""
     from roan.models import PurgeAttempt
 
     paused = pauses.paused_backends()
-    claimed = PurgeAttempt.objects.claim(ids, limit=limit, using=db, exclude_backends=paused)
+    claimed = PurgeAttempt.objects.claim(
+        ids, limit=limit, using=db, exclude_backends=paused, twins=True
+    )
     return claimed, paused
 
 
@@ -275,10 +279,19 @@ def _send_group(key: tuple[str, str], attempts: list[PurgeAttempt]) -> dict[int,
         for attempt in attempts:
             results[attempt.pk] = PurgeResult(status=FAILED, error=str(exc)[:500], retryable=False)
         return results
+    # Twins (the same purge, asked for by several transactions) go once; each row records
+    # the one outcome, and the one sent counts the others in ``coalesced``.
+    firsts: dict[tuple[str, str, str], PurgeAttempt] = {}
+    twins: dict[int, list[PurgeAttempt]] = defaultdict(list)
+    for attempt in attempts:
+        first = firsts.setdefault((attempt.kind, attempt.target, attempt.host), attempt)
+        if first is not attempt:
+            twins[first.pk].append(attempt)
+    unique = list(firsts.values())
     size = max(1, backend.batch_size)
     down: PurgeResult | None = None
-    for start in range(0, len(attempts), size):
-        chunk = attempts[start : start + size]
+    for start in range(0, len(unique), size):
+        chunk = unique[start : start + size]
         if down is not None:
             # The node did not answer, or throttled us: don't make the caller wait a
             # timeout per batch, nor send what it would refuse (it waits as long).
@@ -303,6 +316,11 @@ def _send_group(key: tuple[str, str], attempts: list[PurgeAttempt]) -> dict[int,
             results[attempt.pk] = result
             if is_unreachable(result) or is_throttled(result):
                 down = result
+    for attempt in unique:
+        if same := twins.get(attempt.pk):
+            attempt.coalesced += len(same)
+            for twin in same:
+                results[twin.pk] = results[attempt.pk]
     return results
 
 

@@ -10,14 +10,14 @@ import threading
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-import roan
 from roan import managers
 from roan.admin import dashboard
 from roan.models import PurgeAttempt
+from tests.support import outbox_locks
 from tests.support.admin_helpers import staff_client
 from tests.testapp.models import Post
 
@@ -26,80 +26,29 @@ pytestmark = [pytest.mark.mysql, pytest.mark.django_db(transaction=True)]
 ROW = {"backend": "default", "node": "default", "target": "/posts/", "trigger": "save"}
 
 
-def test_two_transactions_purging_the_same_url_leave_one_pending_row(settings) -> None:
-    settings.ROAN_DISPATCH = "task"  # no worker runs: the rows stay pending
-    for _ in range(2):
-        with transaction.atomic():
-            roan.purge_urls(["/posts/"])
-    [row] = PurgeAttempt.objects.filter(target="/posts/")
-    assert (row.status, row.coalesced) == ("pending", 1)
+def test_editors_and_senders_never_wait_on_an_open_transaction() -> None:
+    outbox_locks.editors_and_senders_never_wait_on_an_open_transaction(ROW)
 
 
-def test_a_claimed_row_takes_no_more_requests_and_a_new_one_starts() -> None:
-    """A change committed after the send must be purged again."""
-    [first] = PurgeAttempt.objects.write([ROW])
-    [claimed] = PurgeAttempt.objects.claim([first])
-    [second] = PurgeAttempt.objects.write([ROW])
-    assert second != claimed.pk
-    assert PurgeAttempt.objects.write([ROW]) == [second]
-    assert PurgeAttempt.objects.get(pk=second).coalesced == 1
+def test_twins_are_found_by_the_whole_target() -> None:
+    outbox_locks.twins_are_found_by_the_whole_target(ROW)
 
 
-def test_long_targets_with_any_characters_coalesce_too() -> None:
-    """2048 characters of four-byte UTF-8 would break any index on the target itself."""
-    row = {**ROW, "target": "/" + "\N{GRINNING FACE}" * 2047}
-    [row_id] = PurgeAttempt.objects.write([row])
-    assert PurgeAttempt.objects.write([row]) == [row_id]
-    assert PurgeAttempt.objects.get(pk=row_id).target == row["target"]
-    # A target that differs only in case is another page.
-    assert PurgeAttempt.objects.write([{**ROW, "target": "/Posts/"}]) != [row_id]
-
-
-@pytest.mark.parametrize("returning", [True, False], ids=["mariadb-returning", "mysql-select"])
+@pytest.mark.parametrize("returning", [True, False], ids=["mariadb-returning", "mysql-rows"])
 def test_ids_come_back_in_order_with_and_without_returning(monkeypatch, returning) -> None:
-    """MySQL has no INSERT ... RETURNING: the ids are read back by key (forced here)."""
+    """MySQL has no INSERT ... RETURNING: each row is then its own statement (forced here)."""
     if not returning:
-        monkeypatch.setattr(managers, "_returns_ids_from_upsert", lambda connection: False)
-    [old] = PurgeAttempt.objects.write([{**ROW, "target": "/b/"}])
+        monkeypatch.setattr(managers, "_returns_ids_from_insert", lambda connection: False)
     rows = [
         {**ROW, "target": "/a/"},
-        {**ROW, "target": "/b/"},  # merged into old
+        {**ROW, "target": "/b/"},
         {**ROW, "target": "/c/", "status": "skipped", "error": "no"},
-        {**ROW, "target": "/d/"},
+        {**ROW, "target": "/b/"},  # a twin: a row of its own
     ]
     ids = PurgeAttempt.objects.write(rows)
-    assert ids[1] == old
+    assert len(set(ids)) == 4
     targets = dict(PurgeAttempt.objects.filter(pk__in=ids).values_list("pk", "target"))
-    assert [targets[i] for i in ids] == ["/a/", "/b/", "/c/", "/d/"]
-    assert PurgeAttempt.objects.get(pk=old).coalesced == 1
-
-
-def test_a_sender_cannot_take_a_row_that_an_open_transaction_merged_into() -> None:
-    """SKIP LOCKED: the claim neither waits for the editor's transaction nor takes the row."""
-    assert connection.features.has_select_for_update_skip_locked
-    [row_id] = PurgeAttempt.objects.write([ROW])
-    merged = threading.Event()
-    release = threading.Event()
-
-    def editor() -> None:
-        try:
-            with transaction.atomic():
-                assert PurgeAttempt.objects.write([ROW]) == [row_id]
-                merged.set()
-                release.wait(30)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=editor)
-    thread.start()
-    try:
-        assert merged.wait(30)
-        assert PurgeAttempt.objects.claim([row_id]) == []
-    finally:
-        release.set()
-        thread.join(30)
-    [claimed] = PurgeAttempt.objects.claim([row_id])
-    assert (claimed.pk, claimed.coalesced) == (row_id, 1)
+    assert [targets[i] for i in ids] == ["/a/", "/b/", "/c/", "/b/"]
 
 
 def test_racing_claims_take_each_attempt_once() -> None:

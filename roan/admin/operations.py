@@ -518,8 +518,8 @@ def send_test_purge(
             pipeline.purges_for(obj, compiled, requests, trigger=Trigger.ADMIN, user_id=user_id),
             may_purge_all=may_purge_all,
         )
-    # A pending twin coalesces into the older row (which then counts this request), so
-    # the rows are found by their last change rather than by id.
+    # Found by what wrote them (the rule, the object, this moment): every request has a
+    # row of its own, whatever the sender merged.
     return list(
         PurgeAttempt.objects.filter(
             rule_id=rule.pk,
