@@ -2,8 +2,8 @@
 
 A backend is paused by its ``PAUSED = True`` option (a deploy) or by a
 :class:`roan.models.BackendState` row (the admin's switch, seen by every process). Its
-attempts stay pending, unclaimed, and still coalesce; the sender skips them until
-:func:`resume` sends what queued. The list of paused aliases is kept in
+attempts stay pending and unclaimed; the sender skips them until :func:`resume` sends
+what queued (each target once, however many rows wait for it). The list of paused aliases is kept in
 ``ROAN_CACHE`` (deleted whenever a switch flips), so the sender reads no table per batch.
 """
 

@@ -31,8 +31,8 @@ def _page_host(stored: str, hosts: Sequence[str]) -> str:
     if not hosts:
         return ""  # the backend's own (its only) site
     host = stored if stored in hosts else (stored.rpartition(":")[0] if ":" in stored else stored)
-    # The default host is written "" by URL rules too: the same page's purges then
-    # coalesce into one attempt instead of two (the second one "not cached").
+    # The default host is written "" by URL rules too: the same page's purges then make
+    # one request instead of two (the second one "not cached").
     return "" if host == hosts[0] else host
 
 
