@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -213,6 +214,78 @@ def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[check
                 "gets the whole rate. Point ROAN_CACHE at Redis or Memcached to share it."
             ),
             id="roan.W010",
+        )
+    ]
+
+
+#: Seconds roan.W004 asks a SQLite connection to wait for the write lock, at least.
+SQLITE_MIN_TIMEOUT = 5
+#: What its hint suggests.
+SQLITE_TIMEOUT = 20
+
+
+def check_sqlite_writers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.W004: roan's attempts are in a SQLite file opened without
+    ``"transaction_mode": "IMMEDIATE"`` (or ``"EXCLUSIVE"``) and an explicit ``"timeout"``
+    of at least ``SQLITE_MIN_TIMEOUT`` seconds.
+
+    SQLite lets one writer in at a time. A default (deferred) transaction that read
+    before it writes cannot wait for the lock: it fails at once with "database is
+    locked", whatever the timeout. roan's writers meet on every site with more than one
+    thread or process: an editor's save appends attempts, the sender claims and records
+    them, the tag middleware indexes each rendered page, and ``ROAN_DISPATCH = "task"``
+    or a ``roan_dispatch`` cron job adds a process of its own. Every server Django ships
+    or recommends runs several (runserver's threads, gunicorn's workers), so this warns
+    for every file-backed SQLite database without both options, not only with task
+    dispatch; an in-memory database is one process's by construction. The timeout is
+    asked for explicitly because it is how long a save may wait for another process's
+    write (``roan_dispatch`` records a batch in one transaction), which a site should
+    choose rather than inherit (sqlite3's 5 s).
+    """
+    from django.db import connections, router
+    from django.utils.connection import ConnectionDoesNotExist
+
+    from roan.models import PurgeAttempt
+
+    alias = router.db_for_write(PurgeAttempt)
+    try:
+        settings_dict = connections[alias].settings_dict
+    except ConnectionDoesNotExist:
+        return []
+    return sqlite_writers(alias, settings_dict)
+
+
+def sqlite_writers(alias: str, settings_dict: Mapping[str, Any]) -> list[checks.CheckMessage]:
+    """roan.W004 for the database ``alias`` of ``settings_dict`` (see above)."""
+    name = str(settings_dict.get("NAME") or "")
+    engine = str(settings_dict.get("ENGINE") or "")
+    in_memory = name == ":memory:" or "mode=memory" in name
+    if not engine.endswith(".sqlite3") or not name or in_memory:
+        return []
+    options = dict(settings_dict.get("OPTIONS") or {})
+    mode = options.get("transaction_mode")
+    timeout = options.get("timeout")
+    missing = []
+    if not (isinstance(mode, str) and mode.upper() in {"IMMEDIATE", "EXCLUSIVE"}):
+        missing.append('"transaction_mode": "IMMEDIATE"')
+        options["transaction_mode"] = "IMMEDIATE"
+    if not (isinstance(timeout, int | float) and timeout >= SQLITE_MIN_TIMEOUT):
+        missing.append(f'a "timeout" of {SQLITE_MIN_TIMEOUT} seconds or more')
+        options["timeout"] = SQLITE_TIMEOUT
+    if not missing:
+        return []
+    return [
+        checks.Warning(
+            f"roan writes its attempts to the SQLite database {alias!r}, whose OPTIONS "
+            f"lack {' and '.join(missing)}: with several threads or processes (web "
+            "workers, a task worker, roan_dispatch), saves can fail with "
+            '"database is locked".',
+            hint=(
+                f"Set DATABASES[{alias!r}]['OPTIONS'] = {options!r}: each transaction "
+                "then waits for SQLite's one writer lock, up to the timeout (make it longer "
+                "than any process's longest write transaction), instead of failing."
+            ),
+            id="roan.W004",
         )
     ]
 
@@ -629,6 +702,7 @@ def register() -> None:
     checks.register(check_task_dispatch, "roan")
     checks.register(check_rule_stamp_cache, "roan", deploy=False)
     checks.register(check_admin, "roan")
+    checks.register(check_sqlite_writers, "roan")
     checks.register(check_default_backend, "roan")
     checks.register(check_timeouts, "roan")
     checks.register(check_rate_limit_cache, "roan", deploy=False)

@@ -14,6 +14,7 @@ editor's request: an invalidation takes seconds to minutes, and nobody should wa
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from django.utils import timezone
 
 from roan import backends as backend_registry
 from roan.backends.base import OK, Progress, PurgeResult
+from roan.retrying import retried
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +72,11 @@ def accepted(attempts: Sequence[Any], results: Mapping[int, PurgeResult], *, usi
             attempt.purge_id,
         )
     for at, ids in by_time.items():
-        PurgeAttempt.objects.using(using).filter(pk__in=ids).update(
-            completion=IN_PROGRESS, completion_check_at=at
+        rows = PurgeAttempt.objects.using(using).filter(pk__in=ids)
+        retried(
+            functools.partial(rows.update, completion=IN_PROGRESS, completion_check_at=at),
+            using=using,
+            what="recording accepted invalidations",
         )
 
 
@@ -108,7 +113,11 @@ def check_due(*, using: str | None = None, limit: int = CHECK_BATCH) -> int:
                 answered[(alias, node, purge_id)] = answers.get(purge_id)
             for purge_id, attempts in by_id.items():
                 progress = answered.get((alias, node, purge_id))
-                completed += _record(attempts, progress, now, db)
+                completed += retried(
+                    functools.partial(_record, attempts, progress, now, db),
+                    using=db,
+                    what="recording an invalidation's progress",
+                )
         if len(due) < limit:
             return completed
 

@@ -2,9 +2,9 @@
 
 A backend is paused by its ``PAUSED = True`` option (a deploy) or by a
 :class:`roan.models.BackendState` row (the admin's switch, seen by every process). Its
-attempts stay pending and unclaimed; the sender skips them until
-:func:`resume` sends what queued. The list of paused aliases is kept in
-``ROAN_CACHE`` (deleted whenever a switch flips), so the sender reads no table per batch.
+attempts stay pending and unclaimed; the sender skips them until :func:`resume` sends
+what queued (each target once, however many rows wait for it). The list of paused
+aliases is kept in ``ROAN_CACHE`` (deleted whenever a switch flips), so the sender reads no table per batch.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from roan.conf import roan_settings
+from roan.retrying import retried
 from roan.shared_cache import cache as _cache
 from roan.shared_cache import is_shared, outage
 from roan.signals import backend_resumed
@@ -77,11 +78,16 @@ def _paused_by_toggle() -> set[str]:
         if connections[db].in_atomic_block
         else contextlib.nullcontext()
     )
-    try:
+
+    def read() -> list[str]:
         with guard:
-            aliases = list(
-                BackendState.objects.using(db).filter(paused=True).values_list("alias", flat=True)
-            )
+            rows = BackendState.objects.using(db).filter(paused=True)
+            return list(rows.values_list("alias", flat=True))
+
+    try:
+        # Outside a transaction, a read that lost a lock race (SQLite's "database is
+        # locked") is tried again: an empty list would send a paused backend's purges.
+        aliases = retried(read, using=db, what="reading the pause switches")
     except Exception:
         # Before migrate (the table is missing) nothing can have been paused by hand.
         logger.debug("roan: cannot read the pause switches", exc_info=True)

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from roan.backends.base import MAX_TARGET_LENGTH
 from roan.conf import roan_settings
+from roan.retrying import retried
 from roan.tag_names import model_tag
 
 logger = logging.getLogger(__name__)
@@ -139,10 +140,17 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
         for tag in collapse(kept, max(1, roan_settings.TAG_INDEX_MAX_TAGS))
     ]
     db = router.db_for_write(TaggedURL)
-    try:
+
+    def write() -> None:
         # A savepoint: a failed write must not spoil a transaction the view runs in.
         with transaction.atomic(using=db):
             _upsert(rows, db)
+
+    try:
+        # Pages of the same tags rendered at once upsert the same rows: one that loses
+        # a lock race (a deadlock on MariaDB) tries again, or its page would be missing
+        # from the index, and not purged by tag.
+        retried(write, using=db, what="writing the tag index")
     except Exception:
         logger.exception("roan: writing the tag index for %s failed", path)
 

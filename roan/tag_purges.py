@@ -20,6 +20,7 @@ from roan.backends.base import TAG, URL, PurgeRequest
 from roan.conf import roan_settings
 from roan.context import Origin, Purge, _capture, is_active
 from roan.render import Unrenderable
+from roan.retrying import retried
 from roan.tag_index import expand
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def submit_tags(
     new since then (the others are already on their way), which leaves the same window
     as for any purge sent after commit.
     """
-    from roan.models import PurgeAttempt
+    from roan.models import PurgeAttempt, TaggedURL
 
     if not is_active():
         return 0
@@ -66,16 +67,22 @@ def submit_tags(
         return written
     sent = {(p.backend, p.request.target, p.request.host) for p in purges}
 
+    def look() -> None:
+        again = [
+            purge
+            for purge in tag_purges(tags, origin, urls_only)
+            if purge.request.kind == URL
+            and (purge.backend, purge.request.target, purge.request.host) not in sent
+        ]
+        if again:
+            pipeline.submit(again, using=db)
+
     def look_again() -> None:
+        # Under concurrent editors a look-up (or its write) may lose a lock race: tried
+        # again then, rather than dropped (a write that made it before is sent twice).
+        read = router.db_for_read(TaggedURL)
         try:
-            again = [
-                purge
-                for purge in tag_purges(tags, origin, urls_only)
-                if purge.request.kind == URL
-                and (purge.backend, purge.request.target, purge.request.host) not in sent
-            ]
-            if again:
-                pipeline.submit(again, using=db)
+            retried(look, using=(db, read), what="looking at the tag index after commit")
         except Exception:
             logger.exception("roan: looking at the tag index after commit failed")
 

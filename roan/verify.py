@@ -57,6 +57,7 @@ from roan.backends._http import Call, HTTPTransport
 from roan.backends.base import NOT_CACHED, OK, URL, BaseBackend, PurgeResult
 from roan.backends.options import RateLimit, VerifyOptions, parse_verify
 from roan.conf import roan_settings
+from roan.retrying import retried
 from roan.templating import has_dot_segment
 
 if TYPE_CHECKING:
@@ -254,7 +255,12 @@ def _mark(
     rows = PurgeAttempt.objects.using(using).filter(pk__in=list(pks))
     if only_pending:
         rows = rows.filter(verification=PENDING)
-    return rows.update(verification=verdict, verification_detail=detail[:300])
+    # Outside a transaction (the probe thread, after a send): tried again on a deadlock.
+    return retried(
+        lambda: rows.update(verification=verdict, verification_detail=detail[:300]),
+        using=using,
+        what="recording a verification",
+    )
 
 
 def run_job(job: Job) -> str:

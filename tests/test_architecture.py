@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "roan"
 #: package of it.
 LAYERS: list[tuple[str, list[str]]] = [
     (
-        "foundation: settings, words, access, templating, shared cache, context",
+        "foundation: settings, words, access, templating, shared cache, context, retries",
         [
             "roan.conf",
             "roan.vocabulary",
@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.render_guard",
             "roan.context",
             "roan.tag_names",
+            "roan.retrying",
         ],
     ),
     ("backends: the caches and how to talk to them", ["roan.backends"]),

@@ -144,3 +144,92 @@ def test_no_backends_warning_is_quiet_when_a_purge_target_was_chosen(settings) -
     del settings.ROAN_PURGE_URL
     settings.DEBUG = True
     assert check_default_backend() == []
+
+
+def sqlite(name: str = "/srv/site/db.sqlite3", **options: object) -> list[checks.CheckMessage]:
+    from roan.checks import sqlite_writers
+
+    database: dict[str, object] = {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+    if options:
+        database["OPTIONS"] = options
+    return sqlite_writers("default", database)
+
+
+def test_a_sqlite_file_without_immediate_transactions_and_a_timeout_warns() -> None:
+    [warning] = sqlite()
+    assert warning.id == "roan.W004"
+    assert warning.level == checks.WARNING
+    assert '"transaction_mode": "IMMEDIATE"' in warning.msg and '"timeout"' in warning.msg
+    assert (
+        "DATABASES['default']['OPTIONS'] = {'transaction_mode': 'IMMEDIATE', 'timeout': 20}"
+        in warning.hint
+    )
+
+
+def test_the_hint_keeps_the_options_set_and_names_only_what_is_missing() -> None:
+    [warning] = sqlite(init_command="PRAGMA journal_mode=WAL;", transaction_mode="IMMEDIATE")
+    assert "transaction_mode" not in warning.msg
+    assert (
+        "{'init_command': 'PRAGMA journal_mode=WAL;', 'transaction_mode': 'IMMEDIATE', "
+        "'timeout': 20}" in warning.hint
+    )
+    [warning] = sqlite(transaction_mode="EXCLUSIVE", timeout=2)  # too short to wait
+    assert "transaction_mode" not in warning.msg and '"timeout"' in warning.msg
+    assert "{'transaction_mode': 'EXCLUSIVE', 'timeout': 20}" in warning.hint
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"timeout": 20},
+        {"transaction_mode": "IMMEDIATE"},
+        {"transaction_mode": "DEFERRED", "timeout": 20},
+        {"transaction_mode": "IMMEDIATE", "timeout": 1},
+    ],
+)
+def test_either_option_missing_warns(options: dict[str, object]) -> None:
+    assert ids(sqlite(**options)) == ["roan.W004"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        {"transaction_mode": "immediate", "timeout": 5},
+        {"transaction_mode": "EXCLUSIVE", "timeout": 30.0},
+    ],
+)
+def test_immediate_transactions_and_a_timeout_are_quiet(options: dict[str, object]) -> None:
+    assert sqlite(**options) == []
+
+
+@pytest.mark.parametrize("name", [":memory:", "file:roan?mode=memory&cache=shared", ""])
+def test_an_in_memory_sqlite_database_is_quiet(name: str) -> None:
+    assert sqlite(name) == []
+
+
+def test_other_databases_are_quiet() -> None:
+    from roan.checks import sqlite_writers
+
+    database = {"ENGINE": "django.db.backends.postgresql", "NAME": "site"}
+    assert sqlite_writers("default", database) == []
+
+
+def test_the_sqlite_check_reads_the_database_roan_writes_attempts_to(settings, monkeypatch) -> None:
+    """Registered, and on the database the router picks for roan's attempts."""
+    from django.db import connections
+
+    class Elsewhere:
+        def db_for_write(self, model: type, **hints: object) -> str | None:
+            return "attempts" if model._meta.app_label == "roan" else None
+
+    attempts = {"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/site/attempts.sqlite3"}
+    database = connections.settings["default"] | attempts
+    monkeypatch.setitem(connections.settings, "attempts", database)
+    settings.DATABASE_ROUTERS = [Elsewhere()]
+    try:
+        found = checks.run_checks(tags=["roan"])
+    finally:
+        connections._connections.__dict__.pop("attempts", None)
+    [warning] = [m for m in found if m.id == "roan.W004"]
+    assert "'attempts'" in warning.msg
