@@ -10,7 +10,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -251,15 +251,25 @@ class PreviewForm(forms.Form):
 
     object_id = forms.CharField(label=gettext_lazy("Object"), max_length=255)
 
-    def __init__(self, model: type[Model], *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: type[Model],
+        *args: Any,
+        objects: QuerySet[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.model = model
+        #: The objects the editor may pick (the model admin's rows); a key outside them
+        #: is answered as one that does not exist.
+        self.objects = objects if objects is not None else model._default_manager.all()
         self.fields["object_id"].label = capfirst(model._meta.verbose_name)
 
     def clean_object_id(self) -> Model:
         value = self.cleaned_data["object_id"].strip()
         try:
-            return self.model._default_manager.get(pk=value)
+            found: Model = self.objects.get(pk=value)
+            return found
         except (ObjectDoesNotExist, ValueError, ValidationError):
             raise ValidationError(
                 _("There is no %(model)s with the key %(pk)s."),
