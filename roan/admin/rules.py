@@ -45,7 +45,7 @@ from roan.admin.common import (
     page,
     visible_objects,
 )
-from roan.admin.forms import PreviewForm, PurgeRuleForm
+from roan.admin.forms import BoundedImportForm, PreviewForm, PurgeRuleForm
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeRule
 from roan.resources import PurgeRuleResource
@@ -204,6 +204,8 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     form = PurgeRuleForm
     resource_classes = [PurgeRuleResource]
     import_formats = [base_formats.CSV, base_formats.JSON, base_formats.YAML, base_formats.XLSX]
+    # Refuses a file too large or too long before import-export parses it.
+    import_form_class = BoundedImportForm
     export_formats = [base_formats.CSV, base_formats.JSON, base_formats.YAML, base_formats.XLSX]
     # import-export wraps change_list_template in its own; roan's sits outermost so that
     # its object tools show next to Import and Export.
