@@ -108,6 +108,24 @@ class RoanSettings:
         return int(getattr(settings, "ROAN_MAX_INLINE_MANUAL_PURGES", 100))
 
     @property
+    def MAX_IMPORT_BYTES(self) -> int:
+        """``ROAN_MAX_IMPORT_BYTES``: the largest rules file the admin's import reads, in
+        bytes, as uploaded and as unpacked: an ``.xlsx`` is a zip, and the sizes its members
+        declare (which bound what is read of them) must add up to no more. Default 5 MiB.
+
+        Checked before the file is parsed; a larger one is refused with a form error and
+        nothing is imported.
+        """
+        return int(getattr(settings, "ROAN_MAX_IMPORT_BYTES", 5 * 1024 * 1024))
+
+    @property
+    def MAX_IMPORT_ROWS(self) -> int:
+        """``ROAN_MAX_IMPORT_ROWS``: the most rows (rules) one import may have, counted
+        before the file is parsed (CSV lines, a spreadsheet's rows, the items of a JSON or
+        YAML list). Default 10,000."""
+        return int(getattr(settings, "ROAN_MAX_IMPORT_ROWS", 10_000))
+
+    @property
     def RETENTION_DAYS(self) -> int | None:
         """``ROAN_RETENTION_DAYS``: what ``roan_prune`` keeps when run without ``--days``."""
         value = getattr(settings, "ROAN_RETENTION_DAYS", None)

@@ -106,3 +106,30 @@ def test_roan_prune_deletes_old_finished_attempts_only() -> None:
     assert sorted(PurgeAttempt.objects.values_list("target", flat=True)) == ["/failed/", "/new/"]
     with pytest.raises(CommandError, match="only finished attempts"):
         run("roan_prune", "--days", "1", "--status", "failed")
+
+
+@pytest.mark.parametrize("target", ["/", "/*", "https://www.example.com/"])
+def test_roan_purge_a_prefix_of_everything_needs_a_backend_as_all_does(
+    outbox, settings, target
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "default": {"BACKEND": "roan.backends.locmem.LocMemBackend", "HOSTS": ["www.example.com"]}
+    }
+    with pytest.raises(CommandError, match="purges everything; that needs --backend"):
+        run("roan_purge", "--kind", "prefix", "/posts/", target)
+
+    assert outbox == [] and not PurgeAttempt.objects.exists()
+    run("roan_purge", "--kind", "prefix", target, "--backend", "default")
+    assert [r.kind for _n, r in outbox] == ["prefix"]
+
+
+def test_roan_purge_a_narrower_prefix_needs_no_backend(outbox) -> None:
+    run("roan_purge", "--kind", "prefix", "/posts/")
+    assert [(r.kind, r.target) for _n, r in outbox] == [("prefix", "/posts/")]
+
+
+@pytest.mark.parametrize("pk", ["abc", "1.5", ""])
+def test_roan_purge_an_object_with_a_key_that_is_not_the_models_is_a_command_error(pk) -> None:
+    with pytest.raises(CommandError, match=r"is not a pk of testapp\.Post|no testapp\.Post"):
+        run("roan_purge", "--object", "testapp.Post", pk)
+    assert not PurgeAttempt.objects.exists()

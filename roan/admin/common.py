@@ -13,6 +13,7 @@ from typing import Any
 import django
 from django.apps import apps
 from django.contrib.admin import AdminSite
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
@@ -49,6 +50,27 @@ def can_purge_all(request: HttpRequest) -> bool:
 
 def can_view_log(request: HttpRequest) -> bool:
     return bool(request.user.has_perm(VIEW_LOG))
+
+
+def visible_objects(site: AdminSite, request: HttpRequest, model: type[Model]) -> QuerySet[Any]:
+    """The rows of ``model`` that ``request`` may see on ``site``: those its registered
+    ``ModelAdmin.get_queryset(request)`` lists (an admin may restrict an editor to their
+    own rows), or, for a proxy registered only through its concrete model, that admin's
+    rows. Every row when ``site`` has no admin for the model (the view permission, which
+    the caller checks, is then all there is).
+
+    Every page of roan's that lists, searches, renders or names objects of a project's
+    model reads them here, never through the model's default manager alone.
+    """
+    model_admin = site._registry.get(model)
+    if model_admin is not None:
+        return model_admin.get_queryset(request)
+    concrete = model._meta.concrete_model
+    concrete_admin = site._registry.get(concrete) if concrete is not None else None
+    if concrete_admin is not None:
+        shown = concrete_admin.get_queryset(request).order_by().values("pk")
+        return model._default_manager.filter(pk__in=shown)
+    return model._default_manager.all()
 
 
 def page(site: AdminSite, route: str, view: Callable[..., HttpResponse], name: str) -> URLPattern:

@@ -10,16 +10,18 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist, ValidationError
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from import_export.forms import ImportForm
 
 from roan import backends as backend_registry
 from roan.api import parse_target
 from roan.backends.base import ALL, PREFIX, TAG, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.pipeline import Origin, Purge
+from roan.resources import import_refusal
 from roan.validation import everything_templates, needs_purge_all_error
 from roan.vocabulary import Trigger
 
@@ -251,17 +253,56 @@ class PreviewForm(forms.Form):
 
     object_id = forms.CharField(label=gettext_lazy("Object"), max_length=255)
 
-    def __init__(self, model: type[Model], *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: type[Model],
+        *args: Any,
+        objects: QuerySet[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.model = model
+        #: The objects the editor may pick (the model admin's rows); a key outside them
+        #: is answered as one that does not exist.
+        self.objects = objects if objects is not None else model._default_manager.all()
         self.fields["object_id"].label = capfirst(model._meta.verbose_name)
 
     def clean_object_id(self) -> Model:
         value = self.cleaned_data["object_id"].strip()
         try:
-            return self.model._default_manager.get(pk=value)
+            found: Model = self.objects.get(pk=value)
+            return found
         except (ObjectDoesNotExist, ValueError, ValidationError):
             raise ValidationError(
                 _("There is no %(model)s with the key %(pk)s."),
                 params={"model": self.model._meta.verbose_name, "pk": value},
             ) from None
+
+
+class BoundedImportForm(ImportForm):  # type: ignore[misc]
+    """import-export's upload form, refusing a file too large or too long before it is
+    parsed (``ROAN_MAX_IMPORT_BYTES``, ``ROAN_MAX_IMPORT_ROWS``): a form error, and
+    nothing is read further or imported."""
+
+    def __init__(self, formats: list[Any], resources: list[Any], **kwargs: Any) -> None:
+        super().__init__(formats, resources, **kwargs)
+        self.import_formats = formats
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        upload = data.get("import_file")
+        chosen = data.get("format")
+        if upload is None or chosen in (None, ""):
+            return data
+        try:
+            title = self.import_formats[int(chosen)]().get_title()
+        except (ValueError, IndexError):
+            return data
+        # One byte past the bound is enough to refuse; the rest is never read.
+        upload.seek(0)
+        head = upload.read(max(1, roan_settings.MAX_IMPORT_BYTES) + 1)
+        upload.seek(0)
+        refusal = import_refusal(head, title)
+        if refusal:
+            self.add_error("import_file", refusal)
+        return data

@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin import AdminSite
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Max, Min, Model, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -28,7 +29,16 @@ from roan import rules as rule_index
 from roan import verify
 from roan.access import can_view_model
 from roan.admin import operations
-from roan.admin.common import ERROR_CHARS, OBJECT_CHARS, badge, can_purge, exact_time, log_url, page
+from roan.admin.common import (
+    ERROR_CHARS,
+    OBJECT_CHARS,
+    badge,
+    can_purge,
+    exact_time,
+    log_url,
+    page,
+    visible_objects,
+)
 from roan.conf import roan_settings
 from roan.managers import PurgeAttemptQuerySet
 from roan.models import PurgeAttempt, PurgeTry
@@ -210,7 +220,15 @@ class ObjectFilter(admin.SimpleListFilter):
         name = str(self.value())
         model = content_type.model_class() if content_type is not None else None
         if model is not None and can_view_model(request.user, model):
-            obj = model._default_manager.filter(pk=pk).first() if pk else None
+            obj = None
+            if pk:
+                # The rows the model's admin shows this user; a key that is not one of
+                # the model's (``abc`` for an integer key) names no object.
+                shown = visible_objects(model_admin.admin_site, request, model)
+                try:
+                    obj = shown.filter(pk=pk).first()
+                except (ValueError, TypeError, ValidationError):
+                    obj = None
             name = str(obj) if obj is not None else f"{model._meta.verbose_name} {pk}"
         return [(str(self.value()), Truncator(name).chars(OBJECT_CHARS))]
 

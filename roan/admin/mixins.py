@@ -34,19 +34,29 @@ def purge_cache_for_selected(
     if not can_purge(request):
         raise PermissionDenied
     objects = 0
+    left_out: list[tuple[str, str]] = []
 
     def purges() -> Iterator[pipeline.Purge]:
         # Rendered lazily: submit_manual stops reading at ROAN_MAX_MANUAL_PURGES.
         nonlocal objects
         for obj in queryset.iterator(chunk_size=operations.CHUNK):
             objects += 1
-            yield from operations.object_purges(obj, user_id=request.user.pk)
+            yield from operations.object_purges(
+                obj, user_id=request.user.pk, viewer=request.user, left_out=left_out
+            )
 
     try:
         written = operations.submit_manual(request, purges())
     except operations.Refused as exc:
         modeladmin.message_user(request, str(exc), messages.ERROR)
         return None
+    finally:
+        for name, reason in left_out:
+            modeladmin.message_user(
+                request,
+                _("“%(rule)s” is left out: %(reason)s") % {"rule": name, "reason": reason},
+                messages.WARNING,
+            )
     lead = ngettext(
         "Purging the cache for %(count)d object:",
         "Purging the cache for %(count)d objects:",
@@ -159,7 +169,11 @@ class PurgeCacheMixin:
             raise Http404
         if not self.has_view_or_change_permission(request, obj):  # type: ignore[attr-defined]
             raise PermissionDenied
-        rendered = operations.object_purges(obj, user_id=request.user.pk)
+        # Rules reading a model this user may not view are neither shown nor sent.
+        left_out: list[tuple[str, str]] = []
+        rendered = operations.object_purges(
+            obj, user_id=request.user.pk, viewer=request.user, left_out=left_out
+        )
         lines = operations.plan_targets(rendered)  # every rule's name on its targets
         purges = operations.unique_purges(rendered)
         digest = operations.plan_digest(lines)
@@ -196,6 +210,7 @@ class PurgeCacheMixin:
             "opts": self.opts,
             "object": obj,
             "targets": lines,
+            "left_out": left_out,
             "attempts": sum(line.attempts for line in lines),
             "backends": len({b.alias for line in lines for b in line.backends}),
             "plan": digest,

@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import hashlib
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from django.contrib import messages
@@ -342,8 +342,19 @@ def plan_digest(lines: Iterable[TargetLine]) -> str:
     return hashlib.sha256(repr(shown).encode()).hexdigest()
 
 
-def object_purges(obj: models.Model, *, user_id: int | None) -> list[pipeline.Purge]:
-    """What ``roan.purge_object(obj)`` sends: every rule of its model, as it is now."""
+def object_purges(
+    obj: models.Model,
+    *,
+    user_id: int | None,
+    viewer: Any = None,
+    left_out: list[tuple[str, str]] | None = None,
+) -> list[pipeline.Purge]:
+    """What ``roan.purge_object(obj)`` sends: every rule of its model, as it is now.
+
+    With ``viewer``, a rule reading a model the viewer may not view (``{author.email}``
+    without ``view_author``) is not rendered: its (name, reason) goes to ``left_out``.
+    Its URLs would show, and be written to the log, data the viewer cannot see.
+    """
     fired: list[rules.CompiledRule] = []
     for event in rules.EVENTS:
         for rule in rules.rules_for(type(obj), event):
@@ -351,6 +362,11 @@ def object_purges(obj: models.Model, *, user_id: int | None) -> list[pipeline.Pu
                 fired.append(rule)
     purges: list[pipeline.Purge] = []
     for rule in fired:
+        hidden = unviewable(viewer, rule) if viewer is not None else None
+        if hidden is not None:
+            if left_out is not None and (rule.name, cannot_view(hidden)) not in left_out:
+                left_out.append((rule.name, cannot_view(hidden)))
+            continue
         requests = pipeline.render_rule(rule, obj)
         purges += pipeline.purges_for(obj, rule, requests, trigger=Trigger.ADMIN, user_id=user_id)
     return purges
@@ -369,6 +385,11 @@ class RulePlan:
     objects: int
     #: True when a template crosses a many-to-many relation: it may render more URLs.
     at_least: bool
+    #: The objects of a model the plan renders (default: every row of it).
+    rows: Callable[[type[models.Model]], models.QuerySet[Any]] | None = None
+
+    def objects_of(self, model: type[models.Model]) -> models.QuerySet[Any]:
+        return self.rows(model) if self.rows is not None else model._default_manager.all()
 
     @property
     def urls(self) -> int:
@@ -402,10 +423,16 @@ class RulePlan:
         ]
 
 
-def plan_rules(queryset: Iterable[PurgeRule], *, user: Any = None) -> RulePlan:
+def plan_rules(
+    queryset: Iterable[PurgeRule],
+    *,
+    user: Any = None,
+    rows: Callable[[type[models.Model]], models.QuerySet[Any]] | None = None,
+) -> RulePlan:
     """What purging ``queryset`` now sends; with ``user``, a rule on a model the user
     may not view is left out (purging every object of it would reveal how many there are
-    and send URLs rendered from data the user cannot see)."""
+    and send URLs rendered from data the user cannot see). ``rows`` gives the objects of
+    a model to count and render (the admin passes the rows its model admin shows)."""
     planned: list[tuple[PurgeRule, rules.CompiledRule, int]] = []
     broken: list[tuple[PurgeRule, str]] = []
     counts: dict[type[models.Model], int] = {}
@@ -424,13 +451,14 @@ def plan_rules(queryset: Iterable[PurgeRule], *, user: Any = None) -> RulePlan:
         urls = len(compiled.templates) - len(templated)
         if templated:
             if compiled.model not in counts:
-                counts[compiled.model] = compiled.model._default_manager.count()
+                objects = rows(compiled.model) if rows else compiled.model._default_manager
+                counts[compiled.model] = objects.order_by().count()
             urls += len(templated) * counts[compiled.model]
             at_least = at_least or any(
                 step.kind in MANY for t in templated for p in t.placeholders for step in p.steps
             )
         planned.append((rule, compiled, urls))
-    return RulePlan(planned, broken, sum(counts.values()), at_least)
+    return RulePlan(planned, broken, sum(counts.values()), at_least, rows)
 
 
 def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Purge]:
@@ -450,8 +478,8 @@ def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Pur
         )
         if not templated.templates:
             continue
-        manager = compiled.model._default_manager
-        for obj in manager.order_by("pk").iterator(chunk_size=CHUNK):
+        objects = plan.objects_of(compiled.model)
+        for obj in objects.order_by("pk").iterator(chunk_size=CHUNK):
             requests = pipeline.render_rule(templated, obj)
             yield from pipeline.purges_for(
                 obj, templated, requests, trigger=Trigger.ADMIN, user_id=user_id

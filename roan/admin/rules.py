@@ -43,8 +43,9 @@ from roan.admin.common import (
     can_purge_all,
     log_url,
     page,
+    visible_objects,
 )
-from roan.admin.forms import PreviewForm, PurgeRuleForm
+from roan.admin.forms import BoundedImportForm, PreviewForm, PurgeRuleForm
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeRule
 from roan.resources import PurgeRuleResource
@@ -118,7 +119,12 @@ def purge_rules_now(
     modeladmin: PurgeRuleAdmin, request: HttpRequest, queryset: QuerySet[Any]
 ) -> HttpResponse | None:
     """Static templates once; templated ones for every object, after a confirmation page."""
-    plan = operations.plan_rules(queryset.select_related("content_type"), user=request.user)
+    plan = operations.plan_rules(
+        queryset.select_related("content_type"),
+        user=request.user,
+        # The objects each model's admin shows this user, as in the preview.
+        rows=lambda model: visible_objects(modeladmin.admin_site, request, model),
+    )
     if plan.everything and not can_purge_all(request):
         modeladmin.message_user(
             request,
@@ -198,6 +204,8 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     form = PurgeRuleForm
     resource_classes = [PurgeRuleResource]
     import_formats = [base_formats.CSV, base_formats.JSON, base_formats.YAML, base_formats.XLSX]
+    # Refuses a file too large or too long before import-export parses it.
+    import_form_class = BoundedImportForm
     export_formats = [base_formats.CSV, base_formats.JSON, base_formats.YAML, base_formats.XLSX]
     # import-export wraps change_list_template in its own; roan's sits outermost so that
     # its object tools show next to Import and Export.
@@ -437,9 +445,12 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         # A model rules may not name is never rendered, nor are its objects listed.
         form = None
         query = request.GET.get("q", "").strip()[:QUERY_CHARS]
+        # Only the rows the model's own admin shows this user are listed, searched and
+        # rendered (its get_queryset may keep an editor to their own rows).
+        visible = visible_objects(self.admin_site, request, model) if model is not None else None
         if model is not None and not problem:
             data = request.POST or (request.GET if "object_id" in request.GET else None)
-            form = PreviewForm(model, data)
+            form = PreviewForm(model, data, objects=visible)
         lines: list[operations.Line] = []
         sent: list[PurgeAttempt] = []
         obj = None
@@ -456,10 +467,10 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
                 problem = str(exc)
         latest: list[Any] = []
         searchable = False
-        if form is not None and model is not None:
+        if form is not None and model is not None and visible is not None:
             # Pick the object by name: the newest 50, or those the model's own admin
             # search finds (with its search_fields), rather than typing a primary key.
-            candidates = model._default_manager.order_by("-pk")
+            candidates = visible.order_by("-pk")
             model_admin = self.admin_site._registry.get(model)
             searchable = bool(model_admin and model_admin.get_search_fields(request))
             if query and model_admin is not None and searchable:

@@ -3,12 +3,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from roan import api, pipeline
+from roan.backends.base import purges_everything
 from roan.conf import roan_settings
 from roan.outcome import outcome, outcome_parts
+from roan.targets import parse_target
 
 
 class Command(BaseCommand):
@@ -19,7 +22,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("targets", nargs="*", help="Paths or http(s) URLs (or tags, prefixes).")
-        parser.add_argument("--kind", choices=["url", "prefix", "tag"], default="url")
+        parser.add_argument(
+            "--kind",
+            choices=["url", "prefix", "tag"],
+            default="url",
+            help="A prefix of / purges everything: it needs --backend, as --all does.",
+        )
         parser.add_argument(
             "--backend", action="append", dest="backends", help="Only this alias (repeatable)."
         )
@@ -66,8 +74,21 @@ class Command(BaseCommand):
                     obj = model._default_manager.get(pk=pk)
                 except model.DoesNotExist as exc:
                     raise CommandError(f"no {label} with pk {pk!r}") from exc
+                except (ValueError, TypeError, ValidationError) as exc:
+                    # ``abc`` for an integer key, a malformed UUID...
+                    raise CommandError(f"{pk!r} is not a pk of {label}") from exc
                 written = api.purge_object(obj, trigger="command")
             elif targets:
+                try:
+                    requests = [parse_target(target, kind) for target in targets]
+                except ValueError as exc:
+                    raise CommandError(str(exc)) from exc
+                if not backends and any(purges_everything(r) for r in requests):
+                    # A prefix of / is --all by another name: as wide, and refused alike.
+                    raise CommandError(
+                        "a prefix of / purges everything; that needs --backend: purging "
+                        "everything everywhere is too wide."
+                    )
                 try:
                     written = api.purge_urls(
                         targets, backends=backends, kind=kind, trigger="command"
