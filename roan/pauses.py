@@ -4,7 +4,8 @@ A backend is paused by its ``PAUSED = True`` option (a deploy) or by a
 :class:`roan.models.BackendState` row (the admin's switch, seen by every process). Its
 attempts stay pending and unclaimed; the sender skips them until :func:`resume` sends
 what queued (each target once, however many rows wait for it). The list of paused
-aliases is kept in ``ROAN_CACHE`` (deleted whenever a switch flips), so the sender reads no table per batch.
+aliases is kept in ``ROAN_CACHE`` (deleted whenever a switch flips), so the sender reads
+no table per batch.
 """
 
 from __future__ import annotations
