@@ -215,9 +215,14 @@ def after_send(attempts: Iterable[PurgeAttempt], *, using: str) -> list[Job]:
 
 def _after_send(attempts: list[PurgeAttempt], *, using: str) -> list[Job]:
     groups: dict[str, list[PurgeAttempt]] = collections.defaultdict(list)
+    seen: set[tuple[str, str, str, str]] = set()
     for attempt in attempts:
         if attempt.kind == URL and attempt.status in (OK, NOT_CACHED):
-            groups[attempt.backend].append(attempt)
+            # Twins were one request: one probe tells it (on the row that was sent).
+            key = (attempt.backend, attempt.node, attempt.host, attempt.target)
+            if key not in seen:
+                seen.add(key)
+                groups[attempt.backend].append(attempt)
     jobs: list[Job] = []
     for alias, group in groups.items():
         options = options_for(alias)
