@@ -300,12 +300,170 @@ def check_rule_stamp_cache(app_configs: Any = None, **kwargs: Any) -> list[check
             f"ROAN_CACHE ({roan_settings.CACHE!r}) is local to each process.",
             hint=(
                 "Rule edits still reach other processes, but each checks the database every "
-                "ROAN_RULES_TTL seconds. Point ROAN_CACHE at a shared cache (Redis, "
-                "Memcached) so they only read a version stamp."
+                "ROAN_RULES_TTL seconds, and the render guard (ROAN_RENDER_GUARD), which "
+                "keeps a page rendered during a change out of the caches, only sees the "
+                "changes made by its own process. Point ROAN_CACHE at a shared cache (Redis, "
+                "Memcached, the database or file cache) so they only read a version stamp "
+                "and every process sees every change."
             ),
             id="roan.W001",
         )
     ]
+
+
+def _allowed_hosts() -> list[str]:
+    """``ALLOWED_HOSTS`` as Django applies it (with ``DEBUG``, empty means localhost)."""
+    allowed = [str(h) for h in getattr(settings, "ALLOWED_HOSTS", None) or ()]
+    if not allowed and settings.DEBUG:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return allowed
+
+
+def _keys_by_host(backend: Any) -> bool:
+    """Whether ``backend`` purges URLs whose cache entries are keyed by the page's host:
+    nginx and Varnish URL purges (the ``Host`` header), an ``HTTPBackend`` whose ``URL``
+    sends ``{url}`` or ``{host}``, Django's page cache. CDN backends require ``HOSTS``
+    already; a tag-only or path-only backend sends no host."""
+    from roan.backends._pipelined import HTTPNodesBackend
+    from roan.backends.base import URL
+    from roan.backends.django_cache import DjangoCacheBackend
+    from roan.backends.http import HTTPBackend
+
+    if URL not in backend.capabilities:
+        return False
+    if isinstance(backend, HTTPBackend):
+        return "{url}" in backend.template or "{host}" in backend.template
+    return isinstance(backend, HTTPNodesBackend | DjangoCacheBackend)
+
+
+def _suggested_hosts(allowed: list[str]) -> list[str]:
+    named = [h.lstrip(".") for h in allowed if h not in {"*", ""} and h.lstrip(".")]
+    return named[:2] or ["www.example.com"]
+
+
+def check_page_hosts(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.W005: a backend that purges URLs keyed by host has no ``HOSTS``, or none of
+    its ``HOSTS`` is in ``ALLOWED_HOSTS``.
+
+    Without ``HOSTS``, an nginx or Varnish purge carries the purge server's own address
+    as its ``Host``; the pages readers fetched are cached under their host name, so every
+    purge answers 404, is recorded "not cached" (a success), and the page stays stale.
+    Hosts Django refuses are hosts no page was ever rendered, so cached, under.
+    """
+    from django.http.request import split_domain_port, validate_host
+
+    from roan.backends import build_backend
+
+    configured = getattr(settings, "ROAN_BACKENDS", None)
+    if configured is None and getattr(settings, "ROAN_PURGE_URL", None) is None:
+        return []  # no purge target chosen: roan.W003 says so in production
+    if configured is not None and not isinstance(configured, dict):
+        return []  # roan.E001
+    allowed = _allowed_hosts()
+    suggested = _suggested_hosts(allowed)
+    messages: list[checks.CheckMessage] = []
+    for alias, config in roan_settings.BACKENDS.items():
+        try:
+            backend = build_backend(alias, config)
+        except Exception:  # noqa: S112 -- check_backends reports it as roan.E002
+            continue
+        try:
+            relevant = _keys_by_host(backend)
+            hosts = list(backend.hosts)
+        finally:
+            backend.close()
+        if not relevant:
+            continue
+        where = f"ROAN_BACKENDS[{alias!r}]"
+        if not hosts:
+            if configured is None:
+                where = "ROAN_PURGE_URL"
+                hint = (
+                    "ROAN_PURGE_URL cannot name hosts: replace it with ROAN_BACKENDS = "
+                    f"{{'default': {{'BACKEND': 'roan.backends.nginx.NginxBackend', "
+                    f"'LOCATION': {roan_settings.PURGE_URL!r}, 'HOSTS': {suggested!r}}}}} "
+                    "with the host names readers use."
+                )
+            else:
+                hint = (
+                    f"Set {where}['HOSTS'] = {suggested!r}: the host names readers use, "
+                    "as the cache keys them (with the port if the cache key has one)."
+                )
+            messages.append(
+                checks.Warning(
+                    f"{where} purges URLs but names no HOSTS: each purge is sent with the "
+                    "purge server's own address as its Host, while pages are cached under "
+                    "the host readers use, so purges answer 404, are recorded as "
+                    "'not cached', and the pages stay stale.",
+                    hint=hint,
+                    id="roan.W005",
+                )
+            )
+            continue
+        if not allowed or "*" in allowed:
+            continue
+        if not any(validate_host(split_domain_port(h)[0], allowed) for h in hosts):
+            messages.append(
+                checks.Warning(
+                    f"None of {where}['HOSTS'] ({', '.join(hosts)}) is in ALLOWED_HOSTS: "
+                    "Django answers 400 to those hosts, so no page is cached under them, "
+                    "and every purge answers 404 ('not cached') while the pages readers "
+                    "get stay stale.",
+                    hint=(
+                        f"List the host names readers use, e.g. {where}['HOSTS'] = "
+                        f"{suggested!r}, or add the HOSTS to ALLOWED_HOSTS."
+                    ),
+                    id="roan.W005",
+                )
+            )
+    return messages
+
+
+def check_page_cache_local(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """roan.W006: a ``DjangoCacheBackend`` purging a process-local cache (``LocMemCache``,
+    what a site gets with ``CACHES`` unset).
+
+    Each web process keeps its own copy of each page; a purge deletes the copy of the
+    process that sends it, and the others serve (and the caches in front refill from)
+    their old copies until they expire.
+    """
+    from django.core.cache import InvalidCacheBackendError, caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from roan.backends.django_cache import DjangoCacheBackend
+
+    if settings.DEBUG or not isinstance(getattr(settings, "ROAN_BACKENDS", {}), dict):
+        return []
+    messages: list[checks.CheckMessage] = []
+    for alias, config in roan_settings.BACKENDS.items():
+        if not isinstance(config, dict):
+            continue
+        try:
+            cls = import_string(str(config.get("BACKEND")))
+        except ImportError:
+            continue  # roan.E002
+        if not (isinstance(cls, type) and issubclass(cls, DjangoCacheBackend)):
+            continue
+        cache_alias = config.get("CACHE", "default")
+        try:
+            local = isinstance(caches[cache_alias], LocMemCache)
+        except (InvalidCacheBackendError, TypeError):
+            continue  # roan.E002
+        if local:
+            messages.append(
+                checks.Warning(
+                    f"ROAN_BACKENDS[{alias!r}] purges the cache {cache_alias!r}, which is "
+                    "local to each process (LocMemCache, also what Django uses when CACHES "
+                    "is not set): a purge deletes only the copy of the process that sends "
+                    "it, and every other worker keeps serving its old page.",
+                    hint=(
+                        f"Point CACHES[{cache_alias!r}] (or this backend's CACHE) at a cache "
+                        "every process shares: Redis, Memcached, the database or file cache."
+                    ),
+                    id="roan.W006",
+                )
+            )
+    return messages
 
 
 #: Options that bound a Redis call, per cache backend: Django's own, django-redis.
@@ -715,3 +873,5 @@ def register() -> None:
     checks.register(check_layers, "roan")
     checks.register(check_tags, "roan")
     checks.register(check_cache_tags, "roan")
+    checks.register(check_page_hosts, "roan")
+    checks.register(check_page_cache_local, "roan")

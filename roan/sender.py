@@ -27,7 +27,7 @@ from django.db import connections, router
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import completion, layers, limits, pauses, verify
+from roan import completion, key_misses, layers, limits, pauses, verify
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
@@ -417,6 +417,7 @@ def _record(attempts: list[PurgeAttempt], results: dict[int, PurgeResult], *, us
         completion.accepted(attempts, results, using=using)
     except Exception:
         logger.exception("roan: cannot mark invalidations in progress")
+    key_misses.after_record(attempts, using=using)
     for attempt in attempts:
         log = logger.warning if attempt.status in {FAILED, GAVE_UP} else logger.debug
         log(

@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.layers",
             "roan.verify",
             "roan.completion",
+            "roan.key_misses",
             "roan.sender",
         ],
     ),

@@ -233,3 +233,97 @@ def test_the_sqlite_check_reads_the_database_roan_writes_attempts_to(settings, m
         connections._connections.__dict__.pop("attempts", None)
     [warning] = [m for m in found if m.id == "roan.W004"]
     assert "'attempts'" in warning.msg
+
+
+NGINX = {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": "http://127.0.0.1:9/purge"}
+
+
+def page_hosts(settings, **backend: object) -> list[checks.CheckMessage]:
+    from roan.checks import check_page_hosts
+
+    settings.ROAN_BACKENDS = {"edge": backend}
+    return check_page_hosts()
+
+
+def test_a_url_purging_backend_without_hosts_warns_and_shows_what_to_set(settings) -> None:
+    settings.ALLOWED_HOSTS = ["www.example.org", ".example.org"]
+    [warning] = page_hosts(settings, **NGINX)
+    assert warning.id == "roan.W005" and warning.level == checks.WARNING
+    assert "no HOSTS" in warning.msg and "not cached" in warning.msg
+    assert "ROAN_BACKENDS['edge']['HOSTS'] = ['www.example.org', 'example.org']" in warning.hint
+    varnish = {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": ["http://127.0.0.1:9"]}
+    assert ids(page_hosts(settings, **varnish)) == ["roan.W005"]
+    http = {"BACKEND": "roan.backends.http.HTTPBackend", "URL": "http://127.0.0.1:9/p{path}"}
+    assert page_hosts(settings, **http) == []  # sends no host: nothing to get wrong
+    # Registered: `manage.py check` reports it.
+    page_hosts(settings, **NGINX)
+    assert "roan.W005" in ids(checks.run_checks(tags=["roan"]))
+    assert page_hosts(settings, **NGINX, HOSTS=["www.example.org"]) == []
+
+
+def test_hosts_that_django_refuses_warn(settings) -> None:
+    settings.ALLOWED_HOSTS = ["www.example.org"]
+    [warning] = page_hosts(settings, **NGINX, HOSTS=["localhost"])
+    assert warning.id == "roan.W005" and "ALLOWED_HOSTS" in warning.msg
+    assert "['www.example.org']" in warning.hint
+    http = {
+        "BACKEND": "roan.backends.http.HTTPBackend",
+        "URL": "http://127.0.0.1:9/p?u={url}",
+        "HOSTS": ["cdn.example.net"],
+    }
+    assert ids(page_hosts(settings, **http)) == ["roan.W005"]
+    # One allowed host is enough; ports and subdomain patterns count.
+    settings.ALLOWED_HOSTS = [".example.org"]
+    assert page_hosts(settings, **NGINX, HOSTS=["localhost", "www.example.org:8080"]) == []
+    settings.ALLOWED_HOSTS = ["*"]
+    assert page_hosts(settings, **NGINX, HOSTS=["localhost"]) == []
+
+
+def test_the_implicit_default_backend_is_left_to_w003_and_purge_url_is_named(settings) -> None:
+    from roan.checks import check_page_hosts
+
+    del settings.ROAN_BACKENDS
+    assert check_page_hosts() == []
+    settings.ROAN_PURGE_URL = "http://127.0.0.1:8080/purge"
+    settings.ALLOWED_HOSTS = ["www.example.org"]
+    [warning] = check_page_hosts()
+    assert warning.id == "roan.W005" and warning.msg.startswith("ROAN_PURGE_URL")
+    assert "'LOCATION': 'http://127.0.0.1:8080/purge', 'HOSTS': ['www.example.org']" in (
+        warning.hint
+    )
+
+
+def test_tag_only_and_cdn_backends_are_quiet(settings) -> None:
+    settings.ALLOWED_HOSTS = ["www.example.org"]
+    tags = {"BACKEND": "roan.backends.http.HTTPBackend", "URL": "http://127.0.0.1:9/t/{target}"}
+    assert page_hosts(settings, **tags, KINDS=["tag"]) == []
+    assert page_hosts(settings, BACKEND="roan.backends.locmem.LocMemBackend") == []
+
+
+def test_a_page_cache_in_process_memory_warns_in_production(settings) -> None:
+    from roan.checks import check_page_cache_local
+
+    settings.DEBUG = False
+    settings.ROAN_BACKENDS = {
+        "site": {"BACKEND": "roan.backends.django_cache.DjangoCacheBackend", "HOSTS": ["a.b"]}
+    }
+    [warning] = check_page_cache_local()
+    assert warning.id == "roan.W006" and "'default'" in warning.msg
+    assert "only the copy of the process that sends it" in warning.msg
+    assert "roan.W006" in ids(checks.run_checks(tags=["roan"]))
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": "/tmp/roan-check",
+        }
+    }
+    assert check_page_cache_local() == []
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.DEBUG = True  # runserver: one process
+    assert check_page_cache_local() == []
+
+
+def test_the_rule_stamp_warning_says_the_render_guard_needs_a_shared_cache(settings) -> None:
+    settings.DEBUG = False
+    [warning] = check_rule_stamp_cache()
+    assert "render guard" in warning.hint and "shared" in warning.hint

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from roan import pauses, verify
+from roan import key_misses, pauses, verify
 from roan.admin import operations
 from roan.admin.common import (
     ERROR_CHARS,
@@ -286,6 +286,13 @@ def latencies(
             row["p99"] = percentile(sample, 99)
         result.append(row)
     return result
+
+
+def keys_differ(backends: Iterable[str]) -> list[key_misses.Misses]:
+    """The backends whose recent purges of pages known to be cached mostly found
+    nothing (one bounded query each; see :mod:`roan.key_misses`)."""
+    found = [key_misses.misses(alias) for alias in backends]
+    return [m for m in found if m.keys_differ]
 
 
 def configured_nodes() -> list[tuple[str, str]]:
@@ -566,6 +573,7 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
         "latency_chart": latency_chart(buckets, backends),
         "failures": latest_failures(qs),
         "verification": verification_counts(qs, now),
+        "keys_differ": keys_differ(dict.fromkeys(alias for alias, _node in configured_nodes())),
     }
 
 

@@ -316,3 +316,26 @@ def test_latency_lines_never_look_alike_past_five_backends(settings: Any) -> Non
     for n in range(dashboard.SERIES_COLOURS):
         assert f".roan-series-{n} polyline" in css
     assert ".roan-dash-1 polyline" in css
+
+
+def test_purges_of_pages_known_to_be_cached_that_find_nothing_are_named(
+    admin_client: Client, settings: Any
+) -> None:
+    settings.ROAN_BACKENDS = NODES
+    for _ in range(8):
+        add(1, "not_cached", rule_name="tag blog.post")
+    for _ in range(3):
+        add(1, "ok", rule_name="tag blog.post")
+    # Purges from rules say nothing: the page may never have been cached.
+    for _ in range(20):
+        add(1, "ok")
+
+    html = admin_client.get(URL).content.decode()
+
+    assert 'id="roan-keys-differ"' in html
+    text = re.sub(r"\s+", " ", html)
+    assert "default: 8 of the last 11 purges of pages known to be cached" in text
+    assert "the cache key probably differs: check HOSTS and the purge location" in text
+
+    PurgeAttempt.objects.filter(status="not_cached").delete()
+    assert 'id="roan-keys-differ"' not in admin_client.get(URL).content.decode()
