@@ -51,6 +51,9 @@ class Trigger(models.TextChoices):
     API = "api", _("API")
     RETRY = "retry", _("retry")
     CODE_RULE = "code_rule", _("code rule")
+    #: A write that sends no signal: ``update()``, ``bulk_create()``, ``bulk_update()``,
+    #: a delete without signals (``roan.bulk_writes``).
+    BULK = "bulk", _("bulk write")
 
 
 #: Triggers of content changes (the ones a rule fires on).

@@ -58,6 +58,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         [
             "roan.tag_purges",
             "roan.receivers",
+            "roan.bulk_writes",
             "roan.tags",
             "roan.api",
             "roan.middleware",
