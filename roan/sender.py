@@ -126,10 +126,7 @@ def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAtte
                 if recorder is None:
                     attempts += send_claimed(claimed, using=db, paused=paused)
                     continue
-                sendable = limits.hold_back(claimed, using=db)
-                half = max(1, (len(sendable) + 1) // 2)
-                for start in range(0, len(sendable), half):
-                    part = sendable[start : start + half]
+                for part in _halves(limits.hold_back(claimed, using=db)):
                     recorder.before_send()
                     recorder.record(part, _send_only(part))
                 attempts += claimed
@@ -141,6 +138,23 @@ def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAtte
             # The claimer's connection is its thread's own: closed there, before it ends.
             claimer.submit(_close_here, db)
     return attempts
+
+
+def _halves(attempts: list[PurgeAttempt]) -> list[list[PurgeAttempt]]:
+    """``attempts`` in two parts of about half each, twins (the same purge) in the same
+    part, so that each purge is sent once."""
+    same: dict[tuple[str, str, str, str, str], list[PurgeAttempt]] = defaultdict(list)
+    for attempt in attempts:
+        same[(attempt.backend, attempt.node, attempt.host, attempt.kind, attempt.target)].append(
+            attempt
+        )
+    parts: list[list[PurgeAttempt]] = [[]]
+    half = (len(attempts) + 1) // 2
+    for group in same.values():
+        if len(parts) == 1 and parts[0] and len(parts[0]) + len(group) > half:
+            parts.append([])
+        parts[-1] += group
+    return [part for part in parts if part]
 
 
 class _Recorder:

@@ -100,6 +100,19 @@ def test_twins_from_several_transactions_are_sent_once_and_each_row_records_it(
     assert PurgeAttempt.objects.get(pk=other[0]).status == "pending"
 
 
+def test_a_backlog_sent_in_claimed_ahead_halves_sends_each_purge_once(outbox) -> None:
+    from roan.sender import send_ids
+
+    row = {"backend": "default", "node": "default", "trigger": "api"}
+    targets = [f"/t/{i}/" for i in range(750)]
+    # Each target twice, the twins far apart: one batch of 1,000 holds both copies of a
+    # third of them, the claim takes the rest as twins, and the batch goes in halves.
+    ids = PurgeAttempt.objects.write([{**row, "target": t} for t in targets * 2])
+    send_ids(ids, batch=1000)
+    assert sorted(sent_targets()) == sorted(targets)
+    assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
+
+
 def test_a_drain_sends_a_backlog_of_one_posts_saves_once_per_target(
     post_rule, outbox, settings
 ) -> None:
