@@ -99,6 +99,11 @@ def _database() -> dict[str, object]:
 
 DATABASES = {"default": _database()}
 
+# Django's default hasher spends about a second of CPU per password on a loaded CI
+# machine, and most tests create a user (admin_client, the browser's sign-in). Nothing
+# here tests hashing itself; the example (tests/test_example.py) keeps Django's default.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 ROAN_BACKENDS = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
