@@ -24,6 +24,25 @@ DEFAULT_RETRY: dict[str, float] = {
 }
 
 
+#: ``ROAN_TAG_INDEX_IGNORED_PARAMS`` by default: campaign and click ids that analytics and
+#: ad platforms append to links (Google, Meta, Microsoft, Mailchimp, Yandex, Instagram).
+DEFAULT_IGNORED_PARAMS: tuple[str, ...] = (
+    "utm_*",
+    "fbclid",
+    "gclid",
+    "gbraid",
+    "wbraid",
+    "dclid",
+    "msclkid",
+    "mc_cid",
+    "mc_eid",
+    "yclid",
+    "igshid",
+    "_ga",
+    "_gl",
+)
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     """A setting that lists strings: one string alone counts as a list of it; entries
     that are not strings are dropped (the system checks report them); a value that is
@@ -189,6 +208,24 @@ class RoanSettings:
         it, the page's object tags are stored as their model's list tag (less precise,
         never less correct: every save purges the list tag too). Default 200."""
         return int(getattr(settings, "ROAN_TAG_INDEX_MAX_TAGS", 200))
+
+    @property
+    def TAG_INDEX_IGNORED_PARAMS(self) -> tuple[str, ...]:
+        """``ROAN_TAG_INDEX_IGNORED_PARAMS``: query parameters (shell-style patterns, such
+        as ``utm_*``) that mark a URL as a tracking variant of a page. Such a URL is not
+        indexed, and when a backend purges tags by URL its response goes out ``private``:
+        each campaign or click id would be another cache key no purge could list. Default
+        the usual tracking parameters (:data:`DEFAULT_IGNORED_PARAMS`)."""
+        value = getattr(settings, "ROAN_TAG_INDEX_IGNORED_PARAMS", DEFAULT_IGNORED_PARAMS)
+        return _strings(value)
+
+    @property
+    def TAG_INDEX_MAX_VARIANTS(self) -> int:
+        """``ROAN_TAG_INDEX_MAX_VARIANTS``: the most query strings the index keeps for one
+        path on one host (the bare path counts as one). A further variant is not indexed,
+        and when a backend purges tags by URL its response goes out ``private``, so that
+        no cache keeps a copy no purge reaches. Default 20."""
+        return max(1, int(getattr(settings, "ROAN_TAG_INDEX_MAX_VARIANTS", 20)))
 
     @property
     def RENDER_GUARD(self) -> bool:

@@ -46,6 +46,7 @@ from django.db.models.sql.compiler import (
 )
 from django.http import HttpRequest, HttpResponseBase
 from django.template.response import SimpleTemplateResponse
+from django.utils.cache import patch_cache_control
 
 from roan import render_guard, tag_index
 from roan.access import rule_model_refusal
@@ -488,10 +489,15 @@ def settle(request: HttpRequest, response: HttpResponseBase, collector: TagColle
         return
     stamp(response, found)
     try:
-        tag_index.remember(request, response, found)
+        reachable = tag_index.remember(request, response, found)
     except Exception:
         # The index only widens purges for caches without tags; the page still goes out.
         logger.exception("Could not record the cache tags of %s", request.path[:200])
+        reachable = True
+    if not reachable:
+        # A cache that purges tags by URL would keep a copy that no purge names (a 404,
+        # a tracking variant, a variant past the bound): no shared cache may keep it.
+        patch_cache_control(response, private=True)
     render_guard.protect(response, found, collector.started)
 
 
