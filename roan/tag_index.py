@@ -85,7 +85,7 @@ def collapse(tags: Iterable[str], limit: int) -> list[str]:
     prefix = roan_settings.TAG_PREFIX
     collapsed: set[str] = set()
     for tag in unique:
-        if tag.startswith(prefix) and ":" in tag[len(prefix) :]:
+        if is_object_tag(tag):
             head, _, _pk = tag[len(prefix) :].partition(":")
             collapsed.add(prefix + head)
         else:
@@ -290,29 +290,51 @@ def _host_filter(hosts: Sequence[str]) -> Q:
     return query
 
 
+def is_object_tag(tag: str) -> bool:
+    """Whether ``tag`` names one object (``app.model:pk``), not a list or a hand tag."""
+    prefix = roan_settings.TAG_PREFIX
+    return tag.startswith(prefix) and ":" in tag[len(prefix) :]
+
+
 def expand(
-    tags: Sequence[str], hosts: Sequence[str], limit: int
+    tags: Sequence[str], hosts: Sequence[str], limit: int | None
 ) -> tuple[list[tuple[str, str, str]], bool]:
     """``(tag, host, path)`` of the live index rows for ``tags`` on ``hosts`` (every host
-    when empty), one per URL, at most ``limit``; and whether there were more."""
+    when empty), one per URL, at most ``limit`` (``None``: all); and whether there were
+    more.
+
+    In a fixed order, so that a cut keeps what matters most: the pages of object tags
+    (the changed object's own pages) before those of list and hand-written tags, and
+    within each, the pages rendered (or rendered again) last first.
+    """
     from roan.models import TaggedURL
 
     now = timezone.now()
     found: dict[tuple[str, str], str] = {}
-    for start in range(0, len(tags), LOOKUP_CHUNK):
-        chunk = list(tags[start : start + LOOKUP_CHUNK])
-        qs = TaggedURL.objects.filter(tag__in=chunk, expires_at__gt=now)
-        if hosts:
-            qs = qs.filter(_host_filter(hosts))
-        # A URL has at most one row per tag, so this many rows hold more than ``limit``
-        # URLs whenever the index has that many.
-        wanted = (limit + 1 - len(found)) * len(chunk)
-        for tag, host, path in qs.order_by().values_list("tag", "host", "path")[:wanted]:
-            found.setdefault((host, path), tag)
-        if len(found) > limit:
-            break
-    rows = [(tag, host, path) for (host, path), tag in found.items()]
-    return rows[:limit], len(rows) > limit
+    ordered = [t for t in tags if is_object_tag(t)] + [t for t in tags if not is_object_tag(t)]
+    for start in range(0, len(ordered), LOOKUP_CHUNK):
+        chunk = ordered[start : start + LOOKUP_CHUNK]
+        groups = [
+            [t for t in chunk if is_object_tag(t)],
+            [t for t in chunk if not is_object_tag(t)],
+        ]
+        for group in groups:
+            if not group:
+                continue
+            qs = TaggedURL.objects.filter(tag__in=group, expires_at__gt=now)
+            if hosts:
+                qs = qs.filter(_host_filter(hosts))
+            qs = qs.order_by("-expires_at", "host", "path")
+            if limit is not None:
+                # A URL has at most one row per tag, so this many rows hold more than
+                # ``limit`` URLs whenever the index has that many.
+                qs = qs[: (limit + 1 - len(found)) * len(group)]
+            for tag, host, path in qs.values_list("tag", "host", "path"):
+                found.setdefault((host, path), tag)
+            if limit is not None and len(found) > limit:
+                rows = [(tag, host, path) for (host, path), tag in found.items()]
+                return rows[:limit], True
+    return [(tag, host, path) for (host, path), tag in found.items()], False
 
 
 def object_tags_of(model: type[models.Model]) -> Iterator[str]:

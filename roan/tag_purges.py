@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import request_finished, request_started
 from django.db import router, transaction
+from django.dispatch import receiver
 
 from roan import backends as backend_registry
 from roan import pipeline
-from roan.backends.base import TAG, URL, PurgeRequest
+from roan.backends.base import ALL, PREFIX, TAG, URL, BaseBackend, PurgeRequest
 from roan.conf import roan_settings
-from roan.context import Origin, Purge, _capture, is_active
-from roan.render import Unrenderable
+from roan.context import Origin, Purge, _capture, hold_dispatch, is_active
 from roan.retrying import retried
 from roan.tag_index import expand
 
@@ -60,7 +63,8 @@ def submit_tags(
     # First, so that the render guard hears of the change before any purge is sent.
     pipeline.note_changed(tags, using=db)
     purges = tag_purges(tags, origin, aliases)
-    written = pipeline.submit(purges, using=db)
+    written = pipeline.submit([p for p in purges if not p.deferred], using=db)
+    written += submit_deferred([p for p in purges if p.deferred], using=db)
     urls_only = [alias for alias in aliases if not _purges_by_tag(alias)]
     capturing = _capture.get() is not None
     if not urls_only or capturing or not transaction.get_connection(db).in_atomic_block:
@@ -75,7 +79,8 @@ def submit_tags(
             and (purge.backend, purge.request.target, purge.request.host) not in sent
         ]
         if again:
-            pipeline.submit(again, using=db)
+            pipeline.submit([p for p in again if not p.deferred], using=db)
+            submit_deferred([p for p in again if p.deferred], using=db)
 
     def look_again() -> None:
         # Under concurrent editors a look-up (or its write) may lose a lock race: tried
@@ -90,6 +95,47 @@ def submit_tags(
     return written
 
 
+def submit_deferred(purges: Sequence[Purge], *, using: str) -> int:
+    """Write ``purges`` (a tag's pages past ``ROAN_MAX_URLS_PER_EVENT``) with the change,
+    every one of them, and send them outside the editor's request: from the worker with
+    ``ROAN_DISPATCH = "task"``; else once the response is out (``request_finished``),
+    or at once when no request is running (a shell, a command). Rows a process never
+    sends (it stops first) stay pending for ``roan_dispatch``."""
+    if not purges:
+        return 0
+    if roan_settings.DISPATCH == "task" or _capture.get() is not None:
+        return pipeline.submit(purges, using=using, capped=False)
+    with hold_dispatch() as held:
+        written = pipeline.submit(purges, using=using, capped=False)
+    if held:
+        transaction.on_commit(lambda: _after_response(held, using), using=using, robust=True)
+    return written
+
+
+_request = threading.local()
+
+
+def _after_response(ids: list[int], using: str) -> None:
+    queue: list[tuple[list[int], str]] | None = getattr(_request, "after", None)
+    if queue is None:
+        pipeline.dispatch(ids, using=using)  # no response to wait for
+    else:
+        queue.append((ids, using))
+
+
+@receiver(request_started, dispatch_uid="roan.tag_purges.request_started")
+def _on_request_started(**kwargs: Any) -> None:
+    _request.after = []
+
+
+@receiver(request_finished, dispatch_uid="roan.tag_purges.request_finished")
+def _on_request_finished(**kwargs: Any) -> None:
+    queue: list[tuple[list[int], str]] = getattr(_request, "after", None) or []
+    _request.after = None
+    for ids, using in queue:
+        pipeline.dispatch(ids, using=using)  # never raises
+
+
 def _purges_by_tag(alias: str) -> bool:
     try:
         return TAG in backend_registry.get_backend(alias).capabilities
@@ -99,8 +145,16 @@ def _purges_by_tag(alias: str) -> bool:
 
 def tag_purges(tags: Sequence[str], origin: Origin, aliases: Iterable[str]) -> list[Purge]:
     """The purges of ``tags`` on each backend of ``aliases``: the tags themselves where
-    the backend purges by tag, else a URL purge per page the index holds for them, at
-    most ``ROAN_MAX_URLS_PER_EVENT`` per backend (one ``skipped`` row says when more)."""
+    the backend purges by tag, else a URL purge per page the index holds for them.
+
+    Never narrower than the index: past ``ROAN_MAX_URLS_PER_EVENT`` URLs on a backend,
+    the first ones (the changed object's own pages first, see :func:`expand`) are
+    purged as usual, and for the others the backend gets a wider purge it can do, one
+    request: a prefix purge of ``/`` on each of its hosts, else a purge of everything.
+    A backend that can do neither (nginx) gets every URL, those past the limit marked
+    :attr:`Purge.deferred`: written with the change, sent after the response (see
+    :func:`submit_tags`). The rule column says which was done and why.
+    """
     tags = list(dict.fromkeys(tags))
     if not tags:
         return []
@@ -122,11 +176,25 @@ def tag_purges(tags: Sequence[str], origin: Origin, aliases: Iterable[str]) -> l
             request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
             purges.append(Purge(alias, request, named))
         if more:
-            problem = (
-                f"the tag(s) are on more than ROAN_MAX_URLS_PER_EVENT ({limit}) cached URLs "
-                f"for this backend, which cannot purge by tag: {limit} were purged, the "
-                "others were not"
-            )
-            request = Unrenderable(TAG, tags[0], problem=problem)
-            purges.append(Purge(alias, request, origin))
+            purges.extend(_past_the_limit(tags, origin, alias, backend, limit))
     return purges
+
+
+def _past_the_limit(
+    tags: Sequence[str], origin: Origin, alias: str, backend: BaseBackend, limit: int
+) -> list[Purge]:
+    """What a backend gets for the pages of ``tags`` past the first ``limit``."""
+    why = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) URLs for tag(s) {', '.join(tags)}"
+    if PREFIX in backend.capabilities or ALL in backend.capabilities:
+        kind, what = (PREFIX, "the whole site") if PREFIX in backend.capabilities else (ALL, "all")
+        named = dataclasses.replace(origin, rule_name=f"{what}: {why}"[:200])
+        hosts = [_page_host(host, backend.hosts) for host in backend.hosts] or [""]
+        target = "/" if kind == PREFIX else ""
+        return [Purge(alias, PurgeRequest(kind, target, host), named) for host in hosts]
+    rows, _more = expand(tags, backend.hosts, None)
+    deferred: list[Purge] = []
+    for tag, host, path in rows[limit:]:
+        named = dataclasses.replace(origin, rule_name=f"tag {tag}, after the response: {why}"[:200])
+        request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
+        deferred.append(Purge(alias, request, named, deferred=True))
+    return deferred

@@ -305,7 +305,7 @@ def test_tags_default_to_on_exactly_when_the_tag_middleware_is_installed(setting
     assert roan_settings.TAGS is False
 
 
-def test_an_expansion_over_the_cap_sends_the_cap_and_records_one_skipped_row(
+def test_an_expansion_over_the_cap_sends_every_url_and_says_why(
     nginx_only: Nginx, settings: Any
 ) -> None:
     post = Post.objects.create(title="P", slug=uuid.uuid4().hex)
@@ -314,11 +314,12 @@ def test_an_expansion_over_the_cap_sends_the_cap_and_records_one_skipped_row(
     PurgeAttempt.objects.all().delete()
     settings.ROAN_MAX_URLS_PER_EVENT = 3
     post.save()
-    kinds = sorted(PurgeAttempt.objects.values_list("kind", "status"))
-    assert kinds.count(("url", "not_cached")) == 3
-    skipped = PurgeAttempt.objects.get(status="skipped")
-    assert (skipped.kind, skipped.target) == ("tag", object_tag(Post, post.pk))
-    assert "more than ROAN_MAX_URLS_PER_EVENT (3)" in skipped.error
+    # No request is running: the two past the cap are sent at once, never dropped.
+    rows = PurgeAttempt.objects.values_list("kind", "status", "rule_name")
+    assert sorted((kind, status) for kind, status, _ in rows) == [("url", "not_cached")] * 5
+    deferred = [name for _, _, name in rows if "after the response" in name]
+    assert len(deferred) == 2
+    assert "over ROAN_MAX_URLS_PER_EVENT (3) URLs" in deferred[0]
 
 
 # -- tag-capable backends, bounds and switches ----------------------------------------------
