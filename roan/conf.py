@@ -228,6 +228,16 @@ class RoanSettings:
         return max(1, int(getattr(settings, "ROAN_TAG_INDEX_MAX_VARIANTS", 20)))
 
     @property
+    def TAG_HEADER_LIMIT(self) -> int:
+        """``ROAN_TAG_HEADER_LIMIT``: the most bytes of a tag header (``xkey``,
+        ``Cache-Tag``...) unless a backend's ``TAG_HEADER_LIMIT`` option says otherwise;
+        never more than the cache itself accepts. Over it, object tags collapse to their
+        model's list tag. Default 2048: a proxy in front of Django reads every response
+        header into one buffer (nginx's ``proxy_buffer_size``, 4 KiB by default), and a
+        bigger header makes it answer 502 for that page."""
+        return int(getattr(settings, "ROAN_TAG_HEADER_LIMIT", 2048))
+
+    @property
     def RENDER_GUARD(self) -> bool:
         """``ROAN_RENDER_GUARD``: a tagged page rendered while a change to what it shows
         committed goes out ``private, no-store``, so that no cache keeps what may be the
