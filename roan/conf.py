@@ -228,6 +228,15 @@ class RoanSettings:
         return max(1, int(getattr(settings, "ROAN_TAG_INDEX_MAX_VARIANTS", 20)))
 
     @property
+    def TAG_INDEX_MAX_ROWS(self) -> int | None:
+        """``ROAN_TAG_INDEX_MAX_ROWS``: the most live rows the URL<->tag index keeps.
+        ``roan_prune`` evicts the URLs rendered longest ago beyond it, purging each
+        first (an evicted page must not stay cached where no tag purge finds it).
+        ``None``: no bound. Default 1,000,000."""
+        value = getattr(settings, "ROAN_TAG_INDEX_MAX_ROWS", 1_000_000)
+        return None if value is None else max(0, int(value))
+
+    @property
     def TAG_HEADER_LIMIT(self) -> int:
         """``ROAN_TAG_HEADER_LIMIT``: the most bytes of a tag header (``xkey``,
         ``Cache-Tag``...) unless a backend's ``TAG_HEADER_LIMIT`` option says otherwise;

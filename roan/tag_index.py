@@ -278,6 +278,34 @@ def prune(*, batch: int = 5000, dry_run: bool = False) -> int:
         deleted += chunk._raw_delete(chunk.db)
 
 
+def over_the_bound(limit: int, batch: int) -> list[tuple[str, str, str]]:
+    """``(url_key, host, path)`` of up to ``batch`` URLs rendered longest ago whose rows
+    take the index over ``limit`` live rows (none when it is within). A URL's rows were
+    written in one statement, with one lifetime, so they go together."""
+    from roan.models import TaggedURL
+
+    live = TaggedURL.objects.filter(expires_at__gt=timezone.now())
+    over = live.count() - limit
+    if over <= 0:
+        return []
+    found: dict[str, tuple[str, str]] = {}
+    for key, host, path in live.order_by("expires_at", "url_key").values_list(
+        "url_key", "host", "path"
+    )[:over]:
+        found.setdefault(key, (host, path))
+        if len(found) >= batch:
+            break
+    return [(key, host, path) for key, (host, path) in found.items()]
+
+
+def forget(url_keys: Sequence[str]) -> int:
+    """Delete every index row of ``url_keys``."""
+    from roan.models import TaggedURL
+
+    rows = TaggedURL.objects.filter(url_key__in=list(url_keys))
+    return rows._raw_delete(rows.db)
+
+
 # -- reading -------------------------------------------------------------------------------
 
 

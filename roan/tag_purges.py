@@ -24,7 +24,8 @@ from roan.backends.base import ALL, PREFIX, TAG, URL, BaseBackend, PurgeRequest
 from roan.conf import roan_settings
 from roan.context import Origin, Purge, _capture, hold_dispatch, is_active
 from roan.retrying import retried
-from roan.tag_index import expand
+from roan.tag_index import expand, forget, over_the_bound, purged_host
+from roan.vocabulary import Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -198,3 +199,45 @@ def _past_the_limit(
         request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
         deferred.append(Purge(alias, request, named, deferred=True))
     return deferred
+
+
+def evict_over_bound(*, batch: int = 5000, dry_run: bool = False) -> int:
+    """Keep the index within ``ROAN_TAG_INDEX_MAX_ROWS`` (``roan_prune``): the URLs
+    rendered longest ago beyond it are purged on every backend that reads the index,
+    then forgotten, ``batch`` URLs a transaction. Returns how many URLs were (or, with
+    ``dry_run``, would first be) evicted.
+
+    Purged first: a page forgotten while still cached would be left out of its tags'
+    purges (a tag purge may be wider than needed, never narrower).
+    """
+    limit = roan_settings.TAG_INDEX_MAX_ROWS
+    if limit is None:
+        return 0
+    from roan.models import PurgeAttempt, TaggedURL
+
+    aliases = [
+        alias for alias, backend in backend_registry.get_backends().items()
+        if TAG not in backend.capabilities
+    ]  # fmt: skip
+    origin = Origin(
+        trigger=Trigger.COMMAND,
+        rule_name="roan_prune: evicted from the tag index (over ROAN_TAG_INDEX_MAX_ROWS)",
+    )
+    db = router.db_for_write(TaggedURL)
+    evicted = 0
+    while True:
+        urls = over_the_bound(limit, batch)
+        if dry_run or not urls:
+            return evicted + len(urls)
+        purges = []
+        for alias in aliases:
+            backend = backend_registry.get_backend(alias)
+            for _key, host, path in urls:
+                if backend.hosts and purged_host(host, [backend]) is None:
+                    continue  # another site's page: this cache never had it
+                request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
+                purges.append(Purge(alias, request, origin))
+        with transaction.atomic(using=db):
+            pipeline.submit(purges, using=router.db_for_write(PurgeAttempt), capped=False)
+            forget([key for key, _host, _path in urls])
+        evicted += len(urls)
