@@ -177,24 +177,36 @@ def tag_purges(tags: Sequence[str], origin: Origin, aliases: Iterable[str]) -> l
             request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
             purges.append(Purge(alias, request, named))
         if more:
-            purges.extend(_past_the_limit(tags, origin, alias, backend, limit))
+            done = {(host, path) for _tag, host, path in rows}
+            purges.extend(_past_the_limit(tags, origin, alias, backend, limit, done))
     return purges
 
 
 def _past_the_limit(
-    tags: Sequence[str], origin: Origin, alias: str, backend: BaseBackend, limit: int
+    tags: Sequence[str],
+    origin: Origin,
+    alias: str,
+    backend: BaseBackend,
+    limit: int,
+    done: set[tuple[str, str]],
 ) -> list[Purge]:
-    """What a backend gets for the pages of ``tags`` past the first ``limit``."""
+    """What a backend gets for the pages of ``tags`` past the first ``limit`` (``done``:
+    the ``(host, path)`` of those, purged already)."""
     why = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) URLs for tag(s) {', '.join(tags)}"
     if PREFIX in backend.capabilities or ALL in backend.capabilities:
         kind, what = (PREFIX, "the whole site") if PREFIX in backend.capabilities else (ALL, "all")
         named = dataclasses.replace(origin, rule_name=f"{what}: {why}"[:200])
-        hosts = [_page_host(host, backend.hosts) for host in backend.hosts] or [""]
+        # A prefix purge names one host; a purge of everything takes no host.
+        hosts = [_page_host(h, backend.hosts) for h in backend.hosts] if kind == PREFIX else []
         target = "/" if kind == PREFIX else ""
-        return [Purge(alias, PurgeRequest(kind, target, host), named) for host in hosts]
+        return [Purge(alias, PurgeRequest(kind, target, host), named) for host in hosts or [""]]
     rows, _more = expand(tags, backend.hosts, None)
     deferred: list[Purge] = []
-    for tag, host, path in rows[limit:]:
+    # Not a slice of the same order: a row that expired between the two look-ups would
+    # shift the rest by one, and a page would fall between them.
+    for tag, host, path in rows:
+        if (host, path) in done:
+            continue
         named = dataclasses.replace(origin, rule_name=f"tag {tag}, after the response: {why}"[:200])
         request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
         deferred.append(Purge(alias, request, named, deferred=True))
