@@ -222,9 +222,9 @@ class RoanSettings:
     @property
     def TAG_INDEX_MAX_VARIANTS(self) -> int:
         """``ROAN_TAG_INDEX_MAX_VARIANTS``: the most query strings the index keeps for one
-        path on one host (the bare path counts as one). A further variant is not indexed,
-        and when a backend purges tags by URL its response goes out ``private``, so that
-        no cache keeps a copy no purge reaches. Default 20."""
+        path on one host (the bare path, always kept, counts as one). A further variant is
+        not indexed, and when a backend purges tags by URL its response goes out
+        ``private``, so that no cache keeps a copy no purge reaches. Default 20."""
         return max(1, int(getattr(settings, "ROAN_TAG_INDEX_MAX_VARIANTS", 20)))
 
     @property

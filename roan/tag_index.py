@@ -207,7 +207,9 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
     key, page = url_key(host, path), url_key(host, base)
     db = router.db_for_write(TaggedURL)
     try:
-        if not _variant_allowed(page, key, now, db):
+        # The bare path is always kept (one per path): crawlers' query strings must not
+        # make the page itself uncacheable.
+        if query and not _variant_allowed(page, key, now, db):
             return False
     except Exception:
         logger.exception("roan: counting the indexed variants of %s failed", base)
@@ -234,8 +236,9 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
 
 
 def _variant_allowed(page: str, key: str, now: datetime.datetime, db: str) -> bool:
-    """Whether the URL ``key`` of the path ``page`` may be indexed: it is already, or
-    the path has fewer than ``ROAN_TAG_INDEX_MAX_VARIANTS`` live query strings. (Two
+    """Whether the URL ``key`` (with a query string) of the path ``page`` may be
+    indexed: it is already, or the path has fewer than ``ROAN_TAG_INDEX_MAX_VARIANTS``
+    live URLs (the bare path among them). (Two
     new variants rendered at once may both pass: the bound is approximate by one or
     two, not unbounded.)"""
     from roan.models import TaggedURL

@@ -126,6 +126,10 @@ def test_variants_of_a_path_are_bounded_and_the_others_not_kept(site: Any) -> No
     # A variant already indexed is rendered again (its lifetime renewed) as before.
     again = client.get(f"/one/{post.pk}/?page=1", HTTP_HOST="blog.example")
     assert shared_caches_may_keep(again)
-    assert len(indexed()) == 3
+    assert len(indexed()) == 3  # page=0, 1 and 2
+    # The page itself (no query string) is always kept: crawlers cannot push it out.
+    bare = client.get(f"/one/{post.pk}/", HTTP_HOST="blog.example")
+    assert shared_caches_may_keep(bare)
+    assert ("blog.example", f"/one/{post.pk}/") in indexed()
     # The bound is per path and host: another host's copy of the path has its own.
     assert remember(f"/one/{post.pk}/?page=99", "t", host="www.example") is True
