@@ -38,7 +38,7 @@ def test_varnish_keeps_the_xkey_and_a_tag_purge_makes_only_that_page_a_miss(
         kept = Post.objects.create(title="Kept", slug="kept")
         purged = Post.objects.create(title="Purged", slug="purged")
     pages = {post.pk: f"{varnish_site.url}/one/{post.pk}/" for post in (kept, purged)}
-    for pk, page in pages.items():
+    for page in pages.values():
         first = fetch(page)
         # Varnish keeps the tags (the purge below finds the page by them); the example
         # VCL strips them before the response reaches a visitor.
