@@ -124,6 +124,12 @@ def _after_response(ids: list[int], using: str) -> None:
         queue.append((ids, using))
 
 
+def sends_after_response() -> bool:
+    """Whether this request has purges to send once its response is out (the editor is
+    told they are queued)."""
+    return bool(getattr(_request, "after", None))
+
+
 @receiver(request_started, dispatch_uid="roan.tag_purges.request_started")
 def _on_request_started(**kwargs: Any) -> None:
     _request.after = []

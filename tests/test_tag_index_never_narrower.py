@@ -149,3 +149,25 @@ def test_inside_a_request_the_urls_past_the_cap_are_sent_after_the_response(
 
     assert seen_in_the_request == {"sent": 2, "pending": 3}
     assert sorted(PurgeAttempt.objects.values_list("status", flat=True)) == ["not_cached"] * 5
+
+
+def test_the_editor_hears_how_many_are_queued_for_after_the_response(
+    settings: Any, nginx_cache: Nginx, admin_client: Any
+) -> None:
+    from tests.testapp.models import Author
+
+    nginx_settings(settings, nginx_cache)
+    settings.ROAN_MAX_URLS_PER_EVENT = 2
+    author = Author.objects.create(username=f"a{uuid.uuid4().hex[:8]}")
+    index([f"/by/{n}/" for n in range(5)], object_tag(Author, author.pk))
+    PurgeAttempt.objects.all().delete()
+
+    response = admin_client.post(
+        f"/admin/testapp/author/{author.pk}/change/", {"username": "renamed"}, follow=True
+    )
+
+    said = [str(m) for m in response.context["messages"] if "Cache purges" in str(m)]
+    assert len(said) == 1
+    assert "3 queued, sent once this page has loaded" in said[0]
+    statuses = PurgeAttempt.objects.filter(kind=URL).values_list("status", flat=True)
+    assert sorted(statuses) == ["not_cached"] * 5  # the three went out after the response
