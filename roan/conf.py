@@ -24,6 +24,25 @@ DEFAULT_RETRY: dict[str, float] = {
 }
 
 
+#: ``ROAN_TAG_INDEX_IGNORED_PARAMS`` by default: campaign and click ids that analytics and
+#: ad platforms append to links (Google, Meta, Microsoft, Mailchimp, Yandex, Instagram).
+DEFAULT_IGNORED_PARAMS: tuple[str, ...] = (
+    "utm_*",
+    "fbclid",
+    "gclid",
+    "gbraid",
+    "wbraid",
+    "dclid",
+    "msclkid",
+    "mc_cid",
+    "mc_eid",
+    "yclid",
+    "igshid",
+    "_ga",
+    "_gl",
+)
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     """A setting that lists strings: one string alone counts as a list of it; entries
     that are not strings are dropped (the system checks report them); a value that is
@@ -189,6 +208,43 @@ class RoanSettings:
         it, the page's object tags are stored as their model's list tag (less precise,
         never less correct: every save purges the list tag too). Default 200."""
         return int(getattr(settings, "ROAN_TAG_INDEX_MAX_TAGS", 200))
+
+    @property
+    def TAG_INDEX_IGNORED_PARAMS(self) -> tuple[str, ...]:
+        """``ROAN_TAG_INDEX_IGNORED_PARAMS``: query parameters (shell-style patterns, such
+        as ``utm_*``) that mark a URL as a tracking variant of a page. Such a URL is not
+        indexed, and when a backend purges tags by URL its response goes out ``private``:
+        each campaign or click id would be another cache key no purge could list. Default
+        the usual tracking parameters (:data:`DEFAULT_IGNORED_PARAMS`)."""
+        value = getattr(settings, "ROAN_TAG_INDEX_IGNORED_PARAMS", DEFAULT_IGNORED_PARAMS)
+        return _strings(value)
+
+    @property
+    def TAG_INDEX_MAX_VARIANTS(self) -> int:
+        """``ROAN_TAG_INDEX_MAX_VARIANTS``: the most query strings the index keeps for one
+        path on one host (the bare path, always kept, counts as one). A further variant is
+        not indexed, and when a backend purges tags by URL its response goes out
+        ``private``, so that no cache keeps a copy no purge reaches. Default 20."""
+        return max(1, int(getattr(settings, "ROAN_TAG_INDEX_MAX_VARIANTS", 20)))
+
+    @property
+    def TAG_INDEX_MAX_ROWS(self) -> int | None:
+        """``ROAN_TAG_INDEX_MAX_ROWS``: the most live rows the URL<->tag index keeps.
+        ``roan_prune`` evicts the URLs rendered longest ago beyond it, purging each
+        first (an evicted page must not stay cached where no tag purge finds it).
+        ``None``: no bound. Default 1,000,000."""
+        value = getattr(settings, "ROAN_TAG_INDEX_MAX_ROWS", 1_000_000)
+        return None if value is None else max(0, int(value))
+
+    @property
+    def TAG_HEADER_LIMIT(self) -> int:
+        """``ROAN_TAG_HEADER_LIMIT``: the most bytes of a tag header (``xkey``,
+        ``Cache-Tag``...) unless a backend's ``TAG_HEADER_LIMIT`` option says otherwise;
+        never more than the cache itself accepts. Over it, object tags collapse to their
+        model's list tag. Default 2048: a proxy in front of Django reads every response
+        header into one buffer (nginx's ``proxy_buffer_size``, 4 KiB by default), and a
+        bigger header makes it answer 502 for that page."""
+        return int(getattr(settings, "ROAN_TAG_HEADER_LIMIT", 2048))
 
     @property
     def RENDER_GUARD(self) -> bool:

@@ -87,6 +87,9 @@ class Purge:
     backend: str
     request: PurgeRequest
     origin: Origin
+    #: Past the event's ``ROAN_MAX_URLS_PER_EVENT``: written with the change, sent after
+    #: the response (or by the worker), never inside the editor's request.
+    deferred: bool = False
 
 
 @contextlib.contextmanager

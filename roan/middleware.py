@@ -24,7 +24,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.functional import empty
 from django.utils.translation import gettext as _
 
-from roan import tags
+from roan import tag_purges, tags
 from roan.context import WrittenIds, acting_user_lookup, collect_written
 from roan.models import PurgeAttempt
 from roan.outcome import outcome, outcome_message
@@ -79,7 +79,11 @@ def tell_admin_change(request: HttpRequest, response: HttpResponse, ids: Written
         except NoReverseMatch:
             log_url = None
         text, level = outcome_message(
-            _("Cache purges for this change:"), outcome(ids, ids.recorded), log_url=log_url
+            _("Cache purges for this change:"),
+            outcome(ids, ids.recorded),
+            log_url=log_url,
+            # A tag's pages past ROAN_MAX_URLS_PER_EVENT go out after this response.
+            queued=tag_purges.sends_after_response(),
         )
         messages.add_message(request, level, text, fail_silently=True)
     except Exception:

@@ -387,6 +387,9 @@ class TaggedURL(models.Model):
     # sha256 of host and path: a URL is up to 2,048 characters, longer than MariaDB and
     # PostgreSQL can put in a unique index, so the upsert's key is this digest.
     url_key = models.CharField(_("URL key"), max_length=64)
+    # sha256 of host and path without its query string: the index keeps at most
+    # ROAN_TAG_INDEX_MAX_VARIANTS query strings per path, counted by this key.
+    page_key = models.CharField(_("page key"), max_length=64, blank=True, default="")
     expires_at = models.DateTimeField(_("expires"))
 
     class Meta:
@@ -396,7 +399,10 @@ class TaggedURL(models.Model):
             # Also the index that reads by tag (its first column).
             models.UniqueConstraint(fields=["tag", "url_key"], name="roan_taggedurl_unique"),
         ]
-        indexes = [models.Index(fields=["expires_at"], name="roan_taggedurl_expiry")]
+        indexes = [
+            models.Index(fields=["expires_at"], name="roan_taggedurl_expiry"),
+            models.Index(fields=["page_key"], name="roan_taggedurl_page"),
+        ]
 
     def __str__(self) -> str:
         return _("%(tag)s on %(url)s") % {"tag": self.tag, "url": f"{self.host}{self.path}"}

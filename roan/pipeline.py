@@ -153,12 +153,14 @@ def note_changed(tags: Iterable[str], *, using: str) -> None:
     transaction.on_commit(state.flush, using=using, robust=True)
 
 
-def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
+def submit(purges: Iterable[Purge], *, using: str | None = None, capped: bool = True) -> int:
     """Record ``purges`` (one event's worth) and send them after commit.
 
     The first ``ROAN_MAX_URLS_PER_EVENT`` new purges are written; the rest are not, and
     each backend that had some gets one ``skipped`` row (its first dropped target) that
-    says how many. Returns how many attempt rows were written.
+    says how many. Returns how many attempt rows were written. ``capped=False`` writes
+    them all: a tag's expansion past the limit, which must not be dropped
+    (:func:`roan.tag_purges.submit_tags` sends those after the response).
     """
     if not is_active():
         return 0
@@ -182,7 +184,7 @@ def submit(purges: Iterable[Purge], *, using: str | None = None) -> int:
             continue
         reason = getattr(purge.request, "problem", "")
         if not reason:
-            if kept >= limit:
+            if capped and kept >= limit:
                 # One row per backend tells the whole overflow: a row per dropped purge
                 # would make one save write as many rows as it was kept from sending.
                 first, count = dropped.get(purge.backend, (purge, 0))

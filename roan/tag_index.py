@@ -14,15 +14,18 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
+from fnmatch import fnmatchcase
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.db import models, router, transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 
-from roan.backends.base import MAX_TARGET_LENGTH
+from roan.backends.base import MAX_TARGET_LENGTH, TAG, BaseBackend
 from roan.conf import roan_settings
 from roan.retrying import retried
 from roan.tag_names import model_tag
@@ -82,7 +85,7 @@ def collapse(tags: Iterable[str], limit: int) -> list[str]:
     prefix = roan_settings.TAG_PREFIX
     collapsed: set[str] = set()
     for tag in unique:
-        if tag.startswith(prefix) and ":" in tag[len(prefix) :]:
+        if is_object_tag(tag):
             head, _, _pk = tag[len(prefix) :].partition(":")
             collapsed.add(prefix + head)
         else:
@@ -104,42 +107,117 @@ def url_key(host: str, path: str) -> str:
     return hashlib.sha256(f"{host}\n{path}".encode()).hexdigest()
 
 
-def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[str]) -> None:
+def url_purging_backends() -> list[BaseBackend]:
+    """The configured backends that purge a tag by URL, and so read the index."""
+    from roan import backends
+
+    return [b for b in backends.get_backends().values() if TAG not in b.capabilities]
+
+
+_PORT = re.compile(r":[0-9]*\Z")
+
+
+def purged_host(host: str, backends: Sequence[BaseBackend]) -> str | None:
+    """``host`` (as Django saw it) as the purge will name it, or ``None`` when none of
+    ``backends`` purges that host.
+
+    The port goes, as the caches key the page (nginx's ``$host`` has none) and as
+    :func:`roan.tag_purges._page_host` sends it, unless a backend lists ``host:port``
+    in its ``HOSTS`` itself.
+    """
+    bare = _PORT.sub("", host)
+    found: str | None = None
+    for backend in backends:
+        if host in backend.hosts:
+            return host
+        if not backend.hosts or bare in backend.hosts:
+            found = bare
+    return found
+
+
+def has_dot_segment(path: str) -> bool:
+    """Whether ``path`` (decoded) has a ``.`` or ``..`` segment: sent to a purge location,
+    the cache would resolve it to another URL (a blind request from a trusted address)."""
+    return any(segment in {".", ".."} for segment in path.split("/"))
+
+
+def tracking_params(query: str) -> bool:
+    """Whether ``query`` names a parameter of ``ROAN_TAG_INDEX_IGNORED_PARAMS``."""
+    patterns = roan_settings.TAG_INDEX_IGNORED_PARAMS
+    if not query or not patterns:
+        return False
+    for name, _value in parse_qsl(query, keep_blank_values=True):
+        lowered = name.lower()
+        if any(fnmatchcase(lowered, pattern.lower()) for pattern in patterns):
+            return True
+    return False
+
+
+def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[str]) -> bool:
     """Record that ``request``'s URL (host, path and query) carried ``tags``, for as long
-    as a shared cache may keep ``response``.
+    as a shared cache may keep ``response``. Return ``False`` when a cache that purges
+    tags by URL could keep the response but no purge would reach it: the caller then
+    makes it uncacheable (a tag purge may be wider than needed, never narrower).
+
+    Only what a purge reaches is indexed: a 2xx response (a tagged 404 from
+    ``get_object_or_404`` or a redirect is not kept at all: one row per URL a visitor
+    makes up would have no bound), on a host a URL-purging backend purges (stored as the
+    purge names it), a path without dot segments, no tracking parameters
+    (``ROAN_TAG_INDEX_IGNORED_PARAMS``) and at most ``ROAN_TAG_INDEX_MAX_VARIANTS`` query
+    strings per path. The query string is kept as sent, not sorted: the caches key it so
+    (nginx's ``$request_uri``), and a purge must name that key.
 
     Called by the tag middleware once per rendered response (a cache miss). One upsert
-    statement; a URL rendered again gets its new lifetime. Never raises: the response
-    matters more than the index (a URL missing from it is purged by its rules, if any).
+    statement (and one look-up for a new query string); a URL rendered again gets its new
+    lifetime. Never raises: the response matters more than the index.
     """
     if not (roan_settings.ENABLED and roan_settings.TAGS):
-        return
+        return True
     if request.method not in {"GET", "HEAD"}:
-        return
+        return True
     ttl = lifetime(response)
     if ttl is None:
-        return
+        return True
+    backends = url_purging_backends()
+    if not backends:
+        return True  # every backend purges by tag: nothing reads the index
     try:
-        host = request.get_host().lower()
+        host = purged_host(request.get_host().lower(), backends)
         path = request.get_full_path()
     except Exception:  # a Host that ALLOWED_HOSTS refuses: nothing caches it under ours
-        return
+        return True
+    if host is None:
+        return True  # a site none of these caches purges: not theirs to keep
+    if not 200 <= response.status_code < 300:
+        return False
+    base, _, query = path.partition("?")
+    if has_dot_segment(request.path) or has_dot_segment(base) or tracking_params(query):
+        return False
     if len(host) > 255 or len(path) > MAX_TARGET_LENGTH:
-        return
+        return False
     kept = [tag for tag in tags if usable_tag(tag)]
     if len(kept) != len(tags):
         logger.warning("roan: %d unusable tag(s) on %s not indexed", len(tags) - len(kept), path)
     if not kept:
-        return
+        return True
     from roan.models import TaggedURL
 
-    expires = timezone.now() + datetime.timedelta(seconds=ttl + EXPIRY_MARGIN)
-    key = url_key(host, path)
+    now = timezone.now()
+    expires = now + datetime.timedelta(seconds=ttl + EXPIRY_MARGIN)
+    key, page = url_key(host, path), url_key(host, base)
+    db = router.db_for_write(TaggedURL)
+    try:
+        # The bare path is always kept (one per path): crawlers' query strings must not
+        # make the page itself uncacheable.
+        if query and not _variant_allowed(page, key, now, db):
+            return False
+    except Exception:
+        logger.exception("roan: counting the indexed variants of %s failed", base)
+        return False
     rows = [
-        TaggedURL(tag=tag, host=host, path=path, url_key=key, expires_at=expires)
+        TaggedURL(tag=tag, host=host, path=path, url_key=key, page_key=page, expires_at=expires)
         for tag in collapse(kept, max(1, roan_settings.TAG_INDEX_MAX_TAGS))
     ]
-    db = router.db_for_write(TaggedURL)
 
     def write() -> None:
         # A savepoint: a failed write must not spoil a transaction the view runs in.
@@ -153,6 +231,22 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
         retried(write, using=db, what="writing the tag index")
     except Exception:
         logger.exception("roan: writing the tag index for %s failed", path)
+        return False
+    return True
+
+
+def _variant_allowed(page: str, key: str, now: datetime.datetime, db: str) -> bool:
+    """Whether the URL ``key`` (with a query string) of the path ``page`` may be
+    indexed: it is already, or the path has fewer than ``ROAN_TAG_INDEX_MAX_VARIANTS``
+    live URLs (the bare path among them). (Two
+    new variants rendered at once may both pass: the bound is approximate by one or
+    two, not unbounded.)"""
+    from roan.models import TaggedURL
+
+    limit = roan_settings.TAG_INDEX_MAX_VARIANTS
+    live = TaggedURL.objects.using(db).filter(page_key=page, expires_at__gt=now)
+    keys = set(live.order_by().values_list("url_key", flat=True).distinct()[: limit + 1])
+    return key in keys or len(keys) < limit
 
 
 def _upsert(rows: list[Any], db: str) -> None:
@@ -161,7 +255,10 @@ def _upsert(rows: list[Any], db: str) -> None:
     from roan.models import TaggedURL
 
     features = connections[db].features
-    options: dict[str, Any] = {"update_conflicts": True, "update_fields": ["expires_at"]}
+    options: dict[str, Any] = {
+        "update_conflicts": True,
+        "update_fields": ["expires_at", "page_key"],
+    }
     # MariaDB/MySQL take no conflict target (ON DUPLICATE KEY UPDATE uses every key).
     if features.supports_update_conflicts_with_target:
         options["unique_fields"] = ["tag", "url_key"]
@@ -184,6 +281,34 @@ def prune(*, batch: int = 5000, dry_run: bool = False) -> int:
         deleted += chunk._raw_delete(chunk.db)
 
 
+def over_the_bound(limit: int, batch: int) -> list[tuple[str, str, str]]:
+    """``(url_key, host, path)`` of up to ``batch`` URLs rendered longest ago whose rows
+    take the index over ``limit`` live rows (none when it is within). A URL's rows were
+    written in one statement, with one lifetime, so they go together."""
+    from roan.models import TaggedURL
+
+    live = TaggedURL.objects.filter(expires_at__gt=timezone.now())
+    over = live.count() - limit
+    if over <= 0:
+        return []
+    found: dict[str, tuple[str, str]] = {}
+    for key, host, path in live.order_by("expires_at", "url_key").values_list(
+        "url_key", "host", "path"
+    )[:over]:
+        found.setdefault(key, (host, path))
+        if len(found) >= batch:
+            break
+    return [(key, host, path) for key, (host, path) in found.items()]
+
+
+def forget(url_keys: Sequence[str]) -> int:
+    """Delete every index row of ``url_keys``."""
+    from roan.models import TaggedURL
+
+    rows = TaggedURL.objects.filter(url_key__in=list(url_keys))
+    return rows._raw_delete(rows.db)
+
+
 # -- reading -------------------------------------------------------------------------------
 
 
@@ -196,29 +321,51 @@ def _host_filter(hosts: Sequence[str]) -> Q:
     return query
 
 
+def is_object_tag(tag: str) -> bool:
+    """Whether ``tag`` names one object (``app.model:pk``), not a list or a hand tag."""
+    prefix = roan_settings.TAG_PREFIX
+    return tag.startswith(prefix) and ":" in tag[len(prefix) :]
+
+
 def expand(
-    tags: Sequence[str], hosts: Sequence[str], limit: int
+    tags: Sequence[str], hosts: Sequence[str], limit: int | None
 ) -> tuple[list[tuple[str, str, str]], bool]:
     """``(tag, host, path)`` of the live index rows for ``tags`` on ``hosts`` (every host
-    when empty), one per URL, at most ``limit``; and whether there were more."""
+    when empty), one per URL, at most ``limit`` (``None``: all); and whether there were
+    more.
+
+    In a fixed order, so that a cut keeps what matters most: the pages of object tags
+    (the changed object's own pages) before those of list and hand-written tags, and
+    within each, the pages rendered (or rendered again) last first.
+    """
     from roan.models import TaggedURL
 
     now = timezone.now()
     found: dict[tuple[str, str], str] = {}
-    for start in range(0, len(tags), LOOKUP_CHUNK):
-        chunk = list(tags[start : start + LOOKUP_CHUNK])
-        qs = TaggedURL.objects.filter(tag__in=chunk, expires_at__gt=now)
-        if hosts:
-            qs = qs.filter(_host_filter(hosts))
-        # A URL has at most one row per tag, so this many rows hold more than ``limit``
-        # URLs whenever the index has that many.
-        wanted = (limit + 1 - len(found)) * len(chunk)
-        for tag, host, path in qs.order_by().values_list("tag", "host", "path")[:wanted]:
-            found.setdefault((host, path), tag)
-        if len(found) > limit:
-            break
-    rows = [(tag, host, path) for (host, path), tag in found.items()]
-    return rows[:limit], len(rows) > limit
+    ordered = [t for t in tags if is_object_tag(t)] + [t for t in tags if not is_object_tag(t)]
+    for start in range(0, len(ordered), LOOKUP_CHUNK):
+        chunk = ordered[start : start + LOOKUP_CHUNK]
+        groups = [
+            [t for t in chunk if is_object_tag(t)],
+            [t for t in chunk if not is_object_tag(t)],
+        ]
+        for group in groups:
+            if not group:
+                continue
+            qs = TaggedURL.objects.filter(tag__in=group, expires_at__gt=now)
+            if hosts:
+                qs = qs.filter(_host_filter(hosts))
+            qs = qs.order_by("-expires_at", "host", "path")
+            if limit is not None:
+                # A URL has at most one row per tag, so this many rows hold more than
+                # ``limit`` URLs whenever the index has that many.
+                qs = qs[: (limit + 1 - len(found)) * len(group)]
+            for tag, host, path in qs.values_list("tag", "host", "path"):
+                found.setdefault((host, path), tag)
+            if limit is not None and len(found) > limit:
+                rows = [(tag, host, path) for (host, path), tag in found.items()]
+                return rows[:limit], True
+    return [(tag, host, path) for (host, path), tag in found.items()], False
 
 
 def object_tags_of(model: type[models.Model]) -> Iterator[str]:

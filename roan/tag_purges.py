@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import request_finished, request_started
 from django.db import router, transaction
+from django.dispatch import receiver
 
 from roan import backends as backend_registry
 from roan import pipeline
-from roan.backends.base import TAG, URL, PurgeRequest
+from roan.backends.base import ALL, PREFIX, TAG, URL, BaseBackend, PurgeRequest
 from roan.conf import roan_settings
-from roan.context import Origin, Purge, _capture, is_active
-from roan.render import Unrenderable
+from roan.context import Origin, Purge, _capture, hold_dispatch, is_active
 from roan.retrying import retried
-from roan.tag_index import expand
+from roan.tag_index import expand, forget, over_the_bound, purged_host
+from roan.vocabulary import Trigger
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +64,8 @@ def submit_tags(
     # First, so that the render guard hears of the change before any purge is sent.
     pipeline.note_changed(tags, using=db)
     purges = tag_purges(tags, origin, aliases)
-    written = pipeline.submit(purges, using=db)
+    written = pipeline.submit([p for p in purges if not p.deferred], using=db)
+    written += submit_deferred([p for p in purges if p.deferred], using=db)
     urls_only = [alias for alias in aliases if not _purges_by_tag(alias)]
     capturing = _capture.get() is not None
     if not urls_only or capturing or not transaction.get_connection(db).in_atomic_block:
@@ -75,7 +80,8 @@ def submit_tags(
             and (purge.backend, purge.request.target, purge.request.host) not in sent
         ]
         if again:
-            pipeline.submit(again, using=db)
+            pipeline.submit([p for p in again if not p.deferred], using=db)
+            submit_deferred([p for p in again if p.deferred], using=db)
 
     def look_again() -> None:
         # Under concurrent editors a look-up (or its write) may lose a lock race: tried
@@ -90,6 +96,53 @@ def submit_tags(
     return written
 
 
+def submit_deferred(purges: Sequence[Purge], *, using: str) -> int:
+    """Write ``purges`` (a tag's pages past ``ROAN_MAX_URLS_PER_EVENT``) with the change,
+    every one of them, and send them outside the editor's request: from the worker with
+    ``ROAN_DISPATCH = "task"``; else once the response is out (``request_finished``),
+    or at once when no request is running (a shell, a command). Rows a process never
+    sends (it stops first) stay pending for ``roan_dispatch``."""
+    if not purges:
+        return 0
+    if roan_settings.DISPATCH == "task" or _capture.get() is not None:
+        return pipeline.submit(purges, using=using, capped=False)
+    with hold_dispatch() as held:
+        written = pipeline.submit(purges, using=using, capped=False)
+    if held:
+        transaction.on_commit(lambda: _after_response(held, using), using=using, robust=True)
+    return written
+
+
+_request = threading.local()
+
+
+def _after_response(ids: list[int], using: str) -> None:
+    queue: list[tuple[list[int], str]] | None = getattr(_request, "after", None)
+    if queue is None:
+        pipeline.dispatch(ids, using=using)  # no response to wait for
+    else:
+        queue.append((ids, using))
+
+
+def sends_after_response() -> bool:
+    """Whether this request has purges to send once its response is out (the editor is
+    told they are queued)."""
+    return bool(getattr(_request, "after", None))
+
+
+@receiver(request_started, dispatch_uid="roan.tag_purges.request_started")
+def _on_request_started(**kwargs: Any) -> None:
+    _request.after = []
+
+
+@receiver(request_finished, dispatch_uid="roan.tag_purges.request_finished")
+def _on_request_finished(**kwargs: Any) -> None:
+    queue: list[tuple[list[int], str]] = getattr(_request, "after", None) or []
+    _request.after = None
+    for ids, using in queue:
+        pipeline.dispatch(ids, using=using)  # never raises
+
+
 def _purges_by_tag(alias: str) -> bool:
     try:
         return TAG in backend_registry.get_backend(alias).capabilities
@@ -99,8 +152,16 @@ def _purges_by_tag(alias: str) -> bool:
 
 def tag_purges(tags: Sequence[str], origin: Origin, aliases: Iterable[str]) -> list[Purge]:
     """The purges of ``tags`` on each backend of ``aliases``: the tags themselves where
-    the backend purges by tag, else a URL purge per page the index holds for them, at
-    most ``ROAN_MAX_URLS_PER_EVENT`` per backend (one ``skipped`` row says when more)."""
+    the backend purges by tag, else a URL purge per page the index holds for them.
+
+    Never narrower than the index: past ``ROAN_MAX_URLS_PER_EVENT`` URLs on a backend,
+    the first ones (the changed object's own pages first, see :func:`expand`) are
+    purged as usual, and for the others the backend gets a wider purge it can do, one
+    request: a prefix purge of ``/`` on each of its hosts, else a purge of everything.
+    A backend that can do neither (nginx) gets every URL, those past the limit marked
+    :attr:`Purge.deferred`: written with the change, sent after the response (see
+    :func:`submit_tags`). The rule column says which was done and why.
+    """
     tags = list(dict.fromkeys(tags))
     if not tags:
         return []
@@ -122,11 +183,79 @@ def tag_purges(tags: Sequence[str], origin: Origin, aliases: Iterable[str]) -> l
             request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
             purges.append(Purge(alias, request, named))
         if more:
-            problem = (
-                f"the tag(s) are on more than ROAN_MAX_URLS_PER_EVENT ({limit}) cached URLs "
-                f"for this backend, which cannot purge by tag: {limit} were purged, the "
-                "others were not"
-            )
-            request = Unrenderable(TAG, tags[0], problem=problem)
-            purges.append(Purge(alias, request, origin))
+            done = {(host, path) for _tag, host, path in rows}
+            purges.extend(_past_the_limit(tags, origin, alias, backend, limit, done))
     return purges
+
+
+def _past_the_limit(
+    tags: Sequence[str],
+    origin: Origin,
+    alias: str,
+    backend: BaseBackend,
+    limit: int,
+    done: set[tuple[str, str]],
+) -> list[Purge]:
+    """What a backend gets for the pages of ``tags`` past the first ``limit`` (``done``:
+    the ``(host, path)`` of those, purged already)."""
+    why = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) URLs for tag(s) {', '.join(tags)}"
+    if PREFIX in backend.capabilities or ALL in backend.capabilities:
+        kind, what = (PREFIX, "the whole site") if PREFIX in backend.capabilities else (ALL, "all")
+        named = dataclasses.replace(origin, rule_name=f"{what}: {why}"[:200])
+        # A prefix purge names one host; a purge of everything takes no host.
+        hosts = [_page_host(h, backend.hosts) for h in backend.hosts] if kind == PREFIX else []
+        target = "/" if kind == PREFIX else ""
+        return [Purge(alias, PurgeRequest(kind, target, host), named) for host in hosts or [""]]
+    rows, _more = expand(tags, backend.hosts, None)
+    deferred: list[Purge] = []
+    # Not a slice of the same order: a row that expired between the two look-ups would
+    # shift the rest by one, and a page would fall between them.
+    for tag, host, path in rows:
+        if (host, path) in done:
+            continue
+        named = dataclasses.replace(origin, rule_name=f"tag {tag}, after the response: {why}"[:200])
+        request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
+        deferred.append(Purge(alias, request, named, deferred=True))
+    return deferred
+
+
+def evict_over_bound(*, batch: int = 5000, dry_run: bool = False) -> int:
+    """Keep the index within ``ROAN_TAG_INDEX_MAX_ROWS`` (``roan_prune``): the URLs
+    rendered longest ago beyond it are purged on every backend that reads the index,
+    then forgotten, ``batch`` URLs a transaction. Returns how many URLs were (or, with
+    ``dry_run``, would first be) evicted.
+
+    Purged first: a page forgotten while still cached would be left out of its tags'
+    purges (a tag purge may be wider than needed, never narrower).
+    """
+    limit = roan_settings.TAG_INDEX_MAX_ROWS
+    if limit is None:
+        return 0
+    from roan.models import PurgeAttempt, TaggedURL
+
+    aliases = [
+        alias for alias, backend in backend_registry.get_backends().items()
+        if TAG not in backend.capabilities
+    ]  # fmt: skip
+    origin = Origin(
+        trigger=Trigger.COMMAND,
+        rule_name="roan_prune: evicted from the tag index (over ROAN_TAG_INDEX_MAX_ROWS)",
+    )
+    db = router.db_for_write(TaggedURL)
+    evicted = 0
+    while True:
+        urls = over_the_bound(limit, batch)
+        if dry_run or not urls:
+            return evicted + len(urls)
+        purges = []
+        for alias in aliases:
+            backend = backend_registry.get_backend(alias)
+            for _key, host, path in urls:
+                if backend.hosts and purged_host(host, [backend]) is None:
+                    continue  # another site's page: this cache never had it
+                request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
+                purges.append(Purge(alias, request, origin))
+        with transaction.atomic(using=db):
+            pipeline.submit(purges, using=router.db_for_write(PurgeAttempt), capped=False)
+            forget([key for key, _host, _path in urls])
+        evicted += len(urls)

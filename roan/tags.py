@@ -46,6 +46,7 @@ from django.db.models.sql.compiler import (
 )
 from django.http import HttpRequest, HttpResponseBase
 from django.template.response import SimpleTemplateResponse
+from django.utils.cache import patch_cache_control
 
 from roan import render_guard, tag_index
 from roan.access import rule_model_refusal
@@ -433,12 +434,13 @@ def header_value(tags: Iterable[str], backend: BaseBackend) -> str | None:
         else:
             sendable.add(tag)
     separator = len(backend.tag_separator)
+    limit = backend.header_limit()
     # Bytes of each object group, and of the rest; a list tag counted once.
     group_bytes = {t: sum(len(o) + separator for o in group) for t, group in objects.items()}
     size = sum(len(t) + separator for t in sendable) + sum(group_bytes.values()) - separator
     # Largest group first: the fewest models lose their precision.
     for list_tag in sorted(group_bytes, key=group_bytes.__getitem__, reverse=True):
-        if size <= backend.tag_header_limit:
+        if size <= limit:
             break
         size -= group_bytes[list_tag]
         del objects[list_tag]
@@ -448,9 +450,9 @@ def header_value(tags: Iterable[str], backend: BaseBackend) -> str | None:
     every = sendable.union(*objects.values())
     if not every:
         return None
-    if size > backend.tag_header_limit:
+    if size > limit:
         logger.error("The page's %d list tags do not fit in %s (%d bytes); it is not tagged.",
-                     len(every), backend.tag_header, backend.tag_header_limit)  # fmt: skip
+                     len(every), backend.tag_header, limit)  # fmt: skip
         return None
     return backend.tag_separator.join(sorted(every))
 
@@ -465,7 +467,7 @@ def tag_backends() -> dict[str, BaseBackend]:
             continue
         key = name.lower()
         other = chosen.get(key)
-        if other is None or backend.tag_header_limit < other.tag_header_limit:
+        if other is None or backend.header_limit() < other.header_limit():
             chosen[key] = backend
     return chosen
 
@@ -488,10 +490,15 @@ def settle(request: HttpRequest, response: HttpResponseBase, collector: TagColle
         return
     stamp(response, found)
     try:
-        tag_index.remember(request, response, found)
+        reachable = tag_index.remember(request, response, found)
     except Exception:
         # The index only widens purges for caches without tags; the page still goes out.
         logger.exception("Could not record the cache tags of %s", request.path[:200])
+        reachable = True
+    if not reachable:
+        # A cache that purges tags by URL would keep a copy that no purge names (a 404,
+        # a tracking variant, a variant past the bound): no shared cache may keep it.
+        patch_cache_control(response, private=True)
     render_guard.protect(response, found, collector.started)
 
 

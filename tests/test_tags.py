@@ -34,7 +34,7 @@ def remembered(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, frozenset[str
     calls: list[tuple[str, frozenset[str]]] = []
     monkeypatch.setattr(
         "roan.tag_index.remember",
-        lambda request, response, found: calls.append((request.path, found)),
+        lambda request, response, found: calls.append((request.path, found)) or True,
     )
     return calls
 

@@ -38,9 +38,11 @@ def test_varnish_keeps_the_xkey_and_a_tag_purge_makes_only_that_page_a_miss(
         kept = Post.objects.create(title="Kept", slug="kept")
         purged = Post.objects.create(title="Purged", slug="purged")
     pages = {post.pk: f"{varnish_site.url}/one/{post.pk}/" for post in (kept, purged)}
-    for pk, page in pages.items():
+    for page in pages.values():
         first = fetch(page)
-        assert (first.headers["X-Cache"], first.headers["xkey"]) == ("MISS", f"testapp.post:{pk}")
+        # Varnish keeps the tags (the purge below finds the page by them); the example
+        # VCL strips them before the response reaches a visitor.
+        assert (first.headers["X-Cache"], first.headers.get("xkey")) == ("MISS", None)
         assert fetch(page).headers["X-Cache"] == "HIT"
 
     assert roan.purge_urls([f"testapp.post:{purged.pk}"], kind="tag") == 1

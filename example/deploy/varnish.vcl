@@ -67,6 +67,9 @@ sub vcl_deliver {
     if (obj.hits > 0) { set resp.http.X-Cache = "HIT"; } else { set resp.http.X-Cache = "MISS"; }
     unset resp.http.x-url;
     unset resp.http.x-host;
+    # The tags are Varnish's (kept with the object, read by a purge): a visitor must not
+    # learn them (a draft's 404 names its model and key).
+    unset resp.http.xkey;
 }
 
 sub vcl_synth {

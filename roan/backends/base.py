@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from roan.conf import roan_settings
 from roan.vocabulary import Kind, Status
 
 #: What a backend may be asked to purge (:class:`roan.vocabulary.Kind`).
@@ -122,7 +123,9 @@ class BaseBackend:
     batch_size: int = 1
     #: Option names this backend accepts (besides the common ones below).
     options_accepted: ClassVar[frozenset[str]] = frozenset()
-    common_options: ClassVar[frozenset[str]] = frozenset({"HOSTS", "TIMEOUT", "LABEL"})
+    common_options: ClassVar[frozenset[str]] = frozenset(
+        {"HOSTS", "TIMEOUT", "LABEL", "TAG_HEADER_LIMIT"}
+    )
     #: The response header this cache reads a page's cache tags from (``None``: it reads
     #: none), how tags are separated in it, the most bytes its value may hold, the
     #: longest tag, and characters besides the separator a tag may not contain.
@@ -146,6 +149,7 @@ class BaseBackend:
         )
         self.connect_timeout, self.read_timeout = self._timeout_option(options)
         self.label: str = str(options.get("LABEL") or alias)
+        self.tag_header_option: int | None = self._tag_header_limit_option(options)
 
     # -- what the dispatcher calls ------------------------------------------------------
 
@@ -221,6 +225,25 @@ class BaseBackend:
                 f"ROAN_BACKENDS[{self.alias!r}][{name!r}] must be a list of strings."
             ) from None
         return items
+
+    def _tag_header_limit_option(self, options: Mapping[str, Any]) -> int | None:
+        value = options.get("TAG_HEADER_LIMIT")
+        if value is None:
+            return None
+        most = type(self).tag_header_limit
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= most:
+            raise ImproperlyConfigured(
+                f"ROAN_BACKENDS[{self.alias!r}]['TAG_HEADER_LIMIT'] must be a number of "
+                f"bytes from 1 to {most} (this cache's own limit), not {value!r}."
+            )
+        return value
+
+    def header_limit(self) -> int:
+        """The most bytes this backend's tag header may hold: its ``TAG_HEADER_LIMIT``
+        option, else ``ROAN_TAG_HEADER_LIMIT``, never more than the cache accepts."""
+        if self.tag_header_option is not None:
+            return self.tag_header_option
+        return max(1, min(type(self).tag_header_limit, roan_settings.TAG_HEADER_LIMIT))
 
     def _timeout_option(self, options: Mapping[str, Any]) -> tuple[float, float]:
         """``TIMEOUT`` is seconds, or ``(connect, read)``; default ``(2, 5)``."""

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from roan import tag_index
+from roan import tag_index, tag_purges
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeTry
 from roan.vocabulary import FINAL_STATUSES
@@ -50,6 +50,13 @@ class Command(BaseCommand):
         expired = tag_index.prune(batch=batch, dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
         self.stdout.write(f"roan_prune: tag index: {verb} {expired} expired row(s)")
+        evicted = tag_purges.evict_over_bound(batch=batch, dry_run=dry_run)
+        if evicted:
+            verb = "would evict" if dry_run else "purged and evicted"
+            self.stdout.write(
+                f"roan_prune: tag index: {verb} {evicted} URL(s) over ROAN_TAG_INDEX_MAX_ROWS "
+                f"({roan_settings.TAG_INDEX_MAX_ROWS})"
+            )
         if days is None:
             days = roan_settings.RETENTION_DAYS
             if days is None:

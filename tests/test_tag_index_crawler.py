@@ -1,0 +1,126 @@
+"""A crawler through a real nginx, then a save (issue 30): every page that shows the post
+is fresh afterwards, and the index stays within its bound.
+
+nginx runs example/deploy/nginx.conf in front of Django's live server with the tag test
+site (``tests.support.tagged_site``): the index is written by the tag middleware as in
+production. The crawl is seeded, so a failure can be replayed.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+
+from roan.models import PurgeAttempt, TaggedURL
+from tests.support.caches import Nginx, start_nginx
+from tests.testapp.models import Post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REQUESTS = 600
+HOST = "blog.example"
+MAX_VARIANTS = 5
+WORKERS = 4
+
+
+@pytest.fixture(scope="module")
+def nginx_site(live_server: Any) -> Iterator[Nginx]:
+    node = start_nginx(live_server.thread.port)
+    yield node
+    node.close()
+
+
+def crawl_targets(rng: random.Random, pks: list[int], count: int) -> list[tuple[str, str]]:
+    """``(Host header, path)`` a crawler and odd links would fetch."""
+    hosts = [HOST, HOST, HOST, f"{HOST}:8080", f"{HOST}:1", "BLOG.example", "evil.example"]
+    targets = []
+    for _ in range(count):
+        pk = rng.choice(pks)
+        page = rng.choice([f"/one/{pk}/", f"/front/{pk}/", "/many/", f"/missing/x{rng.random()}/"])
+        query = rng.choice(
+            [
+                "",
+                "",
+                f"page={rng.randint(1, 30)}",
+                f"utm_source=s{rng.randint(1, 10**6)}&utm_medium=mail",
+                f"fbclid={uuid.uuid4().hex}",
+                f"q={rng.randint(1, 10**6)}",
+                f"b=1&a={rng.randint(1, 3)}",
+            ]
+        )
+        targets.append((rng.choice(hosts), f"{page}?{query}" if query else page))
+    return targets
+
+
+def fetch(nginx: Nginx, host: str, path: str) -> tuple[int, str, str]:
+    response = requests.get(f"{nginx.url}{path}", headers={"Host": host}, timeout=10)
+    return response.status_code, response.headers.get("X-Cache-Status", ""), response.text
+
+
+def test_after_a_crawl_a_save_leaves_no_page_showing_the_old_title(
+    settings: Any, nginx_site: Nginx
+) -> None:
+    settings.ROOT_URLCONF = "tests.support.tagged_site"
+    settings.ALLOWED_HOSTS = [HOST]
+    settings.ROAN_TAGS = True
+    settings.ROAN_TAG_INDEX_MAX_VARIANTS = MAX_VARIANTS
+    settings.ROAN_BACKENDS = {
+        "nginx": {
+            "BACKEND": "roan.backends.nginx.NginxBackend",
+            "LOCATION": f"{nginx_site.url}/purge",
+            "HOSTS": [HOST],
+        }
+    }
+    run = uuid.uuid4().hex[:8]
+    posts = [Post.objects.create(title=f"title-{run}-{n}", slug=f"{run}-{n}") for n in range(5)]
+    changed = posts[0]
+    old_title = changed.title
+    rng = random.Random(30)
+    targets = crawl_targets(rng, [p.pk for p in posts], REQUESTS)
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = list(pool.map(lambda t: fetch(nginx_site, *t), targets))
+    showing = {
+        target for target, (_, _, body) in zip(targets, results, strict=True) if old_title in body
+    }
+    assert showing, "the crawl never saw the post"
+    assert {code for code, _, _ in results} <= {200, 400, 404}
+    # Fetched again now, each is a HIT where it is cached: after the save it must not be.
+    assert any(fetch(nginx_site, *t)[1] == "HIT" for t in showing)
+
+    # The index's bound: per host and path, MAX_VARIANTS query strings, each with the
+    # tags of its page (at most every post and the list tag here); no 404, no port, no
+    # tracking parameter, no host the backend does not purge.
+    rows = list(TaggedURL.objects.values_list("host", "path"))
+    urls = set(rows)
+    paths = {p.partition("?")[0] for _, p in rows}
+    # (Renders of new variants at the same moment may each pass the count: over by at
+    # most the other concurrent requests.)
+    for page in paths:
+        variants = [p for _, p in urls if p.partition("?")[0] == page]
+        assert len(variants) <= MAX_VARIANTS + WORKERS - 1, page
+    assert len(rows) <= len(urls) * (len(posts) + 1)
+    assert {host for host, _ in rows} == {HOST.lower()}
+    assert not any(p.startswith("/missing/") or "utm_" in p or "fbclid" in p for _, p in rows)
+
+    PurgeAttempt.objects.all().delete()
+    changed.title = f"renamed-{run}"
+    changed.save()
+
+    # nginx keys a page by "$host$request_uri" ($host: lowercased, no port): one fetch
+    # per key, each a MISS, none showing the old title.
+    keys = {(host.lower().partition(":")[0], path) for host, path in showing}
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        after = list(pool.map(lambda key: (key, *fetch(nginx_site, *key)), sorted(keys)))
+    stale = [
+        (key, code, cache)
+        for key, code, cache, body in after
+        if cache == "HIT" or old_title in body
+    ]
+    assert stale == []
+    assert not PurgeAttempt.objects.filter(status__in=["skipped", "failed"]).exists()

@@ -1,0 +1,173 @@
+"""A tag purge may be wider than needed, never narrower (issue 30): past
+``ROAN_MAX_URLS_PER_EVENT`` URLs, no page that carried the tag is left out.
+
+The nginx test runs the example nginx config in front of the suite's counting origin.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+import pytest
+import requests
+from django.http import HttpRequest, HttpResponse
+from django.test import Client
+from django.urls import path
+from django.utils import timezone
+
+from roan import tag_index
+from roan.backends.base import PREFIX, URL
+from roan.context import Origin
+from roan.models import PurgeAttempt, TaggedURL
+from roan.tag_purges import tag_purges
+from roan.tags import model_tag, object_tag
+from tests.support.caches import Nginx
+from tests.testapp.models import Post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def status(url: str) -> str:
+    return requests.get(url, timeout=5).headers["X-Cache-Status"]
+
+
+def index(paths: list[str], tag: str, *, host: str = "127.0.0.1", age: int = 0) -> None:
+    """Rows as the middleware writes them (rendered ``age`` seconds ago)."""
+    expires = timezone.now() + datetime.timedelta(seconds=600 - age)
+    TaggedURL.objects.bulk_create(
+        TaggedURL(
+            tag=tag,
+            host=host,
+            path=p,
+            url_key=tag_index.url_key(host, p),
+            page_key=tag_index.url_key(host, p.partition("?")[0]),
+            expires_at=expires,
+        )
+        for p in paths
+    )
+
+
+def nginx_settings(settings: Any, nginx: Nginx) -> None:
+    settings.ROAN_TAGS = True
+    settings.ROAN_BACKENDS = {
+        "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{nginx.url}/purge"}
+    }
+
+
+def test_past_the_cap_the_posts_own_page_is_still_purged_and_no_url_is_dropped(
+    settings: Any, nginx_cache: Nginx
+) -> None:
+    nginx_settings(settings, nginx_cache)
+    post = Post.objects.create(title="P", slug=uuid.uuid4().hex)
+    run = uuid.uuid4().hex[:8]
+    # 1,100 URLs carrying the list tag (as 404s did before, and list pages do), indexed
+    # before the post's own page, which carries its object tag.
+    index([f"/nn-{run}/missing-{n}/" for n in range(1100)], model_tag(Post))
+    page_path = f"/nn-{run}/post/"
+    page = f"{nginx_cache.url}{page_path}"
+    status(page)
+    assert status(page) == "HIT"
+    index([page_path], object_tag(Post, post.pk), age=30)
+    PurgeAttempt.objects.all().delete()
+
+    post.title = "After"
+    post.save()
+
+    assert status(page) == "MISS"
+    rows = PurgeAttempt.objects.filter(kind=URL)
+    assert rows.count() == 1101  # every indexed URL, once
+    assert not PurgeAttempt.objects.filter(status="skipped").exists()
+    own = rows.get(target=page_path)
+    assert own.rule_name == f"tag {object_tag(Post, post.pk)}"  # in the first thousand
+    # 1,101 URLs, 1,000 a save: 101 are sent after it (at once here: no request runs).
+    assert rows.filter(rule_name__contains="after the response").count() == 101
+
+
+def test_the_expansion_puts_object_tags_then_the_latest_pages_first(settings: Any) -> None:
+    settings.ROAN_TAGS = True
+    index(["/old-list/"], "testapp.post", age=500)
+    index(["/new-list/"], "testapp.post", age=10)
+    index(["/old-detail/"], "testapp.post:1", age=400)
+    rows, more = tag_index.expand(["testapp.post", "testapp.post:1"], [], 2)
+    assert [p for _tag, _host, p in rows] == ["/old-detail/", "/new-list/"]
+    assert more
+
+
+def test_a_backend_that_purges_prefixes_gets_one_prefix_purge_past_the_cap(
+    settings: Any,
+) -> None:
+    settings.ROAN_TAGS = True
+    settings.ROAN_MAX_URLS_PER_EVENT = 3
+    settings.ROAN_BACKENDS = {
+        "cdn": {
+            "BACKEND": "roan.backends.http.HTTPBackend",
+            "URL": "http://127.0.0.1:9/purge?u={url}",
+            "KINDS": ["url", "prefix"],
+            "HOSTS": ["a.example", "b.example"],
+        }
+    }
+    index([f"/p/{n}/" for n in range(10)], "testapp.post", host="a.example")
+    purges = tag_purges(["testapp.post"], Origin(trigger="save"), ["cdn"])
+    assert [p.request.kind for p in purges] == [URL] * 3 + [PREFIX, PREFIX]
+    assert [(p.request.target, p.request.host) for p in purges[3:]] == [
+        ("/", ""),
+        ("/", "b.example"),
+    ]
+    assert "over ROAN_MAX_URLS_PER_EVENT (3) URLs" in purges[3].origin.rule_name
+
+
+# -- inside a request: past the cap, sent once the response is out --------------------------
+
+seen_in_the_request: dict[str, int] = {}
+
+
+def save_view(request: HttpRequest, pk: int) -> HttpResponse:
+    post = Post.objects.get(pk=pk)
+    post.save()
+    statuses = PurgeAttempt.objects.values_list("status", flat=True)
+    seen_in_the_request["sent"] = sum(1 for s in statuses if s != "pending")
+    seen_in_the_request["pending"] = sum(1 for s in statuses if s == "pending")
+    return HttpResponse("saved")
+
+
+urlpatterns = [path("save/<int:pk>/", save_view)]
+
+
+def test_inside_a_request_the_urls_past_the_cap_are_sent_after_the_response(
+    settings: Any, nginx_cache: Nginx
+) -> None:
+    nginx_settings(settings, nginx_cache)
+    settings.ROOT_URLCONF = __name__
+    settings.ROAN_MAX_URLS_PER_EVENT = 2
+    post = Post.objects.create(title="P", slug=uuid.uuid4().hex)
+    index([f"/after/{n}/" for n in range(5)], object_tag(Post, post.pk))
+    PurgeAttempt.objects.all().delete()
+
+    assert Client().get(f"/save/{post.pk}/").status_code == 200
+
+    assert seen_in_the_request == {"sent": 2, "pending": 3}
+    assert sorted(PurgeAttempt.objects.values_list("status", flat=True)) == ["not_cached"] * 5
+
+
+def test_the_editor_hears_how_many_are_queued_for_after_the_response(
+    settings: Any, nginx_cache: Nginx, admin_client: Any
+) -> None:
+    from tests.testapp.models import Author
+
+    nginx_settings(settings, nginx_cache)
+    settings.ROAN_MAX_URLS_PER_EVENT = 2
+    author = Author.objects.create(username=f"a{uuid.uuid4().hex[:8]}")
+    index([f"/by/{n}/" for n in range(5)], object_tag(Author, author.pk))
+    PurgeAttempt.objects.all().delete()
+
+    response = admin_client.post(
+        f"/admin/testapp/author/{author.pk}/change/", {"username": "renamed"}, follow=True
+    )
+
+    said = [str(m) for m in response.context["messages"] if "Cache purges" in str(m)]
+    assert len(said) == 1
+    assert "3 queued, sent once this page has loaded" in said[0]
+    statuses = PurgeAttempt.objects.filter(kind=URL).values_list("status", flat=True)
+    assert sorted(statuses) == ["not_cached"] * 5  # the three went out after the response
