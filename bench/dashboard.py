@@ -275,7 +275,8 @@ def _pg_exists(url: str, name: str) -> bool:
         host=parts.hostname, port=parts.port or 5432, user=parts.username, password=parts.password,
         dbname="postgres", autocommit=True,
     ) as conn:  # fmt: skip
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        return found is not None
 
 
 def drop(name: str, url: str) -> None:

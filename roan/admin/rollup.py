@@ -288,9 +288,11 @@ def closed_hours(
     hours = {}
     verdicts = {}
     for hour in wanted:
-        cells = {key: dataclasses.replace(cell) for key, cell in kept[hour].cells.items()}
-        for key, cell in waiting.hours.get(hour, {}).items():
-            cells.setdefault(key, Cell()).add(cell.n, cell.latency_sum, cell.latency_n)
+        cells = kept[hour].cells
+        if hour in waiting.hours:  # the kept cells are shared: added up in copies
+            cells = {key: dataclasses.replace(cell) for key, cell in cells.items()}
+            for key, cell in waiting.hours[hour].items():
+                cells.setdefault(key, Cell()).add(cell.n, cell.latency_sum, cell.latency_n)
         hours[hour] = cells
         found = dict(kept[hour].verdicts)
         for verdict, n in waiting.verdicts.get(hour, {}).items():
