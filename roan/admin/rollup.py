@@ -12,9 +12,11 @@ attempt's status and latency never change). So only the finished attempts are ke
 with how many rows of the hour were pending or failed when it was counted; every view
 counts the week's pending and failed rows from the rows (two ranges of the (status,
 created_at) index: the queue, a few rows), and counts an hour again when fewer of its
-rows are pending or failed than when it was kept. An hour is closed ``GRACE`` after its
-end, so that rows written by a transaction that began in it, or by a server whose
-clock is a little behind, are in it when it is counted.
+rows are pending or failed than when it was kept. VERIFY's verdicts (kept per hour too)
+change after the purge: an hour is counted again on each view while one of its probes
+is pending or its last purge finished less than ``VERDICTS_SETTLE`` ago. An hour is
+closed ``GRACE`` after its end, so that rows written by a transaction that began in it,
+or by a server whose clock is a little behind, are in it when it is counted.
 
 Deleted rows (the log's delete, ``roan_prune --days`` under 8) clear the kept hours
 (:func:`roan.shared_cache.forget_dashboard`). Without a usable cache every view counts
