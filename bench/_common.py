@@ -44,7 +44,12 @@ def admin_sql(url: str, sql: str) -> None:
 
 
 def run_worker(
-    script: str, args: list[str], database: dict[str, Any], *, stderr: bool = False
+    script: str,
+    args: list[str],
+    database: dict[str, Any],
+    *,
+    stderr: bool = False,
+    timeout: float = 1800,
 ) -> Any:
     """Run ``script`` with ``args`` and ``--db`` in a fresh Python process (its own Django
     settings and database) and return the JSON it prints on its last line. ``stderr``:
@@ -52,7 +57,7 @@ def run_worker(
     out = subprocess.run(
         [sys.executable, script, *args, "--db", json.dumps(database)],
         check=True, stdout=subprocess.PIPE, stderr=None if stderr else subprocess.PIPE,
-        text=True, cwd=ROOT, timeout=1800, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        text=True, cwd=ROOT, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -82,3 +82,15 @@ def is_atomic() -> bool:
     """Whether concurrent senders in different processes update a bucket safely."""
     module = type(cache()).__module__
     return is_shared() and module.startswith(ATOMIC_CACHE_MODULES)
+
+
+#: Where the purge dashboard keeps its counts of closed hours (roan.admin.rollup).
+DASHBOARD_KEY = "roan:dashboard:hours:1"
+
+
+def forget_dashboard() -> None:
+    """Drop the dashboard's kept hours: attempts of the last week were deleted."""
+    try:
+        cache().delete(DASHBOARD_KEY)
+    except Exception:  # a cache that is down keeps nothing worth dropping for long
+        outage.failed()

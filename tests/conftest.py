@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from roan import rules
+from roan import rules, shared_cache
 from roan.models import PurgeRule
 
 pytest_plugins = [
@@ -55,6 +55,14 @@ def _fresh_rules() -> Iterator[None]:
     yield
     rules._code_rules[:] = saved
     rules.invalidate()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dashboard() -> Iterator[None]:
+    """The dashboard's kept hours (roan.admin.rollup) counted another test's rows."""
+    shared_cache.forget_dashboard()
+    yield
+    shared_cache.forget_dashboard()
 
 
 @pytest.fixture

@@ -3,24 +3,24 @@
 Every figure comes from a handful of aggregate queries over indexed time ranges (the
 attempt table may hold millions of rows): counts are grouped in the database, latency
 percentiles come from a bounded sample of the newest attempts, and no query reads more
-than seven days of rows. The charts are inline SVG drawn here, so the page needs no
+than seven days of rows. The counts per window and per hour read the rows of the
+current hour only: closed hours are counted once and kept in ``ROAN_CACHE``
+(:mod:`roan.admin.rollup`). The charts are inline SVG drawn here, so the page needs no
 JavaScript and no CDN, and each has a table alternative.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
-from django.db import connections
-from django.db.models import CharField, Count, Max, Min, Q, QuerySet, Sum
-from django.db.models.functions import Substr, TruncHour
+from django.db.models import Count, Min, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, reverse
@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from roan import key_misses, pauses, verify
-from roan.admin import operations
+from roan.admin import operations, rollup
 from roan.admin.common import (
     ERROR_CHARS,
     breadcrumbs,
@@ -53,6 +53,7 @@ WINDOWS = (
     ("7d", gettext_lazy("Last 7 days"), datetime.timedelta(days=7)),
 )
 HOURS = 24
+VERIFICATION_WINDOW = datetime.timedelta(hours=24)
 #: Percentiles are computed from at most this many of a backend's newest latencies.
 LATENCY_SAMPLE = 1000
 LATEST_FAILURES = 10
@@ -123,33 +124,27 @@ class Hour:
 # -- the figures ---------------------------------------------------------------------------
 
 
-def window_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> list[Window]:
+def window_counts(
+    qs: QuerySet[PurgeAttempt], now: datetime.datetime, counted: rollup.Rollup | None = None
+) -> list[Window]:
     """Attempts per status for each window, over the last seven days.
 
-    One small query per status: ``status = %s AND created_at BETWEEN %s AND %s`` is a
-    range of the (status, created_at) index, which holds every column counted, so the
-    rows themselves are never read.
+    From the hours' rollup (:mod:`roan.admin.rollup`): the closed hours kept in the
+    cache, the current hour and the part-hours where the windows start from the rows.
     """
-    longest = max(delta for _key, _label, delta in WINDOWS)
-    counts = {
-        key: Count("pk", filter=Q(created_at__gte=now - delta)) for key, _label, delta in WINDOWS
-    }
-    recent = qs.filter(created_at__range=(now - longest, _horizon(now))).order_by()
-    by_status = {
-        status: recent.filter(status=status).aggregate(**counts)
-        for status in PurgeAttempt.Status.values
-    }
     since = {key: now - delta for key, _label, delta in WINDOWS}
+    counted = counted or _rollup(qs, now)
     retried = PurgeTry.objects.db_manager(qs.db).retried_counts(since)
     return [
-        Window(
-            key,
-            str(label),
-            {status: n[key] for status, n in by_status.items() if n[key]},
-            retried[key],
-        )
+        Window(key, str(label), dict(counted.windows[since[key]]), retried[key])
         for key, label, _delta in WINDOWS
     ]
+
+
+def _rollup(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> rollup.Rollup:
+    starts = [now - delta for _key, _label, delta in WINDOWS]
+    verdicts_since = now - VERIFICATION_WINDOW
+    return rollup.rollup(qs, now, [*starts, verdicts_since], _horizon(now), verdicts_since)
 
 
 def queue(qs: QuerySet[PurgeAttempt]) -> dict[str, Any]:
@@ -171,17 +166,11 @@ def queue(qs: QuerySet[PurgeAttempt]) -> dict[str, Any]:
     }
 
 
-def verification_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> dict[str, Any]:
-    """Purges probed by a backend's VERIFY in the last 24 hours, by verdict (one query)."""
-    since = now - datetime.timedelta(hours=24)
-    rows = (
-        qs.filter(created_at__gte=since)
-        .exclude(verification="")
-        .order_by()
-        .values("verification")
-        .annotate(n=Count("pk"))
-    )
-    counts = {row["verification"]: row["n"] for row in rows}
+def verification_counts(
+    qs: QuerySet[PurgeAttempt], now: datetime.datetime, counted: rollup.Rollup | None = None
+) -> dict[str, Any]:
+    """Purges probed by a backend's VERIFY in the last 24 hours, by verdict (the rollup's)."""
+    counts = (counted or _rollup(qs, now)).verdicts
     return {
         "any": bool(counts),
         "verified": counts.get(verify.VERIFIED, 0),
@@ -192,44 +181,34 @@ def verification_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> d
     }
 
 
-def hours(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> tuple[list[Hour], set[Any]]:
+def hours(
+    qs: QuerySet[PurgeAttempt], now: datetime.datetime, counted: rollup.Rollup | None = None
+) -> tuple[list[Hour], set[Any]]:
     """The last 24 clock hours (the current one included): counts and latency per backend.
 
     Also returns the (backend, node) pairs seen in that time.
     """
-    current = now.replace(minute=0, second=0, microsecond=0)
+    current = rollup.floor_hour(now)
     first = current - datetime.timedelta(hours=HOURS - 1)
     buckets = [Hour(first + datetime.timedelta(hours=i)) for i in range(HOURS)]
-    index = {bucket.start: bucket for bucket in buckets}
-    rows = (
-        qs.filter(created_at__range=(first, _horizon(now)))
-        .annotate(hour=_hour(qs.db))
-        .order_by()
-        .values("hour", "backend", "node", "status")
-        .annotate(n=Count("pk"), latency_sum=Sum("latency_ms"), latency_n=Count("latency_ms"))
-    )
+    counted = counted or _rollup(qs, now)
     seen: set[tuple[str, str]] = set()
-    for row in rows:
-        seen.add((row["backend"], row["node"]))
-        hour = row["hour"]
-        if isinstance(hour, str):  # SQLite: "YYYY-MM-DD HH" in UTC, see _hour()
-            hour = datetime.datetime.strptime(hour, "%Y-%m-%d %H").replace(tzinfo=datetime.UTC)
-        bucket = index.get(hour)
-        if bucket is None:  # a clock running ahead of the database's; nothing to draw
-            continue
-        status, n = row["status"], row["n"]
-        if status == Status.OK:
-            bucket.ok += n
-        elif status == Status.NOT_CACHED:
-            bucket.not_cached += n
-        elif status in FAILURE:
-            bucket.failed += n
-        else:
-            bucket.other += n
-        if row["latency_n"]:
-            backend = row["backend"]
-            bucket.latency_sum[backend] = bucket.latency_sum.get(backend, 0.0) + row["latency_sum"]
-            bucket.latency_n[backend] = bucket.latency_n.get(backend, 0) + row["latency_n"]
+    for bucket in buckets:
+        for (backend, node, status), cell in counted.hours.get(bucket.start, {}).items():
+            seen.add((backend, node))
+            n = cell.n
+            if status == Status.OK:
+                bucket.ok += n
+            elif status == Status.NOT_CACHED:
+                bucket.not_cached += n
+            elif status in FAILURE:
+                bucket.failed += n
+            else:
+                bucket.other += n
+            if cell.latency_n:
+                total = bucket.latency_sum.get(backend, 0.0) + cell.latency_sum
+                bucket.latency_sum[backend] = total
+                bucket.latency_n[backend] = bucket.latency_n.get(backend, 0) + cell.latency_n
     return buckets, seen
 
 
@@ -240,16 +219,6 @@ def _horizon(now: datetime.datetime) -> datetime.datetime:
     statistics) choose the created_at index over scanning the (backend, node) one.
     """
     return now + datetime.timedelta(hours=1)
-
-
-def _hour(using: str) -> Any:
-    """An expression for the UTC hour an attempt was created in."""
-    if connections[using].vendor == "sqlite" and settings.USE_TZ:
-        # Django's TruncHour calls a Python function per row on SQLite (about 10 us each,
-        # a third of a second for a busy day); the stored text "YYYY-MM-DD HH:MM:SS" is
-        # already UTC, so its first 13 characters are the hour.
-        return Substr("created_at", 1, 13, output_field=CharField())
-    return TruncHour("created_at", tzinfo=datetime.UTC)
 
 
 def percentile(ordered: Sequence[float], p: float) -> float:
@@ -268,18 +237,26 @@ def latencies(
     then merged and cut to the backend's newest ``LATENCY_SAMPLE``.
     """
     since = now - datetime.timedelta(hours=24)
-    samples: dict[str, list[tuple[datetime.datetime, float]]] = {}
+    pairs = list(pairs)
+    node_count = collections.Counter(backend for backend, _node in pairs)
+    samples: dict[str, list[tuple[Any, float]]] = {}
     for backend, node in pairs:
-        newest = (
-            qs.filter(backend=backend, node=node, created_at__gte=since, latency_ms__isnull=False)
-            .order_by("-created_at")
-            .values_list("created_at", "latency_ms")[:LATENCY_SAMPLE]
-        )
-        samples.setdefault(backend, []).extend((t, v) for t, v in newest if v is not None)
+        newest = qs.filter(
+            backend=backend, node=node, created_at__gte=since, latency_ms__isnull=False
+        ).order_by("-created_at")[:LATENCY_SAMPLE]
+        if node_count[backend] == 1:
+            # Nothing to merge: the times (a third of the page's rows) are not read.
+            rows: Iterable[tuple[Any, float | None]] = (
+                (0, v) for v in newest.values_list("latency_ms", flat=True)
+            )
+        else:
+            rows = newest.values_list("created_at", "latency_ms")
+        samples.setdefault(backend, []).extend((t, v) for t, v in rows if v is not None)
     result = []
-    for backend, rows in samples.items():
-        rows.sort(reverse=True)
-        sample = sorted(v for _t, v in rows[:LATENCY_SAMPLE])
+    for backend, found in samples.items():
+        if node_count[backend] > 1:
+            found.sort(reverse=True)
+        sample = sorted(v for _t, v in found[:LATENCY_SAMPLE])
         row: dict[str, Any] = {"backend": backend, "n": len(sample)}
         if sample:
             row.update(p50=percentile(sample, 50), p95=percentile(sample, 95))
@@ -303,25 +280,39 @@ def configured_nodes() -> list[tuple[str, str]]:
 
 
 def nodes(
-    qs: QuerySet[PurgeAttempt], pairs: Iterable[tuple[str, str]], now: datetime.datetime
+    qs: QuerySet[PurgeAttempt],
+    pairs: Iterable[tuple[str, str]],
+    now: datetime.datetime,
+    counted: rollup.Rollup | None = None,
 ) -> list[Node]:
     """Last success, last failure and failures since the last success, per backend and node.
 
     Looks back seven days at most, so a node that has been failing for longer shows no
-    last success rather than a scan of its whole history.
+    last success rather than a scan of its whole history. The last failure is looked up
+    in the newest hour whose counts (the rollup's) hold one: a range of one hour.
     """
     since = now - datetime.timedelta(days=7)
     recent = qs.filter(created_at__range=(since, _horizon(now))).order_by()
-    last_failures = {
-        (row["backend"], row["node"]): row["last"]
-        for row in recent.filter(status__in=FAILURE)
-        .values("backend", "node")
-        .annotate(last=Max("created_at"))
-    }
+    counted = counted or _rollup(qs, now)
+    newest_first = sorted(counted.hours, reverse=True)
+    edge_end = min(counted.hours, default=since)
+
+    def last_failure(backend: str, node: str) -> datetime.datetime | None:
+        failures = recent.filter(backend=backend, node=node, status__in=FAILURE)
+        newest = failures.order_by("-created_at").values_list("created_at", flat=True)
+        for hour in newest_first:
+            cells = counted.hours[hour]
+            if any(cells.get((backend, node, status), rollup.Cell()).n for status in FAILURE):
+                return newest.filter(
+                    created_at__gte=hour, created_at__lt=hour + rollup.HOUR
+                ).first()
+        # The part-hour before the rollup's first hour, where the week starts.
+        return newest.filter(created_at__lt=edge_end).first()
+
     result = []
     for backend, node in pairs:
         mine = recent.filter(backend=backend, node=node)
-        item = Node(backend, node, last_failure=last_failures.get((backend, node)))
+        item = Node(backend, node, last_failure=last_failure(backend, node))
         item.last_success = (
             mine.filter(status__in=SUCCESS)
             .order_by("-created_at")
@@ -555,24 +546,25 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
     """Everything the dashboard shows, computed with a bounded number of queries."""
     now = now or timezone.now()
     qs = PurgeAttempt.objects.all()
-    buckets, seen = hours(qs, now)
+    counted = _rollup(qs, now)
+    buckets, seen = hours(qs, now, counted)
     pairs = shown_pairs(configured_nodes(), seen)
     backends = list(dict.fromkeys(backend for backend, _node in pairs))
     stopped = paused(qs)
     return {
         "now": now,
-        "windows": window_counts(qs, now),
+        "windows": window_counts(qs, now, counted),
         "queue": queue(qs),
         "latencies": latencies(qs, pairs, now),
         "latency_sample": LATENCY_SAMPLE,
-        "nodes": nodes(qs, pairs, now),
+        "nodes": nodes(qs, pairs, now, counted),
         "paused": stopped,
         "paused_aliases": [p.alias for p in stopped],
         "hours": buckets,
         "purge_chart": purge_chart(buckets),
         "latency_chart": latency_chart(buckets, backends),
         "failures": latest_failures(qs),
-        "verification": verification_counts(qs, now),
+        "verification": verification_counts(qs, now, counted),
         "keys_differ": keys_differ(dict.fromkeys(alias for alias, _node in configured_nodes())),
     }
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib import admin
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import translation
 
-from roan.admin import CappedCountPaginator, LogQuerySet
+from roan.admin import CappedCountPaginator, LogQuerySet, log
 from roan.models import PurgeAttempt
 from tests.support.admin_helpers import attempt
 from tests.testapp.models import Post
@@ -330,3 +332,19 @@ def test_an_empty_dashboard_says_how_to_fill_it(admin_client) -> None:
     assert text.startswith("No purges in the last 7 days. The figures fill in as roan purges")
     attempt(target="/x/")
     assert 'id="roan-empty"' not in admin_client.get("/admin/roan/dashboard/").text
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr"])
+def test_the_row_checkbox_and_the_labels_are_djangos_own(language: str) -> None:
+    rows = [
+        attempt(status="gave_up", kind="prefix", target="/a/", verification="verified"),
+        attempt(status="pending", kind="tag", target="post-1"),
+    ]
+    modeladmin = admin.site.get_model_admin(PurgeAttempt)
+    with translation.override(language):
+        for row in rows:
+            django_own = admin.ModelAdmin.action_checkbox(modeladmin, row)
+            assert modeladmin.action_checkbox(row) == django_own
+            for field in ("status", "kind", "trigger", "verification", "completion"):
+                display = getattr(row, f"get_{field}_display")()
+                assert log.label(row, field) == display

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from roan import tag_index, tag_purges
+from roan import shared_cache, tag_index, tag_purges
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeTry
 from roan.vocabulary import FINAL_STATUSES
@@ -90,6 +90,9 @@ class Command(BaseCommand):
             tries_qs._raw_delete(tries_qs.db)
             batch_qs = PurgeAttempt.objects.filter(id__in=ids)
             deleted += batch_qs._raw_delete(batch_qs.db)
+        if deleted and days < 8:
+            # The dashboard keeps counts of the last week's closed hours (roan.admin.rollup).
+            shared_cache.forget_dashboard()
         self.stdout.write(
             f"roan_prune: deleted {deleted} attempt(s) before {cutoff:%Y-%m-%d %H:%M}"
         )
