@@ -177,6 +177,8 @@ _CLAIMED = frozenset(
     {
         "id",
         "coalesced",
+        # roan.key_misses tells the index's purges by their rule name.
+        "rule_name",
         "status",
         "backend",
         "node",

@@ -113,6 +113,29 @@ def test_a_backlog_sent_in_claimed_ahead_halves_sends_each_purge_once(outbox) ->
     assert set(PurgeAttempt.objects.values_list("status", flat=True)) == {"ok"}
 
 
+@pytest.mark.parametrize("answer", [200, 404], ids=["ok", "not-cached"])
+def test_a_batch_costs_the_same_statements_whatever_its_size(
+    outbox, settings, django_assert_max_num_queries, answer
+) -> None:
+    """Nothing the sender reads of a claimed attempt may be a deferred column (a query
+    per row): a batch of 300 costs what a batch of 3 does."""
+    settings.ROAN_BACKENDS = {"default": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
+    if answer != 200:
+        settings.ROAN_BACKENDS["default"]["FAIL"] = answer
+    row = {"backend": "default", "node": "default", "trigger": "save", "rule_name": "tag x"}
+    counts = []
+    for size in (1, 3, 300):  # the first warms what is read once per process or TTL
+        ids = PurgeAttempt.objects.write([{**row, "target": f"/{size}/{i}/"} for i in range(size)])
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as queries:
+            send(ids)
+        counts.append(len(queries))
+    assert counts[2] == counts[1], counts
+    assert PurgeAttempt.objects.filter(status="pending").count() == 0
+
+
 def test_a_drain_sends_a_backlog_of_one_posts_saves_once_per_target(
     post_rule, outbox, settings
 ) -> None:
