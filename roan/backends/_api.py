@@ -90,6 +90,25 @@ def seconds_from(value: str | None) -> float | None:
     return seconds if math.isfinite(seconds) else None
 
 
+#: Most seconds roan takes from a number a provider sends in its JSON (a wait, an estimate):
+#: longer waits are capped again where they are used (``ROAN_RETRY["MAX"]``, completion).
+MOST_SECONDS = 86400.0
+
+
+def provider_seconds(value: object, most: float = MOST_SECONDS) -> float | None:
+    """A number of seconds from a provider's JSON, bounded: ``None`` unless a finite,
+    non-negative number (not a bool); at most ``most``. JSON integers are unbounded
+    (``10**400``), and ``float()`` of one raises ``OverflowError``: compared, never
+    converted, until capped."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return most if value == math.inf else None
+    if value < 0:
+        return None
+    return float(min(value, most))
+
+
 def until_epoch(value: str | None, now: float | None = None) -> float | None:
     """Seconds until a UTC epoch time in a header (Fastly's ``Fastly-RateLimit-Reset``)."""
     when = seconds_from(value)

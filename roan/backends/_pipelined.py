@@ -22,6 +22,17 @@ but never answers is found without sending it the rest. A connection the cache c
 (``keepalive_requests`` in nginx, ``Connection: close``, an idle timeout) is reopened and
 the unanswered calls are sent again: a purge is idempotent. A server that closes after
 every answer (no keep-alive) is served one request per connection.
+
+HTTP/1.1 matches answers to requests by their order alone, so a byte the cache sends
+unasked (bytes on connect, a doubled answer, an answer arriving late) would shift every
+later answer by one: a purge answered 503 would be read as another's 200. roan asks the
+socket, without waiting, before the first request on a new connection, after each batch
+of answers and before reusing a pooled connection: unsolicited bytes fail the batch
+(retryable, so it goes again) and the connection, and they are never read as an answer.
+The checks do not wait: bytes still on the wire when a batch's check is made are found by
+the next check (the connection is dropped then), after that batch's results were given.
+Cost, measured on loopback nginx: about 3 us per call of one purge (the poll() calls); in
+batches of 100, within the noise.
 """
 
 from __future__ import annotations
@@ -70,9 +81,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_DEPTH = 100
 #: Idle connections kept per node, for the threads that send to it at the same time.
 _IDLE_PER_NODE = 8
-#: Seconds a pooled connection is reused without asking whether the cache closed it:
-#: less than any keep-alive timeout a cache would be set to.
-_TRUSTED_IDLE = 0.5
 # Largest header block accepted, and most header lines: a cache's answer to a purge is
 # small, so anything bigger is not a cache talking.
 _MAX_HEAD = 65536
@@ -133,6 +141,7 @@ class _Answer:
 
 
 _CLOSED = "the cache closed the connection without answering"
+_UNSOLICITED = "unsolicited bytes from the cache: answers could not be matched to purges"
 
 
 def _invalid(why: str) -> _Unanswered:
@@ -154,10 +163,10 @@ class _Connection:
     __slots__ = (
         "buffer",
         "deadline",
-        "idle_since",
         "last_answer",
         "last_head",
         "pid",
+        "poller",
         "progress",
         "read_timeout",
         "served",
@@ -168,6 +177,7 @@ class _Connection:
     def __init__(self, sock: socket.socket, read_timeout: float | None = None) -> None:
         self.sock = sock
         self.buffer = b""
+        self.poller: Any = None
         # A forked child (a server that forks its workers after start-up) must not share
         # its parent's connections: both would read each other's answers.
         self.pid = os.getpid()
@@ -183,32 +193,54 @@ class _Connection:
         #: length (see read_answer).
         self.last_head: str | None = None
         self.last_answer: tuple[_Answer, int] = (_Answer(0, _Headers(), False), 0)
-        #: When this connection last went back to the pool.
-        self.idle_since = 0.0
 
     def stale(self) -> bool:
-        """True if the cache has closed this idle connection (or sent something unasked:
-        either way it cannot carry the next request).
+        """True if the cache has closed this idle connection or sent something unasked:
+        either way it cannot carry the next request.
 
-        A connection back in the pool for less than ``_TRUSTED_IDLE`` is not asked: the
-        question is a system call, and on a busy sender, one that hands the interpreter
-        to another thread for as long as that thread likes. Should the cache have closed
-        it all the same, the calls sent on it are sent again on a new one (_exchange).
+        Asked every time, however short the connection's rest (one ``poll()`` without
+        waiting): an answer arriving late, read as the next purge's, would shift every
+        answer after it by one.
         """
-        if self.buffer or self.pid != os.getpid():
-            return True
-        if time.monotonic() - self.idle_since < _TRUSTED_IDLE:
-            return False
+        return bool(self.buffer) or self.pid != os.getpid() or self._readable()
+
+    def _readable(self) -> bool:
+        """The socket has something to read (bytes or the end), asked without waiting."""
         try:
             if hasattr(select, "poll"):
-                poller = select.poll()
-                poller.register(self.sock, select.POLLIN)
-                return bool(poller.poll(0))
+                if self.poller is None:  # made once: asked after every batch
+                    self.poller = select.poll()
+                    self.poller.register(self.sock, select.POLLIN)
+                return bool(self.poller.poll(0))
             with selectors.DefaultSelector() as selector:
                 selector.register(self.sock, selectors.EVENT_READ)
                 return bool(selector.select(0))
         except (OSError, ValueError):
             return True
+
+    def unasked(self) -> str:
+        """What the cache sent that no request asked for, read without waiting:
+        ``""`` (nothing), ``"bytes"`` or ``"closed"`` (the end of the connection).
+
+        Bytes in the buffer are unasked too (an answer read whole leaves none). A
+        readable TLS socket may carry only TLS records (a session ticket): read, they
+        give no bytes, and that is nothing.
+        """
+        if self.buffer:
+            return "bytes"
+        if not self._readable():
+            return ""
+        try:
+            self._settimeout(0.0)
+            data = self.sock.recv(65536)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return ""
+        except OSError:
+            return "closed"
+        if not data:
+            return "closed"
+        self.buffer += data  # kept: the connection is dropped, never read again
+        return "bytes"
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -524,7 +556,6 @@ class PipelinedTransport:
         with self._lock:
             idle = self._idle.setdefault(url, [])
             if len(idle) < _IDLE_PER_NODE:
-                conn.idle_since = time.monotonic()
                 idle.append(conn)
                 return
         conn.close()
@@ -625,6 +656,7 @@ class PipelinedTransport:
         position = 0  # todo[position] is the first call without an answer
         written = 0  # todo[:written] went out on some connection
         failure: PurgeResult | None = None
+        unsolicited = False  # the calls after the failed batch were not sent
         while position < len(todo):
             if conn is None:
                 started = time.perf_counter()
@@ -636,6 +668,13 @@ class PipelinedTransport:
                         latency_ms=(time.perf_counter() - started) * 1000,
                         error=_connect_error(exc, connect),
                     )
+                    break
+                # Bytes before any request (a banner, a stale answer) would be read as the
+                # first purge's answer.
+                if conn.unasked() == "bytes":
+                    conn.close()
+                    conn = None
+                    failure = PurgeResult(FAILED, error=_UNSOLICITED)
                     break
             # A connection carries one request until it has answered once, so that a
             # node that accepts but never answers gets one request, not a pipeline.
@@ -664,6 +703,25 @@ class PipelinedTransport:
                     f"the cache's answer could not be read ({type(exc).__name__})", retry=False
                 )
             if problem is None and not closes:
+                extra = conn.unasked()
+                if not extra:
+                    continue
+                if extra == "bytes":
+                    # More answers than requests: which answer is whose cannot be told,
+                    # so no call of the batch is answered (ok or not): all go again.
+                    latency = (time.perf_counter() - started) * 1000
+                    for index in batch:
+                        results[index] = PurgeResult(FAILED, latency_ms=latency, error=_UNSOLICITED)
+                    conn.close()
+                    conn = None
+                    if position < len(todo):
+                        failure = PurgeResult(FAILED, error=_UNSOLICITED)
+                        unsolicited = True
+                    break
+                # "closed": the cache closed after its last answer; the answers stand,
+                # and the calls left go on a new connection.
+                conn.close()
+                conn = None
                 continue
             conn.close()
             conn = None
@@ -681,6 +739,10 @@ class PipelinedTransport:
         if conn is not None:
             self._checkin(url, conn)
         if failure is None:
+            return
+        if unsolicited:
+            for offset in range(position, len(todo)):
+                results[todo[offset]] = dataclasses.replace(failure, error=not_sent(failure))
             return
         results[todo[position]] = failure
         for offset in range(position + 1, len(todo)):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,7 @@ from typing import Any, ClassVar
 import requests
 from django.core.exceptions import ImproperlyConfigured
 
-from roan.backends._api import APIBackend, Batch, json_body, seconds_from
+from roan.backends._api import APIBackend, Batch, json_body, provider_seconds, seconds_from
 from roan.backends._http import Call, Reply
 from roan.backends.base import ALL, OK, TAG, URL, Progress, PurgeRequest, PurgeResult
 
@@ -214,15 +213,15 @@ class AkamaiBackend(APIBackend):
         body = json_body(reply)
         if not isinstance(body, dict) or not isinstance(body.get("purgeId"), str):
             return "the answer has no purgeId"
-        estimated = body.get("estimatedSeconds")
-        wait = float(estimated) if isinstance(estimated, int | float) else None
+        # Bounded: a JSON integer may be 10**400 (float() of it raises OverflowError).
+        wait = provider_seconds(body.get("estimatedSeconds"))
         ok = PurgeResult(
             OK,
             http_status=reply.status,
             latency_ms=reply.latency_ms,
             purge_id=self.clean(body["purgeId"])[:200],
             in_progress=True,
-            check_after=wait if wait is not None and math.isfinite(wait) else None,
+            check_after=wait,
         )
         return [ok] * len(batch.indexes)
 

@@ -98,6 +98,42 @@ def test_estimated_seconds_then_completed(ak: FakeAkamai) -> None:
     assert (attempt.completion, attempt.completed_at is not None) == ("completed", True)
 
 
+@pytest.mark.parametrize(
+    ("estimated", "bound"),
+    [(10**400, 86400), (-5, None), (True, None), ("60", None), (12.5, 12.5)],
+    ids=["10**400", "negative", "bool", "string", "float"],
+)
+def test_an_estimate_of_any_size_is_bounded_and_the_purge_stays_ok(
+    ak: FakeAkamai, estimated: Any, bound: float | None
+) -> None:
+    # A JSON integer is unbounded: float(10**400) raised OverflowError, and a purge
+    # Akamai had accepted was recorded failed and sent again.
+    ak.estimated_seconds = estimated
+    before = timezone.now()
+    roan.purge_urls(["/a"])
+    [attempt] = rows()
+    assert (attempt.status, attempt.http_status, attempt.completion) == ("ok", 201, "in_progress")
+    assert len(ak.purges()) == 1
+    due = (attempt.completion_check_at - before).total_seconds()
+    if bound is None:
+        assert 0 < due <= 601  # the default check time, not the provider's
+    else:
+        expected = min(bound, completion.MAX_CHECK_AFTER)
+        assert expected - 1 <= due <= expected + 1
+
+
+def test_provider_numbers_are_bounded_without_overflow() -> None:
+    from roan.backends._api import MOST_SECONDS, provider_seconds
+
+    assert provider_seconds(10**400) == MOST_SECONDS
+    assert provider_seconds(float("inf")) == MOST_SECONDS
+    assert provider_seconds(-(10**400)) is None
+    assert provider_seconds(float("nan")) is None
+    assert provider_seconds(False) is None
+    assert provider_seconds("5") is None
+    assert provider_seconds(5) == 5.0
+
+
 def test_tags_cp_codes_delete_and_staging(ak: FakeAkamai, settings: Any) -> None:
     roan.purge_urls(["blog.post"], kind="tag")
     roan.purge_urls([], kind="all")

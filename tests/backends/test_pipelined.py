@@ -15,7 +15,7 @@ import pytest
 import requests
 from django.core.exceptions import ImproperlyConfigured
 
-from roan.backends._pipelined import _Connection
+from roan.backends._pipelined import PipelinedTransport, _Connection
 from roan.backends.base import PurgeRequest
 from roan.backends.nginx import NginxBackend
 from roan.backends.varnish import VarnishBackend
@@ -317,6 +317,89 @@ def test_a_pooled_connection_the_cache_closed_is_replaced_however_soon_it_is_reu
     assert [r.status for r in results] == ["ok"] * 6
     assert server.answered == [f"/purge/{p}" for p in "abcdef"]
     assert server.connections == 3
+
+
+UNSOLICITED = "unsolicited bytes from the cache: answers could not be matched to purges"
+
+
+def status(code: int, reason: str) -> bytes:
+    return f"HTTP/1.1 {code} {reason}\r\nContent-Length: 0\r\n\r\n".encode()
+
+
+def test_a_doubled_answer_in_a_batch_fails_the_batch_instead_of_shifting_answers(
+    scripted,
+) -> None:
+    # /a goes alone (a new connection), then /b and /c pipelined. The cache answers /b
+    # twice (200, 200) and /c 503, all in one write: read in order, /c would be 200.
+    def answer(conn: int, n: int, path: str) -> bytes:
+        if path == "/purge/b":
+            return b""  # /b's answers go out with /c's, in one write
+        if path == "/purge/c":
+            return ok() + ok() + status(503, "Service Unavailable")
+        return ok()
+
+    server = scripted(answer)
+    results = purge_paths(server.url, ["/a", "/b", "/c"])
+    assert results[0].status == "ok"
+    # Neither /b nor /c is ok: their answers cannot be told apart; both go again.
+    assert [(r.status, r.error, r.retryable) for r in results[1:]] == [
+        ("failed", UNSOLICITED, True)
+    ] * 2
+
+
+def test_a_doubled_answer_fails_the_batch_and_the_calls_after_it_are_not_sent(
+    scripted,
+) -> None:
+    server = scripted(lambda conn, n, path: ok() + ok() if path == "/purge/b" else ok())
+    results = purge_paths(server.url, ["/a", "/b", "/c", "/d"], PIPELINE=1)
+    assert [r.status for r in results] == ["ok", "failed", "failed", "failed"]
+    assert results[1].error == UNSOLICITED
+    assert [r.error for r in results[2:]] == [f"not sent: {UNSOLICITED}"] * 2
+    assert server.answered == ["/purge/a", "/purge/b"]
+
+
+def test_bytes_written_on_connect_are_never_read_as_an_answer(scripted, monkeypatch) -> None:
+    # The cache writes a whole 200 answer as soon as it accepts, and answers 503 to each
+    # purge: read in order, the first purge would be ok with the cache's 503 unread.
+    server = ScriptedServer(lambda conn, n, path: status(503, "Service Unavailable"), greeting=ok())
+    opened = PipelinedTransport._open
+
+    def slow_open(self: PipelinedTransport, node: object) -> object:
+        conn = opened(self, node)  # type: ignore[arg-type]
+        time.sleep(0.1)  # the greeting is in before the request is written
+        return conn
+
+    monkeypatch.setattr(PipelinedTransport, "_open", slow_open)
+    try:
+        results = purge_paths(server.url, ["/a", "/b"])
+    finally:
+        server.close()
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert [r.error for r in results] == [UNSOLICITED, f"not sent: {UNSOLICITED}"]
+    assert server.answered == []  # nothing was sent on a connection that spoke first
+
+
+def test_an_answer_arriving_after_the_connection_went_back_to_the_pool_is_not_read(
+    scripted,
+) -> None:
+    # /a is answered, then a second 200 arrives 0.1 s later, while the connection rests
+    # in the pool. /b, sent 0.3 s after /a, is answered 503: it must not read that 200.
+    def answer(conn: int, n: int, path: str) -> list[bytes | float] | bytes:
+        if path == "/purge/a":
+            return [ok(), 0.1, ok()]
+        return status(503, "Service Unavailable")
+
+    server = scripted(answer)
+    backend = NginxBackend("nginx", {"LOCATION": f"{server.url}/purge", "TIMEOUT": (1, 1)})
+    try:
+        [first] = backend.purge(backend.nodes[0], [PurgeRequest("url", "/a")])
+        time.sleep(0.3)
+        [second] = backend.purge(backend.nodes[0], [PurgeRequest("url", "/b")])
+    finally:
+        backend.close()
+    assert first.status == "ok"
+    assert (second.status, second.http_status) == ("failed", 503)
+    assert server.connections == 2  # the pooled connection that spoke unasked was dropped
 
 
 def test_credentials_in_the_node_url_go_as_basic_auth_and_nowhere_else(

@@ -11,10 +11,17 @@ from collections.abc import Callable
 class ScriptedServer:
     """A raw HTTP/1.1 server: ``answer(conn_index, request_index_on_conn, path)`` returns
     the bytes to send back (prefixed with ``!``: then close), ``b"hang"`` to never answer,
-    or None to close the connection without answering."""
+    or None to close the connection without answering. A list of bytes and numbers is
+    sent part by part, a number being seconds to wait in between (an answer arriving
+    late). ``greeting`` is written on every connection as soon as it is accepted."""
 
-    def __init__(self, answer: Callable[[int, int, str], bytes | None]) -> None:
+    def __init__(
+        self,
+        answer: Callable[[int, int, str], bytes | list[bytes | float] | None],
+        greeting: bytes = b"",
+    ) -> None:
         self.answer = answer
+        self.greeting = greeting
         self.answered: list[str] = []
         self.connections = 0
         self.listener = socket.socket()
@@ -45,6 +52,8 @@ class ScriptedServer:
         conn.settimeout(5)
         reader = conn.makefile("rb")
         try:
+            if self.greeting:
+                conn.sendall(self.greeting)
             for number in range(1000):
                 line = reader.readline()
                 if not line:
@@ -55,6 +64,14 @@ class ScriptedServer:
                 reply = self.answer(index, number, path)
                 if reply is None:
                     return
+                if isinstance(reply, list):
+                    self.answered.append(path)
+                    for part in reply:
+                        if isinstance(part, bytes):
+                            conn.sendall(part)
+                        elif self.stop.wait(part):
+                            return
+                    continue
                 if reply == b"hang":
                     self.stop.wait(10)
                     return
