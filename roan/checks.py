@@ -527,8 +527,22 @@ def check_default_backend(app_configs: Any = None, **kwargs: Any) -> list[checks
 
 
 def check_admin(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    if "django.contrib.admin" in settings.INSTALLED_APPS:
-        return []
+    """roan.W002: no admin. roan.E005: the admin without django-import-export, whose
+    templates roan's rules and purge log pages extend (they would answer 500)."""
+    if apps.is_installed("django.contrib.admin"):
+        if apps.is_installed("import_export"):
+            return []
+        return [
+            checks.Error(
+                '"import_export" is not in INSTALLED_APPS.',
+                hint=(
+                    "roan's purge rules and purge log pages in the admin extend "
+                    'django-import-export\'s templates: add "import_export" to '
+                    "INSTALLED_APPS (it is installed with roan)."
+                ),
+                id="roan.E005",
+            )
+        ]
     return [
         checks.Warning(
             "django.contrib.admin is not installed.",
@@ -858,7 +872,8 @@ def check_cache_tags(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
 def register() -> None:
     checks.register(check_backends, "roan")
     checks.register(check_task_dispatch, "roan")
-    checks.register(check_rule_stamp_cache, "roan", deploy=False)
+    # A production setting: told by `check --deploy`, not before every command.
+    checks.register(check_rule_stamp_cache, "roan", deploy=True)
     checks.register(check_admin, "roan")
     checks.register(check_sqlite_writers, "roan")
     checks.register(check_default_backend, "roan")

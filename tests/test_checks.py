@@ -55,6 +55,24 @@ def test_the_admin_is_expected(settings) -> None:
     assert ids(check_admin()) == ["roan.W002"]
 
 
+def test_the_admin_without_import_export_is_an_error(settings) -> None:
+    """roan's rules and log pages extend import-export's templates: without the app they
+    answer 500, so the check says so before a page does."""
+    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "import_export"]
+    [error] = check_admin()
+    assert error.id == "roan.E005"
+    assert "import_export" in error.hint
+
+
+def test_a_process_local_rule_stamp_cache_is_told_by_check_deploy_only(settings) -> None:
+    """Not before every manage.py command of a production site: `check --deploy` says it."""
+    from django.core import checks
+
+    settings.DEBUG = False
+    assert "roan.W001" not in ids(checks.run_checks(tags=["roan"]))
+    assert "roan.W001" in ids(checks.run_checks(tags=["roan"], include_deployment_checks=True))
+
+
 @pytest.mark.parametrize("timeout", [None, 0, (0, 5), (2, None), -1])
 def test_a_backend_without_a_timeout_is_an_error(settings, timeout) -> None:
     settings.ROAN_BACKENDS = {

@@ -33,8 +33,15 @@ class Command(BaseCommand):
             help="Keep this many days (default: the ROAN_RETENTION_DAYS setting).",
         )
         parser.add_argument("--status", action="append", help="Only these statuses (repeatable).")
-        parser.add_argument("--batch", type=int, default=5000)
-        parser.add_argument("--dry-run", action="store_true")
+        parser.add_argument(
+            "--batch",
+            type=int,
+            default=5000,
+            help="Rows deleted per statement, so no long lock is held (default 5000).",
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count what would be deleted; delete nothing."
+        )
 
     def handle(
         self,
