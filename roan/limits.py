@@ -36,6 +36,7 @@ from django.utils.module_loading import import_string
 from roan import shared_cache
 from roan.backends.options import SLOTS, RateLimit, parse_rate_limit
 from roan.conf import roan_settings
+from roan.managers import purge_of
 
 # The pause switches' names from before they had a module of their own.
 from roan.pauses import forget_paused as forget_paused
@@ -155,9 +156,9 @@ def hold_back(attempts: Sequence[PurgeAttempt], *, using: str) -> list[PurgeAtte
             send.extend(group)
             continue
         # Twins (the same purge from several transactions) are sent once: one token.
-        purges: dict[tuple[str, str, str, str], list[PurgeAttempt]] = defaultdict(list)
+        purges: dict[tuple[str, ...], list[PurgeAttempt]] = defaultdict(list)
         for attempt in group:
-            purges[(attempt.node, attempt.host, attempt.kind, attempt.target)].append(attempt)
+            purges[purge_of(attempt)].append(attempt)
         given, left = take(alias, limit, len(purges), now)
         for position, same in enumerate(purges.values()):
             if position < given:

@@ -18,6 +18,7 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from roan.signals import rules_changed
+from roan.vocabulary import Completion
 
 if TYPE_CHECKING:
     from roan.models import BackendState, PurgeAttempt, PurgeRule, PurgeTry
@@ -116,6 +117,11 @@ def dedup_key(backend: str, node: str, host: str, kind: str, target: str) -> str
     """
     text = "".join(f"{len(part)}:{part}" for part in (backend, node, host, kind, target))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+#: The purge an attempt stands for, as ``(backend, node, host, kind, target)``: attempts
+#: alike in these are twins, sent once with one outcome for each (see :func:`dedup_key`).
+purge_of = operator.attrgetter("backend", "node", "host", "kind", "target")
 
 
 def _claims_in_one_statement(connection: Any) -> bool:
@@ -426,7 +432,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
     ) -> list[PurgeAttempt]:
         """Claim the due attempts that share a key with ``claimed`` (at most ``limit``):
         requests for the same purge written by other transactions, sent with these."""
-        keys = sorted({dedup_key(a.backend, a.node, a.host, a.kind, a.target) for a in claimed})
+        keys = sorted({dedup_key(*purge_of(a)) for a in claimed})
         taken: list[PurgeAttempt] = []
         for start in range(0, len(keys), _INSERT_CHUNK):
             if len(taken) >= limit:
@@ -531,18 +537,12 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         for i in mine:
             row = rows[i]
             known = {
-                "id": ids[i],
-                "status": "pending",
-                "host": "",
-                "kind": "url",
-                "tries": 0,
-                "error": "",
-                "purge_id": "",
+                **_REQUIRED,
                 "next_attempt_at": None,
-                "coalesced": 0,
-                "completion": "",
+                "completion": Completion.NONE,
                 "completion_check_at": None,
                 **{name: row[name] for name in names if name in row},
+                "id": ids[i],
                 "updated_at": now,
             }
             values.append([known[name] for name in names])

@@ -39,6 +39,7 @@ from roan.backends.base import (
 )
 from roan.conf import roan_settings
 from roan.context import note_recorded
+from roan.managers import purge_of
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt
@@ -143,11 +144,9 @@ def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAtte
 def _halves(attempts: list[PurgeAttempt]) -> list[list[PurgeAttempt]]:
     """``attempts`` in two parts of about half each, twins (the same purge) in the same
     part, so that each purge is sent once."""
-    same: dict[tuple[str, str, str, str, str], list[PurgeAttempt]] = defaultdict(list)
+    same: dict[tuple[str, ...], list[PurgeAttempt]] = defaultdict(list)
     for attempt in attempts:
-        same[(attempt.backend, attempt.node, attempt.host, attempt.kind, attempt.target)].append(
-            attempt
-        )
+        same[purge_of(attempt)].append(attempt)
     parts: list[list[PurgeAttempt]] = [[]]
     half = (len(attempts) + 1) // 2
     for group in same.values():
@@ -295,10 +294,10 @@ def _send_group(key: tuple[str, str], attempts: list[PurgeAttempt]) -> dict[int,
         return results
     # Twins (the same purge, asked for by several transactions) go once; each row records
     # the one outcome, and the one sent counts the others in ``coalesced``.
-    firsts: dict[tuple[str, str, str], PurgeAttempt] = {}
+    firsts: dict[tuple[str, ...], PurgeAttempt] = {}
     twins: dict[int, list[PurgeAttempt]] = defaultdict(list)
     for attempt in attempts:
-        first = firsts.setdefault((attempt.kind, attempt.target, attempt.host), attempt)
+        first = firsts.setdefault(purge_of(attempt), attempt)
         if first is not attempt:
             twins[first.pk].append(attempt)
     unique = list(firsts.values())

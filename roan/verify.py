@@ -57,6 +57,7 @@ from roan.backends._http import Call, HTTPTransport
 from roan.backends.base import NOT_CACHED, OK, URL, BaseBackend, PurgeResult
 from roan.backends.options import RateLimit, VerifyOptions, parse_verify
 from roan.conf import roan_settings
+from roan.managers import purge_of
 from roan.retrying import retried
 from roan.templating import has_dot_segment
 
@@ -215,11 +216,11 @@ def after_send(attempts: Iterable[PurgeAttempt], *, using: str) -> list[Job]:
 
 def _after_send(attempts: list[PurgeAttempt], *, using: str) -> list[Job]:
     groups: dict[str, list[PurgeAttempt]] = collections.defaultdict(list)
-    seen: set[tuple[str, str, str, str]] = set()
+    seen: set[tuple[str, ...]] = set()
     for attempt in attempts:
         if attempt.kind == URL and attempt.status in (OK, NOT_CACHED):
             # Twins were one request: one probe tells it (on the row that was sent).
-            key = (attempt.backend, attempt.node, attempt.host, attempt.target)
+            key = purge_of(attempt)
             if key not in seen:
                 seen.add(key)
                 groups[attempt.backend].append(attempt)
