@@ -29,6 +29,7 @@ from roan.backends.base import MAX_TARGET_LENGTH, TAG, BaseBackend
 from roan.conf import roan_settings
 from roan.retrying import retried
 from roan.tag_names import model_tag
+from roan.templating import has_dot_segment
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,12 @@ def url_purging_backends() -> list[BaseBackend]:
 _PORT = re.compile(r":[0-9]*\Z")
 
 
+def without_port(host: str) -> str:
+    """``host`` without its port, as nginx's ``$host`` keys a page (an IPv6 literal in
+    brackets kept whole)."""
+    return _PORT.sub("", host)
+
+
 def purged_host(host: str, backends: Sequence[BaseBackend]) -> str | None:
     """``host`` (as Django saw it) as the purge will name it, or ``None`` when none of
     ``backends`` purges that host.
@@ -125,7 +132,7 @@ def purged_host(host: str, backends: Sequence[BaseBackend]) -> str | None:
     :func:`roan.tag_purges._page_host` sends it, unless a backend lists ``host:port``
     in its ``HOSTS`` itself.
     """
-    bare = _PORT.sub("", host)
+    bare = without_port(host)
     found: str | None = None
     for backend in backends:
         if host in backend.hosts:
@@ -133,12 +140,6 @@ def purged_host(host: str, backends: Sequence[BaseBackend]) -> str | None:
         if not backend.hosts or bare in backend.hosts:
             found = bare
     return found
-
-
-def has_dot_segment(path: str) -> bool:
-    """Whether ``path`` (decoded) has a ``.`` or ``..`` segment: sent to a purge location,
-    the cache would resolve it to another URL (a blind request from a trusted address)."""
-    return any(segment in {".", ".."} for segment in path.split("/"))
 
 
 def tracking_params(query: str) -> bool:
@@ -191,6 +192,8 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
     if not 200 <= response.status_code < 300:
         return False
     base, _, query = path.partition("?")
+    # A dot segment (plain or percent-encoded) sent to a purge location would name another
+    # URL: a blind request from a trusted address.
     if has_dot_segment(request.path) or has_dot_segment(base) or tracking_params(query):
         return False
     if len(host) > 255 or len(path) > MAX_TARGET_LENGTH:
@@ -342,16 +345,11 @@ def expand(
 
     now = timezone.now()
     found: dict[tuple[str, str], str] = {}
-    ordered = [t for t in tags if is_object_tag(t)] + [t for t in tags if not is_object_tag(t)]
-    for start in range(0, len(ordered), LOOKUP_CHUNK):
-        chunk = ordered[start : start + LOOKUP_CHUNK]
-        groups = [
-            [t for t in chunk if is_object_tag(t)],
-            [t for t in chunk if not is_object_tag(t)],
-        ]
-        for group in groups:
-            if not group:
-                continue
+    objects = [t for t in tags if is_object_tag(t)]
+    others = [t for t in tags if not is_object_tag(t)]
+    for tags_of_a_kind in (objects, others):
+        for start in range(0, len(tags_of_a_kind), LOOKUP_CHUNK):
+            group = tags_of_a_kind[start : start + LOOKUP_CHUNK]
             qs = TaggedURL.objects.filter(tag__in=group, expires_at__gt=now)
             if hosts:
                 qs = qs.filter(_host_filter(hosts))

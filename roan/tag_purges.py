@@ -24,7 +24,7 @@ from roan.backends.base import ALL, PREFIX, TAG, URL, BaseBackend, PurgeRequest
 from roan.conf import roan_settings
 from roan.context import Origin, Purge, _capture, hold_dispatch, is_active
 from roan.retrying import retried
-from roan.tag_index import expand, forget, over_the_bound, purged_host
+from roan.tag_index import expand, forget, over_the_bound, purged_host, without_port
 from roan.vocabulary import Trigger
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def _page_host(stored: str, hosts: Sequence[str]) -> str:
     """The host to purge a page rendered for ``stored`` on a backend with ``hosts``."""
     if not hosts:
         return ""  # the backend's own (its only) site
-    host = stored if stored in hosts else (stored.rpartition(":")[0] if ":" in stored else stored)
+    host = stored if stored in hosts else without_port(stored)
     # The default host is written "" by URL rules too: the same page's purges are then
     # twins, sent once instead of twice (the second one "not cached").
     return "" if host == hosts[0] else host
