@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -419,6 +419,20 @@ def check_page_hosts(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     return messages
 
 
+def _configured_of(base: type) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(alias, options)`` of each backend in ``ROAN_BACKENDS`` whose class is ``base``
+    or a subclass of it; those that cannot be imported are roan.E002's."""
+    for alias, config in roan_settings.BACKENDS.items():
+        if not isinstance(config, dict):
+            continue
+        try:
+            cls = import_string(str(config.get("BACKEND")))
+        except ImportError:
+            continue  # roan.E002
+        if isinstance(cls, type) and issubclass(cls, base):
+            yield alias, config
+
+
 def check_page_cache_local(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """roan.W006: a ``DjangoCacheBackend`` purging a process-local cache (``LocMemCache``,
     what a site gets with ``CACHES`` unset).
@@ -435,15 +449,7 @@ def check_page_cache_local(app_configs: Any = None, **kwargs: Any) -> list[check
     if settings.DEBUG or not isinstance(getattr(settings, "ROAN_BACKENDS", {}), dict):
         return []
     messages: list[checks.CheckMessage] = []
-    for alias, config in roan_settings.BACKENDS.items():
-        if not isinstance(config, dict):
-            continue
-        try:
-            cls = import_string(str(config.get("BACKEND")))
-        except ImportError:
-            continue  # roan.E002
-        if not (isinstance(cls, type) and issubclass(cls, DjangoCacheBackend)):
-            continue
+    for alias, config in _configured_of(DjangoCacheBackend):
         cache_alias = config.get("CACHE", "default")
         try:
             local = isinstance(caches[cache_alias], LocMemCache)
@@ -713,14 +719,8 @@ def check_http_url_credentials(app_configs: Any = None, **kwargs: Any) -> list[c
     if not isinstance(getattr(settings, "ROAN_BACKENDS", {}), dict):
         return []  # roan.E001
     messages: list[checks.CheckMessage] = []
-    for alias, config in roan_settings.BACKENDS.items():
-        if not isinstance(config, dict) or not isinstance(config.get("URL"), str):
-            continue
-        try:
-            cls = import_string(str(config.get("BACKEND")))
-        except ImportError:
-            continue  # roan.E002
-        if not (isinstance(cls, type) and issubclass(cls, HTTPBackend)):
+    for alias, config in _configured_of(HTTPBackend):
+        if not isinstance(config.get("URL"), str):
             continue
         try:
             query = urlsplit(config["URL"]).query

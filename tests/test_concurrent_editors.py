@@ -30,7 +30,7 @@ from django.db import connections, transaction
 from django.db.models import Q
 
 from roan.models import PurgeAttempt
-from tests.support.caches import Nginx, Origin, start_nginx
+from tests.support.caches import Nginx, own_nginx
 from tests.testapp.models import Author, Post, Tag
 
 pytestmark = [
@@ -66,13 +66,8 @@ DRAIN_BATCH = 10_000
 def nginx() -> Iterator[Nginx]:
     """nginx of this module's own (its access log counts only these tests' purges) in
     front of an origin that answers every path with a cacheable page."""
-    origin = Origin()
-    try:
-        node = start_nginx(origin.port)
+    with own_nginx() as node:
         yield node
-        node.close()
-    finally:
-        origin.close()
 
 
 def use_nginx(settings: Any, nginx: Nginx, dispatch: str) -> None:

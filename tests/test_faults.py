@@ -23,7 +23,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from roan.models import PurgeAttempt
-from tests.support.caches import LoopbackServer, Nginx, Origin, start_nginx
+from tests.support.caches import LoopbackServer, Nginx, own_nginx
 from tests.support.workers import wait_until
 from tests.testapp.models import Post
 
@@ -35,13 +35,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 @pytest.fixture
 def nginx() -> Iterator[Nginx]:
     """A node of our own (these tests stop it) before an origin of our own."""
-    origin = Origin()
-    try:
-        node = start_nginx(origin.port)
+    with own_nginx() as node:
         yield node
-        node.close()
-    finally:
-        origin.close()
 
 
 def use_backend(settings, location: str, **retry: float) -> None:

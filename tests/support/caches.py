@@ -15,6 +15,7 @@ A pytest plugin (``pytest_plugins = ["tests.support.caches"]``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -290,6 +291,19 @@ class Origin(LoopbackServer):
     def close(self) -> None:
         self.release.set()
         super().close()
+
+
+@contextlib.contextmanager
+def own_nginx() -> Iterator[Nginx]:
+    """nginx of its own before an origin of its own, for tests that stop it or read its
+    access log; both stopped at the end."""
+    origin = Origin()
+    try:
+        node = start_nginx(origin.port)
+        yield node
+        node.close()
+    finally:
+        origin.close()
 
 
 @pytest.fixture(scope="session")
