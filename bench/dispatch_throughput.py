@@ -71,7 +71,7 @@ def worker(n: int, batch: int, location: str, database: dict[str, object]) -> di
 
     from roan.backends import get_backend
     from roan.models import PurgeAttempt
-    from roan.sender import send_ids
+    from roan.outbox.sender import send_ids
 
     call_command("migrate", verbosity=0)
     node = get_backend("nginx").nodes[0]

@@ -103,10 +103,11 @@ def main() -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext, override_settings
 
-    from roan import limits, pauses
+    from roan import pauses
     from roan.backends import options
     from roan.models import PurgeAttempt
-    from roan.pipeline import send
+    from roan.outbox import limits
+    from roan.outbox.sender import send
 
     call_command("migrate", verbosity=0)
     try:

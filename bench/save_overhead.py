@@ -110,12 +110,12 @@ def worker(setup: str, n: int, database: dict[str, object]) -> dict[str, float]:
 
     call_command("migrate", verbosity=0)
     if setup != "none":
-        import roan.pipeline
+        import roan.outbox.pipeline
 
         # Measure the save, not the cache: nothing is sent after the commit, whether the
         # rows were claimed in the transaction (inline) or are left to a claim after it.
-        roan.pipeline.dispatch = lambda ids, using=None: None
-        roan.pipeline._send_own = lambda claimed, db: None  # type: ignore[assignment]
+        roan.outbox.pipeline.dispatch = lambda ids, using=None: None
+        roan.outbox.pipeline._send_own = lambda claimed, db: None  # type: ignore[assignment]
     from tests.testapp.models import Author, Post
 
     authors = Author.objects.bulk_create(Author(username=f"a{i}") for i in range(10))

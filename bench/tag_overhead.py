@@ -7,7 +7,7 @@ The example site (its settings, views and templates) with a fresh database of 50
 middleware chain, no network) in two setups, interleaved round by round in one process:
 
     off    the example's MIDDLEWARE without roan.middleware.CacheTagMiddleware, and
-           roan's tracking hooks uninstalled (roan.tags.uninstall())
+           roan's tracking hooks uninstalled (roan.tags.collect.uninstall())
     on     with it, and a Varnish backend configured, so each page gets its xkey header
            (the render overhead: tracking, collecting and the header)
     index  the same, plus the tag index write that a miss costs (one upsert of the
@@ -108,8 +108,8 @@ def timed_request(client: Any) -> tuple[float, float]:
 def run(requests: int, rounds: int, guard_dir: str = "") -> None:
     from django.test import override_settings
 
-    from roan import tag_index
-    from roan import tags as tags_module
+    from roan.tags import collect as tags_module
+    from roan.tags import index as tag_index
 
     seed()
     dummy: dict[str, Any] = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}

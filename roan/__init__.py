@@ -45,13 +45,13 @@ class purge:
         self.url = url
 
     def on_save(self, model: type[Model] | str) -> purge:
-        from roan.rules import SAVE, register_code_rule
+        from roan.rules.index import SAVE, register_code_rule
 
         register_code_rule(self.url, model, SAVE)
         return self
 
     def on_delete(self, model: type[Model] | str) -> purge:
-        from roan.rules import DELETE, register_code_rule
+        from roan.rules.index import DELETE, register_code_rule
 
         register_code_rule(self.url, model, DELETE)
         return self
@@ -117,7 +117,7 @@ def purge_model(
 @contextmanager
 def suppress_purges() -> Iterator[None]:
     """Collect no purges in this block (data migrations, seeding, bulk fixes)."""
-    from roan.pipeline import suppress_purges as _suppress
+    from roan.context import suppress_purges as _suppress
 
     with _suppress():
         yield

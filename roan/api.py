@@ -7,12 +7,18 @@ from typing import Any
 
 from django.db import models
 
-from roan import pipeline, receivers, render, rules, tag_index, tag_purges
+from roan import context, receivers
 from roan.backends.base import PurgeRequest
 from roan.conf import roan_settings
-from roan.tag_names import model_tag
-from roan.targets import check_alias
-from roan.targets import parse_target as parse_target
+from roan.outbox import pipeline
+from roan.purges import Cause, Purge
+from roan.rules import index as rules
+from roan.rules import rendering
+from roan.rules.targets import check_alias
+from roan.rules.targets import parse_target as parse_target
+from roan.tags import index as tag_index
+from roan.tags import purges as tag_purges
+from roan.tags.names import model_tag
 
 
 def purge_urls(
@@ -29,10 +35,10 @@ def purge_urls(
     if kind == "all" and not requests:
         requests = [PurgeRequest("all", "")]
     aliases = _aliases(backends)
-    user_id = getattr(user, "pk", None) if user is not None else pipeline.current_user_id()
-    origin = pipeline.Origin(trigger=trigger, user_id=user_id)
+    user_id = getattr(user, "pk", None) if user is not None else context.current_user_id()
+    origin = Cause(trigger=trigger, user_id=user_id)
     return pipeline.submit(
-        pipeline.Purge(alias, request, origin) for alias in aliases for request in requests
+        Purge(alias, request, origin) for alias in aliases for request in requests
     )
 
 
@@ -43,22 +49,14 @@ def purge_object(obj: models.Model, *, trigger: str = "api", user: Any = None) -
             if rule not in fired:
                 fired.append(rule)
     user_id = getattr(user, "pk", None) if user is not None else None
-    purges: list[pipeline.Purge] = []
+    purges: list[Purge] = []
     for rule in fired:
-        requests = pipeline.render_rule(rule, obj)
-        purges += pipeline.purges_for(obj, rule, requests, trigger=trigger, user_id=user_id)
+        requests = rendering.render_rule(rule, obj)
+        purges += rendering.purges_for(obj, rule, requests, trigger=trigger, user_id=user_id)
     written = pipeline.submit(purges)
     if roan_settings.TAGS:
         # As if it were saved: with automatic tags, its pages are found by its tags too.
-        from django.contrib.contenttypes.models import ContentType
-
-        origin = pipeline.Origin(
-            trigger=trigger,
-            content_type_id=ContentType.objects.get_for_model(obj).pk,
-            object_pk=str(obj.pk),
-            object_repr=render.object_repr(obj),
-            user_id=user_id if user_id is not None else pipeline.current_user_id(),
-        )
+        origin = Cause.of_object(trigger, obj, user_id=user_id)
         tags = receivers.tags_of(type(obj), [obj.pk])
         written += tag_purges.submit_tags(tags, origin, roan_settings.BACKENDS)
     return written
@@ -78,8 +76,8 @@ def _submit_tags(
     its own ``ROAN_MAX_URLS_PER_EVENT``), so that a script's big purge is sent whole."""
     from django.contrib.contenttypes.models import ContentType
 
-    user_id = getattr(user, "pk", None) if user is not None else pipeline.current_user_id()
-    origin = pipeline.Origin(
+    user_id = getattr(user, "pk", None) if user is not None else context.current_user_id()
+    origin = Cause(
         trigger=trigger,
         user_id=user_id,
         content_type_id=ContentType.objects.get_for_model(model).pk if model else None,

@@ -1,5 +1,5 @@
 """roan's app config: connects the receivers, patches the ORM's writes that send no
-signals (``roan.bulk_writes``) and registers the system checks once every app is loaded
+signals (``roan.tags.bulk_writes``) and registers the system checks once every app is loaded
 (the only imports the layer test does not walk)."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ class RoanConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from roan import bulk_writes, checks, receivers
+        from roan import checks, receivers
+        from roan.tags import bulk_writes
 
         receivers.connect()
         bulk_writes.patch()

@@ -14,9 +14,9 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from roan.access import ROAN_APP, SENSITIVE_APPS, is_roan_model, is_sensitive
 from roan.backends.options import parse_verify
 from roan.conf import DEFAULT_PURGE_URL, roan_settings
+from roan.rules.access import ROAN_APP, SENSITIVE_APPS, is_roan_model, is_sensitive
 
 
 def check_backends(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -189,9 +189,10 @@ def check_rate_limit_cache(app_configs: Any = None, **kwargs: Any) -> list[check
     roan.W011: one kept in a shared cache without atomic counters (database, files)
     holds only roughly when several processes send at once.
     """
-    from roan.limits import is_atomic, is_shared, rate_limit
+    from roan.outbox.limits import rate_limit
+    from roan.shared_cache import is_atomic, is_shared
 
-    # A CDN backend has its provider's limit by default (roan.limits.rate_limit).
+    # A CDN backend has its provider's limit by default (roan.outbox.limits.rate_limit).
     limited = sorted(alias for alias in roan_settings.BACKENDS if rate_limit(alias))
     if settings.DEBUG or not limited or is_atomic():
         return []
@@ -291,7 +292,7 @@ def sqlite_writers(alias: str, settings_dict: Mapping[str, Any]) -> list[checks.
 
 
 def check_rule_stamp_cache(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    from roan.rules import stamp_is_shared
+    from roan.rules.index import stamp_is_shared
 
     if settings.DEBUG or stamp_is_shared():
         return []

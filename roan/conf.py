@@ -250,7 +250,7 @@ class RoanSettings:
     def RENDER_GUARD(self) -> bool:
         """``ROAN_RENDER_GUARD``: a tagged page rendered while a change to what it shows
         committed goes out ``private, no-store``, so that no cache keeps what may be the
-        old content after the purge (``roan.render_guard``). Default ``True``."""
+        old content after the purge (``roan.outbox.render_guard``). Default ``True``."""
         return bool(getattr(settings, "ROAN_RENDER_GUARD", True))
 
 

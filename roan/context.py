@@ -1,5 +1,5 @@
-"""What the code running now has asked of roan: the context variables every route reads,
-and the two values each purge carries (:class:`Purge`, with its :class:`Origin`).
+"""What the code running now has asked of roan: the context variables every route reads
+(suppressed purges, held dispatch, the acting user, the ids an action wrote).
 
 Context variables follow threads and ``asyncio`` tasks, so a block's
 ``suppress_purges()`` or acting user never leaks into another request.
@@ -9,32 +9,29 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import dataclasses
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from roan.conf import roan_settings
-
-if TYPE_CHECKING:
-    from roan.backends.base import PurgeRequest
-
 
 #: When set to False (``suppress_purges()``), nothing is collected in this context.
 _enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("roan_enabled", default=True)
 
 
 #: When set (``roan.testing.capture_purges()``), requests are recorded here instead.
-_capture: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+capturing: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
     "roan_capture", default=None
 )
 
 
 #: When set (``hold_dispatch()``), committed pending ids go here instead of being sent.
-_held: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("roan_held", default=None)
+held_ids: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "roan_held", default=None
+)
 
 
 #: When set (``collect_written()``), the id of every attempt row written goes here too.
-_written: contextvars.ContextVar[WrittenIds | None] = contextvars.ContextVar(
+written_ids: contextvars.ContextVar[WrittenIds | None] = contextvars.ContextVar(
     "roan_written", default=None
 )
 
@@ -44,7 +41,7 @@ class WrittenIds(list[int]):
 
     ``recorded`` maps an attempt id to the (status, error, backend) its send wrote and
     committed in the block: what the editor is told needs no query for the rows the
-    request sent itself (:func:`roan.outcome.outcome`).
+    request sent itself (:func:`roan.outbox.outcome.outcome`).
     """
 
     def __init__(self) -> None:
@@ -55,7 +52,7 @@ class WrittenIds(list[int]):
 def note_recorded(attempts: Iterable[Any]) -> None:
     """Keep the outcomes of ``attempts``, just written and committed, for the block of
     ``collect_written()`` around this code, if any."""
-    written = _written.get()
+    written = written_ids.get()
     if written is not None:
         for attempt in attempts:
             written.recorded[attempt.pk] = (attempt.status, attempt.error, attempt.backend)
@@ -65,31 +62,6 @@ def note_recorded(attempts: Iterable[Any]) -> None:
 _user_id: contextvars.ContextVar[int | Callable[[], int | None] | None] = contextvars.ContextVar(
     "roan_user", default=None
 )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Origin:
-    """What caused a purge; copied onto each attempt row for the audit log."""
-
-    trigger: str
-    rule_id: int | None = None
-    rule_name: str = ""
-    content_type_id: int | None = None
-    object_pk: str = ""
-    object_repr: str = ""
-    user_id: int | None = None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Purge:
-    """A request for one backend, with its origin."""
-
-    backend: str
-    request: PurgeRequest
-    origin: Origin
-    #: Past the event's ``ROAN_MAX_URLS_PER_EVENT``: written with the change, sent after
-    #: the response (or by the worker), never inside the editor's request.
-    deferred: bool = False
 
 
 @contextlib.contextmanager
@@ -111,11 +83,11 @@ def hold_dispatch() -> Iterator[list[int]]:
     it never dispatches stay pending for ``roan_dispatch``.
     """
     held: list[int] = []
-    token = _held.set(held)
+    token = held_ids.set(held)
     try:
         yield held
     finally:
-        _held.reset(token)
+        held_ids.reset(token)
 
 
 @contextlib.contextmanager
@@ -125,11 +97,11 @@ def collect_written() -> Iterator[WrittenIds]:
     admin can tell the editor what became of a save or a manual purge; its ``recorded``
     holds the outcomes the block's own sends committed."""
     written = WrittenIds()
-    token = _written.set(written)
+    token = written_ids.set(written)
     try:
         yield written
     finally:
-        _written.reset(token)
+        written_ids.reset(token)
 
 
 def is_active() -> bool:

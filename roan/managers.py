@@ -17,6 +17,9 @@ from django.db.models import signals
 from django.db.models.base import ModelState
 from django.utils import timezone
 
+from roan.outbox.sql import dialect
+from roan.outbox.sql.base import CHUNK as _INSERT_CHUNK
+from roan.outbox.sql.base import OutcomeColumns
 from roan.signals import rules_changed
 from roan.vocabulary import Completion
 
@@ -100,13 +103,9 @@ _OPTIONAL = (
 _DATETIMES = frozenset(
     {"created_at", "updated_at", "next_attempt_at", "claimed_until", "finished_at"}
 )
-# SQLite caps bound parameters per statement (32766 since 3.32); stay well below.
-_INSERT_CHUNK = 500
 # A claim takes at most this many twins (requests for a purge it took) per attempt taken:
 # a backlog of thousands of saves of one page still goes out once.
 _TWINS_PER_CLAIMED = 10
-# ER_LOCK_DEADLOCK: InnoDB rolled the whole transaction back.
-_MYSQL_DEADLOCK = 1213
 
 
 def dedup_key(backend: str, node: str, host: str, kind: str, target: str) -> str:
@@ -124,30 +123,9 @@ def dedup_key(backend: str, node: str, host: str, kind: str, target: str) -> str
 purge_of = operator.attrgetter("backend", "node", "host", "kind", "target")
 
 
-def _claims_in_one_statement(connection: Any) -> bool:
-    """Whether a claim can be one ``UPDATE ... RETURNING``: PostgreSQL, SQLite 3.35+
-    (MySQL and MariaDB have no ``UPDATE ... RETURNING``)."""
-    if connection.vendor == "postgresql":
-        return True
-    return connection.vendor == "sqlite" and bool(
-        connection.features.can_return_columns_from_insert
-    )
-
-
 @contextlib.contextmanager
 def _nothing() -> Iterator[None]:
     yield
-
-
-def _returns_ids_from_insert(connection: Any) -> bool:
-    """Whether a multi-row ``INSERT`` can say the id of each row, in order.
-
-    PostgreSQL and SQLite can (RETURNING); MariaDB can since 10.5; MySQL cannot, so there
-    each row is its own statement (a multi-row INSERT's ids need not be consecutive).
-    """
-    if connection.vendor != "mysql":
-        return True
-    return bool(connection.mysql_is_mariadb and connection.mysql_version >= (10, 5))
 
 
 def _insert_sql(
@@ -183,7 +161,7 @@ _CLAIMED = frozenset(
     {
         "id",
         "coalesced",
-        # roan.key_misses tells the index's purges by their rule name.
+        # roan.outbox.key_misses tells the index's purges by their rule name.
         "rule_name",
         "status",
         "backend",
@@ -203,84 +181,11 @@ _CLAIMED = frozenset(
 )
 # What the claim's UPDATE sets, and so need not read back.
 _SET_BY_CLAIM = frozenset({"claimed_until", "updated_at"})
-# PostgreSQL takes any number of rows as one array per column; keep statements moderate.
-_RECORD_CHUNK = 5000
-# MySQL: a CASE of this many ids, each looked up by every row it updates.
-_CASED_CHUNK = 1000
 # The outcomes that differ from row to row of a batch; the others are mostly shared.
-_VARYING_OUTCOMES = ("latency_ms", "next_attempt_at")
-_SHARED_OUTCOMES = tuple(c for c in _OUTCOME_COLUMNS if c not in _VARYING_OUTCOMES)
+_OUTCOMES = OutcomeColumns(_OUTCOME_COLUMNS, varying=("latency_ms", "next_attempt_at"))
 # record() reads a thousand rows' outcomes at a time: these run in C.
 _outcomes_of = operator.attrgetter(*_OUTCOME_COLUMNS)
 _OUTCOME_DATETIMES = tuple(i for i, c in enumerate(_OUTCOME_COLUMNS) if c in _DATETIMES)
-_shared_of = operator.itemgetter(*(_OUTCOME_COLUMNS.index(c) for c in _SHARED_OUTCOMES))
-
-
-def _outcome_groups(
-    rows: list[tuple[Any, ...]],
-) -> Iterator[tuple[tuple[Any, ...], list[tuple[Any, ...]]]]:
-    """Outcome rows (record()'s, the id last) grouped by every column but the varying
-    ones: each group's shared values and its rows."""
-    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-    for row in rows:
-        groups.setdefault(_shared_of(row), []).append(row)
-    yield from groups.items()
-
-
-def _updates_from(connection: Any) -> bool:
-    """Whether the database is SQLite 3.33+, which has ``UPDATE ... FROM``."""
-    return connection.vendor == "sqlite" and bool(
-        connection.Database.sqlite_version_info >= (3, 33)
-    )
-
-
-def _sqlite_params(connection: Any) -> int:
-    """How many parameters one SQLite statement may bind on this (open) connection."""
-    raw = connection.connection
-    return int(raw.getlimit(connection.Database.SQLITE_LIMIT_VARIABLE_NUMBER))
-
-
-# SQLite in WAL mode: a commit that only records outcomes does not wait for the disk
-# (``synchronous = NORMAL``, set on the connection for that commit alone). A power loss
-# can then cost the last such commits and never the database's consistency: those rows
-# are left claimed, as if the sender had died before recording, and are sent again once
-# their lease ends. Not in rollback-journal mode, where NORMAL could corrupt the file,
-# and never in a caller's transaction.
-_FULL_SYNC = 2
-
-
-@contextlib.contextmanager
-def _unsynced_on_wal(connection: Any) -> Iterator[None]:
-    level = _wal_sync_level(connection) if connection.vendor == "sqlite" else None
-    if level is None:
-        yield
-        return
-    raw = connection.connection
-    raw.execute("PRAGMA synchronous = NORMAL")
-    try:
-        yield
-    finally:
-        raw.execute(f"PRAGMA synchronous = {int(level)}")
-
-
-def _wal_sync_level(connection: Any) -> int | None:
-    """The connection's ``synchronous`` level when it is in WAL mode and waits for the
-    disk at each commit (FULL or EXTRA), else None; read once per opened connection."""
-    connection.ensure_connection()
-    raw = connection.connection
-    known = getattr(connection, "_roan_wal_sync", None)
-    if known is not None and known[0] is raw:
-        return known[1]  # type: ignore[no-any-return]
-    level: int | None = None
-    try:
-        journal = str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-        sync = int(raw.execute("PRAGMA synchronous").fetchone()[0])
-        if journal == "wal" and sync >= _FULL_SYNC:
-            level = sync
-    except Exception:  # not worth a failed outcome: commit as the connection says
-        level = None
-    connection._roan_wal_sync = (raw, level)
-    return level
 
 
 class PurgeAttemptQuerySet(models.QuerySet["PurgeAttempt"]):
@@ -315,7 +220,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             return []
         db = using or router.db_for_write(self.model)
         connection = connections[db]
-        returning = _returns_ids_from_insert(connection)
+        returning = dialect(connection).returns_ids_from_insert(connection)
         # Several statements: one transaction, so that a failure leaves no part written.
         several = len(rows) > _INSERT_CHUNK or (not returning and len(rows) > 1)
         alone = several and not connection.in_atomic_block
@@ -375,7 +280,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             return ids
 
     def _sql(self, connection: Any, columns: tuple[str, ...], rows: int, returning: bool) -> str:
-        key = (connection.vendor, columns, rows, returning)
+        key = (connection.alias, columns, rows, returning)
         sql = self._sql_cache.get(key)
         if sql is None:
             sql = self._sql_cache[key] = _insert_sql(
@@ -396,7 +301,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         """Take due attempts (these ``ids``, or any) for sending, under a lease.
 
         ``any_time``: also those whose ``next_attempt_at`` has not come (the outer
-        attempts an inner cache's purge releases, see :mod:`roan.layers`); never one
+        attempts an inner cache's purge releases, see :mod:`roan.outbox.layers`); never one
         that another sender holds. ``twins``: also the due attempts for the same purge
         (backend, node, host, kind and target) as those taken, up to ten times ``limit``
         more (recording them costs a fraction of sending), so
@@ -408,7 +313,8 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         connection = connections[db]
         # InnoDB may still pick a claim as a deadlock victim (against another sender's
         # claim or a prune); it rolled the claim back whole, so take again.
-        tries = 6 if connection.vendor == "mysql" and not connection.in_atomic_block else 1
+        sql = dialect(connection)
+        tries = 1 if connection.in_atomic_block else sql.claim_tries
         for attempt in range(tries):
             try:
                 claimed = self._claim(ids, limit, db, exclude_backends, any_time)
@@ -417,7 +323,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
                     claimed += self._claim_twins(claimed, more, db, exclude_backends)
                 return claimed
             except OperationalError as exc:
-                if attempt + 1 == tries or exc.args[:1] != (_MYSQL_DEADLOCK,):
+                if attempt + 1 == tries or not sql.is_deadlock(exc):
                     raise
             # Apart, so that the same senders do not meet this one again.
             time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
@@ -462,7 +368,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         now = timezone.now()
         lease = now + datetime.timedelta(seconds=roan_settings.RETRY["LEASE"])
         connection = connections[db]
-        if _claims_in_one_statement(connection):
+        if dialect(connection).claims_in_one_statement:
             # Atomic on its own; inside a caller's transaction a savepoint keeps a failure
             # from aborting it (PostgreSQL).
             with transaction.atomic(using=db) if connection.in_atomic_block else _nothing():
@@ -595,10 +501,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         a row; SQLite has one writer at a time."""
         connection = connections[db]
         qn = connection.ops.quote_name
-        adapt = connection.ops.adapt_datetimefield_value
+        sql_of = dialect(connection)
         table = qn(self.model._meta.db_table)
-        postgres = connection.vendor == "postgresql"
-        at = now if postgres else adapt(now)
+        at = sql_of.datetime_param(connection, now)
         # Given ids, the rows are found by their primary key. The status is then only a
         # filter, written so that no index can serve it: a planner with stale statistics
         # (a backlog written a moment ago) would otherwise scan every pending row of the
@@ -616,12 +521,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             ids = list(ids)
             if not ids:
                 return []
-            if postgres:
-                where.append(f"{qn('id')} = ANY(%s::bigint[])")
-                params.append(ids)
-            else:
-                where.append(f"{qn('id')} IN ({', '.join(['%s'] * len(ids))})")
-                params += ids
+            condition, values = sql_of.ids_condition(qn, ids)
+            where.append(condition)
+            params += values
         if keys:
             where.append(f"{qn('dedup_key')} IN ({', '.join(['%s'] * len(keys))})")
             params += keys
@@ -634,7 +536,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             f"ORDER BY {qn('id')} LIMIT %s"
         )
         params.append(limit)
-        if postgres:
+        if sql_of.skips_locked_in_claim:
             inner += " FOR UPDATE SKIP LOCKED"
         fields = self._returned_fields()
         names = [f.attname for f in fields]
@@ -644,7 +546,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             f"RETURNING {', '.join(qn(f.column or f.attname) for f in fields)}"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [lease if postgres else adapt(lease), at, *params])
+            cursor.execute(sql, [sql_of.datetime_param(connection, lease), at, *params])
             rows = cursor.fetchall()
         claimed = self._build(db, names, rows, connection)
         for attempt in claimed:
@@ -735,33 +637,25 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         self, ids: list[int], lease: datetime.datetime, now: datetime.datetime, db: str
     ) -> None:
         # Plain SQL: the ORM resolves each of a thousand ids as an expression, which
-        # costs more than the UPDATE itself. PostgreSQL takes them as one array.
+        # costs more than the UPDATE itself.
         connection = connections[db]
         qn = connection.ops.quote_name
-        adapt = connection.ops.adapt_datetimefield_value
+        sql = dialect(connection)
         head = (
             f"UPDATE {qn(self.model._meta.db_table)} "  # noqa: S608 - fixed names
             f"SET {qn('claimed_until')} = %s, {qn('updated_at')} = %s WHERE {qn('id')} "
         )
         with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(head + "= ANY(%s::bigint[])", [lease, now, ids])
-                return
-            for start in range(0, len(ids), _INSERT_CHUNK):
-                chunk = ids[start : start + _INSERT_CHUNK]
-                marks = ", ".join(["%s"] * len(chunk))
-                cursor.execute(f"{head}IN ({marks})", [adapt(lease), adapt(now), *chunk])
+            params = [sql.datetime_param(connection, lease), sql.datetime_param(connection, now)]
+            sql.lease(cursor, head, ids, params)
 
     def record(self, attempts: Sequence[PurgeAttempt], using: str | None = None) -> None:
         """Write the outcome columns of sent ``attempts`` (status, HTTP status, latency,
         error, purge id, tries, lease, next attempt, finished), as set on the objects.
 
         ``bulk_update`` builds a ``CASE WHEN id = ...`` per row and column, which costs
-        more than sending the purges. Here PostgreSQL gets one ``UPDATE ... FROM
-        unnest(...)`` per group of like outcomes, MySQL and MariaDB one ``UPDATE ...
-        WHERE id IN`` per group (the latencies by ``CASE id``), SQLite 3.33+ one ``UPDATE
-        ... FROM (VALUES ...)`` per group (older SQLite one prepared ``UPDATE`` run for
-        every row), each in one transaction.
+        more than sending the purges. Here each database writes groups of like outcomes
+        its own way (:meth:`roan.outbox.sql.base.Dialect.record`), in one transaction.
         """
         if not attempts:
             return
@@ -783,9 +677,9 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
             rows.append(tuple(values))
         sets = ", ".join(f"{qn(c)} = %s" for c in _OUTCOME_COLUMNS)
         single = f"UPDATE {table} SET {sets} WHERE {qn('id')} = %s"  # noqa: S608
-        # Outside a caller's transaction, the commit is roan's own: see _unsynced_on_wal.
+        # Outside a caller's transaction, the commit is roan's own (see Dialect.own_commit).
         own = not connection.in_atomic_block
-        with _unsynced_on_wal(connection) if own else contextlib.nullcontext():
+        with dialect(connection).own_commit(connection) if own else contextlib.nullcontext():
             self._record_rows(db, connection, table, single, rows, own=own)
 
     def _record_rows(
@@ -798,8 +692,6 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         *,
         own: bool,
     ) -> None:
-        qn = connection.ops.quote_name
-        postgres = connection.vendor == "postgresql"
         if len(rows) == 1 and own:
             # A save's usual outcome: one statement is atomic on its own, and a
             # transaction around it would cost a BEGIN and a COMMIT more.
@@ -809,102 +701,7 @@ class PurgeAttemptManager(models.Manager["PurgeAttempt"]):
         # In a caller's transaction this is a savepoint: a row the database refuses must
         # not abort the caller's transaction (PostgreSQL), _record_each goes on row by row.
         with transaction.atomic(using=db), connection.cursor() as cursor:
-            if postgres:
-                self._record_grouped(cursor, qn, table, rows)
-            elif connection.vendor == "mysql":
-                self._record_cased(cursor, qn, table, rows)
-            elif _updates_from(connection):
-                self._record_joined(cursor, qn, table, rows, _sqlite_params(connection))
-            else:
-                cursor.executemany(single, rows)
-
-    def _record_grouped(
-        self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]
-    ) -> None:
-        """PostgreSQL: one ``UPDATE ... FROM unnest()`` per group of rows that share every
-        outcome but their latency and next attempt time (a batch is usually one or two
-        groups). Only ids, latencies and retry times travel as arrays: psycopg dumps
-        array elements in Python, which cost more than the update itself."""
-        varying = _VARYING_OUTCOMES
-        where = {c: _OUTCOME_COLUMNS.index(c) for c in _OUTCOME_COLUMNS}
-        sets = ", ".join(
-            [*(f"{qn(c)} = %s" for c in _SHARED_OUTCOMES), *(f"{qn(c)} = v.{c}" for c in varying)]
-        )
-        sql = (
-            f"UPDATE {table} SET {sets} "  # noqa: S608 - fixed column names
-            "FROM unnest(%s::bigint[], %s::float8[], %s::timestamptz[]) "
-            f"AS v(id, {', '.join(varying)}) WHERE {table}.{qn('id')} = v.id"
-        )
-        for key, members in _outcome_groups(rows):
-            for start in range(0, len(members), _RECORD_CHUNK):
-                chunk = members[start : start + _RECORD_CHUNK]
-                arrays = [
-                    [row[-1] for row in chunk],
-                    [row[where["latency_ms"]] for row in chunk],
-                    [row[where["next_attempt_at"]] for row in chunk],
-                ]
-                cursor.execute(sql, [*key, *arrays])
-
-    def _record_joined(
-        self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]], limit: int
-    ) -> None:
-        """SQLite 3.33+: one ``UPDATE ... FROM (VALUES ...)`` per group of rows that share
-        every outcome but their latency and next attempt time, those two joined in by id.
-        A prepared ``UPDATE`` run for each row costs SQLite a statement step and reset
-        per row, which made recording take longer than sending the batch."""
-        at = [_OUTCOME_COLUMNS.index(c) for c in _VARYING_OUTCOMES]
-        sets = ", ".join(
-            [
-                *(f"{qn(c)} = %s" for c in _SHARED_OUTCOMES),
-                *(f"{qn(c)} = v.column{i + 2}" for i, c in enumerate(_VARYING_OUTCOMES)),
-            ]
-        )
-        width = 1 + len(_VARYING_OUTCOMES)
-        per = max(1, min(_RECORD_CHUNK, (limit - len(_SHARED_OUTCOMES)) // width))
-        mark = f"({', '.join(['%s'] * width)})"
-        for key, members in _outcome_groups(rows):
-            for start in range(0, len(members), per):
-                chunk = members[start : start + per]
-                params = list(key)
-                for row in chunk:
-                    params.append(row[-1])
-                    params += [row[i] for i in at]
-                cursor.execute(
-                    f"UPDATE {table} SET {sets} "  # noqa: S608 - fixed column names
-                    f"FROM (VALUES {', '.join([mark] * len(chunk))}) AS v "
-                    f"WHERE {table}.{qn('id')} = v.column1",
-                    params,
-                )
-
-    def _record_cased(self, cursor: Any, qn: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
-        """MySQL and MariaDB: one ``UPDATE ... WHERE id IN (...)`` per group of rows that
-        share every outcome but their latency and next attempt time, those two set by
-        ``CASE id``. The driver runs ``executemany()`` of an ``UPDATE`` as one statement
-        and one round trip per row, which made recording a batch cost ten times its
-        sending."""
-        for key, members in _outcome_groups(rows):
-            for start in range(0, len(members), _CASED_CHUNK):
-                chunk = members[start : start + _CASED_CHUNK]
-                sets = [f"{qn(c)} = %s" for c in _SHARED_OUTCOMES]
-                params: list[Any] = list(key)
-                for column in _VARYING_OUTCOMES:
-                    at = _OUTCOME_COLUMNS.index(column)
-                    values = [row[at] for row in chunk]
-                    if all(value == values[0] for value in values):
-                        sets.append(f"{qn(column)} = %s")
-                        params.append(values[0])
-                        continue
-                    whens = " ".join(["WHEN %s THEN %s"] * len(chunk))
-                    sets.append(f"{qn(column)} = CASE {qn('id')} {whens} END")
-                    for row, value in zip(chunk, values, strict=True):
-                        params += [row[-1], value]
-                marks = ", ".join(["%s"] * len(chunk))
-                params += [row[-1] for row in chunk]
-                cursor.execute(
-                    f"UPDATE {table} SET {', '.join(sets)} "  # noqa: S608 - fixed names
-                    f"WHERE {qn('id')} IN ({marks})",
-                    params,
-                )
+            dialect(connection).record(connection, cursor, table, single, rows, _OUTCOMES)
 
 
 class PurgeTryManager(models.Manager["PurgeTry"]):

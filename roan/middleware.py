@@ -24,10 +24,11 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.functional import empty
 from django.utils.translation import gettext as _
 
-from roan import tag_purges, tags
 from roan.context import WrittenIds, acting_user_lookup, collect_written
 from roan.models import PurgeAttempt
-from roan.outcome import outcome, outcome_message
+from roan.outbox.outcome import outcome, outcome_message
+from roan.tags import collect as tags
+from roan.tags import purges as tag_purges
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +92,15 @@ def tell_admin_change(request: HttpRequest, response: HttpResponse, ids: Written
 
 
 class CacheTagMiddleware:
-    """Tag cacheable responses with what they were built from (see ``roan.tags``).
+    """Tag cacheable responses with what they were built from (see ``roan.tags.collect``).
 
     For GET and HEAD, the view runs (and its template renders) under
-    ``roan.tags.tracking()``; a response shared caches may keep (``roan.tags.is_cacheable``)
+    ``roan.tags.collect.tracking()``; a response shared caches may keep
+    (``roan.tags.collect.is_cacheable``)
     gets the tag header of every configured backend that reads one (Varnish ``xkey``),
-    its tags go to ``roan.tag_index.remember`` for caches that cannot purge by tag, and
-    ``roan.render_guard`` makes it uncacheable when a change to what it shows committed
-    while it rendered (see ``roan.tags.settle``).
+    its tags go to ``roan.tags.index.remember`` for caches that cannot purge by tag, and
+    ``roan.outbox.render_guard`` makes it uncacheable when a change to what it shows committed
+    while it rendered (see ``roan.tags.collect.settle``).
 
     Put it first in ``MIDDLEWARE`` (or right after ``SecurityMiddleware``): it must see
     the ``Set-Cookie`` and ``Cache-Control`` headers the middleware below it adds.

@@ -19,7 +19,7 @@ from roan.managers import (
     PurgeRuleManager,
     PurgeTryManager,
 )
-from roan.validation import clean_rule
+from roan.rules.validation import clean_rule
 
 
 class PurgeRule(models.Model):
@@ -374,7 +374,7 @@ class TaggedURL(models.Model):
     """The URL<->tag index: a cached page (``host`` + ``path``) carried ``tag`` until
     ``expires_at``.
 
-    Written once per cache miss by the tag middleware (``roan.tag_index.remember``), read
+    Written once per cache miss by the tag middleware (``roan.tags.index.remember``), read
     when a tag is purged on a backend that cannot purge by tag: the tag becomes a purge of
     each URL it was on. Rows past ``expires_at`` are ignored and deleted by ``roan_prune``.
     """

@@ -14,8 +14,9 @@ them. A post moved to another author is the post's own change: its rule purges i
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
-from typing import Any
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from django.apps import apps as global_apps
 from django.db import models
@@ -28,12 +29,17 @@ from django.db.models.signals import (
     pre_save,
 )
 
-from roan import pipeline, render, rules, tag_purges
-from roan.access import rule_model_refusal
+from roan import context
 from roan.backends.base import PurgeRequest
 from roan.conf import roan_settings
-from roan.rules import CompiledRule
-from roan.tags import model_tag, object_tag
+from roan.outbox import pipeline
+from roan.purges import Cause, Purge
+from roan.rules import index as rules
+from roan.rules import rendering
+from roan.rules.access import rule_model_refusal
+from roan.rules.index import CompiledRule
+from roan.tags import purges as tag_purges
+from roan.tags.collect import model_tag, object_tag
 
 _OLD = "_roan_before"
 _LOADED = "_roan_loaded"
@@ -51,8 +57,30 @@ def _unstash(instance: models.Model, key: object, default: Any = None) -> Any:
     return instance.__dict__.get(_OLD, {}).pop(key, default)
 
 
+_Receiver = TypeVar("_Receiver", bound=Callable[..., None])
+
+
+def while_purging(*, forget: object = None) -> Callable[[_Receiver], _Receiver]:
+    """Run the receiver only while roan collects purges: not inside ``suppress_purges()``
+    (or with ``ROAN_ENABLED = False``), not for fixture loading (``raw=True``). When it
+    does not run, the values its ``pre_*`` twin kept under ``forget`` are dropped."""
+
+    def decorate(receiver: _Receiver) -> _Receiver:
+        @functools.wraps(receiver)
+        def guarded(*args: Any, raw: bool = False, **kwargs: Any) -> None:
+            if raw or not context.is_active():
+                if forget is not None and "instance" in kwargs:
+                    _unstash(kwargs["instance"], forget)
+                return
+            receiver(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
 def _render_all(active: tuple[CompiledRule, ...], instance: models.Model) -> Rendered:
-    return [(rule, pipeline.render_rule(rule, instance)) for rule in active]
+    return [(rule, rendering.render_rule(rule, instance)) for rule in active]
 
 
 def _submit(
@@ -67,9 +95,9 @@ def _submit(
     # "before" keeps the rules it was rendered with: the index may have been reloaded
     # between the pre_ and post_ signals.
     rendered = before + _render_all(after, instance)
-    purges: list[pipeline.Purge] = []
+    purges: list[Purge] = []
     for rule, requests in rendered:
-        purges += pipeline.purges_for(instance, rule, requests, trigger=trigger)
+        purges += rendering.purges_for(instance, rule, requests, trigger=trigger)
     pipeline.submit(purges, using=using)
 
 
@@ -99,15 +127,7 @@ def _submit_tags(instance: models.Model, tags: list[str], *, trigger: str, using
     """Purge ``tags`` on every backend after commit (one event: its own bound)."""
     if not tags:
         return
-    from django.contrib.contenttypes.models import ContentType
-
-    origin = pipeline.Origin(
-        trigger=trigger,
-        content_type_id=ContentType.objects.db_manager(using).get_for_model(instance).pk,
-        object_pk=str(instance.pk) if instance.pk is not None else "",
-        object_repr=render.object_repr(instance),
-        user_id=pipeline.current_user_id(),
-    )
+    origin = Cause.of_object(trigger, instance, using=using)
     tag_purges.submit_tags(tags, origin, roan_settings.BACKENDS, using=using)
 
 
@@ -156,15 +176,10 @@ def _as_loaded(instance: models.Model, loaded: dict[str, Any]) -> models.Model:
     return old
 
 
+@while_purging()
 def on_pre_save(
-    sender: type[models.Model],
-    instance: models.Model,
-    raw: bool = False,
-    using: str = "default",
-    **kwargs: Any,
+    sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any
 ) -> None:
-    if raw or not pipeline.is_active():
-        return
     active = rules.rules_for(sender, rules.SAVE)
     if not active or all(rule.is_static for rule in active):
         return
@@ -192,16 +207,10 @@ def on_pre_save(
         _stash(instance, rules.SAVE, _render_all(active, old))
 
 
+@while_purging(forget=rules.SAVE)
 def on_post_save(
-    sender: type[models.Model],
-    instance: models.Model,
-    raw: bool = False,
-    using: str = "default",
-    **kwargs: Any,
+    sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any
 ) -> None:
-    if raw or not pipeline.is_active():
-        _unstash(instance, rules.SAVE)
-        return
     active = rules.rules_for(sender, rules.SAVE)
     if active:
         before = _unstash(instance, rules.SAVE, [])
@@ -211,11 +220,10 @@ def on_post_save(
     _purge_object_tags(sender, instance, trigger="save", using=using, created=created)
 
 
+@while_purging()
 def on_pre_delete(
     sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any
 ) -> None:
-    if not pipeline.is_active():
-        return
     active = rules.rules_for(sender, rules.DELETE)
     if active:
         # Render now, while the row, its relations and the rows that point to it still
@@ -223,14 +231,14 @@ def on_pre_delete(
         _stash(instance, rules.DELETE, _render_all(active, instance))
 
 
+@while_purging(forget=rules.DELETE)
 def on_post_delete(
     sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any
 ) -> None:
     before = _unstash(instance, rules.DELETE, [])
-    if before and pipeline.is_active():
+    if before:
         _submit(instance, before, trigger="delete", using=using)
-    if pipeline.is_active():
-        _purge_object_tags(sender, instance, trigger="delete", using=using, created=False)
+    _purge_object_tags(sender, instance, trigger="delete", using=using, created=False)
 
 
 def _m2m_rules(model: type[models.Model], field_name: str | None) -> tuple[CompiledRule, ...]:
@@ -255,6 +263,7 @@ def _m2m_field(
     return None
 
 
+@while_purging()
 def on_m2m_changed(
     sender: type[models.Model],
     instance: models.Model,
@@ -265,7 +274,7 @@ def on_m2m_changed(
     using: str = "default",
     **kwargs: Any,
 ) -> None:
-    if not pipeline.is_active() or action not in {
+    if action not in {
         "pre_add",
         "post_add",
         "pre_remove",

@@ -28,11 +28,11 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
 
-from roan import rules
-from roan.access import can_view_model
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeRule
-from roan.validation import everything_templates, needs_purge_all_error
+from roan.rules import index as rules
+from roan.rules.access import can_view_model
+from roan.rules.validation import everything_templates, needs_purge_all_error
 from roan.vocabulary import PURGE_ALL
 
 #: A spreadsheet runs a cell that starts with one of these as a formula.

@@ -1,7 +1,7 @@
 """What this process knows about the health of the cache named by ``ROAN_CACHE``.
 
-The rule stamp (:mod:`roan.rules`), the rate-limit buckets and the pause list
-(:mod:`roan.limits`) live there, and each is read while a save runs or just after it.
+The rule stamp (:mod:`roan.rules.index`), the rate-limit buckets and the pause list
+(:mod:`roan.outbox.limits`) live there, and each is read while a save runs or just after it.
 A cache that hangs would cost its whole timeout at each of those reads, on every save;
 one that refuses connections would be asked again at each. So when one read fails, the
 others keep away from it until ``ROAN_RULES_TTL`` seconds have passed, and fall back

@@ -2,7 +2,7 @@
 
 ``rules_changed`` is sent whenever purge rules are written in bulk (a queryset's
 ``update()``/``delete()``, ``bulk_create()``/``bulk_update()``), which Django's model
-signals do not cover; the rule index (:mod:`roan.rules`) listens and reloads the rules
+signals do not cover; the rule index (:mod:`roan.rules.index`) listens and reloads the rules
 once the transaction commits. Storage thus never calls the index above it.
 
 ``backend_resumed`` is sent when a paused backend is resumed (:func:`roan.pauses.resume`),

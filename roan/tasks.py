@@ -1,4 +1,4 @@
-"""The Tasks-framework entry point: a thin call into ``roan.sender.send``.
+"""The Tasks-framework entry point: a thin call into ``roan.outbox.sender.send``.
 
 Used when ``ROAN_DISPATCH = "task"``: after commit, roan enqueues :data:`send_attempts`
 with the ids of the committed pending attempts on ``ROAN_TASK_BACKEND`` /
@@ -46,8 +46,8 @@ def send_attempts(ids: list[int]) -> int:
 
     Returns how many attempts this run handled.
     """
-    from roan.completion import check_due
-    from roan.sender import send_ids
+    from roan.outbox.completion import check_due
+    from roan.outbox.sender import send_ids
 
     attempts = send_ids(ids)
     schedule_retries(attempts)

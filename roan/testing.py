@@ -22,7 +22,8 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from roan.pipeline import Purge, _capture
+from roan.context import capturing
+from roan.purges import Purge
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,11 +66,11 @@ class capture_purges:
         self._tokens: list[Any] = []
 
     def __enter__(self) -> CapturedPurges:
-        self._tokens.append(_capture.set(self.captured.purges))
+        self._tokens.append(capturing.set(self.captured.purges))
         return self.captured
 
     def __exit__(self, *exc: object) -> None:
-        _capture.reset(self._tokens.pop())
+        capturing.reset(self._tokens.pop())
 
     def __call__(self, func: F) -> F:
         @functools.wraps(func)

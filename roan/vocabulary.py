@@ -52,7 +52,7 @@ class Trigger(models.TextChoices):
     RETRY = "retry", _("retry")
     CODE_RULE = "code_rule", _("code rule")
     #: A write that sends no signal: ``update()``, ``bulk_create()``, ``bulk_update()``,
-    #: a delete without signals (``roan.bulk_writes``).
+    #: a delete without signals (``roan.tags.bulk_writes``).
     BULK = "bulk", _("bulk write")
 
 

@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 
-from roan import rules, shared_cache
+from roan import shared_cache
 from roan.models import PurgeRule
+from roan.rules import index as rules
 
 pytest_plugins = [
     "tests.support.caches",

@@ -50,7 +50,7 @@ def test_purge_urls_goes_to_every_backend_unless_told(settings) -> None:
     with capture_purges() as captured:
         roan.purge_urls(["/x/", "/x/"])
         roan.purge_urls("/y/", backends=["b"], trigger="admin")
-    assert [(p.backend, p.request.target, p.origin.trigger) for p in captured] == [
+    assert [(p.backend, p.request.target, p.cause.trigger) for p in captured] == [
         ("a", "/x/", "api"),
         ("b", "/x/", "api"),
         ("b", "/y/", "admin"),

@@ -1,5 +1,11 @@
-"""roan's modules form layers: each imports only from its own layer or those below, and
-no import cycle exists anywhere, function-level imports included.
+"""roan is arranged by subject: packages (``roan.rules``, ``roan.tags``, ``roan.outbox``,
+``roan.backends``, ``roan.admin``) and Django's conventional modules at the root. Three
+rules hold, each a test below:
+
+- its modules form layers: each imports only from its own layer or those below, and no
+  import cycle exists anywhere, function-level imports included;
+- no module imports a private name (``_name``) from another package;
+- no module outside ``roan.outbox.sql`` tells databases apart (``connection.vendor``).
 
 Only two kinds of import are not walked: those under ``if TYPE_CHECKING:`` (never run)
 and those in ``AppConfig.ready()`` (Django runs it once every app is loaded; that is
@@ -17,63 +23,77 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "roan"
 
 #: From the bottom up. A module's layer is that of the longest entry naming it or a
-#: package of it.
+#: package of it. A package's modules sit on as few layers as its imports allow.
 LAYERS: list[tuple[str, list[str]]] = [
     (
-        "foundation: settings, words, access, templating, shared cache, context, retries",
+        "foundation: settings, words, context, retries, the shared cache",
         [
             "roan.conf",
             "roan.vocabulary",
-            "roan.access",
-            "roan.templating",
-            "roan.shared_cache",
-            "roan.render_guard",
             "roan.context",
-            "roan.tag_names",
             "roan.retrying",
+            "roan.shared_cache",
+            "roan.outbox.render_guard",
+            "roan.tags.names",
+            "roan.rules.access",
+            "roan.rules.templating",
         ],
     ),
     ("backends: the caches and how to talk to them", ["roan.backends"]),
+    ("what a purge is", ["roan.purges"]),
     (
-        "validation: what editors and programs may ask for",
-        ["roan.targets", "roan.validation"],
+        "rules: what editors and programs may ask for",
+        ["roan.rules.targets", "roan.rules.validation"],
     ),
-    ("storage: models and managers", ["roan.signals", "roan.managers", "roan.models"]),
-    ("the rule index, rendering, the tag index", ["roan.rules", "roan.render", "roan.tag_index"]),
     (
-        "the sender and its policies",
+        "storage: vendor SQL, models and managers",
+        ["roan.outbox.sql", "roan.signals", "roan.managers", "roan.models"],
+    ),
+    ("rules: the index and rendering; the tag index", ["roan.rules", "roan.tags.index"]),
+    (
+        "the outbox: pauses, the sender and its policies",
         [
-            "roan.limits",
             "roan.pauses",
-            "roan.layers",
-            "roan.verify",
-            "roan.completion",
-            "roan.key_misses",
-            "roan.sender",
+            "roan.outbox.limits",
+            "roan.outbox.layers",
+            "roan.outbox.verify",
+            "roan.outbox.completion",
+            "roan.outbox.key_misses",
+            "roan.outbox.outcome",
+            "roan.outbox.sender",
         ],
     ),
-    ("the pipeline and tasks", ["roan.pipeline", "roan.tasks"]),
+    ("the task that sends", ["roan.tasks"]),
+    ("the outbox: a transaction's purges", ["roan.outbox.pipeline"]),
     (
-        "the public API and integrations",
+        "tags, the public API and integrations",
         [
-            "roan.tag_purges",
-            "roan.receivers",
-            "roan.bulk_writes",
             "roan.tags",
+            "roan.receivers",
             "roan.api",
             "roan.middleware",
             "roan.templatetags",
             "roan.checks",
             "roan.resources",
-            "roan.outcome",
             "roan.testing",
             "roan.management",
         ],
     ),
     # The admin's template tags ({% load roan_admin %}) belong to the admin.
     ("the admin", ["roan.admin", "roan.templatetags.roan_admin"]),
-    ("the entry points", ["roan.apps", "roan"]),
+    # A package's __init__ names its public functions, imported on first use.
+    ("the entry points", ["roan.apps", "roan", "roan.outbox"]),
 ]
+
+#: A package of roan's; the modules at the root form the package ``roan``.
+PACKAGES = ("roan.rules", "roan.tags", "roan.outbox", "roan.backends", "roan.admin")
+
+
+def package_of(module: str) -> str:
+    for package in PACKAGES:
+        if module == package or module.startswith(package + "."):
+            return package
+    return "roan"
 
 
 def module_names() -> dict[str, pathlib.Path]:
@@ -215,7 +235,8 @@ def test_the_walker_sees_function_level_imports(tmp_path: pathlib.Path) -> None:
         "if TYPE_CHECKING:\n    from roan.admin import x\n"
         "def f():\n    from roan.models import PurgeRule\n    from roan import pipeline\n"
     )
-    walker = _Walker("roan.conf", False, {"roan", "roan.models", "roan.pipeline", "roan.admin"})
+    known = {"roan", "roan.models", "roan.pipeline", "roan.admin"}
+    walker = _Walker("roan.conf", False, known)
     walker.visit(ast.parse(source))
     assert sorted(target for target, _ in walker.imports) == ["roan.models", "roan.pipeline"]
 
@@ -252,14 +273,17 @@ def test_the_walker_sees_function_level_imports(tmp_path: pathlib.Path) -> None:
         "roan.backends.cloudfront.CloudFrontBackend",
         "roan.backends.akamai.AkamaiBackend",
         "roan.backends.azure.AzureFrontDoorBackend",
-        "roan.pipeline.send",
-        "roan.pipeline.submit",
-        "roan.pipeline.hold_dispatch",
+        "roan.outbox.send",
+        "roan.outbox.submit",
+        "roan.outbox.dispatch",
+        "roan.context.hold_dispatch",
         "roan.pauses.pause",
         "roan.pauses.resume",
-        "roan.limits.pause",
-        "roan.limits.resume",
-        "roan.limits.paused_backends",
+        "roan.pauses.paused_backends",
+        "roan.purges.Purge",
+        "roan.purges.Cause",
+        "roan.tasks.send_attempts",
+        "roan.admin.register",
         "roan.api.parse_target",
     ],
 )
@@ -269,3 +293,48 @@ def test_public_name_still_imports(name: str) -> None:
     module_name, _, attribute = name.rpartition(".")
     module = importlib.import_module(module_name)
     assert getattr(module, attribute) is not None
+
+
+def test_no_module_imports_a_private_name_of_another_package() -> None:
+    """``_name`` is a module's own business, or its package's: another package that needs
+    it needs a public name instead."""
+    modules = module_names()
+    found = []
+    for name, path in sorted(modules.items()):
+        package = package_of(name)
+        tree = ast.parse(path.read_text(), filename=str(path))
+        bound: dict[str, str] = {}  # local name -> roan module it stands for
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("roan"):
+                source = node.module or ""
+                for alias in node.names:
+                    submodule = f"{source}.{alias.name}"
+                    if submodule in modules:
+                        bound[alias.asname or alias.name] = submodule
+                    elif alias.name.startswith("_") and package_of(source) != package:
+                        found.append(f"{name}:{node.lineno} imports {source}.{alias.name}")
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and package_of(bound[node.value.id]) != package
+            ):
+                found.append(f"{name}:{node.lineno} reads {bound[node.value.id]}.{node.attr}")
+    assert not found, "private names used across packages:\n" + "\n".join(found)
+
+
+def test_only_the_sql_package_tells_databases_apart() -> None:
+    """What differs between PostgreSQL, SQLite and MySQL lives in ``roan.outbox.sql``, a
+    module per database: elsewhere no ``connection.vendor``, no version of a database."""
+    telling = {"vendor", "mysql_is_mariadb", "mysql_version", "sqlite_version_info"}
+    found = []
+    for name, path in sorted(module_names().items()):
+        if name == "roan.outbox.sql" or name.startswith("roan.outbox.sql."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in telling:
+                found.append(f"{name}:{node.lineno} reads .{node.attr}")
+    assert not found, "database vendors told apart outside roan.outbox.sql:\n" + "\n".join(found)

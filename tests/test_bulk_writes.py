@@ -1,4 +1,4 @@
-"""Writes that send no signals (``roan.bulk_writes``): ``update()``, ``bulk_update()``,
+"""Writes that send no signals (``roan.tags.bulk_writes``): ``update()``, ``bulk_update()``,
 ``bulk_create()`` and raw deletes purge the tags they touch after commit, like a save.
 
 The first tests run real pages (tests/support/tagged_site.py, tagged by the middleware)
@@ -18,10 +18,10 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 import roan
-from roan import bulk_writes
 from roan.backends.base import PurgeRequest
 from roan.models import PurgeAttempt
-from roan.tags import object_tag
+from roan.tags import bulk_writes
+from roan.tags.names import object_tag
 from tests.support.caches import Nginx, start_nginx
 from tests.testapp.models import Author, Post, Tag
 

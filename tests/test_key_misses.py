@@ -1,4 +1,4 @@
-"""roan.key_misses: a backend whose purges of indexed pages mostly find nothing is named
+"""roan.outbox.key_misses: a backend whose purges of indexed pages mostly find nothing is named
 in the log, at most once per interval."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from roan import key_misses
 from roan.models import PurgeAttempt
+from roan.outbox import key_misses
 
 pytestmark = pytest.mark.django_db
 
@@ -30,11 +30,11 @@ def rows(status: str, count: int, *, rule_name: str = "tag blog.post") -> list[P
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "roan.key_misses"]
+    return [r.getMessage() for r in caplog.records if r.name == "roan.outbox.key_misses"]
 
 
 def test_mostly_not_cached_warns_once_per_interval(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, "roan.key_misses")
+    caplog.set_level(logging.WARNING, "roan.outbox.key_misses")
     missed = rows("not_cached", 9)
     rows("ok", 3)
     key_misses.after_record(missed, using="default")
@@ -46,7 +46,7 @@ def test_mostly_not_cached_warns_once_per_interval(caplog: pytest.LogCaptureFixt
 
 
 def test_a_few_misses_or_purges_from_rules_say_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, "roan.key_misses")
+    caplog.set_level(logging.WARNING, "roan.outbox.key_misses")
     missed = rows("not_cached", 4)
     rows("ok", 8)
     key_misses.after_record(missed, using="default")

@@ -27,11 +27,13 @@ from django.views.decorators.cache import cache_page
 
 import roan
 from roan import backends as backend_registry
-from roan import limits, pauses
+from roan import pauses
 from roan.backends.base import PurgeRequest, PurgeResult
 from roan.backends.nginx import NginxBackend
+from roan.context import hold_dispatch, suppress_purges
 from roan.models import PurgeAttempt
-from roan.pipeline import hold_dispatch, send, suppress_purges
+from roan.outbox import limits
+from roan.outbox.sender import send
 from tests.support.caches import start_nginx
 from tests.testapp.models import Post
 

@@ -1,4 +1,4 @@
-"""Rate limits and the pause switch, against a real nginx (roan.limits)."""
+"""Rate limits and the pause switch, against a real nginx (roan.outbox.limits)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from django.core.cache import caches
 from django.utils import timezone
 
 import roan
-from roan import limits, pauses
+from roan import pauses
 from roan.backends import options
 from roan.models import BackendState, PurgeAttempt
-from roan.pipeline import send
+from roan.outbox import limits
+from roan.outbox.sender import send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

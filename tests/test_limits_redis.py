@@ -38,7 +38,7 @@ TAKER = (
     + """
 import os, pathlib
 from roan.backends.options import RateLimit
-from roan.limits import take
+from roan.outbox.limits import take
 rate, burst = map(float, sys.argv[3:5])
 sync = pathlib.Path(sys.argv[5])
 limit = RateLimit(rate, burst)
@@ -63,7 +63,7 @@ SENDER = (
     SETUP
     + """
 from roan.models import PurgeAttempt
-from roan.pipeline import send
+from roan.outbox.sender import send
 deadline = time.monotonic() + 60
 while PurgeAttempt.objects.filter(status="pending").exists() and time.monotonic() < deadline:
     send(None, limit=5)

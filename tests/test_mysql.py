@@ -14,9 +14,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from roan import managers
 from roan.admin import dashboard
 from roan.models import PurgeAttempt
+from roan.outbox.sql.mysql import MySQL
 from tests.support import outbox_locks
 from tests.support.admin_helpers import staff_client
 from tests.testapp.models import Post
@@ -38,7 +38,7 @@ def test_twins_are_found_by_the_whole_target() -> None:
 def test_ids_come_back_in_order_with_and_without_returning(monkeypatch, returning) -> None:
     """MySQL has no INSERT ... RETURNING: each row is then its own statement (forced here)."""
     if not returning:
-        monkeypatch.setattr(managers, "_returns_ids_from_insert", lambda connection: False)
+        monkeypatch.setattr(MySQL, "returns_ids_from_insert", lambda self, connection: False)
     rows = [
         {**ROW, "target": "/a/"},
         {**ROW, "target": "/b/"},

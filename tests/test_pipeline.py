@@ -13,7 +13,7 @@ import roan
 from roan.backends import locmem
 from roan.backends.base import PurgeRequest
 from roan.models import PurgeAttempt
-from roan.sender import send
+from roan.outbox.sender import send
 from tests.testapp.models import Author, Post, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -101,7 +101,7 @@ def test_twins_from_several_transactions_are_sent_once_and_each_row_records_it(
 
 
 def test_a_backlog_sent_in_claimed_ahead_halves_sends_each_purge_once(outbox) -> None:
-    from roan.sender import send_ids
+    from roan.outbox.sender import send_ids
 
     row = {"backend": "default", "node": "default", "trigger": "api"}
     targets = [f"/t/{i}/" for i in range(750)]
@@ -359,10 +359,11 @@ def test_a_target_longer_than_its_column_is_recorded_skipped_never_shortened(
     settings.ROAN_BACKENDS = {"trusting": {"BACKEND": f"{__name__}.TrustingBackend"}}
     # Typed URLs are refused where they enter (roan.purge_urls); a rule's rendering or a
     # project's own code can still hand the pipeline a long one.
-    from roan.pipeline import Origin, Purge, submit
+    from roan.outbox.pipeline import submit
+    from roan.purges import Cause, Purge
 
     long_path = "/" + "a" * 3000
-    origin = Origin(trigger="api")
+    origin = Cause(trigger="api")
     submit(Purge("trusting", PurgeRequest("url", path), origin) for path in (long_path, "/short/"))
     assert [request.target for _node, request in outbox] == ["/short/"]
     skipped = PurgeAttempt.objects.get(status="skipped")
@@ -392,7 +393,7 @@ def test_a_save_sends_its_own_rows_and_leaves_an_older_request_to_the_drain(
 def test_a_save_whose_process_dies_before_the_send_loses_nothing(
     post_rule, outbox, monkeypatch, in_transaction: bool
 ) -> None:
-    from roan import pipeline, sender
+    from roan.outbox import pipeline, sender
 
     def die(*args, **kwargs):
         raise KeyboardInterrupt  # the process stops between the commit and the send
@@ -507,7 +508,7 @@ def test_a_transaction_that_outlasts_half_the_lease_renews_it_before_sending(
 
 def test_only_the_first_writes_of_a_big_transaction_are_claimed_in_it(make_rule, outbox) -> None:
 
-    from roan import pipeline
+    from roan.outbox import pipeline
 
     make_rule("many", "/many/{slug}/")
     with transaction.atomic():

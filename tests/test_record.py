@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from django.utils import timezone
 
-from roan import managers
 from roan.models import PurgeAttempt
-from roan.pipeline import send
+from roan.outbox.sender import send
+from roan.outbox.sql.sqlite import SQLite
 from tests.support.servers import ScriptedServer
 
 pytestmark = pytest.mark.django_db
@@ -159,7 +159,7 @@ def test_a_backlog_sent_in_batches_claims_ahead_and_sends_each_attempt_once(
     import threading
 
     from roan import pauses
-    from roan.sender import send_ids
+    from roan.outbox.sender import send_ids
 
     settings.ROAN_BACKENDS = {
         "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": f"{cache.url}/purge"},
@@ -271,9 +271,9 @@ def test_a_sender_that_records_slower_than_it_sends_has_one_batch_unrecorded_at_
     import threading
     import time
 
-    from roan import sender
     from roan.backends.locmem import LocMemBackend
-    from roan.sender import send_ids
+    from roan.outbox import sender
+    from roan.outbox.sender import send_ids
 
     settings.ROAN_BACKENDS = {"mem": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
     ids = PurgeAttempt.objects.write(
@@ -319,9 +319,9 @@ def test_a_batch_of_outcomes_that_differ_row_by_row_lands_on_each_row(sqlite, mo
     and on a SQLite without ``UPDATE ... FROM`` (a statement per row); the other
     databases run it as it is, thrice."""
     if sqlite == "few parameters a statement":
-        monkeypatch.setattr(managers, "_sqlite_params", lambda connection: 40)
+        monkeypatch.setattr(SQLite, "parameter_limit", lambda self, connection: 40)
     elif sqlite == "before 3.33":
-        monkeypatch.setattr(managers, "_updates_from", lambda connection: False)
+        monkeypatch.setattr(SQLite, "updates_from", False)
     ids = PurgeAttempt.objects.write(
         [{"backend": "b", "node": "n", "target": f"/r/{i}", "trigger": "api"} for i in range(301)]
     )

@@ -20,9 +20,9 @@ from django.urls import path
 from django.views.decorators.cache import cache_control, cache_page
 
 from roan import backends as backend_registry
-from roan import render_guard
 from roan.models import PurgeAttempt
-from roan.tags import cache_tags
+from roan.outbox import render_guard
+from roan.tags.collect import cache_tags
 from tests.support.caches import start_nginx
 from tests.support.tagged_site import tagged
 from tests.testapp.models import Author, Post

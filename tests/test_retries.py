@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from roan.models import PurgeAttempt
-from roan.pipeline import backoff_seconds
+from roan.outbox.sender import backoff_seconds
 from roan.tasks import retry_batches
 from tests.support import retrying
 from tests.support.retrying import dispatch_now

@@ -15,9 +15,9 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from roan import pipeline
+from roan import context
 from roan.models import PurgeAttempt, PurgeRule
-from roan.templating import TemplateError, parse
+from roan.rules.templating import TemplateError, parse
 from tests.testapp.models import Author, Comment, Post, Tag
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,7 @@ def rows() -> list[tuple[str, str, str]]:
 @pytest.fixture
 def ann() -> Author:
     author = Author.objects.create(username="ann", name="Ann")
-    with pipeline.suppress_purges():
+    with context.suppress_purges():
         for slug in ("one", "two", "three"):
             Post.objects.create(title=slug, slug=slug, author=author)
         Post.objects.create(title="x", slug="not-anns", author=Author.objects.create(username="b"))
@@ -97,7 +97,7 @@ def test_deleting_a_post_purges_its_comments_before_the_cascade_deletes_them(
     make_rule: Callable[..., PurgeRule], outbox: list[Any], django_capture_on_commit_callbacks: Any
 ) -> None:
     post = Post.objects.create(title="T", slug="t")
-    with pipeline.suppress_purges():
+    with context.suppress_purges():
         ids = [Comment.objects.create(post=post, text=str(n)).pk for n in range(2)]
     make_rule("comments", "/comments/{comments.pk}/", on_save=False)
 
@@ -142,7 +142,7 @@ def test_a_reverse_step_stops_reading_at_the_cap(
 ) -> None:
     settings.ROAN_MAX_URLS_PER_EVENT = 5
     author = Author.objects.create(username="prolific")
-    with pipeline.suppress_purges():
+    with context.suppress_purges():
         Post.objects.bulk_create(
             Post(title=str(n), slug=f"p{n:03}", author=author) for n in range(300)
         )

@@ -14,8 +14,8 @@ import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 
-from roan import rules
 from roan.models import PurgeRule
+from roan.rules import index as rules
 from roan.testing import capture_purges
 from tests.testapp.models import Post
 

@@ -18,12 +18,13 @@ from django.db import models
 from django.test.utils import isolate_apps
 from django.utils import timezone
 
-from roan import purge, rules
-from roan.access import looks_secret, rule_model_refusal
+from roan import purge
 from roan.checks import check_private_fields, check_rule_models
 from roan.models import PurgeAttempt, PurgeRule
 from roan.resources import PurgeRuleResource
-from roan.templating import TemplateError, parse, parse_lines, render
+from roan.rules import index as rules
+from roan.rules.access import looks_secret, rule_model_refusal
+from roan.rules.templating import TemplateError, parse, parse_lines, render
 from tests.support.admin_helpers import VIEW, staff_client
 from tests.testapp.models import Author, Post, Tag
 

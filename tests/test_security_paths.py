@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 import roan
 from roan.api import parse_target
 from roan.models import PurgeAttempt
-from roan.templating import RenderError, TemplateError, parse, render
+from roan.rules.templating import RenderError, TemplateError, parse, render
 from tests.testapp.models import Post
 
 DOTTED = [

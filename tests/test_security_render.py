@@ -8,9 +8,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from roan import pipeline, rules
+from roan import context
 from roan.models import PurgeAttempt, PurgeRule
-from roan.templating import TemplateError, parse
+from roan.rules import index as rules
+from roan.rules.templating import TemplateError, parse
 from tests.testapp.models import Author, Post, Tag
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +63,7 @@ def test_one_many_to_many_step_stops_reading_and_writing_at_the_cap(make_rule, s
     settings.ROAN_MAX_URLS_PER_EVENT = 5
     make_rule("tags", "/tags/{tags.slug}/")
     post = Post.objects.create(title="T", slug="t")
-    with pipeline.suppress_purges():
+    with context.suppress_purges():
         tags = Tag.objects.bulk_create(Tag(slug=f"tag-{n:03}") for n in range(300))
         post.tags.add(*tags)
     PurgeAttempt.objects.all().delete()
@@ -85,7 +86,7 @@ def test_render_follows_the_related_objects_order_and_drops_duplicates(make_rule
     post = Post.objects.create(title="T", slug="t")
     post.tags.add(Tag.objects.create(slug="b"), Tag.objects.create(slug="a"))
 
-    from roan.templating import render
+    from roan.rules.templating import render
 
     assert render(parse("/tags/{tags.slug}/", Post), post) == ["/tags/b/", "/tags/a/"]
     assert render(parse("/tags/{tags.slug}/", Post), post, limit=1) == ["/tags/b/"]
@@ -93,10 +94,10 @@ def test_render_follows_the_related_objects_order_and_drops_duplicates(make_rule
 
 
 def test_render_without_a_limit_reads_related_objects_page_by_page(make_rule) -> None:
-    from roan.templating import render
+    from roan.rules.templating import render
 
     post = Post.objects.create(title="T", slug="t")
-    with pipeline.suppress_purges():
+    with context.suppress_purges():
         post.tags.add(*Tag.objects.bulk_create(Tag(slug=f"s{n:04}") for n in range(1500)))
 
     with CaptureQueriesContext(connection) as queries:

@@ -20,9 +20,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import transaction
 
-from roan import rules
 from roan.models import PurgeAttempt, PurgeRule
 from roan.resources import PurgeRuleResource
+from roan.rules import index as rules
 from roan.shared_cache import outage
 from tests.support.caches import free_port, require
 from tests.testapp.models import Post, Tag

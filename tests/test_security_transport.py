@@ -28,7 +28,7 @@ from roan.backends.http import HTTPBackend
 from roan.backends.nginx import NginxBackend
 from roan.backends.varnish import VarnishBackend
 from roan.models import PurgeAttempt
-from roan.pipeline import send
+from roan.outbox.sender import send
 from tests.support.caches import FakeCache
 from tests.support.servers import ScriptedServer
 
@@ -191,7 +191,7 @@ def test_retry_after_is_ascii_digits_or_an_http_date() -> None:
 
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e300, -5.0])
 def test_backoff_ignores_retry_after_that_is_not_a_finite_wait(settings, value: float) -> None:
-    from roan.pipeline import backoff_seconds
+    from roan.outbox.sender import backoff_seconds
 
     settings.ROAN_RETRY = {"BASE": 5.0, "MAX": 600.0}
     assert 0 < backoff_seconds(1, retry_after=value) <= 600.0
@@ -460,7 +460,8 @@ def test_a_non_latin1_tag_is_skipped_and_the_other_tags_are_sent(fake_cache: Fak
 def test_a_url_longer_than_the_log_holds_is_skipped_not_truncated(
     settings, fake_cache: FakeCache, django_capture_on_commit_callbacks
 ) -> None:
-    from roan.pipeline import Origin, Purge, submit
+    from roan.outbox.pipeline import submit
+    from roan.purges import Cause, Purge
 
     settings.ROAN_BACKENDS = {
         "nginx": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": fake_cache.url}
@@ -468,7 +469,7 @@ def test_a_url_longer_than_the_log_holds_is_skipped_not_truncated(
     long_url = "/" + "a" * 3000
     assert PurgeAttempt._meta.get_field("target").max_length == base.MAX_TARGET_LENGTH
     with django_capture_on_commit_callbacks(execute=True):
-        submit([Purge("nginx", PurgeRequest("url", long_url), Origin("api"))])
+        submit([Purge("nginx", PurgeRequest("url", long_url), Cause("api"))])
     [row] = PurgeAttempt.objects.all()
     assert row.status == "skipped"
     assert "3,001 characters long" in row.error and "never shortens" in row.error

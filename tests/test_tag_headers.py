@@ -15,7 +15,7 @@ import requests
 from django.core.exceptions import ImproperlyConfigured
 
 from roan.backends import build_backend
-from roan.tags import header_value
+from roan.tags.collect import header_value
 from tests.support.caches import Nginx, start_nginx
 from tests.testapp.models import Post
 

@@ -23,11 +23,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import roan
-from roan import tag_index
 from roan.backends.base import PurgeRequest
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, TaggedURL
-from roan.tags import model_tag, object_tag
+from roan.tags import index as tag_index
+from roan.tags.collect import model_tag, object_tag
 from tests.support.caches import Nginx
 from tests.testapp.models import Author, Post, Tag
 
@@ -431,7 +431,7 @@ def test_purge_object_purges_the_objects_tags_as_a_save_would(
     path = unique_path("obj")
     page = cached(nginx_only, path)
     remember(path, object_tag(Post, post.pk))
-    with roan.suppress_purges():  # (an update() purges by itself: roan.bulk_writes)
+    with roan.suppress_purges():  # (an update() purges by itself: roan.tags.bulk_writes)
         Post.objects.filter(pk=post.pk).update(title="changed")
 
     roan.purge_object(post)

@@ -14,8 +14,8 @@ import requests
 from django.core.management import call_command
 from django.utils import timezone
 
-from roan import tag_index
 from roan.models import PurgeAttempt, TaggedURL
+from roan.tags import index as tag_index
 from tests.support.caches import Nginx
 
 pytestmark = pytest.mark.django_db(transaction=True)

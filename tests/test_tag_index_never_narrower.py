@@ -17,12 +17,12 @@ from django.test import Client
 from django.urls import path
 from django.utils import timezone
 
-from roan import tag_index
 from roan.backends.base import PREFIX, URL
-from roan.context import Origin
 from roan.models import PurgeAttempt, TaggedURL
-from roan.tag_purges import tag_purges
-from roan.tags import model_tag, object_tag
+from roan.purges import Cause
+from roan.tags import index as tag_index
+from roan.tags.collect import model_tag, object_tag
+from roan.tags.purges import tag_purges
 from tests.support.caches import Nginx
 from tests.testapp.models import Post
 
@@ -109,13 +109,13 @@ def test_a_backend_that_purges_prefixes_gets_one_prefix_purge_past_the_cap(
         }
     }
     index([f"/p/{n}/" for n in range(10)], "testapp.post", host="a.example")
-    purges = tag_purges(["testapp.post"], Origin(trigger="save"), ["cdn"])
+    purges = tag_purges(["testapp.post"], Cause(trigger="save"), ["cdn"])
     assert [p.request.kind for p in purges] == [URL] * 3 + [PREFIX, PREFIX]
     assert [(p.request.target, p.request.host) for p in purges[3:]] == [
         ("/", ""),
         ("/", "b.example"),
     ]
-    assert "over ROAN_MAX_URLS_PER_EVENT (3) URLs" in purges[3].origin.rule_name
+    assert "over ROAN_MAX_URLS_PER_EVENT (3) URLs" in purges[3].cause.rule_name
 
 
 # -- inside a request: past the cap, sent once the response is out --------------------------

@@ -13,8 +13,8 @@ import pytest
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 
-from roan import tag_index
 from roan.models import TaggedURL
+from roan.tags import index as tag_index
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db

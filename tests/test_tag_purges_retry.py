@@ -14,11 +14,13 @@ from django.db import DatabaseError, connection, transaction
 from django.http import HttpResponse
 from django.test import RequestFactory
 
-from roan import retrying, tag_index, tag_purges
+from roan import retrying
 from roan.backends.base import URL
 from roan.backends.locmem import LocMemBackend
 from roan.models import PurgeAttempt
-from roan.tags import object_tag
+from roan.tags import index as tag_index
+from roan.tags import purges as tag_purges
+from roan.tags.collect import object_tag
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)

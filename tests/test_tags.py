@@ -9,10 +9,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.template import engines
 
-from roan import tags
 from roan.backends.base import BaseBackend
 from roan.checks import TAG_MIDDLEWARE, check_cache_tags
-from roan.tags import header_value, model_tag, object_tag, tracking
+from roan.tags import collect as tags
+from roan.tags.collect import header_value, model_tag, object_tag, tracking
 from tests.testapp.models import Author, Post
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ def site(settings: Any) -> Any:
 def remembered(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, frozenset[str]]]:
     calls: list[tuple[str, frozenset[str]]] = []
     monkeypatch.setattr(
-        "roan.tag_index.remember",
+        "roan.tags.index.remember",
         lambda request, response, found: calls.append((request.path, found)) or True,
     )
     return calls
@@ -161,7 +161,7 @@ def test_a_failing_index_never_breaks_the_page(site, client, monkeypatch, caplog
     def broken(*args: Any) -> None:
         raise RuntimeError("index down")
 
-    monkeypatch.setattr("roan.tag_index.remember", broken)
+    monkeypatch.setattr("roan.tags.index.remember", broken)
     post = Post.objects.create(title="One", slug="one")
     response = client.get(f"/one/{post.pk}/")
     assert (response.status_code, xkey(response)) == (200, [f"testapp.post:{post.pk}"])

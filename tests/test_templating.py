@@ -6,7 +6,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.test.utils import isolate_apps
 
-from roan.templating import (
+from roan.rules.templating import (
     TemplateError,
     TemplateErrors,
     encode_segment,
@@ -122,7 +122,7 @@ def test_prefix_templates() -> None:
     "url", ["//evil.example/x", "https://evil.example/x", "posts/x", "/a\r\nb"]
 )
 def test_get_absolute_url_must_stay_on_the_site(url: str, monkeypatch) -> None:
-    from roan.templating import RenderError
+    from roan.rules.templating import RenderError
 
     monkeypatch.setattr(Post, "get_absolute_url", lambda self: url)
     with pytest.raises(RenderError):

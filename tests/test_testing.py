@@ -18,7 +18,7 @@ def test_saving_a_post_purges_its_page(post_rule, outbox) -> None:
         post.save()
     assert captured.urls == ["/posts/", "/posts/x/"]
     assert [p.backend for p in captured] == ["default", "default"]
-    assert {p.origin.trigger for p in captured} == {"save"}
+    assert {p.cause.trigger for p in captured} == {"save"}
     # captured, so nothing was recorded or sent
     assert not PurgeAttempt.objects.filter(object_repr="New").exists()
     assert outbox == []

@@ -21,11 +21,12 @@ from django.core.exceptions import ImproperlyConfigured
 from requests.structures import CaseInsensitiveDict
 
 import roan
-from roan import verify
+from roan import context
 from roan.backends import build_backend
 from roan.backends import options as backend_options
 from roan.checks import check_backends, check_verify
 from roan.models import PurgeAttempt
+from roan.outbox import verify
 from tests.support.caches import PURGE_MODULE, LoopbackServer, Nginx, Origin, _launch, require
 
 HINT_START = "The purge did not reach the page&#x27;s cache entry"
@@ -448,8 +449,6 @@ def test_roan_dispatch_waits_for_its_probes_and_closes_orphaned_ones(
     from django.core.management import call_command
     from django.utils import timezone
 
-    from roan import pipeline
-
     held_page.release.set()
     settings.ROAN_BACKENDS = {
         "site": {
@@ -463,7 +462,7 @@ def test_roan_dispatch_waits_for_its_probes_and_closes_orphaned_ones(
         backend="site", target="/orphan/", trigger="api", status="ok", verification="pending",
         finished_at=timezone.now() - datetime.timedelta(hours=1),
     )  # fmt: skip
-    with pipeline.hold_dispatch():
+    with context.hold_dispatch():
         roan.purge_urls(["/queued/"])
     assert PurgeAttempt.objects.get(target="/queued/").status == "pending"
 

@@ -19,7 +19,7 @@ from django.utils.http import http_date
 from django.views.decorators.cache import cache_control, cache_page
 
 from blog.models import Author, Post, Tag
-from roan.tags import cache_tags
+from roan.tags.collect import cache_tags
 
 View = Callable[..., HttpResponse]
 

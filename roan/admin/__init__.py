@@ -31,10 +31,6 @@ from roan.admin.pages import PurgePagesAdmin
 from roan.admin.rules import PurgeRuleAdmin
 from roan.admin.site import register
 
-#: The name older releases documented for mounting roan's pages on a site: it now
-#: installs everything, as :func:`register` does.
-install_pages = register
-
 __all__ = [
     "BackendStateAdmin",
     "CappedCountPaginator",
@@ -44,7 +40,6 @@ __all__ = [
     "PurgeCacheMixin",
     "PurgePagesAdmin",
     "PurgeRuleAdmin",
-    "install_pages",
     "purge_cache_for_selected",
     "register",
 ]

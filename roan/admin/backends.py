@@ -1,5 +1,5 @@
 """The pause switches in the admin: one row per configured backend (``BackendState``),
-paused and resumed with the list's actions (``roan.limits`` does the work)."""
+paused and resumed with the list's actions (``roan.outbox.limits`` does the work)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from roan import key_misses, pauses, verify
+from roan import pauses
 from roan.admin import operations, rollup
 from roan.admin.common import (
     ERROR_CHARS,
@@ -43,6 +43,7 @@ from roan.backends import get_backends
 from roan.backends.base import PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.models import BackendState, PurgeAttempt, PurgeTry
+from roan.outbox import key_misses, verify
 from roan.vocabulary import FAILING_STATUSES, Completion, Status
 
 SUCCESS = (Status.OK, Status.NOT_CACHED)
@@ -161,7 +162,7 @@ def queue(qs: QuerySet[PurgeAttempt]) -> dict[str, Any]:
         "pending": pending.get("n", 0),
         "failing": by_status.get(Status.FAILED, {}).get("n", 0),
         "oldest_pending": pending.get("oldest"),
-        # CDN invalidations accepted and not yet reported done (roan.completion).
+        # CDN invalidations accepted and not yet reported done (roan.outbox.completion).
         "in_progress": qs.filter(completion=Completion.IN_PROGRESS).count(),
     }
 
@@ -267,7 +268,7 @@ def latencies(
 
 def keys_differ(backends: Iterable[str]) -> list[key_misses.Misses]:
     """The backends whose recent purges of pages known to be cached mostly found
-    nothing (one bounded query each; see :mod:`roan.key_misses`)."""
+    nothing (one bounded query each; see :mod:`roan.outbox.key_misses`)."""
     found = [key_misses.misses(alias) for alias in backends]
     return [m for m in found if m.keys_differ]
 

@@ -1,6 +1,6 @@
 """The admin's forms: a rule's, "Purge URLs", "Purge everything" and the rule preview's.
 
-What a rule must satisfy wherever it is saved is ``roan.validation`` (``clean_rule``); these
+What a rule must satisfy wherever it is saved is ``roan.rules.validation`` (``clean_rule``); these
 forms add what only a person in the admin is asked.
 """
 
@@ -20,9 +20,9 @@ from roan import backends as backend_registry
 from roan.api import parse_target
 from roan.backends.base import ALL, PREFIX, TAG, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.pipeline import Origin, Purge
+from roan.purges import Cause, Purge
 from roan.resources import import_refusal
-from roan.validation import everything_templates, needs_purge_all_error
+from roan.rules.validation import everything_templates, needs_purge_all_error
 from roan.vocabulary import Trigger
 
 
@@ -228,7 +228,7 @@ class PurgeURLsForm(forms.Form):
         return data
 
     def purges(self, *, user_id: int | None) -> list[Purge]:
-        origin = Origin(trigger=Trigger.ADMIN, user_id=user_id)
+        origin = Cause(trigger=Trigger.ADMIN, user_id=user_id)
         return [
             Purge(alias, request, origin)
             for alias in self.cleaned_data["backends"]

@@ -28,9 +28,7 @@ from django.utils.translation import gettext as _
 from import_export.admin import ExportMixin
 from import_export.formats import base_formats
 
-from roan import rules as rule_index
-from roan import shared_cache, verify
-from roan.access import can_view_model
+from roan import shared_cache
 from roan.admin import operations
 from roan.admin.common import (
     ERROR_CHARS,
@@ -45,7 +43,10 @@ from roan.admin.common import (
 from roan.conf import roan_settings
 from roan.managers import PurgeAttemptQuerySet
 from roan.models import PurgeAttempt, PurgeTry
+from roan.outbox import verify
 from roan.resources import PurgeAttemptResource
+from roan.rules import index as rule_index
+from roan.rules.access import can_view_model
 from roan.vocabulary import Kind, Verification
 
 

@@ -19,12 +19,13 @@ from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from roan import pipeline
+from roan import context
 from roan.admin import operations
 from roan.admin.common import breadcrumbs, can_purge, can_view_log, log_url, page
 from roan.admin.log import models_with_rules, object_purges_url
 from roan.context import WrittenIds
-from roan.outcome import outcome, outcome_message
+from roan.outbox.outcome import outcome, outcome_message
+from roan.purges import Purge
 
 
 @admin.action(description=gettext_lazy("Purge cache for selected %(verbose_name_plural)s"))
@@ -36,7 +37,7 @@ def purge_cache_for_selected(
     objects = 0
     left_out: list[tuple[str, str]] = []
 
-    def purges() -> Iterator[pipeline.Purge]:
+    def purges() -> Iterator[Purge]:
         # Rendered lazily: submit_manual stops reading at ROAN_MAX_MANUAL_PURGES.
         nonlocal objects
         for obj in queryset.iterator(chunk_size=operations.CHUNK):
@@ -119,7 +120,7 @@ class PurgeCacheMixin:
     ) -> HttpResponse:
         """Django's add and change views; after a save, a message says what roan purged."""
         base: Any = super()
-        with pipeline.collect_written() as ids:
+        with context.collect_written() as ids:
             response: HttpResponse = base.changeform_view(
                 request, object_id, form_url, extra_context
             )
@@ -131,7 +132,7 @@ class PurgeCacheMixin:
         self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         base: Any = super()
-        with pipeline.collect_written() as ids:
+        with context.collect_written() as ids:
             response: HttpResponse = base.delete_view(request, object_id, extra_context)
         self._tell_purges(request, response, ids)
         return response

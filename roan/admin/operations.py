@@ -28,14 +28,18 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from roan import backends as backend_registry
-from roan import pipeline, rules
-from roan.access import can_view_model
+from roan import context
 from roan.admin.common import can_purge, can_purge_all, log_url
 from roan.backends.base import PREFIX, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeRule
-from roan.outcome import outcome, outcome_message
-from roan.templating import MANY, RELATIONS
+from roan.outbox import pipeline
+from roan.outbox.outcome import outcome, outcome_message
+from roan.purges import Cause, Purge
+from roan.rules import index as rules
+from roan.rules import rendering
+from roan.rules.access import can_view_model
+from roan.rules.templating import MANY, RELATIONS
 from roan.vocabulary import Trigger
 
 #: Objects of a rule's model rendered per query when purging a whole rule.
@@ -46,7 +50,7 @@ class Refused(ValueError):
     """A manual purge roan will not write at all; ``str()`` tells the editor why."""
 
 
-def bounded(purges: Iterable[pipeline.Purge], *, may_purge_all: bool) -> list[pipeline.Purge]:
+def bounded(purges: Iterable[Purge], *, may_purge_all: bool) -> list[Purge]:
     """``purges`` as a list, or ``Refused``: above ``ROAN_MAX_MANUAL_PURGES``, or purging
     everything without ``may_purge_all``.
 
@@ -74,7 +78,7 @@ def bounded(purges: Iterable[pipeline.Purge], *, may_purge_all: bool) -> list[pi
     return taken
 
 
-def submit_confirmed(purges: Iterable[pipeline.Purge], *, may_purge_all: bool = False) -> int:
+def submit_confirmed(purges: Iterable[Purge], *, may_purge_all: bool = False) -> int:
     """Write ``purges`` in one transaction and send them after it commits.
 
     Raises ``Refused`` (nothing written) as :func:`bounded` says. ``pipeline.submit``
@@ -105,7 +109,7 @@ class Written:
     recorded: dict[int, tuple[str, str, str]] = dataclasses.field(default_factory=dict)
 
 
-def submit_manual(request: HttpRequest, purges: Iterable[pipeline.Purge]) -> Written:
+def submit_manual(request: HttpRequest, purges: Iterable[Purge]) -> Written:
     """The one way an editor's purge is written: ``roan.purge_now`` checked, bounded,
     everything only with ``roan.purge_all``, and large ones sent from the queue.
 
@@ -114,14 +118,14 @@ def submit_manual(request: HttpRequest, purges: Iterable[pipeline.Purge]) -> Wri
     if not can_purge(request):
         raise PermissionDenied
     taken = bounded(purges, may_purge_all=can_purge_all(request))
-    with pipeline.collect_written() as ids:
+    with context.collect_written() as ids:
         if len(taken) <= roan_settings.MAX_INLINE_MANUAL_PURGES:
             written = Written(submit_confirmed(taken, may_purge_all=True))
         elif roan_settings.DISPATCH == "task":
             # The commit enqueues them, as for any save: a worker sends them.
             written = Written(submit_confirmed(taken, may_purge_all=True), queued=True)
         else:
-            with pipeline.hold_dispatch() as held:
+            with context.hold_dispatch() as held:
                 rows = submit_confirmed(taken, may_purge_all=True)
             written = Written(rows, queued=True, held=held)
     written.ids = list(dict.fromkeys(ids))
@@ -176,14 +180,14 @@ def repurge(
             % {"limit": limit},
         )
         return HttpResponseRedirect(back)
-    purges: dict[tuple[str, PurgeRequest], pipeline.Purge] = {}
+    purges: dict[tuple[str, PurgeRequest], Purge] = {}
     refused = 0
     for attempt in rows:
         request_ = PurgeRequest(attempt.kind, attempt.target, attempt.host)
         if purges_everything(request_) and not can_purge_all(request):
             refused += 1
             continue
-        origin = pipeline.Origin(
+        origin = Cause(
             trigger=Trigger.ADMIN,
             rule_id=attempt.rule_id,
             rule_name=attempt.rule_name,
@@ -192,9 +196,7 @@ def repurge(
             object_repr=attempt.object_repr,
             user_id=request.user.pk,
         )
-        purges.setdefault(
-            (attempt.backend, request_), pipeline.Purge(attempt.backend, request_, origin)
-        )
+        purges.setdefault((attempt.backend, request_), Purge(attempt.backend, request_, origin))
     if refused:
         messages.error(
             request,
@@ -258,7 +260,7 @@ class Line:
     skipped: str
 
 
-def plan_lines(purges: Iterable[pipeline.Purge]) -> list[Line]:
+def plan_lines(purges: Iterable[Purge]) -> list[Line]:
     """What sending ``purges`` would do, without writing or sending anything."""
     lines: list[Line] = []
     for purge in purges:
@@ -307,16 +309,16 @@ class TargetLine:
         return sum(b.attempts for b in self.backends)
 
 
-def unique_purges(purges: Iterable[pipeline.Purge]) -> list[pipeline.Purge]:
+def unique_purges(purges: Iterable[Purge]) -> list[Purge]:
     """``purges`` without repeats of a (backend, request): the first rule's origin wins,
     as it does when they are written in one transaction."""
-    found: dict[tuple[str, PurgeRequest], pipeline.Purge] = {}
+    found: dict[tuple[str, PurgeRequest], Purge] = {}
     for purge in purges:
         found.setdefault((purge.backend, purge.request), purge)
     return list(found.values())
 
 
-def plan_targets(purges: Sequence[pipeline.Purge]) -> list[TargetLine]:
+def plan_targets(purges: Sequence[Purge]) -> list[TargetLine]:
     """``purges`` grouped by target, each with its rules and backends; nothing sent."""
     targets: dict[tuple[str, str, str], TargetLine] = {}
     seen: set[tuple[str, PurgeRequest]] = set()
@@ -324,7 +326,7 @@ def plan_targets(purges: Sequence[pipeline.Purge]) -> list[TargetLine]:
         request = purge.request
         key = (request.kind, request.target, request.host)
         item = targets.setdefault(key, TargetLine(*key, rules=[], backends=[]))
-        name = purge.origin.rule_name
+        name = purge.cause.rule_name
         if name and name not in item.rules:
             item.rules.append(name)
         if (purge.backend, request) not in seen:
@@ -348,7 +350,7 @@ def object_purges(
     user_id: int | None,
     viewer: Any = None,
     left_out: list[tuple[str, str]] | None = None,
-) -> list[pipeline.Purge]:
+) -> list[Purge]:
     """What ``roan.purge_object(obj)`` sends: every rule of its model, as it is now.
 
     With ``viewer``, a rule reading a model the viewer may not view (``{author.email}``
@@ -360,15 +362,15 @@ def object_purges(
         for rule in rules.rules_for(type(obj), event):
             if rule not in fired:
                 fired.append(rule)
-    purges: list[pipeline.Purge] = []
+    purges: list[Purge] = []
     for rule in fired:
         hidden = unviewable(viewer, rule) if viewer is not None else None
         if hidden is not None:
             if left_out is not None and (rule.name, cannot_view(hidden)) not in left_out:
                 left_out.append((rule.name, cannot_view(hidden)))
             continue
-        requests = pipeline.render_rule(rule, obj)
-        purges += pipeline.purges_for(obj, rule, requests, trigger=Trigger.ADMIN, user_id=user_id)
+        requests = rendering.render_rule(rule, obj)
+        purges += rendering.purges_for(obj, rule, requests, trigger=Trigger.ADMIN, user_id=user_id)
     return purges
 
 
@@ -461,18 +463,16 @@ def plan_rules(
     return RulePlan(planned, broken, sum(counts.values()), at_least, rows)
 
 
-def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Purge]:
+def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[Purge]:
     """Static templates once per rule; templated ones for every object of the model."""
     for rule, compiled, _urls in plan.rules:
         aliases = aliases_for(compiled)
-        origin = pipeline.Origin(
-            trigger=Trigger.ADMIN, rule_id=rule.pk, rule_name=rule.name, user_id=user_id
-        )
+        origin = Cause(trigger=Trigger.ADMIN, rule_id=rule.pk, rule_name=rule.name, user_id=user_id)
         for template in compiled.templates:
             if template.is_static:
                 request = PurgeRequest(PREFIX if template.prefix else URL, str(template.parts[0]))
                 for alias in aliases:
-                    yield pipeline.Purge(alias, request, origin)
+                    yield Purge(alias, request, origin)
         templated = dataclasses.replace(
             compiled, templates=tuple(t for t in compiled.templates if not t.is_static)
         )
@@ -480,8 +480,8 @@ def rule_purges(plan: RulePlan, *, user_id: int | None) -> Iterator[pipeline.Pur
             continue
         objects = plan.objects_of(compiled.model)
         for obj in objects.order_by("pk").iterator(chunk_size=CHUNK):
-            requests = pipeline.render_rule(templated, obj)
-            yield from pipeline.purges_for(
+            requests = rendering.render_rule(templated, obj)
+            yield from rendering.purges_for(
                 obj, templated, requests, trigger=Trigger.ADMIN, user_id=user_id
             )
 
@@ -526,8 +526,8 @@ def cannot_view(model: type[models.Model]) -> str:
 
 def preview_rule(rule: PurgeRule, obj: models.Model) -> list[Line]:
     compiled = compile_rule(rule)
-    requests = pipeline.render_rule(compiled, obj)
-    return plan_lines(pipeline.purges_for(obj, compiled, requests, trigger=Trigger.ADMIN))
+    requests = rendering.render_rule(compiled, obj)
+    return plan_lines(rendering.purges_for(obj, compiled, requests, trigger=Trigger.ADMIN))
 
 
 def send_test_purge(
@@ -539,11 +539,11 @@ def send_test_purge(
     ``Refused`` is raised and nothing is written.
     """
     compiled = compile_rule(rule)
-    requests = pipeline.render_rule(compiled, obj)
+    requests = rendering.render_rule(compiled, obj)
     started = timezone.now() - datetime.timedelta(seconds=1)
-    with pipeline.acting_user_lookup(user_id):
+    with context.acting_user_lookup(user_id):
         submit_confirmed(
-            pipeline.purges_for(obj, compiled, requests, trigger=Trigger.ADMIN, user_id=user_id),
+            rendering.purges_for(obj, compiled, requests, trigger=Trigger.ADMIN, user_id=user_id),
             may_purge_all=may_purge_all,
         )
     # Found by what wrote them (the rule, the object, this moment): every request has a

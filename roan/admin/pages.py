@@ -19,12 +19,12 @@ from django.urls import URLPattern, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from roan import pipeline
 from roan.admin import operations
 from roan.admin.common import breadcrumbs, can_purge, can_purge_all, page, stand_in
 from roan.admin.forms import PurgeAllForm, PurgeURLsForm
 from roan.backends.base import ALL, PurgeRequest
 from roan.models import PurgeAttempt
+from roan.purges import Cause, Purge
 from roan.vocabulary import Trigger
 
 #: The stand-in "model" the pages are registered under: ``<admin>/roan/purge/``.
@@ -81,10 +81,10 @@ def purge_all_view(request: HttpRequest, site: AdminSite) -> HttpResponse:
         written = operations.submit_manual(
             request,
             [
-                pipeline.Purge(
+                Purge(
                     alias,
                     PurgeRequest(ALL, ""),
-                    pipeline.Origin(trigger=Trigger.ADMIN, user_id=request.user.pk),
+                    Cause(trigger=Trigger.ADMIN, user_id=request.user.pk),
                 )
             ],
         )

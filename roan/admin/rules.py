@@ -31,8 +31,6 @@ from django.utils.translation import gettext_lazy, ngettext
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats import base_formats
 
-from roan import rules as rule_index
-from roan.access import allowed_models, can_view_model, rule_model_refusal
 from roan.admin import operations
 from roan.admin.common import (
     CHOICE_CHARS,
@@ -49,8 +47,10 @@ from roan.admin.forms import BoundedImportForm, PreviewForm, PurgeRuleForm
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeRule
 from roan.resources import PurgeRuleResource
-from roan.templating import usable_placeholders
-from roan.validation import everything_templates, m2m_warning
+from roan.rules import index as rule_index
+from roan.rules.access import allowed_models, can_view_model, rule_model_refusal
+from roan.rules.templating import usable_placeholders
+from roan.rules.validation import everything_templates, m2m_warning
 from roan.vocabulary import FAILING_STATUSES
 
 #: Objects the rule preview offers to pick from (the newest, or a search's matches).

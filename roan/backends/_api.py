@@ -138,7 +138,7 @@ class APIBackend(BaseBackend):
 
     provider: ClassVar[str] = "the CDN"
     default_api_url: ClassVar[str] = ""
-    #: The default ``RATE_LIMIT`` (see :mod:`roan.limits`) when the option is absent:
+    #: The default ``RATE_LIMIT`` (see :mod:`roan.outbox.limits`) when the option is absent:
     #: the provider's published bucket, in targets. ``None``: no limit of roan's own.
     default_rate_limit: ClassVar[Mapping[str, float] | None] = None
     options_accepted: ClassVar[frozenset[str]] = frozenset({"API_URL", "SCHEME"})
@@ -218,7 +218,7 @@ class APIBackend(BaseBackend):
 
     @classmethod
     def default_rate_limit_for(cls, config: Mapping[str, Any]) -> Mapping[str, float] | None:
-        """The ``RATE_LIMIT`` used when the option is absent (see :mod:`roan.limits`);
+        """The ``RATE_LIMIT`` used when the option is absent (see :mod:`roan.outbox.limits`);
         ``config`` is the backend's entry in ``ROAN_BACKENDS`` (a plan may matter)."""
         return cls.default_rate_limit
 

@@ -9,7 +9,7 @@ recommends: stale objects are revalidated, and stale-if-error keeps working) or
 
 Akamai answers 201 with a ``purgeId`` and ``estimatedSeconds``: the attempt is ``ok``
 with its completion *in progress*, and reported *completed* once that time has passed
-(Fast Purge has no status call; :mod:`roan.completion`). Throttling is a 429 without
+(Fast Purge has no status call; :mod:`roan.outbox.completion`). Throttling is a 429 without
 ``Retry-After``: roan waits ``X-Ratelimit-Seconds-To-Refresh-Limit(-Objects)``, or the
 five seconds Akamai's docs advise.
 

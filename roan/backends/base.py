@@ -92,7 +92,7 @@ class PurgeResult:
     retryable: bool = True
     #: An ``ok`` the provider accepted but finishes in the background (CloudFront, Azure,
     #: Akamai): roan asks :meth:`BaseBackend.status` about ``purge_id`` after
-    #: ``check_after`` seconds (see :mod:`roan.completion`).
+    #: ``check_after`` seconds (see :mod:`roan.outbox.completion`).
     in_progress: bool = False
     check_after: float | None = None
     #: The provider asked roan to slow down without a 429 (CloudFront's ``Throttling``).
@@ -129,7 +129,7 @@ class BaseBackend:
     #: The response header this cache reads a page's cache tags from (``None``: it reads
     #: none), how tags are separated in it, the most bytes its value may hold, the
     #: longest tag, and characters besides the separator a tag may not contain.
-    #: ``roan.middleware.CacheTagMiddleware`` writes it; see ``roan.tags``.
+    #: ``roan.middleware.CacheTagMiddleware`` writes it; see ``roan.tags.collect``.
     tag_header: ClassVar[str | None] = None
     tag_separator: ClassVar[str] = " "
     tag_header_limit: ClassVar[int] = 8192

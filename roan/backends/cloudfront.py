@@ -5,7 +5,7 @@ Paths: a URL is its path and query (``/posts/1/?page=2``), a prefix ends in ``*`
 (``/posts/*``), everything is ``/*``. An invalidation is accepted at once and completes
 in the background: the attempt is recorded ``ok`` with the ``Invalidation.Id`` and its
 completion ``in_progress``, and ``roan_dispatch`` (or the send task) asks
-``GetInvalidation`` later (:mod:`roan.completion`).
+``GetInvalidation`` later (:mod:`roan.outbox.completion`).
 
 - **Idempotent retries.** ``CallerReference`` is a hash of the batch's attempt ids and
   paths, not a fresh uuid per try: a batch sent again after a lost answer names the

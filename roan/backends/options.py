@@ -1,7 +1,7 @@
 """The options of a ``ROAN_BACKENDS`` entry that roan's sender reads, not the backend:
 ``RATE_LIMIT``, ``PAUSED``, ``AFTER`` and ``VERIFY``. Parsed and validated here, when a
-backend is built (and by the system checks); :mod:`roan.limits`, :mod:`roan.layers` and
-:mod:`roan.verify` apply them.
+backend is built (and by the system checks); :mod:`roan.outbox.limits`,
+:mod:`roan.outbox.layers` and :mod:`roan.outbox.verify` apply them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 #: Options in ``ROAN_BACKENDS`` entries that roan's sender reads; backends never see them
-#: (``AFTER``: see :mod:`roan.layers`).
+#: (``AFTER``: see :mod:`roan.outbox.layers`).
 SENDER_OPTIONS = frozenset({"RATE_LIMIT", "PAUSED", "AFTER"})
 
 
@@ -154,7 +154,7 @@ def _base_url(where: str, url: Any, hosts: Any) -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}", hostname
 
 
-def _after_option(alias: str, config: Any) -> tuple[str, ...]:
+def after_option(alias: str, config: Any) -> tuple[str, ...]:
     value = config.get("AFTER", ()) if isinstance(config, Mapping) else ()
     where = f"ROAN_BACKENDS[{alias!r}]['AFTER']"
     if isinstance(value, str) or not isinstance(value, list | tuple):
@@ -176,7 +176,7 @@ def layer_order(backends: Mapping[str, Any]) -> dict[str, int]:
     Raises ``ImproperlyConfigured`` for an ``AFTER`` that is not a list of aliases, names
     an alias not in ``backends`` or the backend itself, or closes a cycle.
     """
-    after = {alias: _after_option(alias, config) for alias, config in backends.items()}
+    after = {alias: after_option(alias, config) for alias, config in backends.items()}
     for alias, inner in after.items():
         unknown = [name for name in inner if name not in after]
         if unknown:

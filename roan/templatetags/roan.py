@@ -12,7 +12,7 @@ from typing import Any
 
 from django import template
 
-from roan.tags import add_tags
+from roan.tags.collect import add_tags
 
 register = template.Library()
 

@@ -335,11 +335,11 @@ def test_roan_pages_mount_once_on_another_admin_site() -> None:
     from django.urls import URLResolver
     from django.urls.resolvers import RegexPattern
 
-    from roan.admin import install_pages
+    from roan.admin import register
 
     site = AdminSite(name="other")
-    install_pages(site)
-    install_pages(site)
+    register(site)
+    register(site)
 
     def names(patterns: list[Any]) -> list[str | None]:
         found: list[str | None] = []

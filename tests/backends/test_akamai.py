@@ -17,10 +17,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 import roan
-from roan import completion, pipeline
 from roan.backends import akamai
 from roan.backends.akamai import AkamaiBackend
 from roan.models import PurgeAttempt
+from roan.outbox import completion, sender
 from tests.support.cdn_fakes import Answer, Bucket, FakeAkamai, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
@@ -183,7 +183,7 @@ def test_a_5xx_is_retried(ak: FakeAkamai) -> None:
         "HTTP 503: Akamai failed: Service Unavailable",
     )
     PurgeAttempt.objects.update(next_attempt_at=timezone.now())
-    pipeline.send()
+    sender.send()
     attempt.refresh_from_db()
     assert (attempt.status, attempt.tries) == ("ok", 2)
 

@@ -16,11 +16,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 import roan
-from roan import pipeline
 from roan.backends import azure
 from roan.backends.azure import AzureFrontDoorBackend
 from roan.backends.base import PurgeRequest
 from roan.models import PurgeAttempt
+from roan.outbox import pipeline, sender
+from roan.purges import Cause, Purge
 from tests.support.cdn_fakes import (  # noqa: F401 (autouse)
     Answer,
     Bucket,
@@ -93,7 +94,7 @@ def test_a_batch_is_split_at_100_paths_then_polled_to_completion(
 def test_hosts_prefixes_and_everything(afd: FakeAzureFrontDoor) -> None:
     roan.purge_urls(["https://shop.example.com/cart/*"], kind="prefix")
     host = PurgeRequest("all", "", "shop.example.com")
-    pipeline.submit([pipeline.Purge("azure", host, pipeline.Origin(trigger="admin"))])
+    pipeline.submit([Purge("azure", host, Cause(trigger="admin"))])
     roan.purge_urls([], kind="all")
     prefix, one_host, everything = (r.body for r in afd.purges())
     assert prefix == {"contentPaths": ["/cart/*"], "domains": ["shop.example.com"]}
@@ -129,7 +130,7 @@ def test_a_5xx_is_retried(afd: FakeAzureFrontDoor) -> None:
     [attempt] = rows()
     assert attempt.error == "HTTP 500: Azure Front Door failed: InternalServerError: Oops"
     PurgeAttempt.objects.update(next_attempt_at=timezone.now())
-    pipeline.send()
+    sender.send()
     attempt.refresh_from_db()
     assert (attempt.status, attempt.tries) == ("ok", 2)
 

@@ -15,10 +15,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 import roan
-from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.bunny import BunnyBackend
 from roan.models import PurgeAttempt
+from roan.outbox import pipeline, sender
+from roan.purges import Cause, Purge
 from tests.support.cdn_fakes import Answer, Bucket, FakeBunny, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
@@ -71,7 +72,7 @@ def test_each_url_is_one_exact_call_with_an_absolute_url(bunny: FakeBunny) -> No
 def test_prefixes_hosts_tags_and_everything(bunny: FakeBunny) -> None:
     roan.purge_urls(["https://cdn.example.com/img/*"], kind="prefix")
     host = PurgeRequest("all", "", "www.example.com")
-    pipeline.submit([pipeline.Purge("bunny", host, pipeline.Origin(trigger="admin"))])
+    pipeline.submit([Purge("bunny", host, Cause(trigger="admin"))])
     roan.purge_urls(["blog.post"], kind="tag")
     roan.purge_urls([], kind="all")
     prefix, whole_host, tag, everything = bunny.purges()
@@ -111,7 +112,7 @@ def test_a_5xx_is_retried_and_then_succeeds(bunny: FakeBunny) -> None:
     [attempt] = rows()
     assert (attempt.status, attempt.error) == ("failed", "HTTP 502: Bunny failed")
     PurgeAttempt.objects.update(next_attempt_at=timezone.now())
-    pipeline.send()
+    sender.send()
     attempt.refresh_from_db()
     assert (attempt.status, attempt.tries) == ("ok", 2)
 

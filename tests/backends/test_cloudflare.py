@@ -16,10 +16,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 import roan
-from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.cloudflare import CloudflareBackend
 from roan.models import PurgeAttempt
+from roan.outbox import pipeline, sender
+from roan.purges import Cause, Purge
 from tests.support.cdn_fakes import FakeCloudflare, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
@@ -75,7 +76,7 @@ def test_prefixes_tags_hosts_and_everything_each_have_their_body(
     roan.purge_urls(["/posts/*", "https://blog.example.com/drafts/*"], kind="prefix")
     roan.purge_urls(["blog.post", "blog.post:1"], kind="tag")
     host = PurgeRequest("all", "", "blog.example.com")  # everything on one host
-    pipeline.submit([pipeline.Purge("cf", host, pipeline.Origin(trigger="admin"))])
+    pipeline.submit([Purge("cf", host, Cause(trigger="admin"))])
     roan.purge_urls([], kind="all")
     bodies = [r.body for r in cf.purges()]
     assert {"prefixes": ["www.example.com/posts/", "blog.example.com/drafts/"]} in bodies
@@ -88,7 +89,7 @@ def test_prefixes_tags_hosts_and_everything_each_have_their_body(
 def test_a_host_outside_hosts_never_reaches_cloudflare(cf: FakeCloudflare) -> None:
     roan.purge_urls(["https://evil.example.net/x", "https://evil.example.net/"], kind="url")
     host = PurgeRequest("all", "", "evil.example.net")
-    pipeline.submit([pipeline.Purge("cf", host, pipeline.Origin(trigger="admin"))])
+    pipeline.submit([Purge("cf", host, Cause(trigger="admin"))])
     assert cf.received == []
     assert {(a.status, "HOSTS" in a.error) for a in rows()} == {("skipped", True)}
 
@@ -120,7 +121,7 @@ def test_a_5xx_is_retried_and_then_succeeds(cf: FakeCloudflare) -> None:
     assert (attempt.status, attempt.http_status, attempt.tries) == ("failed", 503, 1)
     assert attempt.error == "HTTP 503: Cloudflare failed"
     PurgeAttempt.objects.update(next_attempt_at=timezone.now())
-    pipeline.send()
+    sender.send()
     attempt.refresh_from_db()
     assert (attempt.status, attempt.tries) == ("ok", 2) and attempt.purge_id
 
@@ -223,7 +224,7 @@ def test_tags_are_declared_for_the_middleware() -> None:
 
 
 def test_the_plans_bucket_is_the_default_rate_limit(cf: FakeCloudflare, settings: Any) -> None:
-    from roan.limits import rate_limit
+    from roan.outbox.limits import rate_limit
 
     limit = rate_limit("cf")  # Free: 5 calls a minute, 25 saved up, of 30 URLs each
     assert limit is not None and (limit.rate, limit.burst) == (2.5, 750)

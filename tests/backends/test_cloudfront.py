@@ -18,11 +18,12 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import roan
-from roan import completion, pipeline
 from roan.backends import cloudfront
 from roan.backends.base import PurgeRequest
 from roan.backends.cloudfront import CloudFrontBackend
 from roan.models import PurgeAttempt
+from roan.outbox import completion, pipeline, sender
+from roan.purges import Cause, Purge
 from tests.support.caches import require
 from tests.support.cdn_fakes import (  # noqa: F401 (fresh_buckets: autouse)
     CloudFrontGate,
@@ -163,7 +164,7 @@ def test_prefixes_everything_and_collapse_above(
 
 def test_a_host_cannot_be_invalidated_alone(cf: CloudFrontGate) -> None:
     host = PurgeRequest("all", "", "www.example.com")
-    pipeline.submit([pipeline.Purge("cloudfront", host, pipeline.Origin(trigger="admin"))])
+    pipeline.submit([Purge("cloudfront", host, Cause(trigger="admin"))])
     roan.purge_urls(["https://evil.example.net/x"])
     assert cf.received == []
     assert {a.status for a in rows()} == {"skipped"}
@@ -174,7 +175,7 @@ def test_a_lost_answer_is_retried_with_the_same_caller_reference(cf: CloudFrontG
     roan.purge_urls(["/a", "/b"])
     assert {(a.status, a.http_status) for a in rows()} == {("failed", 500)}
     PurgeAttempt.objects.update(next_attempt_at=timezone.now())
-    pipeline.send()
+    sender.send()
     assert {(a.status, a.tries) for a in rows()} == {("ok", 2)}
     # One invalidation in all: the retry named the same CallerReference.
     assert len(cf.references) == 1
@@ -209,7 +210,7 @@ def test_throttling_is_retried_and_stops_the_send(
     assert unsent.error.startswith("not sent: ") and unsent.status == "failed"
     assert len(cf.received) == 1
     PurgeAttempt.objects.update(next_attempt_at=timezone.now())
-    pipeline.send()
+    sender.send()
     assert {a.status for a in rows()} == {"ok"}
 
 
@@ -222,7 +223,7 @@ def test_a_5xx_is_retried(cf: CloudFrontGate) -> None:
         "CloudFront failed: ServiceUnavailable: Try again",
     )
     PurgeAttempt.objects.update(next_attempt_at=timezone.now())
-    pipeline.send()
+    sender.send()
     attempt.refresh_from_db()
     assert (attempt.status, attempt.tries) == ("ok", 2) and attempt.purge_id
 

@@ -16,10 +16,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 import roan
-from roan import pipeline
 from roan.backends.base import PurgeRequest
 from roan.backends.fastly import FastlyBackend
 from roan.models import PurgeAttempt
+from roan.outbox import pipeline, sender
+from roan.purges import Cause, Purge
 from tests.support.cdn_fakes import Answer, FakeFastly, fresh_buckets, rows  # noqa: F401 (autouse)
 from tests.testapp.models import Post
 
@@ -85,7 +86,7 @@ def test_everything_is_never_soft_and_a_host_cannot_be_purged(
     assert request.path == f"/service/{SERVICE}/purge_all"
     assert "Fastly-Soft-Purge" not in request.headers
     host = PurgeRequest("all", "", "www.example.com")
-    pipeline.submit([pipeline.Purge("fastly", host, pipeline.Origin(trigger="admin"))])
+    pipeline.submit([Purge("fastly", host, Cause(trigger="admin"))])
     assert len(fastly.received) == 1
     assert rows()[-1].status == "skipped"
 
@@ -117,7 +118,7 @@ def test_a_5xx_is_retried_and_then_succeeds(fastly: FakeFastly) -> None:
     assert (attempt.status, attempt.http_status) == ("failed", 503)
     assert attempt.error == "HTTP 503: Fastly failed: Service unavailable"
     PurgeAttempt.objects.update(next_attempt_at=timezone.now())
-    pipeline.send()
+    sender.send()
     attempt.refresh_from_db()
     assert (attempt.status, attempt.tries) == ("ok", 2) and attempt.purge_id
 
@@ -193,7 +194,7 @@ def test_a_dot_segment_never_reaches_fastlys_api_path(fastly: FakeFastly) -> Non
     # /purge/<host><path> holds the page's path: "/../" there could reach another endpoint.
     for target in ("/a/../../service/x/purge_all", "/a/%2e%2e/b"):
         request = PurgeRequest("url", target)
-        pipeline.submit([pipeline.Purge("fastly", request, pipeline.Origin(trigger="api"))])
+        pipeline.submit([Purge("fastly", request, Cause(trigger="api"))])
     assert fastly.received == []
     assert {(a.status, "'..'" in a.error) for a in rows()} == {("skipped", True)}
 

@@ -36,8 +36,8 @@ import pytest
 from django.core.cache import caches
 from django.utils import timezone
 
-from roan import completion
 from roan.models import PurgeAttempt
+from roan.outbox import completion
 from tests.support.caches import LoopbackServer
 
 

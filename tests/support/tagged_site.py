@@ -17,7 +17,7 @@ from django.urls import path
 from django.views.decorators.cache import cache_control, cache_page
 
 from roan.middleware import CacheTagMiddleware
-from roan.tags import add_tags, cache_tags
+from roan.tags.collect import add_tags, cache_tags
 from tests.testapp.models import Post
 
 View = Callable[..., HttpResponse]

@@ -9,10 +9,10 @@ from django.db import router
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from roan.completion import check_due
 from roan.models import PurgeAttempt
-from roan.sender import send_ids
-from roan.verify import expire_pending, verifier
+from roan.outbox.completion import check_due
+from roan.outbox.sender import send_ids
+from roan.outbox.verify import expire_pending, verifier
 from roan.vocabulary import Status
 
 #: How long roan_dispatch waits for its verification probes at most before exiting.

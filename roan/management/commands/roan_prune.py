@@ -13,9 +13,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from roan import shared_cache, tag_index, tag_purges
+from roan import shared_cache
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeTry
+from roan.tags import index as tag_index
+from roan.tags import purges as tag_purges
 from roan.vocabulary import FINAL_STATUSES
 
 

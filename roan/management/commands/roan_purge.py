@@ -7,11 +7,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from roan import api, pipeline
+from roan import api, context
 from roan.backends.base import purges_everything
 from roan.conf import roan_settings
-from roan.outcome import outcome, outcome_parts
-from roan.targets import parse_target
+from roan.outbox.outcome import outcome, outcome_parts
+from roan.rules.targets import parse_target
 
 
 class Command(BaseCommand):
@@ -57,7 +57,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"unknown backend {alias!r}; configured: {', '.join(sorted(known))}"
                 )
-        with pipeline.collect_written() as ids, transaction.atomic():
+        with context.collect_written() as ids, transaction.atomic():
             if all:
                 if not backends:
                     raise CommandError(

@@ -1,4 +1,4 @@
-"""Cache tags: what a response depends on while it is rendered (names: roan.tag_names).
+"""Cache tags: what a response depends on while it is rendered (names: roan.tags.names).
 
 A tag names what a cached page shows: ``blog.post:42`` for one object, ``blog.post`` for
 "some set of posts" (a list, a count, a search that found nothing). The page carries its
@@ -15,7 +15,7 @@ GET and HEAD requests), roan records:
   object, not on the set (a ``get()`` that found nothing depends on the set: a new row
   could match, so it records the list tag).
 
-Only models that database rules may name get tags (``roan.access.rule_model_refusal``:
+Only models that database rules may name get tags (``roan.rules.access.rule_model_refusal``:
 never roan's own, accounts, sessions, content types). Outside :func:`tracking` every hook
 returns at its first line, reading one context variable: threads and asyncio tasks each
 see their own request.
@@ -48,12 +48,13 @@ from django.http import HttpRequest, HttpResponseBase
 from django.template.response import SimpleTemplateResponse
 from django.utils.cache import patch_cache_control
 
-from roan import render_guard, tag_index
-from roan.access import rule_model_refusal
 from roan.backends import get_backends
 from roan.backends.base import BaseBackend
 from roan.conf import roan_settings
-from roan.tag_names import model_tag, object_tag, tag_for
+from roan.outbox import render_guard
+from roan.rules.access import rule_model_refusal
+from roan.tags import index as tag_index
+from roan.tags.names import model_tag, object_tag, tag_for
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class TagCollector:
     __slots__ = ("extra", "lists", "objects", "overflowed", "settled", "started")
 
     def __init__(self) -> None:
-        #: When the render began (``time.time()``), for ``roan.render_guard``.
+        #: When the render began (``time.time()``), for ``roan.outbox.render_guard``.
         self.started = time.time()
         #: Whether :func:`settle` has finished the response.
         self.settled = False
@@ -312,7 +313,9 @@ def install() -> None:
     with _install_lock:
         if _originals:
             return
-        post_init.connect(_record_instance, dispatch_uid="roan.tags.record_instance", weak=False)
+        post_init.connect(
+            _record_instance, dispatch_uid="roan.tags.collect.record_instance", weak=False
+        )
         wrappers: list[tuple[type, str, Callable[..., Any]]] = [
             (SQLCompiler, "execute_sql", _wrap_execute_sql),
             (QuerySet, "get", _wrap_get),
@@ -328,7 +331,7 @@ def install() -> None:
 def uninstall() -> None:
     """Undo :func:`install` (for benchmarks and tests that compare with no hooks at all)."""
     with _install_lock:
-        post_init.disconnect(dispatch_uid="roan.tags.record_instance")
+        post_init.disconnect(dispatch_uid="roan.tags.collect.record_instance")
         for (owner, name), original in _originals.items():
             setattr(owner, name, original)
         _originals.clear()

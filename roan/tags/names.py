@@ -1,6 +1,6 @@
 """The names of cache tags: a model's list tag and an object's tag, with
-``ROAN_TAG_PREFIX``. Pages carry them (:mod:`roan.tags`), the index keeps them
-(:mod:`roan.tag_index`), saves purge them (:mod:`roan.receivers`)."""
+``ROAN_TAG_PREFIX``. Pages carry them (:mod:`roan.tags.collect`), the index keeps them
+(:mod:`roan.tags.index`), saves purge them (:mod:`roan.receivers`)."""
 
 from __future__ import annotations
 

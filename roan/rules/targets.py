@@ -12,7 +12,7 @@ from roan.backends.base import (
     MAX_TARGET_LENGTH,
     PurgeRequest,
 )
-from roan.templating import MAX_LENGTH, has_dot_segment
+from roan.rules.templating import MAX_LENGTH, has_dot_segment
 
 _CONTROL = {chr(c) for c in range(0x21)} | {"\x7f"}
 

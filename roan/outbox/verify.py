@@ -52,14 +52,14 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from requests.structures import CaseInsensitiveDict
 
-from roan import limits
 from roan.backends._http import Call, HTTPTransport
 from roan.backends.base import NOT_CACHED, OK, URL, BaseBackend, PurgeResult
 from roan.backends.options import RateLimit, VerifyOptions, parse_verify
 from roan.conf import roan_settings
 from roan.managers import purge_of
+from roan.outbox import limits
 from roan.retrying import retried
-from roan.templating import has_dot_segment
+from roan.rules.templating import has_dot_segment
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt

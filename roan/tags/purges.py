@@ -1,5 +1,5 @@
 """Tag purges for every backend: by tag where the cache can, else by the URLs the tag
-index holds for the tag (see :mod:`roan.tag_index`).
+index holds for the tag (see :mod:`roan.tags.index`).
 
 Each expanded row names the tag it came from in its ``rule_name`` ("tag blog.post:42"),
 so the purge log says why a URL was purged.
@@ -19,12 +19,13 @@ from django.db import router, transaction
 from django.dispatch import receiver
 
 from roan import backends as backend_registry
-from roan import pipeline
 from roan.backends.base import ALL, PREFIX, TAG, URL, BaseBackend, PurgeRequest
 from roan.conf import roan_settings
-from roan.context import Origin, Purge, _capture, hold_dispatch, is_active
+from roan.context import capturing, hold_dispatch, is_active
+from roan.outbox import pipeline
+from roan.purges import Cause, Purge
 from roan.retrying import retried
-from roan.tag_index import expand, forget, over_the_bound, purged_host, without_port
+from roan.tags.index import expand, forget, over_the_bound, purged_host, without_port
 from roan.vocabulary import Trigger
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def _page_host(stored: str, hosts: Sequence[str]) -> str:
 
 def submit_tags(
     tags: Sequence[str],
-    origin: Origin,
+    origin: Cause,
     aliases: Iterable[str],
     *,
     using: str | None = None,
@@ -67,8 +68,8 @@ def submit_tags(
     written = pipeline.submit([p for p in purges if not p.deferred], using=db)
     written += submit_deferred([p for p in purges if p.deferred], using=db)
     urls_only = [alias for alias in aliases if not _purges_by_tag(alias)]
-    capturing = _capture.get() is not None
-    if not urls_only or capturing or not transaction.get_connection(db).in_atomic_block:
+    captured = capturing.get() is not None
+    if not urls_only or captured or not transaction.get_connection(db).in_atomic_block:
         return written
     sent = {(p.backend, p.request.target, p.request.host) for p in purges}
 
@@ -104,7 +105,7 @@ def submit_deferred(purges: Sequence[Purge], *, using: str) -> int:
     sends (it stops first) stay pending for ``roan_dispatch``."""
     if not purges:
         return 0
-    if roan_settings.DISPATCH == "task" or _capture.get() is not None:
+    if roan_settings.DISPATCH == "task" or capturing.get() is not None:
         return pipeline.submit(purges, using=using, capped=False)
     with hold_dispatch() as held:
         written = pipeline.submit(purges, using=using, capped=False)
@@ -130,12 +131,12 @@ def sends_after_response() -> bool:
     return bool(getattr(_request, "after", None))
 
 
-@receiver(request_started, dispatch_uid="roan.tag_purges.request_started")
+@receiver(request_started, dispatch_uid="roan.tags.purges.request_started")
 def _on_request_started(**kwargs: Any) -> None:
     _request.after = []
 
 
-@receiver(request_finished, dispatch_uid="roan.tag_purges.request_finished")
+@receiver(request_finished, dispatch_uid="roan.tags.purges.request_finished")
 def _on_request_finished(**kwargs: Any) -> None:
     queue: list[tuple[list[int], str]] = getattr(_request, "after", None) or []
     _request.after = None
@@ -150,7 +151,7 @@ def _purges_by_tag(alias: str) -> bool:
         return True  # recorded skipped with the error the first time; nothing to expand
 
 
-def tag_purges(tags: Sequence[str], origin: Origin, aliases: Iterable[str]) -> list[Purge]:
+def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> list[Purge]:
     """The purges of ``tags`` on each backend of ``aliases``: the tags themselves where
     the backend purges by tag, else a URL purge per page the index holds for them.
 
@@ -190,7 +191,7 @@ def tag_purges(tags: Sequence[str], origin: Origin, aliases: Iterable[str]) -> l
 
 def _past_the_limit(
     tags: Sequence[str],
-    origin: Origin,
+    origin: Cause,
     alias: str,
     backend: BaseBackend,
     limit: int,
@@ -237,7 +238,7 @@ def evict_over_bound(*, batch: int = 5000, dry_run: bool = False) -> int:
         alias for alias, backend in backend_registry.get_backends().items()
         if TAG not in backend.capabilities
     ]  # fmt: skip
-    origin = Origin(
+    origin = Cause(
         trigger=Trigger.COMMAND,
         rule_name="roan_prune: evicted from the tag index (over ROAN_TAG_INDEX_MAX_ROWS)",
     )

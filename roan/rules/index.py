@@ -43,11 +43,11 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, router, transaction
 from django.db.models import Count, Max
 from django.dispatch import receiver
 
-from roan.access import check_rule_model
 from roan.conf import roan_settings
+from roan.rules.access import check_rule_model
+from roan.rules.templating import Template, parse_lines
 from roan.shared_cache import outage
 from roan.signals import rules_changed
-from roan.templating import Template, parse_lines
 
 if TYPE_CHECKING:
     from roan.models import PurgeRule
@@ -520,16 +520,16 @@ def _post_migrate(**kwargs: Any) -> None:
 def connect_migration_signals() -> None:
     from django.db.models.signals import post_migrate, pre_migrate
 
-    pre_migrate.connect(_pre_migrate, dispatch_uid="roan.rules.pre_migrate")
-    post_migrate.connect(_post_migrate, dispatch_uid="roan.rules.post_migrate")
+    pre_migrate.connect(_pre_migrate, dispatch_uid="roan.rules.index.pre_migrate")
+    post_migrate.connect(_post_migrate, dispatch_uid="roan.rules.index.post_migrate")
 
 
-@receiver(rules_changed, dispatch_uid="roan.rules.rules_changed")
+@receiver(rules_changed, dispatch_uid="roan.rules.index.rules_changed")
 def _on_rules_changed(*, using: str | None = None, **kwargs: Any) -> None:
     invalidate_on_commit(using=using)
 
 
-@receiver(setting_changed, dispatch_uid="roan.rules.setting_changed")
+@receiver(setting_changed, dispatch_uid="roan.rules.index.setting_changed")
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in {
         "ROAN_CACHE",

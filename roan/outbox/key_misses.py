@@ -44,7 +44,7 @@ MESSAGE = (
     "purges of pages known to be cached answer 404: the cache key probably differs: "
     "check HOSTS and the purge location"
 )
-#: The rule_name prefix of purges expanded from the tag index (roan.tag_purges).
+#: The rule_name prefix of purges expanded from the tag index (roan.tags.purges).
 INDEXED = "tag "
 
 

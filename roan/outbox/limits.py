@@ -1,6 +1,6 @@
 """Hold purges back: a rate limit per backend.
 
-It acts in the sender (:func:`roan.sender.send`), never in ``save()``: a save only
+It acts in the sender (:func:`roan.outbox.sender.send`), never in ``save()``: a save only
 writes pending rows, so it costs the editor no query.
 
 **Rate limit.** A backend's ``RATE_LIMIT = {"RATE": 50, "BURST": 100}`` is a token
@@ -37,16 +37,6 @@ from roan import shared_cache
 from roan.backends.options import SLOTS, RateLimit, parse_rate_limit
 from roan.conf import roan_settings
 from roan.managers import purge_of
-
-# The pause switches' names from before they had a module of their own.
-from roan.pauses import forget_paused as forget_paused
-from roan.pauses import pause as pause
-from roan.pauses import paused_backends as paused_backends
-from roan.pauses import paused_by_option as paused_by_option
-from roan.pauses import queued as queued
-from roan.pauses import resume as resume
-from roan.shared_cache import is_atomic as is_atomic
-from roan.shared_cache import is_shared as is_shared
 from roan.shared_cache import outage
 
 if TYPE_CHECKING:

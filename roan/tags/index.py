@@ -6,7 +6,7 @@ of each page that carried the tag while it could still be cached: the tag middle
 :func:`remember` for every response it tags (a cache miss: hits never reach Django), which
 writes one row per tag with the page's lifetime, in one statement. Rows past their
 lifetime are never expanded, and ``roan_prune`` deletes them.
-:mod:`roan.tag_purges` turns a tag purge into requests for each backend.
+:mod:`roan.tags.purges` turns a tag purge into requests for each backend.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from django.utils import timezone
 from roan.backends.base import MAX_TARGET_LENGTH, TAG, BaseBackend
 from roan.conf import roan_settings
 from roan.retrying import retried
-from roan.tag_names import model_tag
-from roan.templating import has_dot_segment
+from roan.rules.templating import has_dot_segment
+from roan.tags.names import model_tag
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def purged_host(host: str, backends: Sequence[BaseBackend]) -> str | None:
     ``backends`` purges that host.
 
     The port goes, as the caches key the page (nginx's ``$host`` has none) and as
-    :func:`roan.tag_purges._page_host` sends it, unless a backend lists ``host:port``
+    :func:`roan.tags.purges._page_host` sends it, unless a backend lists ``host:port``
     in its ``HOSTS`` itself.
     """
     bare = without_port(host)

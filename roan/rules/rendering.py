@@ -11,9 +11,9 @@ from django.db import models
 
 from roan.backends.base import PREFIX, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.context import Origin, Purge, current_user_id
-from roan.rules import CompiledRule
-from roan.templating import RenderError, Template, has_dot_segment, render
+from roan.purges import Cause, Purge
+from roan.rules.index import CompiledRule
+from roan.rules.templating import RenderError, Template, has_dot_segment, render
 from roan.vocabulary import EVENT_TRIGGERS, Trigger
 
 logger = logging.getLogger(__name__)
@@ -98,25 +98,14 @@ def purges_for(
     user_id: int | None = None,
 ) -> list[Purge]:
     """Wrap ``requests`` for every backend of ``rule``, with ``obj`` as their origin."""
-    from django.contrib.contenttypes.models import ContentType
-
-    origin = Origin(
+    origin = Cause.of_object(
         # A save or delete that fires a roan 0.1 rule says so in the log.
-        trigger=Trigger.CODE_RULE if rule.is_code_rule and trigger in EVENT_TRIGGERS else trigger,
+        Trigger.CODE_RULE if rule.is_code_rule and trigger in EVENT_TRIGGERS else trigger,
+        obj,
+        user_id=user_id,
         rule_id=rule.pk,
         rule_name=rule.name,
-        content_type_id=ContentType.objects.get_for_model(obj).pk,
-        object_pk=str(obj.pk) if obj.pk is not None else "",
-        object_repr=object_repr(obj),
-        user_id=user_id if user_id is not None else current_user_id(),
     )
     aliases = rule.backends or tuple(roan_settings.BACKENDS)
     unique = list(dict.fromkeys(requests))
     return [Purge(alias, request, origin) for alias in aliases for request in unique]
-
-
-def object_repr(obj: models.Model) -> str:
-    try:
-        return str(obj)[:200]
-    except Exception:
-        return f"{type(obj).__name__} object ({obj.pk})"

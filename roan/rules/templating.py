@@ -26,7 +26,7 @@ from django.db.models import ForeignObjectRel, ManyToManyRel, ManyToOneRel
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
-from roan.access import is_private_field, looks_secret, rule_model_refusal
+from roan.rules.access import is_private_field, looks_secret, rule_model_refusal
 
 MAX_LENGTH = 2048
 ABSOLUTE_URL = "get_absolute_url"
@@ -219,7 +219,7 @@ def has_dot_segment(path: str) -> bool:
 
 def _check_no_dot_segments(body: str, fail: Any) -> None:
     # The literal text only: a placeholder stands for one encoded segment here, and what
-    # values render to is checked once rendered (roan.pipeline.render_rule).
+    # values render to is checked once rendered (roan.outbox.pipeline.render_rule).
     if has_dot_segment(_PLACEHOLDER.sub("x", body)):
         raise fail(
             _(

@@ -4,10 +4,10 @@ signals (``QuerySet._raw_delete()``, the collector's fast deletes).
 
 Django sends no signal for them, so roan catches them where Django runs their SQL: it
 wraps ``SQLUpdateCompiler.execute_sql`` and ``SQLInsertCompiler.execute_sql`` (every
-UPDATE and INSERT an ORM write runs) and ``QuerySet._raw_delete``, as ``roan.tags``
+UPDATE and INSERT an ORM write runs) and ``QuerySet._raw_delete``, as ``roan.tags.collect``
 wraps the SELECT compiler to record what a page reads. After the statement ran, roan
 purges, through the same path as a save (:func:`roan.receivers.tags_of`,
-:func:`roan.tag_purges.submit_tags`, after commit), with the trigger ``bulk``:
+:func:`roan.tags.purges.submit_tags`, after commit), with the trigger ``bulk``:
 
 - an UPDATE (or a raw DELETE): the model's list tag and the object tags of the rows it
   matched. A filter on the primary key (``filter(pk=...)``, ``filter(pk__in=[...])``,
@@ -58,10 +58,13 @@ from django.db.models.sql.compiler import SQLInsertCompiler, SQLUpdateCompiler
 from django.db.models.sql.constants import NO_RESULTS
 from django.db.models.sql.where import AND
 
-from roan import receivers, tag_index, tag_purges
-from roan.access import is_roan_model
+from roan import receivers
 from roan.conf import roan_settings
-from roan.context import Origin, current_user_id, is_active
+from roan.context import is_active
+from roan.purges import Cause
+from roan.rules.access import is_roan_model
+from roan.tags import index as tag_index
+from roan.tags import purges as tag_purges
 from roan.vocabulary import Trigger
 
 logger = logging.getLogger(__name__)
@@ -154,12 +157,11 @@ def _purge(
         if not tags:
             return
         opts = model._meta
-        origin = Origin(
-            trigger=Trigger.BULK,
+        origin = Cause.now(
+            Trigger.BULK,
             content_type_id=ContentType.objects.db_manager(using).get_for_model(model).pk,
             object_pk=str(pks[0]) if pks is not None and len(pks) == 1 else "",
             object_repr=f"{what}: {count} {opts.label_lower} rows"[:200],
-            user_id=current_user_id(),
         )
         tag_purges.submit_tags(tags, origin, roan_settings.BACKENDS, using=using)
     except Exception:

@@ -6,7 +6,7 @@ that stale page for its whole lifetime. ``"nginx": {..., "AFTER": ["django"]}`` 
 sender purge ``django`` first, and nginx only once every ``django`` attempt for the same
 (host, kind, target) has answered ``ok`` or ``not_cached``.
 
-How the sender (:func:`roan.pipeline.send`) applies it:
+How the sender (:func:`roan.outbox.pipeline.send`) applies it:
 
 - The claimed attempts are sent layer by layer, innermost first (layer 0 has no
   ``AFTER``; an outer backend's layer is one more than its deepest inner one's). Due
@@ -49,10 +49,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
 
-from roan import limits
 from roan.backends.base import GAVE_UP, NOT_CACHED, OK
-from roan.backends.options import _after_option, layer_order
+from roan.backends.options import after_option, layer_order
 from roan.conf import roan_settings
+from roan.outbox import limits
 from roan.vocabulary import Status
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ Key = tuple[str, str, str]  # (host, kind, target)
 def _after(alias: str) -> tuple[str, ...]:
     config = roan_settings.BACKENDS.get(alias)
     try:
-        return _after_option(alias, config)
+        return after_option(alias, config)
     except ImproperlyConfigured:
         return ()  # reported by the system check and when the backends are built
 

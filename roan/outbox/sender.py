@@ -27,7 +27,7 @@ from django.db import connections, router
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import completion, key_misses, layers, limits, pauses, verify
+from roan import pauses
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
@@ -40,6 +40,8 @@ from roan.backends.base import (
 from roan.conf import roan_settings
 from roan.context import note_recorded
 from roan.managers import purge_of
+from roan.outbox import completion, key_misses, layers, limits, verify
+from roan.outbox.sql import dialect
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt
@@ -84,8 +86,7 @@ def _claims_apart(db: str) -> bool:
     connection = connections[db]
     if connection.in_atomic_block:
         return False
-    in_memory = connection.vendor == "sqlite" and connection.is_in_memory_db()  # type: ignore[attr-defined]
-    return not in_memory
+    return not dialect(connection).is_in_memory(connection)
 
 
 def _claim(
@@ -169,7 +170,7 @@ class _Recorder:
 
     def __init__(self, db: str, claimer: ThreadPoolExecutor) -> None:
         self.db = db
-        own = connections[db].vendor != "sqlite"
+        own = not dialect(connections[db]).one_writer
         self.pool = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="roan-record") if own else None
         )
@@ -206,9 +207,9 @@ def send(
     """Claim due attempts (these ``ids``, or any due ones), send them, record outcomes.
 
     Attempts of a paused backend are not claimed; attempts over a backend's rate limit
-    are released with a later ``next_attempt_at`` (see :mod:`roan.limits`). A backend with
+    are released with a later ``next_attempt_at`` (see :mod:`roan.outbox.limits`). A backend with
     ``AFTER`` is sent only once its inner caches have purged the same target (see
-    :mod:`roan.layers`). Returns the attempts it handled, with their new status (still
+    :mod:`roan.outbox.layers`). Returns the attempts it handled, with their new status (still
     ``pending`` or ``failed`` for those held back).
     """
     from roan.models import PurgeAttempt
@@ -224,7 +225,7 @@ def send_claimed(
     attempts: list[PurgeAttempt], *, using: str, paused: frozenset[str]
 ) -> list[PurgeAttempt]:
     """Send ``attempts`` that this process has claimed (by :func:`send`, or in the same
-    transaction that wrote them, see ``roan.pipeline.submit``), and record the outcomes;
+    transaction that wrote them, see ``roan.outbox.pipeline.submit``), and record the outcomes;
     ``paused``: the paused backends the claim left out."""
     db = using
     order = layers.layers()
@@ -232,7 +233,7 @@ def send_claimed(
         # No AFTER anywhere: one layer, sent at once.
         _send_layer(limits.hold_back(attempts, using=db), db)
         return attempts
-    # Inner caches first (roan.layers): the inner attempts for these targets join the
+    # Inner caches first (roan.outbox.layers): the inner attempts for these targets join the
     # batch, and each layer goes once the one inside it has been sent and recorded.
     attempts += layers.pull_inner(attempts, using=db, exclude_backends=paused)
     by_layer: dict[int, list[PurgeAttempt]] = defaultdict(list)

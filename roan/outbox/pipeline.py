@@ -11,11 +11,11 @@ The flow, for every route in (signals, admin, commands, the public API):
 2. ``transaction.on_commit`` hands the pending ids to :func:`dispatch`: sent right away
    (``ROAN_DISPATCH = "inline"``) or by a task (``"task"``). Nothing is sent before commit,
    and a rollback leaves neither rows nor purges.
-3. :func:`roan.sender.send` claims the rows, fans out to every node in parallel with
+3. :func:`roan.outbox.sender.send` claims the rows, fans out to every node in parallel with
    strict timeouts, and records each outcome on its row. Failures never raise into the
    caller.
 
-What comes before: :mod:`roan.render` turns a rule and an object into purges, and
+What comes before: :mod:`roan.rules.rendering` turns a rule and an object into purges, and
 :mod:`roan.context` holds what the running code asked for (``suppress_purges()``, the
 acting user, ``hold_dispatch()``).
 """
@@ -33,53 +33,17 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import limits, pauses, render_guard
+from roan import pauses
 from roan.backends.base import (
     MAX_TARGET_LENGTH,
     SKIPPED,
     BaseBackend,
 )
 from roan.conf import roan_settings
-from roan.context import (
-    Origin as Origin,
-)
-from roan.context import (
-    Purge as Purge,
-)
-from roan.context import (
-    _capture as _capture,
-)
-from roan.context import (
-    _held as _held,
-)
-from roan.context import (
-    _written as _written,
-)
-from roan.context import (
-    acting_user_lookup as acting_user_lookup,
-)
-from roan.context import (
-    collect_written as collect_written,
-)
-from roan.context import (
-    current_user_id as current_user_id,
-)
-from roan.context import (
-    hold_dispatch as hold_dispatch,
-)
-from roan.context import (
-    is_active as is_active,
-)
-from roan.context import (
-    suppress_purges as suppress_purges,
-)
-from roan.render import Unrenderable as Unrenderable
-from roan.render import purges_for as purges_for
-from roan.render import render_rule as render_rule
-from roan.sender import SEND_BATCH as SEND_BATCH
-from roan.sender import backoff_seconds as backoff_seconds
-from roan.sender import send as send
-from roan.sender import send_claimed, send_ids
+from roan.context import capturing, held_ids, is_active, suppress_purges, written_ids
+from roan.outbox import limits, render_guard
+from roan.outbox.sender import SEND_BATCH, send_claimed, send_ids
+from roan.purges import Purge
 from roan.signals import backend_resumed
 
 if TYPE_CHECKING:
@@ -143,7 +107,7 @@ def _state(using: str) -> _TransactionState:
 def note_changed(tags: Iterable[str], *, using: str) -> None:
     """Tell the render guard, when the transaction commits and before its purges are
     sent, that what ``tags`` name changed (at once outside a transaction)."""
-    if not is_active() or _capture.get() is not None:
+    if not is_active() or capturing.get() is not None:
         return
     if not connections[using].in_atomic_block:
         render_guard.mark_changed(tags)
@@ -160,12 +124,12 @@ def submit(purges: Iterable[Purge], *, using: str | None = None, capped: bool = 
     each backend that had some gets one ``skipped`` row (its first dropped target) that
     says how many. Returns how many attempt rows were written. ``capped=False`` writes
     them all: a tag's expansion past the limit, which must not be dropped
-    (:func:`roan.tag_purges.submit_tags` sends those after the response).
+    (:func:`roan.tags.purges.submit_tags` sends those after the response).
     """
     if not is_active():
         return 0
     purges = list(purges)
-    captured = _capture.get()
+    captured = capturing.get()
     if captured is not None:
         captured.extend(purges)
         return 0
@@ -203,7 +167,7 @@ def submit(purges: Iterable[Purge], *, using: str | None = None, capped: bool = 
         return 0
     pending = [row for row in rows if row["status"] == "pending"]
     final = [row for row in rows if row["status"] != "pending"]
-    held = _held.get()
+    held = held_ids.get()
     paused = _claims_as_written(db, state) if pending and held is None else None
     if paused is not None:
         ids, final_ids = _write_claimed(pending, final, paused, state, db)
@@ -215,7 +179,7 @@ def submit(purges: Iterable[Purge], *, using: str | None = None, capped: bool = 
         elif ids:
             state.ids.extend(ids)
             transaction.on_commit(state.flush, using=db, robust=True)
-    collected = _written.get()
+    collected = written_ids.get()
     if collected is not None:
         collected.extend(ids + final_ids)
     return len(rows)
@@ -324,7 +288,7 @@ def _send_own(claimed: list[PurgeAttempt], db: str) -> None:
 
 
 def _rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:
-    request, origin = purge.request, purge.origin
+    request, origin = purge.request, purge.cause
     base: dict[str, Any] = {
         "backend": purge.backend,
         "host": request.host,
@@ -375,6 +339,6 @@ def dispatch(ids: Sequence[int], *, using: str | None = None) -> None:
         logger.exception("roan: dispatching %d attempt(s) failed; they stay queued", len(ids))
 
 
-@receiver(backend_resumed, dispatch_uid="roan.pipeline.backend_resumed")
+@receiver(backend_resumed, dispatch_uid="roan.outbox.pipeline.backend_resumed")
 def _on_backend_resumed(*, ids: Sequence[int], using: str | None = None, **kwargs: Any) -> None:
     dispatch(ids, using=using)

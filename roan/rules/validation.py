@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from roan.access import rule_model_refusal
 from roan.backends.base import PREFIX, PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.templating import RELATIONS, TemplateErrors, parse_lines
+from roan.rules.access import rule_model_refusal
+from roan.rules.templating import RELATIONS, TemplateErrors, parse_lines
 
 if TYPE_CHECKING:
     from roan.models import PurgeRule

@@ -36,7 +36,7 @@ class Outcome:
     counts: dict[str, int]
     #: status -> its distinct errors, the most frequent first
     reasons: dict[str, list[str]]
-    #: backends of pending rows that are paused (roan.limits)
+    #: backends of pending rows that are paused (roan.outbox.limits)
     paused: list[str]
 
     @property
