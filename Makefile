@@ -25,12 +25,13 @@ MANAGE := $(PY) example/manage.py
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint clean distclean
+.PHONY: help venv demo test lint docs clean distclean
 
 help:
 	@echo "make demo       serve the example blog at http://$(HOST):$(PORT)/ (admin / admin)"
 	@echo "make test       run the test suite (PYTEST_ARGS=... to pass options to pytest)"
 	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make docs       build the documentation into docs/_build/html (warnings fail)"
 	@echo "make venv       create $(VENV) with roan and its test extras"
 	@echo "make clean      remove caches, build output and the demo's database"
 	@echo "make distclean  clean, and remove $(VENV)"
@@ -86,8 +87,15 @@ lint:
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# Sphinx: -W warnings are errors, --keep-going reports them all, -n every reference must
+# resolve. The built site is docs/_build/html/index.html.
+docs:
+	$(call install,docs)
+	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "docs built: docs/_build/html/index.html"
+
 clean:
-	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache example/.cache tests/a11y/node_modules
+	rm -rf build dist docs/_build .pytest_cache .mypy_cache .ruff_cache example/.cache tests/a11y/node_modules
 	rm -f example/db.sqlite3 example/db.sqlite3-wal example/db.sqlite3-shm
 	rm -f tests/*.sqlite3 tests/*.sqlite3-wal tests/*.sqlite3-shm
 	find . \( -path './.venv*' -o -path ./$(VENV) -o -path ./.git \) -prune \

@@ -34,7 +34,9 @@ class FormFields(HTMLParser):
         if tag == "input" and name and a.get("type") not in {"submit", "button", "file"}:
             if a.get("type") in {"checkbox", "radio"} and "checked" not in a:
                 return
-            self.data.append((name, a.get("value", "")))
+            # A browser sends "on" for a ticked box without a value attribute.
+            default = "on" if a.get("type") in {"checkbox", "radio"} else ""
+            self.data.append((name, a.get("value", default)))
         elif tag == "select" and name:
             self._select = name
         elif tag == "option" and self._select and "selected" in a:

@@ -70,16 +70,34 @@ def test_the_wheel_carries_what_roan_reads_at_run_time(built) -> None:
         for suffix in ("po", "mo"):
             assert f"roan/locale/{language}/LC_MESSAGES/django.{suffix}" in names
     # Nothing from the checkout that is not roan's.
-    assert not [n for n in names if n.startswith(("tests/", "example/", "bench/"))]
+    assert not [n for n in names if n.startswith(("tests/", "example/", "bench/", "docs/"))]
+
+
+def sdist_names(sdist: Path) -> set[str]:
+    with tarfile.open(sdist) as archive:
+        return {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
 
 
 def test_the_sdist_carries_the_license_and_the_catalogs(built) -> None:
     _, sdist = built
-    with tarfile.open(sdist) as archive:
-        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    names = sdist_names(sdist)
     assert {"LICENSE", "README.md", "CHANGELOG.md", "pyproject.toml"} <= names
     for language in LANGUAGES:
         assert f"roan/locale/{language}/LC_MESSAGES/django.mo" in names
+
+
+def test_the_sdist_carries_the_tests_and_the_docs(built) -> None:
+    # A packager builds, tests and documents roan from the sdist alone.
+    _, sdist = built
+    names = sdist_names(sdist)
+    assert {"Makefile", "tests/conftest.py", "tests/test_docs.py", "tests/settings.py"} <= names
+    assert {"example/manage.py", "example/deploy/nginx.conf"} <= names
+    assert {"docs/conf.py", "docs/index.md", "docs/tutorial/index.md"} <= names
+    # The tutorial's configurations, usable as they are.
+    assert {"docs/tutorial/nginx.conf", "docs/tutorial/default.vcl"} <= names
+    assert "docs/dashboard.png" in names
+    # Nothing built or installed locally.
+    assert not [n for n in names if "/_build/" in n or "node_modules" in n or "__pycache__" in n]
 
 
 def test_the_readme_links_work_on_the_package_index() -> None:
