@@ -18,7 +18,7 @@ ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
-    # Before the admin: roan's object tools (the "Purges" link) on every change form.
+    # Before the admin: roan's object tools (the "Purge history" link) on every change form.
     "roan",
     "django.contrib.admin",
     "django.contrib.auth",
