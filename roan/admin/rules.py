@@ -477,8 +477,10 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
         draft = {"fields": fields, "action": action}
         if not form.is_valid():
             errors = [
-                f"{form.fields[name].label if name in form.fields else ''}: {' '.join(messages)}"
-                for name, messages in form.errors.items()
+                f"{form.fields[name].label}: {' '.join(said)}"
+                if name in form.fields
+                else " ".join(said)
+                for name, said in form.errors.items()
             ]
             return self.render_preview(
                 request,
