@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -18,7 +19,7 @@ ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
-    # Before the admin: roan's object tools (the "Purges" link) on every change form.
+    # Before the admin: roan's object tools (the "Purge history" link) on every change form.
     "roan",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -97,7 +98,7 @@ def _database() -> dict[str, object]:
     return database
 
 
-DATABASES = {"default": _database()}
+DATABASES: dict[str, dict[str, Any]] = {"default": _database()}
 
 # Django's default hasher spends about a second of CPU per password on a loaded CI
 # machine, and most tests create a user (admin_client, the browser's sign-in). Nothing

@@ -211,6 +211,13 @@ def pages(world) -> dict[str, tuple[str, dict[str, str] | None]]:
         "backends": ["nosuchbackend"],
         "description": "",
     }
+    draft = {
+        "name": "qzx-draft",
+        "content_type": str(ContentType.objects.get_for_model(Post).pk),
+        "templates": "/qzx/{slug}/",
+        "on_save": "on",
+        "description": "",
+    }
     purge_cache = f"/admin/testapp/post/{post.pk}/purge-cache/"
     plan = world["client"].get(purge_cache).context["plan"]
     preview = f"/admin/roan/purgerule/{rule.pk}/preview/"
@@ -225,6 +232,13 @@ def pages(world) -> dict[str, tuple[str, dict[str, str] | None]]:
         "preview search": (f"{preview}?q=qzx", None),
         "preview, none found": (f"{preview}?q=qzx-none", None),
         "preview, no object": (f"/admin/roan/purgerule/{world['tag_rule'].pk}/preview/", None),
+        # The rule form's "Preview before saving": a draft, then a draft for one object.
+        "draft preview": ("/admin/roan/purgerule/preview/", draft),
+        "draft preview, object": (
+            "/admin/roan/purgerule/preview/",
+            {**draft, "object_id": str(post.pk)},
+        ),
+        "draft preview, form errors": ("/admin/roan/purgerule/preview/", bad_rule),
         "purge log": ("/admin/roan/purgeattempt/", None),
         "purge log, none found": ("/admin/roan/purgeattempt/?status__exact=failed", None),
         "attempt": (f"/admin/roan/purgeattempt/{attempt.pk}/change/", None),

@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from roan import pauses
-from roan.admin import operations, rollup
+from roan.admin import operations, rollup, uses
 from roan.admin.common import (
     ERROR_CHARS,
     breadcrumbs,
@@ -422,6 +422,16 @@ def nice_ceiling(value: float) -> float:
     return float(10 * power)  # pragma: no cover - the loop always returns
 
 
+def count_ceiling(value: float) -> float:
+    """The top of an axis of counts: :func:`nice_ceiling`, but an even number (at least
+    2) below 10, so that the label halfway up is a whole number too (never "0.5" or
+    "2.5" attempts)."""
+    top = nice_ceiling(value)
+    if top >= 10:
+        return top
+    return float(max(2, math.ceil(value / 2) * 2))
+
+
 def _axis(top: float) -> list[dict[str, Any]]:
     plot_height = CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM
     return [
@@ -442,7 +452,7 @@ def purge_chart(buckets: Sequence[Hour]) -> dict[str, Any]:
     """Stacked bars per hour: ok, not cached, failed (failed and gave up)."""
     plot_width = CHART_WIDTH - PLOT_LEFT - PLOT_RIGHT
     plot_height = CHART_HEIGHT - PLOT_TOP - PLOT_BOTTOM
-    top = nice_ceiling(max((b.ok + b.not_cached + b.failed for b in buckets), default=0))
+    top = count_ceiling(max((b.ok + b.not_cached + b.failed for b in buckets), default=0))
     slot = plot_width / len(buckets)
     bars = []
     for i, bucket in enumerate(buckets):
@@ -552,10 +562,11 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
     pairs = shown_pairs(configured_nodes(), seen)
     backends = list(dict.fromkeys(backend for backend, _node in pairs))
     stopped = paused(qs)
+    queue_figures = queue(qs)
     return {
         "now": now,
         "windows": window_counts(qs, now, counted),
-        "queue": queue(qs),
+        "queue": queue_figures,
         "latencies": latencies(qs, pairs, now),
         "latency_sample": LATENCY_SAMPLE,
         "nodes": nodes(qs, pairs, now, counted),
@@ -567,6 +578,8 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
         "failures": latest_failures(qs),
         "verification": verification_counts(qs, now, counted),
         "keys_differ": keys_differ(dict.fromkeys(alias for alias, _node in configured_nodes())),
+        # The row of CDN invalidations in progress, only where a backend makes them.
+        "completes_later": uses.completes_later() or bool(queue_figures["in_progress"]),
     }
 
 

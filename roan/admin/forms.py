@@ -67,13 +67,16 @@ class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
             "templates": forms.Textarea(attrs={"rows": 5, "cols": 80, "spellcheck": "false"})
         }
         help_texts = {
+            "enabled": gettext_lazy(
+                "Unchecked, the rule is saved but does not fire: preview it, then enable it."
+            ),
             # The model's help text predates reverse relations; said here, no migration.
             "templates": gettext_lazy(
                 "One path per line, such as /posts/ or /posts/{slug}/. A placeholder is a "
                 "field or a path through relations, forward ({author.username}) or reverse "
                 "({post.slug} on an author: one URL per post); {get_absolute_url} is the "
                 "object's own URL. End a line with * to purge a prefix."
-            )
+            ),
         }
 
 

@@ -28,8 +28,7 @@ from django.utils.translation import gettext as _
 from import_export.admin import ExportMixin
 from import_export.formats import base_formats
 
-from roan import shared_cache
-from roan.admin import operations
+from roan.admin import operations, uses
 from roan.admin.common import (
     ERROR_CHARS,
     OBJECT_CHARS,
@@ -175,8 +174,28 @@ class BackendAliasFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(alias, alias) for alias in roan_settings.BACKENDS]
 
+    def has_output(self) -> bool:
+        # One backend is no choice: shown from two on (or while in use).
+        return len(self.lookup_choices) > 1 or bool(self.value())
+
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(backend=self.value()) if self.value() else queryset
+
+
+class RuleFilter(admin.RelatedFieldListFilter):
+    """The rule an attempt came from; the attempts of no rule have a name, not a "-"."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.empty_value_display = format_html("{}", _("none (manual, code or API)"))
+
+
+class CompletionFilter(admin.ChoicesFieldListFilter):
+    """A CDN's background invalidations: shown only when a configured backend makes
+    them (or while in use, as the dashboard's "in progress" link opens it)."""
+
+    def has_output(self) -> bool:
+        return uses.completes_later() or self.lookup_val is not None
 
 
 def models_with_rules() -> list[str]:
@@ -213,6 +232,10 @@ class ObjectTypeFilter(admin.SimpleListFilter):
             choices.append((label, name))
         return choices
 
+    def has_output(self) -> bool:
+        # The rules of one model leave nothing to choose: shown from two on.
+        return len(self.lookup_choices) > 1 or bool(self.value())
+
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if not self.value():
             return queryset
@@ -221,7 +244,7 @@ class ObjectTypeFilter(admin.SimpleListFilter):
 
 
 class ObjectFilter(admin.SimpleListFilter):
-    """Attempts for one object: ``?object=blog.post:42``, as the "Purges" link on an
+    """Attempts for one object: ``?object=blog.post:42``, as the "Purge history" link on an
     object's change form opens it. Shown only while it is in use."""
 
     title = gettext_lazy("object")
@@ -268,6 +291,28 @@ def object_purges_url(site: AdminSite, obj: Model) -> str | None:
     return f"{log}?object={content_type.app_label}.{content_type.model}:{obj.pk}"
 
 
+#: Fields of the attempt's page shown only when the attempt has a value in one of the
+#: columns each reads.
+OPTIONAL_FIELDS = {
+    "http_status": ("http_status",),
+    "latency": ("latency_ms",),
+    "error": ("error",),
+    "next_attempt_at": ("next_attempt_at",),
+    "finished_exact": ("finished_at",),
+    "purge_id": ("purge_id",),
+    "coalesced": ("coalesced",),
+    "verification": ("verification",),
+    "verification_detail": ("verification_detail",),
+    "rule_link": ("rule_id", "rule_name"),
+    "object_link": ("object_pk", "object_repr"),
+    "user": ("user_id",),
+}
+
+
+def _blank(attempt: PurgeAttempt, columns: tuple[str, ...]) -> bool:
+    return all(getattr(attempt, column) in (None, "", 0) for column in columns)
+
+
 class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,type-arg]
     resource_classes = [PurgeAttemptResource]
     export_formats = [base_formats.CSV, base_formats.XLSX, base_formats.JSON]
@@ -280,14 +325,16 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     list_display = ["created", "target_where", "outcome_cell", "cause", "source"]
     list_display_links = ["created"]
     # Each filter is served by an index in PurgeAttempt.Meta (kind has none: it is left out).
+    # A filter shows only when it offers a choice: one backend, the rules of one model or
+    # no CDN that finishes later leave the backend, model and completion filters out.
     # The model and object filters have no index of their own (adding one is a
     # migration): on a long log, narrow by date as for the search.
     list_filter = [
         "status",
         BackendAliasFilter,
         "trigger",
-        "rule",
-        "completion",
+        ("rule", RuleFilter),
+        ("completion", CompletionFilter),
         ObjectTypeFilter,
         ObjectFilter,
     ]
@@ -388,6 +435,19 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
     def finished_exact(self, attempt: PurgeAttempt) -> str:
         return exact_time(attempt.finished_at)
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        """The attempt's page without the fields this attempt left empty: a Django cache
+        answers no HTTP status, only a CDN has a purge id, only VERIFY a verdict."""
+        if obj is None:
+            return super().get_fieldsets(request, obj)
+        empty = {field for field, columns in OPTIONAL_FIELDS.items() if _blank(obj, columns)}
+        shown = []
+        for title, options in super().get_fieldsets(request, obj):
+            fields = [f for f in options["fields"] if f not in empty]
+            if fields:
+                shown.append((title, {**options, "fields": fields}))
+        return shown
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)
         return LogQuerySet(model=queryset.model, query=queryset.query, using=queryset.db)
@@ -399,15 +459,9 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_superuser)
-
-    def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        super().delete_model(request, obj)
-        shared_cache.forget_dashboard()  # its kept hours may count the row
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        super().delete_queryset(request, queryset)
-        shared_cache.forget_dashboard()
+        # Append-only, for superusers too: the log is the record of what was sent, and
+        # roan_prune is how it shrinks (by age, forgetting the dashboard's kept hours).
+        return False
 
     def action_checkbox(self, obj: Any) -> SafeString:
         # Django renders a CheckboxInput through the form renderer's templates for every

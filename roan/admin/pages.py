@@ -2,8 +2,8 @@
 everything on one backend (after a confirmation page).
 
 They belong to no model, so they hang off a stand-in "model" (``purge``), whose admin
-mounts them and hides itself from the index: the pages are reached from the log's and
-the rules' object tools.
+mounts them and lists "Purge URLs" in the index and the sidebar for those who may purge
+(the log's and the rules' object tools link to it too).
 """
 
 from __future__ import annotations
@@ -113,19 +113,38 @@ def to_admin_purges(
 
 
 class PurgePagesAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Mounts the purge pages; grants no model permission, so the index leaves it out."""
+    """Mounts the purge pages and lists "Purge URLs" (as a "model" one may view) for the
+    users with ``roan.purge_now``."""
 
     actions = None
 
     def get_urls(self) -> list[URLPattern]:
         site = self.admin_site
+
+        def purge_urls(request: HttpRequest) -> HttpResponse:
+            return purge_urls_view(request, site)
+
         return [
-            page(site, "", lambda request: purge_urls_view(request, site), "roan_purge"),
+            page(site, "", purge_urls, "roan_purge"),
+            # The name the index and the sidebar reverse for a registered "model".
+            page(site, "", purge_urls, "roan_purge_changelist"),
             page(site, "all/", lambda request: purge_all_view(request, site), "roan_purge_all"),
         ]
 
     def get_model_perms(self, request: HttpRequest) -> dict[str, bool]:
-        return {"add": False, "change": False, "delete": False, "view": False}
+        return {"add": False, "change": False, "delete": False, "view": can_purge(request)}
 
     def has_module_permission(self, request: HttpRequest) -> bool:
+        return can_purge(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_purge(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -16,7 +16,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, reverse
@@ -200,6 +200,19 @@ class BackendFilter(admin.SimpleListFilter):
         return queryset.filter(pk__in=pks)
 
 
+class ModelFilter(admin.RelatedOnlyFieldListFilter):
+    """The models rules name, labelled as the list's column labels them ("Author", not
+    the content type's "Blog | author")."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> list[Any]:
+        choices = []
+        for pk, name in super().field_choices(field, request, model_admin):
+            content_type = ContentType.objects.get_for_id(int(pk))
+            model = content_type.model_class()
+            choices.append((pk, capfirst(str(model._meta.verbose_name)) if model else name))
+        return choices
+
+
 class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     form = PurgeRuleForm
     resource_classes = [PurgeRuleResource]
@@ -217,7 +230,7 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     # Five columns with quiet second lines, to fit beside the sidebars at 1280 px.
     list_display = ["rule_name", "short_templates", "fires_on", "enabled", "activity"]
     list_display_links = ["rule_name"]
-    list_filter = [("content_type", admin.RelatedOnlyFieldListFilter), "enabled", BackendFilter]
+    list_filter = [("content_type", ModelFilter), "enabled", BackendFilter]
     list_select_related = ["content_type"]
     search_fields = ["name", "templates", "description"]
     actions = [enable_rules, disable_rules, purge_rules_now]
@@ -415,6 +428,12 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             ),
             page(
                 self.admin_site,
+                "preview/",
+                self.draft_preview_view,
+                "{}_{}_draft_preview".format(*info),
+            ),
+            page(
+                self.admin_site,
                 "<path:object_id>/preview/",
                 self.preview_view,
                 "{}_{}_preview".format(*info),
@@ -429,35 +448,95 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             raise PermissionDenied
         if request.method == "POST" and not can_purge(request):
             raise PermissionDenied
-        model = rule.content_type.model_class()
+        return self.render_preview(request, rule)
+
+    def draft_preview_view(self, request: HttpRequest) -> HttpResponse:
+        """The rule form's "Preview" button: the rule as the form stands, not saved.
+
+        The form is posted here (``?rule=<pk>`` when it edits a saved rule) and validated
+        as a save would; the page carries its fields along while an object is chosen.
+        Nothing is written and nothing sent (a test purge needs the saved rule).
+        """
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        rule_pk = request.GET.get("rule", "")
+        saved = None
+        if rule_pk:
+            if not rule_pk.isdigit():
+                raise Http404
+            saved = get_object_or_404(PurgeRule, pk=rule_pk)
+            if not self.has_change_permission(request, saved):
+                raise PermissionDenied
+        elif not self.has_add_permission(request):
+            raise PermissionDenied
+        form = self.get_form(request, saved, change=saved is not None)(request.POST, instance=saved)
+        fields = [(name, value) for name in form.fields for value in request.POST.getlist(name)]
+        action = reverse(f"{self.admin_site.name}:roan_purgerule_draft_preview")
+        if saved is not None:
+            action += f"?rule={saved.pk}"
+        draft = {"fields": fields, "action": action}
+        if not form.is_valid():
+            errors = [
+                f"{form.fields[name].label}: {' '.join(said)}"
+                if name in form.fields
+                else " ".join(said)
+                for name, said in form.errors.items()
+            ]
+            return self.render_preview(
+                request,
+                None,
+                draft=draft,
+                problem=_("Fix the form first.") + " " + " ".join(errors),
+            )
+        # The form's instance holds the posted values; it is never saved here.
+        return self.render_preview(request, form.instance, draft=draft)
+
+    def render_preview(
+        self,
+        request: HttpRequest,
+        rule: PurgeRule | None,
+        *,
+        draft: dict[str, Any] | None = None,
+        problem: str = "",
+    ) -> HttpResponse:
+        """The preview page of ``rule`` (saved, or a ``draft`` of the form: ``None`` when
+        the form did not validate, with its ``problem``)."""
+        model = rule.content_type.model_class() if rule is not None else None
         if model is not None and not can_view_model(request.user, model):
             # The preview lists objects and renders their fields: only for those who
             # may see them anyway.
             raise PermissionDenied
-        try:
-            compiled = operations.compile_rule(rule) if model is not None else None
-        except ValueError:
-            compiled = None  # shown as the page's problem below
+        compiled = None
+        if rule is not None and model is not None:
+            try:
+                compiled = operations.compile_rule(rule)
+            except ValueError:
+                compiled = None  # shown as the page's problem below
         if compiled is not None and operations.unviewable(request.user, compiled) is not None:
             raise PermissionDenied
-        missing = _("The model of this rule is not installed.")
-        problem = rule_model_refusal(model) if model else missing
+        if rule is not None and not problem:
+            missing = _("The model of this rule is not installed.")
+            problem = rule_model_refusal(model) if model else missing
         # A model rules may not name is never rendered, nor are its objects listed.
         form = None
-        query = request.GET.get("q", "").strip()[:QUERY_CHARS]
+        params = request.POST if draft is not None else request.GET
+        query = params.get("q", "").strip()[:QUERY_CHARS]
         # Only the rows the model's own admin shows this user are listed, searched and
         # rendered (its get_queryset may keep an editor to their own rows).
         visible = visible_objects(self.admin_site, request, model) if model is not None else None
-        if model is not None and not problem:
-            data = request.POST or (request.GET if "object_id" in request.GET else None)
+        if rule is not None and model is not None and not problem:
+            if draft is not None:
+                data = request.POST if "object_id" in request.POST else None
+            else:
+                data = request.POST or (request.GET if "object_id" in request.GET else None)
             form = PreviewForm(model, data, objects=visible)
         lines: list[operations.Line] = []
         sent: list[PurgeAttempt] = []
         obj = None
-        if form is not None and form.is_valid():
+        if rule is not None and form is not None and form.is_valid():
             obj = form.cleaned_data["object_id"]
             try:
-                if request.method == "POST":
+                if request.method == "POST" and draft is None:
                     sent = operations.send_test_purge(
                         rule, obj, user_id=request.user.pk, may_purge_all=can_purge_all(request)
                     )
@@ -479,19 +558,22 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
             if obj is not None and obj not in latest:
                 latest.insert(0, obj)
         site = self.admin_site
-        change = reverse(f"{site.name}:roan_purgerule_change", args=[rule.pk])
+        if rule is not None and rule.pk is not None and draft is None:
+            change = reverse(f"{site.name}:roan_purgerule_change", args=[rule.pk])
+            crumb = (change, Truncator(str(rule)).words(18))
+            title = _("Preview: %(rule)s") % {"rule": rule}
+        else:
+            crumb = ("", _("The form, not saved"))
+            title = _("Preview: %(rule)s (not saved)") % {"rule": rule or _("a rule")}
         context = {
             **site.each_context(request),
-            **breadcrumbs(
-                site,
-                "roan",
-                changelist_crumb(site),
-                (change, Truncator(str(rule)).words(18)),
-                ("", _("Preview")),
-            ),
-            "title": _("Preview: %(rule)s") % {"rule": rule},
+            **breadcrumbs(site, "roan", changelist_crumb(site), crumb, ("", _("Preview"))),
+            "title": title,
             "opts": self.opts,
             "original": rule,
+            "model_name": model._meta.verbose_name if model is not None else "",
+            "model_plural": model._meta.verbose_name_plural if model is not None else "",
+            "draft": draft,
             "form": form,
             "obj": obj,
             "lines": lines,

@@ -1,4 +1,4 @@
-"""``{% load roan_admin %}``: the "Purges" link on the change form of any object whose model
+"""``{% load roan_admin %}``: the "Purge history" link on the change form of any object whose model
 has purge rules, also in a ``ModelAdmin`` without :class:`roan.admin.PurgeCacheMixin`.
 
 roan's ``admin/change_form_object_tools.html`` adds it after Django's own tools (History,
@@ -45,9 +45,12 @@ def roan_purges_link(context: Any) -> str:
     except NoReverseMatch:
         return ""  # this admin site does not show roan's log
     except Exception:  # never break a change form for a link
-        logger.exception("roan: cannot build the Purges link")
+        logger.exception("roan: cannot build the purge history link")
         return ""
     key = quote(f"{content_type.app_label}.{content_type.model}:{obj.pk}", safe=".:")
     return format_html(
-        '<li><a href="{}?object={}" class="roan-purges-link">{}</a></li>', log, key, _("Purges")
+        '<li><a href="{}?object={}" class="roan-purges-link">{}</a></li>',
+        log,
+        key,
+        _("Purge history"),
     )

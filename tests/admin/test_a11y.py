@@ -101,6 +101,14 @@ def test_roans_pages_have_no_axe_violations(
             admin.open(url)
             if v := violations(page, axe):
                 found[name] = v
+        # The rule form's "Preview before saving" opens the draft's preview in a new tab.
+        admin.open(pages["rule change"])
+        with context.expect_page() as opened:
+            page.click("#roan-draft-preview")
+        draft = opened.value
+        draft.wait_for_load_state()
+        if v := violations(draft, axe):
+            found["draft preview"] = v
     finally:
         context.close()
     assert found == {}, json.dumps(found, indent=1)

@@ -218,7 +218,7 @@ def test_after_a_save_the_editor_is_led_to_the_posts_purges(
     admin_page.screenshot("admin-object-purges")
 
     page.go_back()
-    page.click(".object-tools a:text-is('Purge cache')")
+    page.click(".object-tools a:text-is('Purge cache now')")
     rows = page.locator("#roan-targets tbody tr")
     targets = [t.strip() for t in rows.locator("td.roan-target").all_inner_texts()]
     assert targets.count("/") == 1 and len(targets) == len(set(targets))
