@@ -363,6 +363,7 @@ def _apply(
     attempt.latency_ms = result.latency_ms
     attempt.error = result.error[:500]
     attempt.purge_id = result.purge_id[:200]
+    attempt.soft = bool(result.soft)
     attempt.claimed_until = None
     attempt.updated_at = now
     attempt.next_attempt_at = None
@@ -387,6 +388,7 @@ def _unrecordable(attempt: PurgeAttempt, tries: int, now: datetime.datetime, wha
     attempt.latency_ms = None
     attempt.error = f"roan could not record the outcome ({what})"[:500]
     attempt.purge_id = ""
+    attempt.soft = False
     attempt.claimed_until = None
     attempt.updated_at = now
     attempt.finished_at = None

@@ -55,6 +55,14 @@ def parse_rate_limit(alias: str, value: Any) -> RateLimit | None:
     return RateLimit(rate, burst)
 
 
+def soft_option(alias: str, options: Mapping[str, Any], *, default: bool) -> bool:
+    """A backend's ``SOFT`` option: mark stale rather than remove, where the cache can."""
+    soft = options.get("SOFT", default)
+    if not isinstance(soft, bool):
+        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]['SOFT'] must be True or False.")
+    return soft
+
+
 def validate_options(alias: str, config: Mapping[str, Any]) -> None:
     """Raise ``ImproperlyConfigured`` for a bad ``RATE_LIMIT`` or ``PAUSED`` option."""
     parse_rate_limit(alias, config.get("RATE_LIMIT"))

@@ -66,6 +66,7 @@ def test_keys_are_split_at_256_and_each_gets_its_own_purge_id(fastly: FakeFastly
     attempts = rows()
     assert {a.status for a in attempts} == {"ok"}
     assert len({a.purge_id for a in attempts}) == 257  # the key -> id map, row by row
+    assert {a.soft for a in attempts} == {True}  # the log says the purges were soft
 
 
 def test_a_url_is_one_call_with_its_query_in_the_path(fastly: FakeFastly) -> None:
@@ -84,6 +85,7 @@ def test_everything_is_never_soft_and_a_host_cannot_be_purged(
     [request] = fastly.purges()
     assert request.path == f"/service/{SERVICE}/purge_all"
     assert "Fastly-Soft-Purge" not in request.headers
+    assert rows()[-1].soft is False
     host = PurgeRequest("all", "", "www.example.com")
     pipeline.submit([pipeline.Purge("fastly", host, pipeline.Origin(trigger="admin"))])
     assert len(fastly.received) == 1
@@ -95,6 +97,7 @@ def test_soft_can_be_turned_off(fastly: FakeFastly, settings: Any) -> None:
     roan.purge_urls(["/a"])
     [request] = fastly.purges()
     assert "Fastly-Soft-Purge" not in request.headers
+    assert [(a.status, a.soft) for a in rows()] == [("ok", False)]
 
 
 def test_a_429_waits_until_fastly_ratelimit_reset(fastly: FakeFastly) -> None:
