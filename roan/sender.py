@@ -27,7 +27,7 @@ from django.db import connections, router
 from django.utils import timezone
 
 from roan import backends as backend_registry
-from roan import completion, key_misses, layers, limits, pauses, verify
+from roan import completion, key_misses, layers, limits, pauses, verify, warming
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
@@ -263,8 +263,10 @@ def _send_layer(sendable: list[PurgeAttempt], db: str) -> None:
 def _finish_layer(sendable: list[PurgeAttempt], results: dict[int, PurgeResult], db: str) -> None:
     """Record the outcomes of ``sendable``, just sent, and queue their probes."""
     _record(sendable, results, using=db)
-    # Probes run on verify's own thread: this one may be the editor's request.
+    # Probes and warming fetches run on threads of their own: this one may be the
+    # editor's request.
     verify.after_send(sendable, using=db)
+    warming.after_send(sendable, results, using=db)
 
 
 def _send_only(sendable: list[PurgeAttempt]) -> dict[int, PurgeResult]:

@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.pauses",
             "roan.layers",
             "roan.verify",
+            "roan.warming",
             "roan.completion",
             "roan.key_misses",
             "roan.sender",

@@ -97,7 +97,11 @@ def test_a_hard_purge_still_removes_the_page(varnish_cache: Varnish, cache_origi
 
 
 def test_the_attempt_records_a_soft_purge(
-    transactional_db: None, settings: Any, varnish_cache: Varnish, cache_origin: Origin
+    transactional_db: None,
+    settings: Any,
+    varnish_cache: Varnish,
+    cache_origin: Origin,
+    admin_client: Any,
 ) -> None:
     base = {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": [varnish_cache.url]}
     settings.ROAN_BACKENDS = {"soft": {**base, "SOFT": True}, "hard": base}
@@ -108,6 +112,11 @@ def test_the_attempt_records_a_soft_purge(
     rows = {a.backend: a for a in PurgeAttempt.objects.filter(target="/softlog/1")}
     assert (rows["soft"].status, rows["soft"].soft) in {("ok", True), ("not_cached", True)}
     assert rows["hard"].soft is False
+    # The log says which purge was soft.
+    page = admin_client.get(f"/admin/roan/purgeattempt/{rows['soft'].pk}/change/")
+    assert 'class="roan-badge roan-purge-soft"' in page.text
+    page = admin_client.get(f"/admin/roan/purgeattempt/{rows['hard'].pk}/change/")
+    assert "roan-purge-soft" not in page.text
 
 
 def test_what_goes_on_the_wire(fake_cache: FakeCache) -> None:
