@@ -1,5 +1,6 @@
 """SOFT on Varnish: a soft-purged page is served stale once, while one background fetch
-gets the new copy, and fresh after; the attempt records that the purge was soft.
+gets the new copy, and fresh after; the attempt records that the purge was soft. And
+nginx's refresh (``proxy_cache_bypass``), sent by HTTPBackend with ``SOFT``.
 
 Against the real Varnish of example/deploy/varnish.vcl (``purge.soft(0s)`` for a URL,
 ``xkey.softpurge()`` for tags) in front of the counting origin of tests/support/caches.py,
@@ -17,9 +18,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 import roan
 from roan.backends.base import PurgeRequest
+from roan.backends.http import HTTPBackend
+from roan.backends.nginx import NginxBackend
 from roan.backends.varnish import VarnishBackend
 from roan.models import PurgeAttempt
-from tests.support.caches import FakeCache, Origin, Varnish
+from tests.support.caches import FakeCache, Nginx, Origin, Varnish, start_nginx
 
 
 def get(url: str) -> tuple[str, str]:
@@ -147,3 +150,49 @@ def test_what_goes_on_the_wire(fake_cache: FakeCache) -> None:
 def test_soft_must_be_a_boolean() -> None:
     with pytest.raises(ImproperlyConfigured, match=r"\['SOFT'\] must be True or False"):
         VarnishBackend("v", {"NODES": ["http://127.0.0.1:9"], "SOFT": "yes"})
+
+
+def test_nginx_soft_refreshes_the_page_in_place(cache_origin: Origin) -> None:
+    nginx: Nginx = start_nginx(cache_origin.port)
+    refresh = NginxBackend(
+        "nginx", {"NODES": [nginx.url], "METHOD": "PURGE", "HOSTS": ["127.0.0.1"], "SOFT": True}
+    )
+    try:
+        requests.get(f"{nginx.url}/refresh/a", timeout=5)
+        answer = requests.get(f"{nginx.url}/refresh/a", timeout=5)
+        assert (answer.headers["X-Cache-Status"], answer.text.strip()) == ("HIT", "/refresh/a 1")
+
+        [result] = refresh.purge(refresh.nodes[0], [PurgeRequest("url", "/refresh/a")])
+        assert (result.status, result.http_status, result.soft) == ("ok", 200, True)
+
+        # The page was never absent: the next reader gets the new copy from the cache.
+        answer = requests.get(f"{nginx.url}/refresh/a", timeout=5)
+        assert (answer.headers["X-Cache-Status"], answer.text.strip()) == ("HIT", "/refresh/a 2")
+        assert cache_origin.count("/refresh/a") == 2
+    finally:
+        refresh.close()
+        nginx.close()
+
+
+def test_nginx_soft_needs_the_caches_root() -> None:
+    with pytest.raises(ImproperlyConfigured, match="needs METHOD 'PURGE'"):
+        NginxBackend("nginx", {"LOCATION": "http://127.0.0.1:9/purge", "SOFT": True})
+
+
+def test_http_backend_soft_is_recorded(fake_cache: FakeCache) -> None:
+    backend = HTTPBackend("hook", {"URL": f"{fake_cache.url}/soft?u={{path}}", "SOFT": True})
+    try:
+        [result] = backend.purge(backend.nodes[0], [PurgeRequest("url", "/p")])
+    finally:
+        backend.close()
+    assert (result.status, result.soft) == ("ok", True)
+
+
+def test_a_visitors_refresh_header_is_ignored(cache_origin: Origin) -> None:
+    nginx = start_nginx(cache_origin.port, purge_allow="127.0.0.2")
+    try:
+        requests.get(f"{nginx.url}/refresh/b", timeout=5)
+        answer = requests.get(f"{nginx.url}/refresh/b", headers={"X-Roan-Refresh": "1"}, timeout=5)
+        assert (answer.headers["X-Cache-Status"], answer.text.strip()) == ("HIT", "/refresh/b 1")
+    finally:
+        nginx.close()
