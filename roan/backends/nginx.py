@@ -12,7 +12,8 @@ only. It has no soft purge either: it deletes the cache file. ``SOFT = True`` (w
 ``GET {node}/posts`` with ``X-Roan-Refresh: 1``, which the example configuration maps to
 ``proxy_cache_bypass``: nginx fetches the page from the origin and stores it in place of
 the old copy, which readers keep getting meanwhile. No reader ever misses; the refresh
-waits for the origin's page (a purge does not), and pages over 1 MiB are not read whole. ``example/deploy/nginx.conf`` is a configuration tested against this backend.
+waits for the origin's page (a purge does not), and pages over 1 MiB are not read whole.
+``example/deploy/nginx.conf`` is a configuration tested against this backend.
 """
 
 from __future__ import annotations
