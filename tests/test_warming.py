@@ -102,6 +102,12 @@ def test_the_log_and_the_dashboard_show_it(
     assert 'class="roan-badge roan-warming-warmed"' in detail.text
     dashboard = admin_client.get("/admin/roan/dashboard/")
     assert '<td class="roan-num" id="roan-warmed">1</td>' in dashboard.text
+    # The dashboard's link to the pages not warmed is a filter the log accepts.
+    PurgeAttempt.objects.filter(pk=attempt.pk).update(warming="failed")
+    failed = admin_client.get("/admin/roan/purgeattempt/?warming__exact=failed")
+    assert failed.status_code == 200 and "/shown/" in failed.text
+    dashboard = admin_client.get("/admin/roan/dashboard/")
+    assert "?warming__exact=failed" in dashboard.text
 
 
 def test_the_editors_save_does_not_wait_for_the_warming(
