@@ -14,7 +14,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from roan.backends.options import parse_verify
+from roan.backends.options import parse_verify, parse_warm
 from roan.conf import DEFAULT_PURGE_URL, roan_settings
 from roan.rules.access import ROAN_APP, SENSITIVE_APPS, is_roan_model, is_sensitive
 
@@ -107,13 +107,14 @@ def _without_missing_timeout(config: Any) -> Any:
 
 
 def _without_verify(config: Any) -> Any:
-    if isinstance(config, dict) and "VERIFY" in config:
-        return {k: v for k, v in config.items() if k != "VERIFY"}
+    if isinstance(config, dict) and ("VERIFY" in config or "WARM" in config):
+        return {k: v for k, v in config.items() if k not in ("VERIFY", "WARM")}
     return config
 
 
 def check_verify(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """A backend's VERIFY option: valid, and fetching only from a host in its HOSTS."""
+    """A backend's VERIFY and WARM options: valid, and fetching only from a host in its
+    HOSTS."""
     messages: list[checks.CheckMessage] = []
     for alias, config in roan_settings.BACKENDS.items():
         if not isinstance(config, dict):
@@ -129,6 +130,19 @@ def check_verify(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMes
                         "one of the backend's HOSTS (the probe never fetches from elsewhere)."
                     ),
                     id="roan.E110",
+                )
+            )
+        try:
+            parse_warm(alias, config)
+        except ImproperlyConfigured as exc:
+            messages.append(
+                checks.Error(
+                    str(exc),
+                    hint=(
+                        'Give WARM a BASE_URL like "https://www.example.com" whose host is '
+                        "one of the backend's HOSTS (roan never warms pages elsewhere)."
+                    ),
+                    id="roan.E111",
                 )
             )
     return messages

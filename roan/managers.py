@@ -154,6 +154,7 @@ _OUTCOME_COLUMNS = (
     "next_attempt_at",
     "finished_at",
     "coalesced",
+    "soft",
 )
 # What a claim reads of each row: what the sender, the rate limits, the layers, the
 # status checks and the verification read or write on a claimed attempt.

@@ -106,6 +106,8 @@ class PurgeAttempt(models.Model):
 
     Completion = vocabulary.Completion
 
+    Warming = vocabulary.Warming
+
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     status = models.CharField(
@@ -177,6 +179,27 @@ class PurgeAttempt(models.Model):
         help_text=_(
             "For a CDN that invalidates in the background (CloudFront, Azure, Akamai): "
             "accepted and still in progress, or completed, as the provider's status said."
+        ),
+    )
+    soft = models.BooleanField(
+        _("soft"),
+        default=False,
+        db_default=False,
+        help_text=_(
+            "Marked stale rather than removed (the backend's SOFT option): the cache may "
+            "serve the old copy once while it fetches the new one."
+        ),
+    )
+    warming = models.CharField(
+        _("warming"),
+        max_length=8,
+        choices=Warming.choices,
+        default=Warming.NONE,
+        db_default=Warming.NONE,
+        blank=True,
+        help_text=_(
+            "Whether roan fetched the page through the cache after the purge (the "
+            "backend's WARM option), so that the next reader gets a hit."
         ),
     )
     completion_check_at = models.DateTimeField(

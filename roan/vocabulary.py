@@ -84,6 +84,17 @@ class Completion(models.TextChoices):
     UNCONFIRMED = "unconfirmed", _("not confirmed")
 
 
+class Warming(models.TextChoices):
+    """Whether roan fetched a purged page through the cache again (a backend's ``WARM``)."""
+
+    # "" is "not warmed": the backend has no WARM, or the attempt is not an ok/not_cached
+    # purge of a URL.
+    NONE = "", _("not warmed")
+    PENDING = "pending", _("warming")
+    WARMED = "warmed", _("warmed")
+    FAILED = "failed", _("not warmed (failed)")
+
+
 #: The permission to purge by hand (the admin's "purge now", re-purge, preview's test
 #: purge), as ``user.has_perm()`` takes it; and the codename and label the model declares.
 PURGE_NOW = "roan.purge_now"

@@ -43,8 +43,8 @@ from roan.backends import get_backends
 from roan.backends.base import PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.models import BackendState, PurgeAttempt, PurgeTry
-from roan.outbox import key_misses, verify
-from roan.vocabulary import FAILING_STATUSES, Completion, Status
+from roan.outbox import key_misses, verify, warming
+from roan.vocabulary import FAILING_STATUSES, Completion, Status, Warming
 
 SUCCESS = (Status.OK, Status.NOT_CACHED)
 FAILURE = FAILING_STATUSES
@@ -179,6 +179,31 @@ def verification_counts(
         "unverified": counts.get(verify.UNVERIFIABLE, 0) + counts.get(verify.PENDING, 0),
         "pending": counts.get(verify.PENDING, 0),
         "hint": verify.HINT,
+    }
+
+
+def warming_counts(qs: QuerySet[PurgeAttempt], now: datetime.datetime) -> dict[str, Any]:
+    """Pages warmed after their purge (a backend's WARM) in the last hour, by outcome.
+
+    No query unless some backend warms; then one over the last hour of the created_at
+    index, the part-hour the dashboard reads from the rows anyway.
+    """
+    if not any(warming.options_for(alias) for alias in roan_settings.BACKENDS):
+        return {"any": False}
+    since = now - datetime.timedelta(hours=1)
+    rows = (
+        qs.filter(created_at__gte=since)
+        .exclude(warming=Warming.NONE)
+        .order_by()
+        .values("warming")
+        .annotate(n=Count("pk"))
+    )
+    counts = {row["warming"]: row["n"] for row in rows}
+    return {
+        "any": True,
+        "warmed": counts.get(Warming.WARMED, 0),
+        "failed": counts.get(Warming.FAILED, 0),
+        "pending": counts.get(Warming.PENDING, 0),
     }
 
 
@@ -577,6 +602,7 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
         "latency_chart": latency_chart(buckets, backends),
         "failures": latest_failures(qs),
         "verification": verification_counts(qs, now, counted),
+        "warming": warming_counts(qs, now),
         "keys_differ": keys_differ(dict.fromkeys(alias for alias, _node in configured_nodes())),
         # The row of CDN invalidations in progress, only where a backend makes them.
         "completes_later": uses.completes_later() or bool(queue_figures["in_progress"]),

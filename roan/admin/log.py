@@ -95,6 +95,11 @@ class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
         return self.count > self.cap
 
 
+#: The badge of a soft purge (the backend's SOFT option), and what it means.
+SOFT_LABEL = gettext_lazy("soft")
+SOFT_TITLE = gettext_lazy("Marked stale, not removed: a reader may get the old copy once.")
+
+
 class LogQuerySet(PurgeAttemptQuerySet):
     """The purge log's rows, with a date hierarchy that walks the ``created_at`` index.
 
@@ -366,6 +371,8 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
                     "coalesced",
                     "verification",
                     "verification_detail",
+                    "soft",
+                    "warming",
                 ]
             },
         ),
@@ -575,6 +582,12 @@ class PurgeAttemptAdmin(ExportMixin, admin.ModelAdmin):  # type: ignore[misc,typ
                     attempt.verification_detail,
                 ),
             )
+        if attempt.soft:
+            # Marked stale, not removed (SOFT): a reader may get the old copy once.
+            html += format_html(" {}", badge("purge", "soft", SOFT_LABEL, SOFT_TITLE))
+        if attempt.warming:
+            # WARM: the page fetched through the cache again after its purge.
+            html += format_html(" {}", badge("warming", attempt.warming, label(attempt, "warming")))
         if attempt.completion:
             # A CDN's asynchronous invalidation: accepted, then (later) completed.
             html += format_html(

@@ -11,7 +11,13 @@ from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 from roan.backends.base import BaseBackend
-from roan.backends.options import SENDER_OPTIONS, layer_order, parse_verify, validate_options
+from roan.backends.options import (
+    SENDER_OPTIONS,
+    layer_order,
+    parse_verify,
+    parse_warm,
+    validate_options,
+)
 from roan.conf import roan_settings
 
 _lock = threading.Lock()
@@ -34,12 +40,13 @@ def build_backend(alias: str, config: dict[str, Any]) -> BaseBackend:
         )
     validate_options(alias, config)
     parse_verify(alias, config)
-    # RATE_LIMIT, PAUSED and VERIFY are roan's (the sender applies them), so no backend
-    # sees them.
+    parse_warm(alias, config)
+    # RATE_LIMIT, PAUSED, VERIFY and WARM are roan's (the sender applies them), so no
+    # backend sees them.
     options = {
         k: v
         for k, v in config.items()
-        if k not in {"BACKEND", "VERIFY"} and k not in SENDER_OPTIONS
+        if k not in {"BACKEND", "VERIFY", "WARM"} and k not in SENDER_OPTIONS
     }
     return cls(alias, options)
 

@@ -5,7 +5,8 @@
 or the CP codes of ``CP_CODES`` for "everything". One object type per call and at most
 50,000 bytes of body. ``ACTION`` is ``invalidate`` (the default, which Akamai
 recommends: stale objects are revalidated, and stale-if-error keeps working) or
-``delete``.
+``delete``; ``SOFT = True`` / ``False`` says the same (``invalidate`` is Akamai's soft
+purge), and the attempt records it.
 
 Akamai answers 201 with a ``purgeId`` and ``estimatedSeconds``: the attempt is ``ok``
 with its completion *in progress*, and reported *completed* once that time has passed
@@ -33,6 +34,7 @@ from django.core.exceptions import ImproperlyConfigured
 from roan.backends._api import APIBackend, Batch, json_body, provider_seconds, seconds_from
 from roan.backends._http import Call, Reply
 from roan.backends.base import ALL, OK, TAG, URL, Progress, PurgeRequest, PurgeResult
+from roan.backends.options import soft_option
 
 try:
     from akamai.edgegrid import EdgeRc
@@ -72,6 +74,7 @@ class AkamaiBackend(APIBackend):
         "NETWORK",
         "ACTION",
         "CP_CODES",
+        "SOFT",
     }
     # The URL objects bucket: 10,000 saved up, 12,000 a minute, per account. Tags (500 a
     # minute) and CP codes (30) have smaller ones; their 429 makes them wait.
@@ -109,6 +112,14 @@ class AkamaiBackend(APIBackend):
         action = options.get("ACTION", "invalidate")
         if action not in {"invalidate", "delete"}:
             raise ImproperlyConfigured(f"{where}['ACTION'] must be 'invalidate' or 'delete'.")
+        if "SOFT" in options:
+            # SOFT, the option every backend that can mark stale shares: invalidate.
+            soft = soft_option(alias, options, default=True)
+            if "ACTION" in options and soft != (action == "invalidate"):
+                raise ImproperlyConfigured(
+                    f"{where}: SOFT={soft} contradicts ACTION={action!r}; give one of them."
+                )
+            action = "invalidate" if soft else "delete"
         self.network, self.action = str(network), str(action)
         codes = options.get("CP_CODES", [])
         if (
@@ -222,6 +233,7 @@ class AkamaiBackend(APIBackend):
             purge_id=self.clean(body["purgeId"])[:200],
             in_progress=True,
             check_after=wait,
+            soft=self.action == "invalidate",
         )
         return [ok] * len(batch.indexes)
 

@@ -97,6 +97,9 @@ class PurgeResult:
     check_after: float | None = None
     #: The provider asked roan to slow down without a 429 (CloudFront's ``Throttling``).
     throttled: bool = False
+    #: The cache marked the target stale rather than dropping it (the ``SOFT`` option):
+    #: it may serve the old copy once while it fetches the new one.
+    soft: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

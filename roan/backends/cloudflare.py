@@ -6,6 +6,13 @@ One call per batch and per kind (the documented body names one kind):
 zone). Every request of a call gets the call's ``result.id`` as its purge id.
 https://developers.cloudflare.com/api/resources/cache/methods/purge/
 
+``SOFT = True`` (default False) sends the same bodies to ``invalidate_cache`` instead:
+Cloudflare marks the content stale rather than removing it, revalidates it with the
+origin on the next request (a ``304`` when it did not change, given an ``ETag`` or
+``Last-Modified``), and may serve the stale copy meanwhile or when the origin fails, as
+the page's ``stale-while-revalidate`` and ``stale-if-error`` allow.
+https://developers.cloudflare.com/api/resources/cache/methods/invalidate/
+
 Auth is an API token (``Authorization: Bearer``; create one with only *Zone > Cache
 Purge > Purge* on the one zone) or the legacy ``EMAIL`` + global ``API_KEY``.
 """
@@ -20,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 from roan.backends._api import APIBackend, Batch, chunked, json_body
 from roan.backends._http import Reply
 from roan.backends.base import ALL, OK, PREFIX, TAG, URL, PurgeRequest, PurgeResult
+from roan.backends.options import soft_option
 
 #: Cloudflare's public API.
 API_URL = "https://api.cloudflare.com/client/v4"
@@ -55,6 +63,7 @@ class CloudflareBackend(APIBackend):
         "API_KEY",
         "BATCH_SIZE",
         "PLAN",
+        "SOFT",
     }
     # Cache-Tag: comma-separated, up to 16 KB of tags per response, 1,024 characters a
     # tag in API calls. https://developers.cloudflare.com/cache/how-to/purge-cache/purge-by-tags/
@@ -86,7 +95,9 @@ class CloudflareBackend(APIBackend):
                 f"{self.where}['PLAN'] must be one of {', '.join(PLANS)} (it sets the "
                 "default RATE_LIMIT)."
             )
-        self.path = f"/zones/{self.zone_id}/purge_cache"
+        self.soft = soft_option(alias, options, default=False)
+        action = "invalidate" if self.soft else "purge"
+        self.path = f"/zones/{self.zone_id}/{action}_cache"
 
     @classmethod
     def default_rate_limit_for(cls, config: Mapping[str, Any]) -> Mapping[str, float] | None:
@@ -159,6 +170,7 @@ class CloudflareBackend(APIBackend):
             http_status=reply.status,
             latency_ms=reply.latency_ms,
             purge_id=self.clean(str(purge_id))[:200] if purge_id else "",
+            soft=self.soft,
         )
         return [ok] * len(batch.indexes)
 

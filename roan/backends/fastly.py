@@ -19,11 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from django.core.exceptions import ImproperlyConfigured
-
 from roan.backends._api import APIBackend, Batch, chunked, json_body, until_epoch
 from roan.backends._http import Reply, parse_retry_after
 from roan.backends.base import ALL, OK, TAG, URL, PurgeRequest, PurgeResult
+from roan.backends.options import soft_option
 
 API_URL = "https://api.fastly.com"
 #: Surrogate keys per batch purge call (Fastly's documented limit).
@@ -54,10 +53,7 @@ class FastlyBackend(APIBackend):
         super().__init__(alias, options)
         self.service_id = self.id_option(options, "SERVICE_ID", r"[A-Za-z0-9]{1,64}")
         self._token = self.secret_option(options, "API_TOKEN")
-        soft = options.get("SOFT", True)
-        if not isinstance(soft, bool):
-            raise ImproperlyConfigured(f"{self.where}['SOFT'] must be True or False.")
-        self.soft = soft
+        self.soft = soft_option(alias, options, default=True)
         self.batch_size = self.batch_size_option(options, MOST_KEYS, MOST_KEYS)
 
     def auth_headers(self) -> dict[str, str]:
@@ -119,12 +115,15 @@ class FastlyBackend(APIBackend):
             ids = [body.get("id")] * len(batch.indexes)
         else:
             return self.clean(self.message(reply)) or "the answer's status is not ok"
+        # purge_all is never soft; URL and key purges are when SOFT sent the header.
+        soft = batch.call.headers.get("Fastly-Soft-Purge") == "1"
         return [
             PurgeResult(
                 OK,
                 http_status=reply.status,
                 latency_ms=reply.latency_ms,
                 purge_id=self.clean(str(i))[:200] if i else "",
+                soft=soft,
             )
             for i in ids
         ]

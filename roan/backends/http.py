@@ -6,6 +6,10 @@ percent-encoded as one value (``/`` is kept in ``{path}``), so the receiver deco
 once to get the original. The scheme and host part of ``URL`` is fixed: roan connects
 to it and to nothing else. ``HEADERS`` may carry credentials: they are sent, and never
 logged, stored or put in an error message or a node name.
+
+``SOFT = True`` (default False) says the call marks the page stale or refreshes it rather
+than removing it (nginx's ``proxy_cache_bypass`` refresh in ``example/deploy/nginx.conf``,
+a CDN's soft purge): roan records the attempts as soft. The call itself is the same.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from roan.backends.base import (
     PurgeResult,
     redact_url,
 )
+from roan.backends.options import soft_option
 
 _FIELDS = frozenset({"url", "path", "host", "target"})
 _PROBE = "roan-placeholder"
@@ -39,7 +44,7 @@ class HTTPBackend(BaseBackend):
     capabilities = frozenset({URL})  # set per instance from KINDS
     batch_size = 50
     options_accepted: ClassVar[frozenset[str]] = frozenset(
-        {"URL", "METHOD", "HEADERS", "KINDS", "SCHEME"}
+        {"URL", "METHOD", "HEADERS", "KINDS", "SCHEME", "SOFT"}
     )
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
@@ -120,6 +125,7 @@ class HTTPBackend(BaseBackend):
         # often embed tokens.
         self.node = redact_url(f"{parts.scheme}://{parts.netloc}")
         self.transport = HTTPTransport(self)
+        self.soft = soft_option(alias, options, default=False)
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -173,7 +179,11 @@ class HTTPBackend(BaseBackend):
                 continue
             results.append(None)
             calls.append(Call(self.method, url, self.headers, request.target))
-        sent = iter(self.transport.send_all(node, calls))
+        answers = self.transport.send_all(node, calls)
+        if self.soft:
+            for answer in answers:
+                answer.soft = True
+        sent = iter(answers)
         return [result or next(sent) for result in results]
 
     def close(self) -> None:

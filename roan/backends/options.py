@@ -1,7 +1,9 @@
 """The options of a ``ROAN_BACKENDS`` entry that roan's sender reads, not the backend:
-``RATE_LIMIT``, ``PAUSED``, ``AFTER`` and ``VERIFY``. Parsed and validated here, when a
-backend is built (and by the system checks); :mod:`roan.outbox.limits`,
-:mod:`roan.outbox.layers` and :mod:`roan.outbox.verify` apply them.
+``RATE_LIMIT``, ``PAUSED``, ``AFTER``, ``VERIFY`` and ``WARM``. Parsed and validated
+here, when a backend is built (and by the system checks); :mod:`roan.outbox.limits`,
+:mod:`roan.outbox.layers`, :mod:`roan.outbox.verify` and :mod:`roan.outbox.warming`
+apply them. And ``SOFT``, which the backends that can mark stale read
+(:func:`soft_option`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def parse_rate_limit(alias: str, value: Any) -> RateLimit | None:
     if not (math.isfinite(burst) and burst >= 1):
         raise ImproperlyConfigured(f"{where}: BURST must be at least 1.")
     return RateLimit(rate, burst)
+
+
+def soft_option(alias: str, options: Mapping[str, Any], *, default: bool) -> bool:
+    """A backend's ``SOFT`` option: mark stale rather than remove, where the cache can."""
+    soft = options.get("SOFT", default)
+    if not isinstance(soft, bool):
+        raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]['SOFT'] must be True or False.")
+    return soft
 
 
 def validate_options(alias: str, config: Mapping[str, Any]) -> None:
@@ -114,6 +124,50 @@ def parse_verify(alias: str, config: Mapping[str, Any]) -> VerifyOptions | None:
         rate=rate,
         timeout=timeout,
         method=method,
+    )
+
+
+WARM_OPTION_NAMES = frozenset({"BASE_URL", "RATE", "TIMEOUT"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WarmOptions:
+    base_url: str  # scheme://host[:port], no trailing slash
+    host: str  # the host name of base_url, lowercase
+    rate: float  # fetches a second at most, per backend
+    timeout: float  # seconds for a whole fetch
+
+
+def parse_warm(alias: str, config: Mapping[str, Any]) -> WarmOptions | None:
+    """The ``WARM`` option of backend ``alias`` (``None``: off), validated against its
+    ``HOSTS``. ``True`` takes the ``BASE_URL`` of the backend's ``VERIFY``. Raises
+    ``ImproperlyConfigured`` with what to fix."""
+    value = config.get("WARM")
+    if value is None or value is False:
+        return None
+    where = f"ROAN_BACKENDS[{alias!r}]['WARM']"
+    if value is True:
+        verify = config.get("VERIFY")
+        base = verify.get("BASE_URL") if isinstance(verify, Mapping) else None
+        if base is None:
+            raise ImproperlyConfigured(
+                f'{where}: True needs VERIFY\'s BASE_URL; give a dict like {{"BASE_URL": '
+                '"https://..."}} instead.'
+            )
+        value = {"BASE_URL": base}
+    if not isinstance(value, Mapping):
+        raise ImproperlyConfigured(
+            f'{where} must be True or a dict like {{"BASE_URL": "https://..."}}.'
+        )
+    unknown = set(value) - WARM_OPTION_NAMES
+    if unknown:
+        raise ImproperlyConfigured(f"{where}: unknown option(s) {', '.join(sorted(unknown))}.")
+    base_url, host = _base_url(where, value.get("BASE_URL"), config.get("HOSTS", ()))
+    return WarmOptions(
+        base_url=base_url,
+        host=host,
+        rate=_number(where, "RATE", value.get("RATE", 2), 100),
+        timeout=_number(where, "TIMEOUT", value.get("TIMEOUT", 10), 60),
     )
 
 

@@ -8,8 +8,20 @@ Works with the VCL in ``example/deploy/varnish.vcl``:
 - tags: ``PURGE {node}/`` with ``xkey-purge: tag1 tag2 ...`` (varnish-modules' xkey),
   several tags per request, one result per tag.
 
-Header names are options (``BAN_URL_HEADER``, ``XKEY_HEADER``) so that an existing VCL
-can be reused.
+``SOFT = True`` (default False) marks URLs and tags stale instead of removing them, so
+Varnish serves the old copy within its grace while one background fetch gets the new
+one (no thundering herd on the origin after a popular page is purged):
+
+- a URL: ``PURGE {node}/path`` with ``X-Soft-Purge: 1`` (the example VCL then calls
+  ``purge.soft(0s)``: TTL zero, grace and keep left as they are);
+- tags: ``PURGE {node}/`` with ``xkey-softpurge: tag1 tag2 ...`` (``xkey.softpurge()``,
+  the header FOSHttpCache's VCL reads too).
+
+Prefixes and everything stay hard: a Varnish ban has no soft form. Each result says
+which it was (``PurgeResult.soft``), and the attempt records it.
+
+Header names are options (``BAN_URL_HEADER``, ``XKEY_HEADER``, ``SOFT_HEADER``,
+``XKEY_SOFT_HEADER``) so that an existing VCL can be reused.
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from roan.backends.base import (
     PurgeRequest,
     PurgeResult,
 )
+from roan.backends.options import soft_option
 
 # RFC 9110 token: what a header name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -64,6 +77,9 @@ class VarnishBackend(HTTPNodesBackend):
     options_accepted: ClassVar[frozenset[str]] = HTTPNodesBackend.options_accepted | {
         "BAN_URL_HEADER",
         "XKEY_HEADER",
+        "SOFT",
+        "SOFT_HEADER",
+        "XKEY_SOFT_HEADER",
     }
     # varnish-modules' xkey indexes the keys of the response's xkey header, split on
     # spaces and commas; Varnish refuses a backend response with a header line longer
@@ -78,6 +94,9 @@ class VarnishBackend(HTTPNodesBackend):
         super().__init__(alias, options)
         self.ban_header = self._header_option(options, "BAN_URL_HEADER", "X-Ban-Url")
         self.xkey_header = self._header_option(options, "XKEY_HEADER", "xkey-purge")
+        self.soft = soft_option(self.alias, options, default=False)
+        self.soft_header = self._header_option(options, "SOFT_HEADER", "X-Soft-Purge")
+        self.xkey_soft_header = self._header_option(options, "XKEY_SOFT_HEADER", "xkey-softpurge")
 
     def _header_option(self, options: Mapping[str, Any], name: str, default: str) -> str:
         value = options.get(name, default)
@@ -107,11 +126,15 @@ class VarnishBackend(HTTPNodesBackend):
         base = self.node_url(node)
         calls: list[Call] = []
         owners: list[list[int]] = []  # which requests each call answers for
+        soft: set[int] = set()  # the calls that marked stale rather than removed
         tag_batches: dict[str, list[int]] = {}  # host -> indexes of tag requests
         refused: dict[int, PurgeResult] = {}
         for index, request in enumerate(requests):
             headers = self.host_header(request)
             if request.kind == URL:
+                if self.soft:
+                    headers[self.soft_header] = "1"
+                    soft.add(len(calls))
                 calls.append(Call("PURGE", base + request.target, headers, request.target))
             elif request.kind == PREFIX:
                 # The header is a regex; escape the prefix so "/a.b/" does not match "/aXb/".
@@ -133,13 +156,18 @@ class VarnishBackend(HTTPNodesBackend):
             for chunk in self._chunks(requests, indexes):
                 tags = " ".join(requests[i].target for i in chunk)
                 headers = {"Host": host} if host else {}
-                headers[self.xkey_header] = tags
+                if self.soft:
+                    headers[self.xkey_soft_header] = tags
+                    soft.add(len(calls))
+                else:
+                    headers[self.xkey_header] = tags
                 calls.append(Call("PURGE", base + "/", headers, f"tags {tags}"))
                 owners.append(chunk)
         results: list[PurgeResult | None] = [refused.get(i) for i in range(len(requests))]
-        for owner, result in zip(owners, self.transport.send_all(node, calls), strict=True):
+        answers = self.transport.send_all(node, calls)
+        for number, (owner, result) in enumerate(zip(owners, answers, strict=True)):
             for index in owner:
-                results[index] = dataclasses.replace(result)
+                results[index] = dataclasses.replace(result, soft=number in soft)
         return [r for r in results if r is not None]
 
     @staticmethod

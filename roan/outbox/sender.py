@@ -40,7 +40,7 @@ from roan.backends.base import (
 from roan.conf import roan_settings
 from roan.context import note_recorded
 from roan.managers import purge_of
-from roan.outbox import completion, key_misses, layers, limits, verify
+from roan.outbox import completion, key_misses, layers, limits, verify, warming
 from roan.outbox.sql import dialect
 
 if TYPE_CHECKING:
@@ -264,8 +264,10 @@ def _send_layer(sendable: list[PurgeAttempt], db: str) -> None:
 def _finish_layer(sendable: list[PurgeAttempt], results: dict[int, PurgeResult], db: str) -> None:
     """Record the outcomes of ``sendable``, just sent, and queue their probes."""
     _record(sendable, results, using=db)
-    # Probes run on verify's own thread: this one may be the editor's request.
+    # Probes and warming fetches run on threads of their own: this one may be the
+    # editor's request.
     verify.after_send(sendable, using=db)
+    warming.after_send(sendable, results, using=db)
 
 
 def _send_only(sendable: list[PurgeAttempt]) -> dict[int, PurgeResult]:
@@ -364,6 +366,7 @@ def _apply(
     attempt.latency_ms = result.latency_ms
     attempt.error = result.error[:500]
     attempt.purge_id = result.purge_id[:200]
+    attempt.soft = bool(result.soft)
     attempt.claimed_until = None
     attempt.updated_at = now
     attempt.next_attempt_at = None
@@ -388,6 +391,7 @@ def _unrecordable(attempt: PurgeAttempt, tries: int, now: datetime.datetime, wha
     attempt.latency_ms = None
     attempt.error = f"roan could not record the outcome ({what})"[:500]
     attempt.purge_id = ""
+    attempt.soft = False
     attempt.claimed_until = None
     attempt.updated_at = now
     attempt.finished_at = None

@@ -155,10 +155,23 @@ def _keep_headers(status: int, latency_ms: float, headers: Mapping[str, str]) ->
     return PurgeResult(OK, http_status=status, latency_ms=latency_ms)
 
 
+#: Cache status values that mean "served stale": what a soft purge leaves, once.
+STALE = frozenset({"STALE", "UPDATING"})
+
+
 def probe(
-    alias: str, options: VerifyOptions, target: str, host: str, since_purge: float
+    alias: str,
+    options: VerifyOptions,
+    target: str,
+    host: str,
+    since_purge: float,
+    *,
+    soft: bool = False,
 ) -> tuple[str, str]:
-    """Fetch ``target`` from the VERIFY base URL and classify the answer. Never raises."""
+    """Fetch ``target`` from the VERIFY base URL and classify the answer. Never raises.
+
+    After a ``soft`` purge a stale answer is the purge working (the copy is marked stale
+    and served once while the cache refetches), not the purge missing the page."""
     if host and host.lower() != options.host:
         return UNVERIFIABLE, f"the page is on host {host!r}; VERIFY fetches from {options.host!r}"
     if not target.startswith("/") or has_dot_segment(target):
@@ -182,7 +195,12 @@ def probe(
         transport.close()
     if result.status != OK:
         return UNVERIFIABLE, f"the probe failed: {result.error}"[:300]
-    verdict, detail = classify(options, CaseInsensitiveDict(answer), since_purge)
+    headers = CaseInsensitiveDict(answer)
+    status = headers.get(options.header) if options.header else None
+    if soft and status is not None and set(re.split(r"[\s,]+", status.strip().upper())) & STALE:
+        detail = f"marked stale by the soft purge ({options.header}: {status[:60]})"
+        return VERIFIED, f"probe answered HTTP {result.http_status}: {detail}"[:300]
+    verdict, detail = classify(options, headers, since_purge)
     return verdict, f"probe answered HTTP {result.http_status}: {detail}"[:300]
 
 
@@ -197,6 +215,7 @@ class Job:
     host: str
     finished_at: datetime.datetime
     using: str
+    soft: bool = False
 
 
 def after_send(attempts: Iterable[PurgeAttempt], *, using: str) -> list[Job]:
@@ -239,7 +258,8 @@ def _after_send(attempts: list[PurgeAttempt], *, using: str) -> list[Job]:
             _mark([a.pk for a in probed], PENDING, "", using=using)
             now = timezone.now()
             jobs.extend(
-                Job(a.pk, alias, a.target, a.host, a.finished_at or now, using) for a in probed
+                Job(a.pk, alias, a.target, a.host, a.finished_at or now, using, a.soft)
+                for a in probed
             )
     if jobs:
         refused = verifier.put(jobs)
@@ -276,7 +296,7 @@ def run_job(job: Job) -> str:
         verdict, detail = UNVERIFIABLE, "VERIFY was turned off before the probe"
     else:
         since = (timezone.now() - job.finished_at).total_seconds()
-        verdict, detail = probe(job.backend, options, job.target, job.host, since)
+        verdict, detail = probe(job.backend, options, job.target, job.host, since, soft=job.soft)
     _mark([job.pk], verdict, detail, using=job.using, only_pending=True)
     if verdict == STILL_CACHED:
         logger.warning(

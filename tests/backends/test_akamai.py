@@ -149,6 +149,20 @@ def test_tags_cp_codes_delete_and_staging(ak: FakeAkamai, settings: Any) -> None
         "/ccu/v3/delete/url/staging",
         {"objects": ["https://media.example.com/a.png"]},
     )
+    # Invalidate is Akamai's soft purge; the log says which each attempt was.
+    assert [a.soft for a in rows()] == [True, True, False]
+
+
+def test_soft_is_invalidate_and_hard_is_delete(ak: FakeAkamai, settings: Any) -> None:
+    settings.ROAN_BACKENDS = {"akamai": config(ak, SOFT=False)}
+    roan.purge_urls(["/a"])
+    settings.ROAN_BACKENDS = {"akamai": config(ak, SOFT=True, ACTION="invalidate")}
+    roan.purge_urls(["/b"])
+    assert [r.path for r in ak.purges()] == [
+        "/ccu/v3/delete/url/production",
+        "/ccu/v3/invalidate/url/production",
+    ]
+    assert [(a.target, a.soft) for a in rows()] == [("/a", False), ("/b", True)]
 
 
 def test_without_cp_codes_everything_is_refused(ak: FakeAkamai, settings: Any) -> None:
@@ -268,6 +282,8 @@ def test_without_edgegrid_the_check_names_the_extra(
         ({"CLIENT_SECRET": None}, "CLIENT_SECRET"),
         ({"NETWORK": "prod"}, "NETWORK"),
         ({"ACTION": "remove"}, "ACTION"),
+        ({"SOFT": "yes"}, "SOFT"),
+        ({"SOFT": True, "ACTION": "delete"}, "contradicts"),
         ({"CP_CODES": ["12345"]}, "CP_CODES"),
         ({"EDGERC": "/nonexistent/.edgerc"}, "EDGERC"),
     ],

@@ -260,3 +260,25 @@ def test_pages_carry_cache_tag_and_a_save_purges_them(
     [request] = cf.purges()
     assert f"testapp.post:{post.pk}" in request.body["tags"]
     assert PurgeAttempt.objects.get(kind="tag", target=f"testapp.post:{post.pk}").status == "ok"
+
+
+def test_soft_invalidates_instead_of_purging_and_the_log_says_so(
+    cf: FakeCloudflare, settings: Any
+) -> None:
+    roan.purge_urls(["/hard/"])
+    settings.ROAN_BACKENDS = {"cf": config(cf, SOFT=True)}
+    roan.purge_urls(["/soft/"])
+    roan.purge_urls(["blog.post"], kind="tag")
+    hard, soft, tag = cf.purges()
+    assert hard.path == f"/client/v4/zones/{ZONE}/purge_cache"
+    assert soft.path == tag.path == f"/client/v4/zones/{ZONE}/invalidate_cache"
+    assert (soft.body, tag.body) == (
+        {"files": ["https://www.example.com/soft/"]},
+        {"tags": ["blog.post"]},
+    )
+    attempts = list(PurgeAttempt.objects.order_by("id"))
+    assert [(a.target, a.status, a.soft) for a in attempts] == [
+        ("/hard/", "ok", False),
+        ("/soft/", "ok", True),
+        ("blog.post", "ok", True),
+    ]

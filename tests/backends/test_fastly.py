@@ -67,6 +67,7 @@ def test_keys_are_split_at_256_and_each_gets_its_own_purge_id(fastly: FakeFastly
     attempts = rows()
     assert {a.status for a in attempts} == {"ok"}
     assert len({a.purge_id for a in attempts}) == 257  # the key -> id map, row by row
+    assert {a.soft for a in attempts} == {True}  # the log says the purges were soft
 
 
 def test_a_url_is_one_call_with_its_query_in_the_path(fastly: FakeFastly) -> None:
@@ -85,6 +86,7 @@ def test_everything_is_never_soft_and_a_host_cannot_be_purged(
     [request] = fastly.purges()
     assert request.path == f"/service/{SERVICE}/purge_all"
     assert "Fastly-Soft-Purge" not in request.headers
+    assert rows()[-1].soft is False
     host = PurgeRequest("all", "", "www.example.com")
     pipeline.submit([Purge("fastly", host, Cause(trigger="admin"))])
     assert len(fastly.received) == 1
@@ -96,6 +98,7 @@ def test_soft_can_be_turned_off(fastly: FakeFastly, settings: Any) -> None:
     roan.purge_urls(["/a"])
     [request] = fastly.purges()
     assert "Fastly-Soft-Purge" not in request.headers
+    assert [(a.status, a.soft) for a in rows()] == [("ok", False)]
 
 
 def test_a_429_waits_until_fastly_ratelimit_reset(fastly: FakeFastly) -> None:

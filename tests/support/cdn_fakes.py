@@ -165,7 +165,8 @@ def _header(headers: dict[str, str], name: str) -> str | None:
 
 
 class FakeCloudflare(FakeAPI):
-    """``POST /client/v4/zones/{zone}/purge_cache`` (``DELETE`` too, as the API still takes).
+    """``POST /client/v4/zones/{zone}/purge_cache`` (``DELETE`` too, as the API still takes),
+    and ``POST .../invalidate_cache`` (the same selectors, marked stale instead).
 
     Envelope ``{"success", "errors", "messages", "result"}``; codes 1012 (no known key),
     1014 (not an array); relative ``files`` refused with Cloudflare's message; ``cap``
@@ -213,8 +214,10 @@ class FakeCloudflare(FakeAPI):
         )
 
     def handle(self, request: Received, headers: dict[str, str], raw: bytes) -> Answer:
-        match = re.fullmatch(r"/client/v4/zones/([^/]+)/purge_cache", request.path)
-        if request.method not in {"POST", "DELETE"} or not match:
+        # invalidate_cache (mark stale, Cloudflare's soft purge) takes the same body.
+        match = re.fullmatch(r"/client/v4/zones/([^/]+)/(purge|invalidate)_cache", request.path)
+        methods = {"POST", "DELETE"} if match and match.group(2) == "purge" else {"POST"}
+        if request.method not in methods or not match:
             return self.envelope(404, (7000, "No route for that URI"))
         bearer = _header(headers, "Authorization")
         if bearer is not None:

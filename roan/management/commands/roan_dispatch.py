@@ -13,10 +13,13 @@ from roan.models import PurgeAttempt
 from roan.outbox.completion import check_due
 from roan.outbox.sender import send_ids
 from roan.outbox.verify import expire_pending, verifier
+from roan.outbox.warming import expire_warming, warmer
 from roan.vocabulary import Status
 
 #: How long roan_dispatch waits for its verification probes at most before exiting.
 VERIFY_DRAIN_SECONDS = 30.0
+#: And for the pages it warms after its purges (WARM), paced by each backend's RATE.
+WARM_DRAIN_SECONDS = 120.0
 
 
 class Command(BaseCommand):
@@ -63,6 +66,8 @@ class Command(BaseCommand):
         # thread is a daemon), and close the probes some ended process never ran.
         verifier.drain(timeout=VERIFY_DRAIN_SECONDS)
         expire_pending(using=db)
+        warmer.drain(timeout=WARM_DRAIN_SECONDS)
+        expire_warming(using=db)
         # CDN invalidations accepted earlier (CloudFront...): are they done yet?
         completed = check_due(using=db)
         counts: dict[str, int] = {}
