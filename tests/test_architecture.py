@@ -66,6 +66,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.checks",
             "roan.resources",
             "roan.outcome",
+            "roan.audit",
             "roan.testing",
             "roan.management",
         ],

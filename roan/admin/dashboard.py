@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from roan import key_misses, pauses, verify
+from roan import audit, key_misses, pauses, verify
 from roan.admin import operations, rollup
 from roan.admin.common import (
     ERROR_CHARS,
@@ -566,6 +566,7 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
         "failures": latest_failures(qs),
         "verification": verification_counts(qs, now, counted),
         "keys_differ": keys_differ(dict.fromkeys(alias for alias, _node in configured_nodes())),
+        "last_audit": audit.last(),
     }
 
 
