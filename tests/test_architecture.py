@@ -67,6 +67,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.resources",
             "roan.outcome",
             "roan.audit",
+            "roan.testkit",
             "roan.testing",
             "roan.management",
         ],
