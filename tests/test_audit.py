@@ -122,6 +122,18 @@ def test_a_page_changed_without_a_purge_is_reported_with_its_tags_and_purges(
     assert "Last audit: 6 pages, 4 stale" in page
 
 
+def test_an_uncached_origin_server_can_be_the_reference(
+    site: Nginx, posts: list[Post], live_server: Any
+) -> None:
+    code, out, _err = run_audit("--all", "--origin", live_server.url)
+    assert code == 0, out
+    with roan.suppress_purges():
+        Post.objects.filter(pk=posts[2].pk).update(title="Post 2 (edited)")
+    code, out, _err = run_audit("--all", "--origin", live_server.url)
+    assert code == 1
+    assert f"STALE 127.0.0.1/one/{posts[2].pk}/" in out
+
+
 def test_a_sample_audits_that_many_pages(site: Nginx, posts: list[Post]) -> None:
     code, out, _err = run_audit("--sample", "2")
 
