@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from roan import shared_cache, tag_index
 from roan.backends._pipelined import HTTPNodesBackend
-from roan.backends.base import BaseBackend
+from roan.backends.base import BaseBackend, redact_url
 from roan.managers import dedup_key
 from roan.models import PurgeAttempt, TaggedURL
 
@@ -71,6 +71,11 @@ class Cache:
 
     url: str
     hosts: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The address to show: never with the credentials a node URL may carry."""
+        return redact_url(self.url)
 
 
 @dataclass
@@ -334,11 +339,13 @@ def run(
                         time.sleep(recheck_after)  # an edit between the two fetches?
                         cached, fresh = both()
                 except requests.RequestException as exc:
-                    result.errors.append(f"{cache.url} {page.host}{page.path}: {exc}")
+                    # The exception's text names the address, never its user info.
+                    why = type(exc).__name__
+                    result.errors.append(f"{page.host}{page.path} via {cache.name}: {why}")
                     continue
                 result.checked += 1
                 if normalized(cached, patterns) != normalized(fresh, patterns):
-                    result.stale.append(Stale(page, cache.url, cached[0], fresh[0], cached[2]))
+                    result.stale.append(Stale(page, cache.name, cached[0], fresh[0], cached[2]))
                 if progress and result.checked % 100 == 0:
                     progress(f"{result.checked} checked, {len(result.stale)} stale")
     tags = tags_of([s.page for s in result.stale])

@@ -197,3 +197,20 @@ def test_bad_options_are_refused(site: Nginx, settings: Any) -> None:
     settings.ROAN_BACKENDS = {"mem": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
     with pytest.raises(CommandError, match="--cache-url"):
         call_command("roan_audit", stdout=StringIO())
+
+
+def test_a_cache_address_with_credentials_is_never_printed(
+    site: Nginx, posts: list[Post], settings: Any
+) -> None:
+    settings.ROAN_BACKENDS = {
+        "nginx": {
+            "BACKEND": "roan.backends.nginx.NginxBackend",
+            "LOCATION": "http://roan:s3cret@127.0.0.1:9/purge",
+            "HOSTS": ["127.0.0.1"],
+        }
+    }
+    code, out, err = run_audit("--sample", "1", "--timeout", "1")
+
+    assert code == 2
+    assert "via http://127.0.0.1:9: ConnectionError" in err
+    assert "s3cret" not in out + err
