@@ -214,3 +214,11 @@ def test_a_cache_address_with_credentials_is_never_printed(
     assert code == 2
     assert "via http://127.0.0.1:9: ConnectionError" in err
     assert "s3cret" not in out + err
+
+
+def test_an_empty_index_exits_2_and_says_why(site: Nginx) -> None:
+    code, out, err = run_audit("--all")
+
+    assert code == 2
+    assert "0 page(s), 0 check(s)" in out
+    assert "the tag index lists no page" in err

@@ -115,6 +115,11 @@ class Command(BaseCommand):
             )
         except audit.AuditError as exc:
             raise CommandError(str(exc)) from exc
+        if not result.pages:
+            self.stderr.write(
+                "roan_audit: the tag index lists no page a cache may hold: pages are indexed "
+                "as visitors fetch them, with the tag middleware installed and ROAN_TAGS on"
+            )
         self.report(result, quiet)
         if result.stale:
             raise SystemExit(1)
