@@ -34,7 +34,7 @@ from django.http.request import split_domain_port, validate_host
 from django.test import Client
 from django.utils import timezone
 
-from roan import shared_cache, tag_index
+from roan import context, shared_cache, tag_index
 from roan.backends._pipelined import HTTPNodesBackend
 from roan.backends.base import BaseBackend, redact_url
 from roan.managers import dedup_key
@@ -230,10 +230,16 @@ def fetch_http(
         return response.status_code, _read(response), header[:40]
 
 
-def render_here(page: Page, secure: bool) -> Fetched:
-    """The page rendered by this process, as a cookie-less visitor asks for it."""
-    client = Client(HTTP_HOST=page.host, raise_request_exception=False)
-    response = client.get(page.path, secure=secure)
+def render_here(page: Page, secure: bool, client: Client | None = None) -> Fetched:
+    """The page rendered by this process, as a cookie-less visitor asks for it.
+
+    Pass the same ``client`` for many pages: building one loads the middleware.
+    """
+    client = client or Client(raise_request_exception=False)
+    client.cookies.clear()  # what the last page set is not this visitor's
+    # No cache keeps this copy: its rows in the index must not be lengthened.
+    with context.unindexed():
+        response = client.get(page.path, secure=secure, HTTP_HOST=page.host)
     # Not response.content: a streamed page has none.
     content = b"".join(response) if response.streaming else response.content
     charset = response.charset or "utf-8"
@@ -318,6 +324,7 @@ def run(
     result = Result()
     started = time.monotonic()
     limits = (min(timeout, 5.0), timeout)
+    client = Client(raise_request_exception=False)
     with requests.Session() as session:
         for page in indexed_pages(sample):
             result.pages += 1
@@ -330,7 +337,7 @@ def run(
                     if origin:
                         fresh = fetch_http(session, origin, page, limits)
                     else:
-                        fresh = render_here(page, cache.url.startswith("https:"))
+                        fresh = render_here(page, cache.url.startswith("https:"), client)
                     return cached, fresh
 
                 try:

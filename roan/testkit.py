@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from django.test import LiveServerTestCase, override_settings
+from django.test import Client, LiveServerTestCase, override_settings
 
 from roan import audit
 
@@ -332,6 +332,7 @@ def assert_fresh(
     patterns = audit.ignored_patterns(ignore)
     limits = (min(timeout, 5.0), timeout)
     stale = []
+    client = Client(raise_request_exception=False)
     with requests.Session() as session:
         for path in paths:
             page = audit.Page("", host, path)
@@ -339,7 +340,7 @@ def assert_fresh(
             if origin:
                 fresh = audit.fetch_http(session, origin.rstrip("/"), page, limits)
             else:
-                fresh = audit.render_here(page, cache_url.startswith("https:"))
+                fresh = audit.render_here(page, cache_url.startswith("https:"), client)
             if audit.normalized(cached, patterns) != audit.normalized(fresh, patterns):
                 stale.append(f"{path} [{cached[2] or '?'}: {cached[0]}, origin {fresh[0]}]")
     assert not stale, "stale in the cache: " + ", ".join(stale)

@@ -84,10 +84,13 @@ def posts(site: Nginx) -> list[Post]:
 def test_a_fresh_site_exits_0_and_the_result_is_kept_for_the_dashboard(
     site: Nginx, posts: list[Post], admin_client: Any, settings: Any
 ) -> None:
+    rows = sorted(TaggedURL.objects.values_list("tag", "url_key", "expires_at"))
     # No --cache-url: the nginx backend's LOCATION names the cache.
     code, out, _err = run_audit("--all")
 
     assert code == 0, out
+    # The reference copies rendered in-process were not indexed: no cache keeps them.
+    assert sorted(TaggedURL.objects.values_list("tag", "url_key", "expires_at")) == rows
     assert "6 page(s), 6 check(s), 0 stale, 0 error(s)" in out
     kept = audit.last()
     assert kept is not None
