@@ -253,5 +253,13 @@ class RoanSettings:
         old content after the purge (``roan.outbox.render_guard``). Default ``True``."""
         return bool(getattr(settings, "ROAN_RENDER_GUARD", True))
 
+    @property
+    def AUDIT_IGNORE(self) -> tuple[str, ...]:
+        """``ROAN_AUDIT_IGNORE``: regular expressions for the parts of a page that differ
+        between two renders of the same content (a timestamp, a nonce); ``roan_audit``
+        removes every match from both copies before comparing them. CSRF tokens are
+        always ignored. Default none."""
+        return tuple(str(p) for p in getattr(settings, "ROAN_AUDIT_IGNORE", ()))
+
 
 roan_settings = RoanSettings()

@@ -74,6 +74,25 @@ def suppress_purges() -> Iterator[None]:
         _enabled.reset(token)
 
 
+#: When set to False (``unindexed()``), pages rendered in this context are not indexed.
+_indexing: contextvars.ContextVar[bool] = contextvars.ContextVar("roan_indexing", default=True)
+
+
+def indexing() -> bool:
+    return _indexing.get()
+
+
+@contextlib.contextmanager
+def unindexed() -> Iterator[None]:
+    """Render pages without writing them to the URL<->tag index: renders no cache keeps
+    (``roan_audit``'s reference copy), which must not lengthen a page's rows."""
+    token = _indexing.set(False)
+    try:
+        yield
+    finally:
+        _indexing.reset(token)
+
+
 @contextlib.contextmanager
 def hold_dispatch() -> Iterator[list[int]]:
     """Write pending attempts in the block, but do not dispatch them when it commits.

@@ -14,6 +14,11 @@ anything, so a test can assert "saving this Post purges /posts/x/"::
 It also works as a decorator; the captured requests are then passed nowhere, so use the
 context manager when you want to look at them. Requests are captured when the change is
 made, whether or not its transaction commits later.
+
+For tests against a real cache, this module also offers a real nginx or Varnish on
+loopback in front of Django's live server (:class:`CacheTestCase`, :func:`start_nginx`,
+:func:`start_varnish`) and the checks :func:`assert_hit`, :func:`assert_miss` and
+:func:`assert_fresh`: see docs/howto/testing-your-cache.md.
 """
 
 from __future__ import annotations
@@ -24,6 +29,35 @@ from typing import Any, TypeVar
 
 from roan.context import capturing
 from roan.purges import Purge
+from roan.testkit import (
+    CacheServer,
+    CacheTestCase,
+    CacheUnavailable,
+    Nginx,
+    Varnish,
+    assert_fresh,
+    assert_hit,
+    assert_miss,
+    cache_status,
+    start_nginx,
+    start_varnish,
+)
+
+__all__ = [
+    "CacheServer",
+    "CacheTestCase",
+    "CacheUnavailable",
+    "CapturedPurges",
+    "Nginx",
+    "Varnish",
+    "assert_fresh",
+    "assert_hit",
+    "assert_miss",
+    "cache_status",
+    "capture_purges",
+    "start_nginx",
+    "start_varnish",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from roan import shared_cache
+from roan import audit, shared_cache
 from roan.models import PurgeRule
 from roan.rules import index as rules
 
@@ -60,10 +60,13 @@ def _fresh_rules() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _fresh_dashboard() -> Iterator[None]:
-    """The dashboard's kept hours (roan.admin.rollup) counted another test's rows."""
+    """The dashboard's kept hours (roan.admin.rollup) counted another test's rows; its
+    last audit (roan.audit) was another test's."""
     shared_cache.forget_dashboard()
+    shared_cache.cache().delete(audit.LAST_AUDIT_KEY)
     yield
     shared_cache.forget_dashboard()
+    shared_cache.cache().delete(audit.LAST_AUDIT_KEY)
 
 
 @pytest.fixture

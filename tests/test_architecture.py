@@ -76,6 +76,8 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.templatetags",
             "roan.checks",
             "roan.resources",
+            "roan.audit",
+            "roan.testkit",
             "roan.testing",
             "roan.management",
         ],

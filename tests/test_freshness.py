@@ -5,7 +5,8 @@ cache) the example site runs as its own server process behind the cache, with ro
 purging as the example's settings configure it. A seeded editor
 (``tests/support/freshness_driver.py``, another process) makes random changes, one transaction
 each: creates, edits, slug and author changes, tags added and removed from both sides,
-deletes, renames of authors and tags, bulk transactions. Readers fetch pages through the
+deletes, renames of authors and tags, bulk transactions; then a ``QuerySet.update()``
+and a ``bulk_update()``, which send no signals. Readers fetch pages through the
 cache the whole time, so the caches refill while roan purges. After each change has been
 dispatched, every page the site has ever had is fetched through the cache and compared
 with the same page rendered by a second server that caches nothing: any difference is a
@@ -49,6 +50,9 @@ CHANGES = int(os.environ.get("ROAN_FRESHNESS_CHANGES", "30"))
 FIRST_SEED = int(os.environ.get("ROAN_FRESHNESS_SEED", "2026"))
 RUNS = int(os.environ.get("ROAN_FRESHNESS_RUNS", "1"))
 READERS = 3
+#: After the random changes, one step of each: ``QuerySet.update()`` (filtered by
+#: author) and ``bulk_update()``, which send no signals.
+SIGNAL_FREE_WRITES = ("queryset_update", "bulk_update")
 #: Seconds each reader waits between two fetches.
 PAUSE = 0.002
 
@@ -58,8 +62,12 @@ RENDERED_AT = re.compile(r'<time class="rendered-at"[^>]*>[^<]*</time>')
 
 
 def example_env(db: Path, cache_dir: Path, **extra: str) -> dict[str, str]:
+    # The roan under test, not the one the virtualenv installed (another checkout, for an
+    # editable install).
+    path = os.pathsep.join(p for p in (str(EXAMPLE.parent), os.environ.get("PYTHONPATH")) if p)
     env = {
         **os.environ,
+        "PYTHONPATH": path,
         "ROAN_EXAMPLE_SQLITE": str(db),
         "ROAN_EXAMPLE_CACHE_DIR": str(cache_dir),
         "ROAN_EXAMPLE_DEBUG": "0",
@@ -137,9 +145,10 @@ class Driver:
         result: dict[str, Any] = json.loads(line)
         return result
 
-    def change(self) -> dict[str, Any]:
+    def change(self, named: str = "") -> dict[str, Any]:
+        """One random change, or the one ``named`` (see the driver)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write("change\n")
+        self.proc.stdin.write(f"change {named}".rstrip() + "\n")
         self.proc.stdin.flush()
         done = self.read()
         self.pages = done["pages"]
@@ -301,9 +310,14 @@ def test_random_changes_leave_no_stale_page_in_the_cache(
     started = time.monotonic()
     try:
         with requests.Session() as through_cache, requests.Session() as origin:
-            for step in range(1, CHANGES + 1):
-                done = run.driver.change()  # committed; its purges sent and recorded
+            # The random changes, then writes that send no signals (roan.tags.bulk_writes).
+            steps = [""] * CHANGES + list(SIGNAL_FREE_WRITES)
+            for step, named in enumerate(steps, start=1):
+                done = run.driver.change(named)  # committed; its purges sent and recorded
                 purges.update(done["purges"])
+                if named:
+                    # Not a no-op: the write purged something.
+                    assert done["purges"], done
                 for page in done["pages"]:
                     cached = through_cache.get(run.cache.url + page, timeout=30)
                     fresh = origin.get(run.reference.url + page, timeout=30)
@@ -317,7 +331,7 @@ def test_random_changes_leave_no_stale_page_in_the_cache(
         readers.close()
     seconds = time.monotonic() - started
     figures = (
-        f"freshness layout={run.layout} seed={run.seed} changes={CHANGES} "
+        f"freshness layout={run.layout} seed={run.seed} changes={len(steps)} "
         f"pages_checked={checked} stale={len(stale)} reader_fetches={readers.fetches} "
         f"purges={dict(sorted(purges.items()))} seconds={seconds:.0f}"
     )

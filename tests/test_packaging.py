@@ -66,6 +66,8 @@ def test_the_wheel_carries_what_roan_reads_at_run_time(built) -> None:
     assert "roan/migrations/0001_initial.py" in names
     assert any(n.startswith("roan/templates/admin/roan/") for n in names)
     assert any(n.startswith("roan/static/roan/") for n in names)
+    # The configurations roan.testing runs its nginx and Varnish from.
+    assert {"roan/deploy/nginx.conf", "roan/deploy/varnish.vcl"} <= set(names)
     for language in LANGUAGES:
         for suffix in ("po", "mo"):
             assert f"roan/locale/{language}/LC_MESSAGES/django.{suffix}" in names

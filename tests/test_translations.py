@@ -18,6 +18,7 @@ from django.test import Client
 from django.utils import translation
 
 import roan
+from roan import audit
 from roan.models import BackendState, PurgeAttempt
 from tests.testapp.models import Post, Tag
 
@@ -187,6 +188,10 @@ def world(settings, django_user_model, make_rule, django_capture_on_commit_callb
     # A rule reading a many-to-many relation without on_m2m (the form warns), and one
     # for a model with no object yet (the preview says so).
     m2m_rule = make_rule("qzx-tags", "/qzx/{tags.slug}/", on_m2m=False)
+    # An audit that found a stale page: the dashboard says so, and how to list them.
+    found = audit.Result(pages=1204, checked=1204)
+    found.stale.append(audit.Stale(audit.Page("k", "qzx.example", "/qzx/"), "", 200, 200, ""))
+    audit.remember(found)
     tag_rule = make_rule("qzx-tag", "/qzx/{slug}/", model=Tag)
     return {
         "client": client,

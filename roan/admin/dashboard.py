@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from roan import pauses
+from roan import audit, pauses
 from roan.admin import operations, rollup, uses
 from roan.admin.common import (
     ERROR_CHARS,
@@ -606,6 +606,7 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
         "keys_differ": keys_differ(dict.fromkeys(alias for alias, _node in configured_nodes())),
         # The row of CDN invalidations in progress, only where a backend makes them.
         "completes_later": uses.completes_later() or bool(queue_figures["in_progress"]),
+        "last_audit": audit.last(),
     }
 
 

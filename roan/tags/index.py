@@ -25,6 +25,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 
+from roan import context
 from roan.backends.base import MAX_TARGET_LENGTH, TAG, BaseBackend
 from roan.conf import roan_settings
 from roan.retrying import retried
@@ -172,7 +173,7 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
     statement (and one look-up for a new query string); a URL rendered again gets its new
     lifetime. Never raises: the response matters more than the index.
     """
-    if not (roan_settings.ENABLED and roan_settings.TAGS):
+    if not (roan_settings.ENABLED and roan_settings.TAGS and context.indexing()):
         return True
     if request.method not in {"GET", "HEAD"}:
         return True

@@ -1,11 +1,13 @@
-"""Real nginx and Varnish on loopback, configured from the files in example/deploy/.
+"""Real nginx and Varnish on loopback, configured from the files in roan/deploy/.
 
 A pytest plugin (``pytest_plugins = ["tests.support.caches"]``):
 
 - ``start_nginx(origin_port)`` / ``start_varnish(origin_port)`` start a cache in front of
   an origin (Django's live server, or any local HTTP server) on a free port, with every
-  file in a temp dir. ``.stop()`` and ``.start()`` take a node down and bring it back on
-  the same port, for fault tests; ``.close()`` stops it and removes its files.
+  file in a temp dir: roan's own test kit (``roan.testing``), skipping (or failing, see
+  ``require``) when the cache is not installed. ``.stop()`` and ``.start()`` take a node
+  down and bring it back on the same port, for fault tests; ``.close()`` stops it and
+  removes its files.
 - fixtures ``cache_origin`` (a tiny in-process origin counting fetches per host and
   path; override it to put the caches in front of something else), ``nginx_cache`` and
   ``varnish_cache`` (session-scoped, in front of ``cache_origin``).
@@ -19,20 +21,20 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Protocol
 
 import pytest
 
-DEPLOY = Path(__file__).resolve().parents[2] / "example" / "deploy"
-PURGE_MODULE = Path("/usr/lib/nginx/modules/ngx_http_cache_purge_module.so")
+from roan import testing
+from roan.testkit import NGINX_PURGE_MODULE as PURGE_MODULE
+from roan.testkit import CacheServer, Nginx, Varnish, free_port, stop_process
+
+__all__ = ["PURGE_MODULE", "CacheServer", "Nginx", "Varnish", "free_port", "stop_process"]
 
 
 def require(what: str, reason: str) -> None:
@@ -44,177 +46,31 @@ def require(what: str, reason: str) -> None:
     pytest.skip(reason)
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a process this suite started (by its own PID): TERM, then KILL after 10 s."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class HasPort(Protocol):
     port: int
 
 
-class CacheServer:
-    """One cache process on a fixed loopback port; subclasses say how to run it."""
-
-    name = ""
-
-    def __init__(self, origin_port: int) -> None:
-        self.origin_port = origin_port
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = Path(tempfile.mkdtemp(prefix=f"roan-{self.name}-"))
-        self.dir.chmod(0o755)  # nginx workers run as an unprivileged user (nobody)
-        self.log = self.dir / "output.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def configure(self) -> None:
-        raise NotImplementedError
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        """Start (again) on the same port; returns once the port accepts connections."""
-        if self.proc is not None:
-            return
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.proc = None
-                raise RuntimeError(f"{self.name} exited at start:\n{self.output()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} does not listen on {self.port}:\n{self.output()}")
-
-    def stop(self) -> None:
-        """Stop the process (by its own PID) and wait for it."""
-        if self.proc is None:
-            return
-        stop_process(self.proc)
-        self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-
-
-class Nginx(CacheServer):
-    name = "nginx"
-
-    def __init__(self, origin_port: int, *, purge_allow: str = "127.0.0.1") -> None:
-        self.purge_allow = purge_allow
-        super().__init__(origin_port)
-
-    def configure(self) -> None:
-        for sub in ("logs", "temp", "cache"):
-            (self.dir / sub).mkdir(exist_ok=True)
-        conf = (DEPLOY / "nginx.conf").read_text()
-        for placeholder, value in (
-            ("@LISTEN@", f"127.0.0.1:{self.port}"),
-            ("@ORIGIN@", f"127.0.0.1:{self.origin_port}"),
-            ("@ALLOW@", self.purge_allow),
-        ):
-            assert placeholder in conf, f"{placeholder} missing from example/deploy/nginx.conf"
-            conf = conf.replace(placeholder, value)
-        (self.dir / "nginx.conf").write_text(conf)
-
-    def command(self) -> list[str]:
-        return [
-            "nginx",
-            "-p", f"{self.dir}/",
-            "-c", str(self.dir / "nginx.conf"),
-            "-e", str(self.dir / "logs" / "error.log"),
-            "-g", "daemon off;",
-        ]  # fmt: skip
-
-    def output(self) -> str:
-        error_log = self.dir / "logs" / "error.log"
-        text = error_log.read_text(errors="replace") if error_log.exists() else ""
-        return super().output() + text[-2000:]
-
-
-class Varnish(CacheServer):
-    name = "varnish"
-
-    def configure(self) -> None:
-        self.admin_port = free_port()
-        vcl = (DEPLOY / "varnish.vcl").read_text()
-        for placeholder, value in (
-            ("@ORIGIN_HOST@", "127.0.0.1"),
-            ("@ORIGIN_PORT@", str(self.origin_port)),
-        ):
-            assert placeholder in vcl, f"{placeholder} missing from example/deploy/varnish.vcl"
-            vcl = vcl.replace(placeholder, value)
-        (self.dir / "roan.vcl").write_text(vcl)
-
-    def command(self) -> list[str]:
-        return [
-            "varnishd", "-F",
-            "-j", "none",  # no privilege separation: its files live in our temp dir
-            "-a", f"127.0.0.1:{self.port}",
-            "-T", f"127.0.0.1:{self.admin_port}",
-            "-n", str(self.dir / "work"),
-            "-f", str(self.dir / "roan.vcl"),
-            "-s", "malloc,32m",
-            "-p", "default_grace=0",  # a purged page is gone, not served stale
-        ]  # fmt: skip
-
-
 def _launch(server: CacheServer) -> None:
-    try:
-        server.configure()
-        server.start()
-    except BaseException:
-        server.close()
-        raise
+    server.launch()
 
 
 def start_nginx(origin_port: int, *, purge_allow: str = "127.0.0.1") -> Nginx:
-    """nginx (example/deploy/nginx.conf) in front of ``origin_port``; only
-    ``purge_allow`` may purge."""
-    if not shutil.which("nginx") or not PURGE_MODULE.exists():
-        require("caches", "nginx with libnginx-mod-http-cache-purge is not installed")
-    server = Nginx(origin_port, purge_allow=purge_allow)
-    _launch(server)
-    return server
+    """nginx (roan/deploy/nginx.conf) in front of ``origin_port``; only ``purge_allow``
+    may purge."""
+    try:
+        return testing.start_nginx(origin_port, purge_allow=purge_allow)
+    except testing.CacheUnavailable as exc:
+        require("caches", str(exc))
+        raise
 
 
 def start_varnish(origin_port: int) -> Varnish:
-    """Varnish (example/deploy/varnish.vcl) in front of ``origin_port``."""
-    if not shutil.which("varnishd"):
-        require("caches", "varnish is not installed")
-    if not (shutil.which("cc") or shutil.which("gcc")):
-        require("caches", "varnishd needs a C compiler to load a VCL")
-    server = Varnish(origin_port)
+    """Varnish (roan/deploy/varnish.vcl) in front of ``origin_port``."""
     try:
-        _launch(server)
-    except RuntimeError as exc:
-        if "Could not find VMOD" in str(exc):
-            require("caches", "varnish-modules (the xkey vmod) is not installed")
+        return testing.start_varnish(origin_port)
+    except testing.CacheUnavailable as exc:
+        require("caches", str(exc))
         raise
-    return server
 
 
 class LoopbackServer:

@@ -8,7 +8,8 @@ server)::
 
 It speaks JSON lines. At start it prints ``{"pages": [...]}``, every public URL the site
 has; then for each ``change`` line read from stdin it makes one random change in one
-transaction (roan dispatches its purges inline, at commit) and prints what it did,
+transaction (``change queryset_update`` and ``change bulk_update``: a write that sends no
+signals) (roan dispatches its purges inline, at commit) and prints what it did,
 every URL the site has ever had (deleted posts and renamed slugs stay on the list: their
 old pages must be gone from the caches too) and how the purges ended. ``quit`` ends it.
 
@@ -230,6 +231,31 @@ class Editor:
         post.save()
         return f"republish {post.slug}"
 
+    # -- writes that send no signals (roan.tags.bulk_writes purges their tags) -----------------
+
+    def queryset_update(self) -> str:
+        """``QuerySet.update()`` filtered by author, not by primary key: roan reads which
+        rows it matches before it runs."""
+        author = self.pick(self.Author)
+        if author is None or not author.posts.exists():
+            post = self.pick(self.Post)
+            if post is None:
+                return self.create_post()
+            author = post.author
+        label = self.name("update")
+        changed = self.Post.objects.filter(author=author).update(title=f"Updated {label}")
+        return f"update() of {changed} post(s) by {getattr(author, 'username', None)}"
+
+    def bulk_update(self) -> str:
+        """``bulk_update()`` of a few posts' titles and bodies."""
+        posts = list(self.Post.objects.order_by("pk"))
+        chosen = self.random.sample(posts, min(len(posts), 3))
+        for post in chosen:
+            post.title = f"Bulk {self.name('bulk')}"
+            post.body = f"Bulk body {self.serial}."
+        self.Post.objects.bulk_update(chosen, ["title", "body"], batch_size=2)
+        return f"bulk_update() of {', '.join(p.slug for p in chosen)}"
+
     def bulk(self) -> str:
         simple = [k for w, k in self.kinds if k != self.bulk]
         done = [self.random.choice(simple)() for _ in range(self.random.randint(2, 5))]
@@ -237,13 +263,19 @@ class Editor:
 
     # -- one step ------------------------------------------------------------------------
 
-    def change(self) -> dict[str, Any]:
+    def change(self, named: str = "") -> dict[str, Any]:
+        """One change: a random one, or the method ``named``
+        (``queryset_update``, ``bulk_update``)."""
         from django.db import transaction
 
         from roan.models import PurgeAttempt
 
         weights = [w for w, _ in self.kinds]
         action = self.random.choices([k for _, k in self.kinds], weights)[0]
+        if named:
+            action = {"queryset_update": self.queryset_update, "bulk_update": self.bulk_update}[
+                named
+            ]
         first = PurgeAttempt.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         # One transaction per change: its purges go out together once it commits. (Two
         # commits, say "create the tag" then "add its posts", let a reader refill the
@@ -265,8 +297,9 @@ def main() -> None:
         command = line.strip()
         if command == "quit":
             break
-        if command == "change":
-            print(json.dumps(editor.change()), flush=True)
+        verb, _, named = command.partition(" ")
+        if verb == "change":
+            print(json.dumps(editor.change(named)), flush=True)
 
 
 if __name__ == "__main__":
