@@ -52,7 +52,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.sender",
         ],
     ),
-    ("the pipeline and tasks", ["roan.pipeline", "roan.tasks"]),
+    ("the pipeline and tasks", ["roan.pipeline", "roan.tasks", "roan.schedule"]),
     (
         "the public API and integrations",
         [
