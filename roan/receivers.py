@@ -205,13 +205,13 @@ def on_post_save(
         _unstash(instance, rules.SAVE)
         return
     active = rules.rules_for(sender, rules.SAVE)
+    created = bool(kwargs.get("created", False))
     if active:
         before = _unstash(instance, rules.SAVE, [])
         after = _submit(instance, before, after=active, trigger="save", using=using)
         if any(rule.schedule_fields for rule in active):
-            schedule.schedule_purges(instance, before, after, using=using)
+            schedule.schedule_purges(instance, before, after, using=using, created=created)
         _remember(sender, instance)  # the next save's "before" is this save's "after"
-    created = bool(kwargs.get("created", False))
     _purge_object_tags(sender, instance, trigger="save", using=using, created=created)
 
 

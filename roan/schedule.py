@@ -46,11 +46,12 @@ _KEYS_PER_QUERY = 500
 
 
 def schedule_purges(
-    instance: models.Model, before: Rendered, after: Rendered, *, using: str
+    instance: models.Model, before: Rendered, after: Rendered, *, using: str, created: bool
 ) -> int:
     """Schedule what the rules with ``schedule_fields`` render for ``instance`` after
-    its save (``after``), replacing what its earlier saves scheduled; return how many
-    rows were written. Called by the ``post_save`` receiver, in the saving transaction."""
+    its save (``after``), replacing what its earlier saves scheduled (none when it was
+    ``created``); return how many rows were written. Called by the ``post_save``
+    receiver, in the saving transaction."""
     if not is_active() or is_capturing():
         return 0
     rules = {rule.pk: rule for rule, _ in after if rule.schedule_fields and rule.pk is not None}
@@ -69,12 +70,16 @@ def schedule_purges(
     for rule, requests in after:
         if rule.pk in rules:
             rows += _scheduled_rows(instance, rule, requests, now)
-    _cancel_earlier(instance, keys, now, db)
     pending = [row for row in rows if row["status"] == Status.PENDING]
     final = [row for row in rows if row["status"] != Status.PENDING]
-    ids = PurgeAttempt.objects.write(pending, using=db)
-    if final:
-        PurgeAttempt.objects.write(final, using=db)
+    # One transaction (the save's, or one of its own after an autocommit save): never the
+    # old times cancelled without the new ones written, and one commit instead of two.
+    with transaction.atomic(using=db, savepoint=False):
+        if not created:
+            _cancel_earlier(instance, keys, now, db)
+        ids = PurgeAttempt.objects.write(pending, using=db)
+        if final:
+            PurgeAttempt.objects.write(final, using=db)
     if ids and roan_settings.DISPATCH == "task":
         due = [(pk, row["next_attempt_at"]) for pk, row in zip(ids, pending, strict=True)]
         transaction.on_commit(lambda: _enqueue(due), using=db, robust=True)
@@ -167,22 +172,23 @@ def _cancel_earlier(
     from roan.models import PurgeAttempt
 
     content_type = ContentType.objects.db_manager(db).get_for_model(instance)
-    rows = PurgeAttempt.objects.using(db).filter(
-        status=Status.PENDING,
-        trigger=Trigger.SCHEDULED,
-        content_type_id=content_type.pk,
-        object_pk=str(instance.pk),
-        next_attempt_at__gt=now,
-        claimed_until__isnull=True,
-    )
+    manager = PurgeAttempt.objects.db_manager(db)
     found: list[int] = []
     for rule_pk, rule_keys in keys.items():
         ordered = sorted(rule_keys)
         for start in range(0, len(ordered), _KEYS_PER_QUERY):
-            chunk = ordered[start : start + _KEYS_PER_QUERY]
-            found += rows.filter(rule_id=rule_pk, dedup_key__in=chunk).values_list("pk", flat=True)
+            found += manager.filter(
+                dedup_key__in=ordered[start : start + _KEYS_PER_QUERY],
+                status=Status.PENDING,
+                trigger=Trigger.SCHEDULED,
+                content_type_id=content_type.pk,
+                object_pk=str(instance.pk),
+                rule_id=rule_pk,
+                next_attempt_at__gt=now,
+                claimed_until__isnull=True,
+            ).values_list("pk", flat=True)
     if found:
-        rows.filter(pk__in=found).update(
+        manager.filter(pk__in=found, status=Status.PENDING, claimed_until__isnull=True).update(
             status=Status.SKIPPED, error=RESCHEDULED, finished_at=now, updated_at=now
         )
 
