@@ -63,7 +63,8 @@ def schedule_purges(
     now = timezone.now()
     rows: list[dict[str, Any]] = []
     keys: dict[int, set[str]] = {pk: set() for pk in rules}
-    for rule, requests in [*before, *after]:
+    # What earlier saves may have scheduled: the purges of what it rendered then and now.
+    for rule, requests in [] if created else [*before, *after]:
         if rule.pk in rules:
             for row in _rows(instance, rule, requests, due=None):
                 keys[rule.pk].add(_key_of(row))

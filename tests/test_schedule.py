@@ -188,3 +188,25 @@ def test_with_task_dispatch_the_worker_gets_a_send_deferred_to_the_due_time(
     tasks = {tuple(sorted(t.args_kwargs["args"][0])): t for t in DBTaskResult.objects.all()}
     # The save's own purges went to a task to run now; the scheduled ones to one at `at`.
     assert tasks[tuple(ids)].run_after == at
+
+
+def test_the_rule_form_takes_the_fields_and_names_a_wrong_one(admin_client) -> None:
+    from django.contrib.contenttypes.models import ContentType
+
+    form = {
+        "name": "events",
+        "content_type": ContentType.objects.get_for_model(Event).pk,
+        "templates": "/events/",
+        "enabled": "on",
+        "on_save": "on",
+        "schedule_fields": "publish_at, title",
+    }
+    response = admin_client.post("/admin/roan/purgerule/add/", form)
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors["schedule_fields"]
+    assert errors == ["title is not a date and time field of event."]
+    response = admin_client.post(
+        "/admin/roan/purgerule/add/", {**form, "schedule_fields": "publish_at, expires_at"}
+    )
+    assert response.status_code == 302
+    assert PurgeRule.objects.get().schedule_names == ["publish_at", "expires_at"]
