@@ -443,3 +443,27 @@ def test_the_page_header_keeps_within_cloudfronts_50_tags(
 def test_the_tags_option_is_a_boolean(value: Any) -> None:
     with pytest.raises(ImproperlyConfigured, match="TAGS"):
         CloudFrontBackend("cloudfront", {"DISTRIBUTION_ID": "EDFDVBD6EXAMPLE", "TAGS": value})
+
+
+def test_a_saved_post_invalidates_its_tags_with_no_index_expansion(
+    cf_tags: CloudFrontGate, settings: Any
+) -> None:
+    settings.ROAN_TAGS = True
+    post = Post.objects.create(title="Hello", slug="hello")
+    post.title = "Hello again"
+    post.save()
+    # The update's object and list tags, as tag items: no URL from the tag index.
+    assert sorted(invalidations(cf_tags)[-1]) == ["#testapp.post", f"#testapp.post:{post.pk}"]
+    assert {a.kind for a in rows() if a.trigger == "save"} == {"tag"}
+
+
+def test_pages_carry_the_header_cloudfront_reads_only_with_the_option(
+    settings: Any, gate: CloudFrontGate, distribution: str, client: Any
+) -> None:
+    settings.ROOT_URLCONF = "tests.support.tagged_site"
+    post = Post.objects.create(title="One", slug="one")
+    settings.ROAN_BACKENDS = {"cloudfront": config(gate, distribution, TAGS=True)}
+    response = client.get(f"/front/{post.pk}/")
+    assert response.headers[TAG_HEADER] == f"testapp.post,testapp.post:{post.pk}"
+    settings.ROAN_BACKENDS = {"cloudfront": config(gate, distribution)}
+    assert TAG_HEADER not in client.get(f"/front/{post.pk}/").headers
