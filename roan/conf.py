@@ -103,6 +103,14 @@ class RoanSettings:
         return int(getattr(settings, "ROAN_MAX_URLS_PER_EVENT", 1000))
 
     @property
+    def SCHEDULE_HORIZON_DAYS(self) -> int:
+        """``ROAN_SCHEDULE_HORIZON_DAYS``: how far ahead a rule's ``schedule_fields`` may
+        schedule a purge (default 400 days). A date further ahead is not scheduled: the
+        save writes one ``skipped`` attempt saying so, and a later save within the horizon
+        schedules it."""
+        return int(getattr(settings, "ROAN_SCHEDULE_HORIZON_DAYS", 400))
+
+    @property
     def MAX_MANUAL_PURGES(self) -> int:
         """``ROAN_MAX_MANUAL_PURGES``: the most attempts one manual purge may write.
 

@@ -127,6 +127,11 @@ def is_active() -> bool:
     return roan_settings.ENABLED and _enabled.get()
 
 
+def is_capturing() -> bool:
+    """Whether ``roan.testing.capture_purges()`` records purges here instead of roan."""
+    return capturing.get() is not None
+
+
 def current_user_id() -> int | None:
     value = _user_id.get()
     return value() if callable(value) else value

@@ -66,6 +66,17 @@ class PurgeRule(models.Model):
         blank=True,
         help_text=_("Aliases from ROAN_BACKENDS to purge on; empty means all of them."),
     )
+    schedule_fields = models.CharField(
+        _("also purge at"),
+        max_length=200,
+        blank=True,
+        default="",
+        help_text=_(
+            "Date and time fields of the model, separated by commas, such as publish_at, "
+            "expires_at. When an object is saved with one of them in the future, its URLs "
+            "are purged again at that moment, with no save then."
+        ),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
     description = models.TextField(_("description"), blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -84,6 +95,10 @@ class PurgeRule(models.Model):
 
     def natural_key(self) -> tuple[str]:
         return (self.name,)
+
+    @property
+    def schedule_names(self) -> list[str]:
+        return [name.strip() for name in self.schedule_fields.split(",") if name.strip()]
 
     @property
     def template_lines(self) -> list[str]:

@@ -32,7 +32,7 @@ from django.db.models.signals import (
 from roan import context
 from roan.backends.base import PurgeRequest
 from roan.conf import roan_settings
-from roan.outbox import pipeline
+from roan.outbox import pipeline, schedule
 from roan.purges import Cause, Purge
 from roan.rules import index as rules
 from roan.rules import rendering
@@ -90,15 +90,17 @@ def _submit(
     after: tuple[CompiledRule, ...] = (),
     trigger: str,
     using: str,
-) -> None:
-    """Purge what ``before`` rendered and what the ``after`` rules render now."""
+) -> Rendered:
+    """Purge what ``before`` rendered and what the ``after`` rules render now; return
+    the latter."""
     # "before" keeps the rules it was rendered with: the index may have been reloaded
     # between the pre_ and post_ signals.
-    rendered = before + _render_all(after, instance)
+    now = _render_all(after, instance)
     purges: list[Purge] = []
-    for rule, requests in rendered:
+    for rule, requests in before + now:
         purges += rendering.purges_for(instance, rule, requests, trigger=trigger)
     pipeline.submit(purges, using=using)
+    return now
 
 
 #: Apps whose rows are machinery, never content on a page: a task queue's results (with
@@ -212,11 +214,13 @@ def on_post_save(
     sender: type[models.Model], instance: models.Model, using: str = "default", **kwargs: Any
 ) -> None:
     active = rules.rules_for(sender, rules.SAVE)
+    created = bool(kwargs.get("created", False))
     if active:
         before = _unstash(instance, rules.SAVE, [])
-        _submit(instance, before, after=active, trigger="save", using=using)
+        after = _submit(instance, before, after=active, trigger="save", using=using)
+        if any(rule.schedule_fields for rule in active):
+            schedule.schedule_purges(instance, before, after, using=using, created=created)
         _remember(sender, instance)  # the next save's "before" is this save's "after"
-    created = bool(kwargs.get("created", False))
     _purge_object_tags(sender, instance, trigger="save", using=using, created=created)
 
 

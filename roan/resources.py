@@ -94,6 +94,7 @@ class PurgeRuleResource(resources.ModelResource):  # type: ignore[misc]
             "on_save",
             "on_delete",
             "on_m2m",
+            "schedule_fields",
             "enabled",
             "description",
         ]

@@ -128,6 +128,17 @@ def enqueue_send(ids: list[int]) -> None:
     _configured().enqueue(ids)
 
 
+def enqueue_send_at(ids: list[int], when: datetime.datetime) -> bool:
+    """Enqueue the sending of ``ids`` to run at ``when`` (a purge scheduled by content,
+    see :mod:`roan.outbox.schedule`); False, and nothing enqueued, when the task backend cannot
+    defer a task: ``roan_dispatch`` then sends them when due."""
+    backend = _tasks.task_backends[roan_settings.TASK_BACKEND] if _tasks is not None else None
+    if backend is None or not backend.supports_defer:
+        return False
+    _configured(whole_second_after(when)).enqueue(ids)
+    return True
+
+
 def retry_batches(
     due: Sequence[tuple[int, datetime.datetime]], now: datetime.datetime
 ) -> list[tuple[datetime.datetime, list[int]]]:

@@ -54,6 +54,8 @@ class Trigger(models.TextChoices):
     #: A write that sends no signal: ``update()``, ``bulk_create()``, ``bulk_update()``,
     #: a delete without signals (``roan.tags.bulk_writes``).
     BULK = "bulk", _("bulk write")
+    #: A rule's ``schedule_fields``: due when the object's datetime comes (roan.outbox.schedule).
+    SCHEDULED = "scheduled", _("scheduled")
 
 
 #: Triggers of content changes (the ones a rule fires on).

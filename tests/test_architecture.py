@@ -65,7 +65,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("the task that sends", ["roan.tasks"]),
-    ("the outbox: a transaction's purges", ["roan.outbox.pipeline"]),
+    ("the outbox: a transaction's purges", ["roan.outbox.pipeline", "roan.outbox.schedule"]),
     (
         "tags, the public API and integrations",
         [

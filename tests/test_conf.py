@@ -20,6 +20,7 @@ from roan.conf import DEFAULT_PURGE_URL, roan_settings
         ("ROAN_MAX_URLS_PER_EVENT", 7, "MAX_URLS_PER_EVENT"),
         ("ROAN_ENABLED", False, "ENABLED"),
         ("ROAN_RETENTION_DAYS", 90, "RETENTION_DAYS"),
+        ("ROAN_SCHEDULE_HORIZON_DAYS", 30, "SCHEDULE_HORIZON_DAYS"),
     ],
 )
 def test_override_settings_works_for_every_setting(

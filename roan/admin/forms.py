@@ -61,6 +61,7 @@ class PurgeRuleForm(forms.ModelForm):  # type: ignore[type-arg]
             "on_save",
             "on_delete",
             "on_m2m",
+            "schedule_fields",
             "description",
         ]
         widgets = {

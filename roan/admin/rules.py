@@ -236,7 +236,7 @@ class PurgeRuleAdmin(ImportExportModelAdmin):  # type: ignore[misc]
     actions = [enable_rules, disable_rules, purge_rules_now]
     fieldsets = [
         (None, {"fields": ["name", "content_type", "templates", "backends", "enabled"]}),
-        (gettext_lazy("Events"), {"fields": ["on_save", "on_delete", "on_m2m"]}),
+        (gettext_lazy("Events"), {"fields": ["on_save", "on_delete", "on_m2m", "schedule_fields"]}),
         (gettext_lazy("Notes"), {"fields": ["description"], "classes": ["collapse"]}),
     ]
 

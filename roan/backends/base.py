@@ -131,13 +131,17 @@ class BaseBackend:
     )
     #: The response header this cache reads a page's cache tags from (``None``: it reads
     #: none), how tags are separated in it, the most bytes its value may hold, the
-    #: longest tag, and characters besides the separator a tag may not contain.
-    #: ``roan.middleware.CacheTagMiddleware`` writes it; see ``roan.tags.collect``.
+    #: longest tag, characters besides the separator a tag may not contain, whether a tag
+    #: must be ASCII, and the most tags the cache keeps per object (``None``: no limit).
+    #: ``roan.middleware.CacheTagMiddleware`` writes it for a backend that can purge by
+    #: tag; see ``roan.tags``.
     tag_header: ClassVar[str | None] = None
     tag_separator: ClassVar[str] = " "
     tag_header_limit: ClassVar[int] = 8192
     tag_max_length: ClassVar[int] = 1024
     tag_forbidden: ClassVar[str] = ""
+    tag_ascii_only: ClassVar[bool] = False
+    tag_count_limit: ClassVar[int | None] = None
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         self.alias = alias

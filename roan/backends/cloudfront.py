@@ -2,10 +2,17 @@
 'roan[cloudfront]'``).
 
 Paths: a URL is its path and query (``/posts/1/?page=2``), a prefix ends in ``*``
-(``/posts/*``), everything is ``/*``. An invalidation is accepted at once and completes
-in the background: the attempt is recorded ``ok`` with the ``Invalidation.Id`` and its
-completion ``in_progress``, and ``roan_dispatch`` (or the send task) asks
-``GetInvalidation`` later (:mod:`roan.outbox.completion`).
+(``/posts/*``), everything is ``/*``. With ``TAGS = True`` a cache tag is an item
+``#tag`` of the same batch (CloudFront's invalidation by cache tag: the distribution
+needs a ``CacheTagConfig`` whose ``HeaderName`` is ``x-amz-meta-cache-tag``, the header
+``roan.middleware.CacheTagMiddleware`` then writes). A tag is 1 to 256 visible ASCII
+characters without a comma, matched without regard to case, with no wildcard; CloudFront
+keeps 50 tags per object, and each tag counts as one path toward the in-progress limit.
+
+An invalidation is accepted at once and completes in the background: the attempt is
+recorded ``ok`` with the ``Invalidation.Id`` and its completion ``in_progress``, and
+``roan_dispatch`` (or the send task) asks ``GetInvalidation`` later
+(:mod:`roan.outbox.completion`).
 
 - **Idempotent retries.** ``CallerReference`` is a hash of the batch's attempt ids and
   paths, not a fresh uuid per try: a batch sent again after a lost answer names the
@@ -21,6 +28,7 @@ completion ``in_progress``, and ``roan_dispatch`` (or the send task) asks
   loggers are kept above DEBUG (they print signed headers).
 
 https://docs.aws.amazon.com/cloudfront/latest/APIReference/API_CreateInvalidation.html
+https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/invalidation-specifying-tags.html
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from roan.backends.base import (
     OK,
     PREFIX,
     SKIPPED,
+    TAG,
     URL,
     BaseBackend,
     Progress,
@@ -64,6 +73,13 @@ logger = logging.getLogger(__name__)
 INSTALL = "pip install 'roan[cloudfront]'"
 #: Paths one invalidation may hold while in progress (per distribution).
 MOST_PATHS = 3000
+#: The header CloudFront reads a page's tags from: its CacheTagConfig's default name.
+TAG_HEADER = "x-amz-meta-cache-tag"
+#: Tags CloudFront keeps per cached object (it ignores the others).
+MOST_TAGS_PER_OBJECT = 50
+# A tag CloudFront accepts: visible ASCII (33-126) but the comma, at most 256 characters.
+# The '*' too: tag items have no wildcard, and whether one is literal is not documented.
+_TAG = re.compile(r"[\x21-\x29\x2b\x2d-\x7e]{1,256}")
 #: Seconds to the first status check (boto3's waiter asks every 20 s).
 CHECK_AFTER = 20.0
 # Errors that mean "later", not "never". TooManyInvalidationsInProgress: the
@@ -107,11 +123,18 @@ def common_prefix(paths: Sequence[str]) -> str:
 class CloudFrontBackend(BaseBackend):
     """Invalidate paths on one CloudFront distribution."""
 
-    capabilities = frozenset({URL, PREFIX, ALL})
+    capabilities = frozenset({URL, PREFIX, ALL})  # and TAG with the TAGS option
     batch_size = 1000
     options_accepted: ClassVar[frozenset[str]] = frozenset(
-        {"DISTRIBUTION_ID", "ENDPOINT_URL", "REGION", "COLLAPSE_ABOVE", "BATCH_SIZE"}
+        {"DISTRIBUTION_ID", "ENDPOINT_URL", "REGION", "COLLAPSE_ABOVE", "BATCH_SIZE", "TAGS"}
     )
+    # Written on pages only with TAGS (roan.tags writes it for backends that purge tags).
+    tag_header: ClassVar[str | None] = TAG_HEADER
+    tag_separator: ClassVar[str] = ","
+    tag_max_length: ClassVar[int] = 256
+    tag_forbidden: ClassVar[str] = "*"
+    tag_ascii_only: ClassVar[bool] = True
+    tag_count_limit: ClassVar[int | None] = MOST_TAGS_PER_OBJECT
 
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
@@ -147,6 +170,13 @@ class CloudFrontBackend(BaseBackend):
                 f"{where}['BATCH_SIZE'] must be a whole number from 1 to {MOST_PATHS}."
             )
         self.batch_size = size
+        tags = options.get("TAGS", False)
+        if not isinstance(tags, bool):
+            raise ImproperlyConfigured(
+                f"{where}['TAGS'] must be True (the distribution has a CacheTagConfig) or False."
+            )
+        if tags:
+            self.capabilities = frozenset({URL, PREFIX, TAG, ALL})
         # The node names the distribution (and a test endpoint), never a credential.
         self.node = f"cloudfront:{distribution}"
         if endpoint:
@@ -186,6 +216,8 @@ class CloudFrontBackend(BaseBackend):
                 return "a '*' in a CloudFront path is a wildcard; percent-encode it (%2A)"
             if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in request.target):
                 return "the path contains spaces or control characters; percent-encode it"
+        if request.kind == TAG and not _TAG.fullmatch(request.target):
+            return "a CloudFront tag is 1 to 256 visible ASCII characters, without ',' or '*'"
         if request.kind == ALL and request.host:
             return "CloudFront cannot invalidate one host; invalidate the distribution"
         return super().refuse(request)
@@ -196,16 +228,22 @@ class CloudFrontBackend(BaseBackend):
             return "/*"
         if request.kind == PREFIX:
             return request.target + "*"
+        if request.kind == TAG:
+            # Tags are matched without regard to case: one item per tag, however spelt.
+            return "#" + request.target.lower()
         return request.target
 
     def paths(self, requests: Sequence[PurgeRequest]) -> list[str]:
-        """The paths one invalidation sends for ``requests`` (collapsed if asked)."""
-        paths = list(dict.fromkeys(self.path(r) for r in requests))
+        """The items one invalidation sends for ``requests``: paths (collapsed if asked)
+        and ``#tag`` items (never collapsed: a tag is no path)."""
+        items = list(dict.fromkeys(self.path(r) for r in requests))
+        tags = [item for item in items if item.startswith("#")]
+        paths = [item for item in items if not item.startswith("#")]
         if self.collapse_above is not None and len(paths) > self.collapse_above:
             prefix = common_prefix([p.removesuffix("*") for p in paths])
             if prefix != "/":
-                return [prefix + "*"]
-        return paths
+                paths = [prefix + "*"]
+        return paths + tags
 
     @staticmethod
     def caller_reference(requests: Sequence[PurgeRequest], paths: Sequence[str]) -> str:

@@ -156,13 +156,13 @@ def submit(purges: Iterable[Purge], *, using: str | None = None, capped: bool = 
                 continue
             kept += 1
         state.seen.add(key)
-        rows.extend(_rows_for(purge, reason))
+        rows.extend(rows_for(purge, reason))
     for first, count in dropped.values():
         reason = (
             f"over ROAN_MAX_URLS_PER_EVENT ({limit}) for one event: this and {count - 1} "
             f"more purge(s) on this backend were not sent"
         )
-        rows.extend(_rows_for(first, reason))
+        rows.extend(rows_for(first, reason))
     if not rows:
         return 0
     pending = [row for row in rows if row["status"] == "pending"]
@@ -287,7 +287,7 @@ def _send_own(claimed: list[PurgeAttempt], db: str) -> None:
         logger.exception("roan: sending %d attempt(s) failed; they stay queued", len(claimed))
 
 
-def _rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:
+def rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:
     request, origin = purge.request, purge.cause
     base: dict[str, Any] = {
         "backend": purge.backend,

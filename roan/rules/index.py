@@ -46,6 +46,7 @@ from django.dispatch import receiver
 from roan.conf import roan_settings
 from roan.rules.access import check_rule_model
 from roan.rules.templating import Template, parse_lines
+from roan.rules.validation import schedule_field_problems
 from roan.shared_cache import outage
 from roan.signals import rules_changed
 
@@ -74,6 +75,8 @@ class CompiledRule:
     backends: tuple[str, ...]
     #: The ``PurgeRule`` primary key, or ``None`` for a code rule.
     pk: int | None = None
+    #: Datetime fields whose future values schedule these purges again (roan.outbox.schedule).
+    schedule_fields: tuple[str, ...] = ()
 
     @property
     def is_code_rule(self) -> bool:
@@ -427,6 +430,10 @@ def compile_row(row: PurgeRule, model: type[models.Model]) -> CompiledRule:
     if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
         # A JSON column takes anything from loaddata or SQL; "edge" would be 4 aliases.
         raise RuleError(f"backends must be a list of aliases, not {str(row.backends)[:100]!r}")
+    schedule = row.schedule_names
+    problems = schedule_field_problems(model, schedule)
+    if problems:
+        raise RuleError(" ".join(problems))
     return CompiledRule(
         name=row.name,
         model=model,
@@ -434,6 +441,7 @@ def compile_row(row: PurgeRule, model: type[models.Model]) -> CompiledRule:
         events=frozenset(events),
         backends=tuple(backends),
         pk=row.pk,
+        schedule_fields=tuple(schedule),
     )
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db import models
 from django.utils.translation import gettext as _
 
 from roan.backends.base import PREFIX, PurgeRequest, purges_everything
 from roan.conf import roan_settings
-from roan.rules.access import rule_model_refusal
+from roan.rules.access import is_private_field, rule_model_refusal
 from roan.rules.templating import RELATIONS, TemplateErrors, parse_lines
 
 if TYPE_CHECKING:
@@ -31,6 +32,10 @@ def clean_rule(rule: PurgeRule) -> None:
             parse_lines(rule.templates or "", model)
         except TemplateErrors as exc:
             errors["templates"] = [str(e) for e in exc.errors]
+    if model is not None and not refusal:
+        problems = schedule_field_problems(model, rule.schedule_names)
+        if problems:
+            errors["schedule_fields"] = problems
     if not isinstance(rule.backends, list) or not all(isinstance(b, str) for b in rule.backends):
         errors["backends"] = [_('Give a list of backend aliases, such as ["nginx"].')]
     else:
@@ -45,6 +50,35 @@ def clean_rule(rule: PurgeRule) -> None:
         errors["on_save"] = [_("Choose at least one event.")]
     if errors:
         raise ValidationError(errors)
+
+
+#: The most datetime fields one rule may schedule purges by (each save writes a set of
+#: scheduled attempts per field).
+MAX_SCHEDULE_FIELDS = 4
+
+
+def schedule_field_problems(model: type[models.Model], names: list[str]) -> list[str]:
+    """Why ``names`` cannot be a rule's ``schedule_fields`` on ``model`` (``[]`` if they
+    can): each must be a date and time field of the model itself, at most
+    ``MAX_SCHEDULE_FIELDS`` of them."""
+    problems: list[str] = []
+    if len(names) > MAX_SCHEDULE_FIELDS:
+        problems.append(
+            _("Name at most %(count)d fields.") % {"count": MAX_SCHEDULE_FIELDS},
+        )
+    for name in names[: MAX_SCHEDULE_FIELDS + 1]:
+        try:
+            field = model._meta.get_field(name)
+        except FieldDoesNotExist:
+            field = None
+        if field is not None and is_private_field(model, field):
+            field = None
+        if not isinstance(field, models.DateTimeField) or not field.concrete:
+            problems.append(
+                _("%(name)s is not a date and time field of %(model)s.")
+                % {"name": name[:100], "model": model._meta.verbose_name}
+            )
+    return problems
 
 
 def m2m_placeholders(rule: PurgeRule) -> list[str]:

@@ -49,7 +49,7 @@ from django.template.response import SimpleTemplateResponse
 from django.utils.cache import patch_cache_control
 
 from roan.backends import get_backends
-from roan.backends.base import BaseBackend
+from roan.backends.base import TAG, BaseBackend
 from roan.conf import roan_settings
 from roan.outbox import render_guard
 from roan.rules.access import rule_model_refusal
@@ -403,6 +403,8 @@ def tag_refusal(tag: str, backend: BaseBackend) -> str:
     if backend.tag_separator in tag or any(ch in tag for ch in backend.tag_forbidden):
         return "contains the header's separator"
     if not tag.isascii():
+        if backend.tag_ascii_only:
+            return "is not ASCII text"
         try:
             # Header values go out as Latin-1 (WSGI, and Django's own encoding of them).
             tag.encode("latin-1")
@@ -441,17 +443,25 @@ def header_value(tags: Iterable[str], backend: BaseBackend) -> str | None:
     # Bytes of each object group, and of the rest; a list tag counted once.
     group_bytes = {t: sum(len(o) + separator for o in group) for t, group in objects.items()}
     size = sum(len(t) + separator for t in sendable) + sum(group_bytes.values()) - separator
+    # A cache that keeps only so many tags per object (CloudFront: 50) ignores the rest.
+    most = backend.tag_count_limit
+    count = len(sendable) + sum(map(len, objects.values()))
     # Largest group first: the fewest models lose their precision.
     for list_tag in sorted(group_bytes, key=group_bytes.__getitem__, reverse=True):
-        if size <= limit:
+        if size <= limit and (most is None or count <= most):
             break
         size -= group_bytes[list_tag]
-        del objects[list_tag]
+        count -= len(objects.pop(list_tag))
         if list_tag not in sendable:
             sendable.add(list_tag)
             size += len(list_tag) + separator
+            count += 1
     every = sendable.union(*objects.values())
     if not every:
+        return None
+    if most is not None and count > most:
+        logger.error("The page's %d tags are more than %s keeps (%d); it is not tagged.",
+                     len(every), backend.tag_header, most)  # fmt: skip
         return None
     if size > limit:
         logger.error("The page's %d list tags do not fit in %s (%d bytes); it is not tagged.",
@@ -466,8 +476,8 @@ def tag_backends() -> dict[str, BaseBackend]:
     chosen: dict[str, BaseBackend] = {}
     for backend in get_backends().values():
         name = backend.tag_header
-        if not name:
-            continue
+        if not name or TAG not in backend.capabilities:
+            continue  # CloudFront without its TAGS option reads no tags
         key = name.lower()
         other = chosen.get(key)
         if other is None or backend.header_limit() < other.header_limit():

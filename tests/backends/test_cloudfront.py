@@ -18,12 +18,13 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import roan
-from roan.backends import cloudfront
-from roan.backends.base import PurgeRequest
-from roan.backends.cloudfront import CloudFrontBackend
+from roan.backends import cloudfront, get_backend
+from roan.backends.base import TAG, URL, PurgeRequest
+from roan.backends.cloudfront import TAG_HEADER, CloudFrontBackend
 from roan.models import PurgeAttempt
 from roan.outbox import completion, pipeline, sender
 from roan.purges import Cause, Purge
+from roan.tags import collect as tags
 from tests.support.caches import require
 from tests.support.cdn_fakes import (  # noqa: F401 (fresh_buckets: autouse)
     CloudFrontGate,
@@ -345,3 +346,126 @@ def test_an_invalidation_never_reported_done_is_not_confirmed(cf: CloudFrontGate
         "unconfirmed",
         None,
     )
+
+
+# -- invalidation by cache tag (the TAGS option) ---------------------------------------------
+
+
+@pytest.fixture
+def cf_tags(settings: Any, gate: CloudFrontGate, distribution: str) -> CloudFrontGate:
+    settings.ROAN_BACKENDS = {"cloudfront": config(gate, distribution, TAGS=True)}
+    return gate
+
+
+def test_a_tag_purge_is_one_invalidation_of_tag_items(cf_tags: CloudFrontGate) -> None:
+    roan.purge_tags(["blog.post:1", "blog.post"])
+    assert [sorted(items) for items in invalidations(cf_tags)] == [["#blog.post", "#blog.post:1"]]
+    attempts = rows()
+    assert {(a.kind, a.status, a.http_status, a.completion) for a in attempts} == {
+        ("tag", "ok", 201, "in_progress")
+    }
+    assert check_later() == 0
+    assert check_later() == 2
+    assert {a.completion for a in rows()} == {"completed"}
+
+
+def test_paths_and_tags_share_a_batch_and_collapsing_folds_only_paths(
+    cf_tags: CloudFrontGate, distribution: str
+) -> None:
+    backend = CloudFrontBackend("cloudfront", config(cf_tags, distribution, TAGS=True))
+    requests = [PurgeRequest(URL, "/posts/a/"), PurgeRequest(TAG, "Blog.Post")]
+    [result, _] = backend.purge(backend.node, requests)
+    assert result.status == "ok"
+    # Tags are matched without regard to case: sent once, lower-cased.
+    assert invalidations(cf_tags)[-1] == ["/posts/a/", "#blog.post"]
+    folding = CloudFrontBackend(
+        "cloudfront", config(cf_tags, distribution, TAGS=True, COLLAPSE_ABOVE=1)
+    )
+    requests = [
+        PurgeRequest(URL, "/posts/a/"),
+        PurgeRequest(URL, "/posts/b/"),
+        PurgeRequest(TAG, "blog.post:1"),
+    ]
+    folding.purge(folding.node, requests)
+    assert invalidations(cf_tags)[-1] == ["/posts/*", "#blog.post:1"]
+    backend.close()
+    folding.close()
+
+
+@pytest.mark.parametrize(
+    ("tag", "why"),
+    [
+        ("a" * 257, "1 to 256"),
+        ("caf\u00e9", "visible ASCII"),
+        ("wild*", "'*'"),
+    ],
+)
+def test_a_tag_cloudfront_cannot_take_is_skipped_not_sent(
+    cf_tags: CloudFrontGate, tag: str, why: str
+) -> None:
+    roan.purge_tags([tag, "fine"])
+    assert invalidations(cf_tags) == [["#fine"]]
+    skipped = [a for a in rows() if a.status == "skipped"]
+    assert [a.target for a in skipped] == [tag]
+    assert why in skipped[0].error
+
+
+def test_tags_count_toward_the_paths_in_progress(cf_tags: CloudFrontGate) -> None:
+    cf_tags.max_files = 2
+    roan.purge_tags(["a", "b", "c"])
+    assert invalidations(cf_tags) == []
+    assert {(a.status, a.error.split(":")[0]) for a in rows()} == {
+        ("failed", "throttled by CloudFront")
+    }
+
+
+def test_without_the_option_cloudfront_takes_no_tags_and_pages_carry_none(
+    settings: Any, gate: CloudFrontGate, distribution: str
+) -> None:
+    settings.ROAN_BACKENDS = {"cloudfront": config(gate, distribution)}
+    assert TAG not in get_backend("cloudfront").capabilities
+    assert tags.tag_backends() == {}
+    settings.ROAN_BACKENDS = {"cloudfront": config(gate, distribution, TAGS=True)}
+    assert list(tags.tag_backends()) == [TAG_HEADER]
+
+
+def test_the_page_header_keeps_within_cloudfronts_50_tags(
+    settings: Any, gate: CloudFrontGate, distribution: str
+) -> None:
+    settings.ROAN_BACKENDS = {"cloudfront": config(gate, distribution, TAGS=True)}
+    backend = get_backend("cloudfront")
+    few = [f"testapp.post:{i}" for i in range(49)]
+    assert tags.header_value(few, backend) == ",".join(sorted(few))
+    # 60 objects of one model: past 50, the model's list tag stands for them all.
+    many = [f"testapp.post:{i}" for i in range(60)] + ["testapp.author:1"]
+    assert tags.header_value(many, backend) == "testapp.author:1,testapp.post"
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_the_tags_option_is_a_boolean(value: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match="TAGS"):
+        CloudFrontBackend("cloudfront", {"DISTRIBUTION_ID": "EDFDVBD6EXAMPLE", "TAGS": value})
+
+
+def test_a_saved_post_invalidates_its_tags_with_no_index_expansion(
+    cf_tags: CloudFrontGate, settings: Any
+) -> None:
+    settings.ROAN_TAGS = True
+    post = Post.objects.create(title="Hello", slug="hello")
+    post.title = "Hello again"
+    post.save()
+    # The update's object and list tags, as tag items: no URL from the tag index.
+    assert sorted(invalidations(cf_tags)[-1]) == ["#testapp.post", f"#testapp.post:{post.pk}"]
+    assert {a.kind for a in rows() if a.trigger == "save"} == {"tag"}
+
+
+def test_pages_carry_the_header_cloudfront_reads_only_with_the_option(
+    settings: Any, gate: CloudFrontGate, distribution: str, client: Any
+) -> None:
+    settings.ROOT_URLCONF = "tests.support.tagged_site"
+    post = Post.objects.create(title="One", slug="one")
+    settings.ROAN_BACKENDS = {"cloudfront": config(gate, distribution, TAGS=True)}
+    response = client.get(f"/front/{post.pk}/")
+    assert response.headers[TAG_HEADER] == f"testapp.post,testapp.post:{post.pk}"
+    settings.ROAN_BACKENDS = {"cloudfront": config(gate, distribution)}
+    assert TAG_HEADER not in client.get(f"/front/{post.pk}/").headers

@@ -485,8 +485,10 @@ class CloudFrontGate(FakeAPI):
 
     moto answers ``CreateInvalidation`` with 200 and ``COMPLETED`` at once, and does not
     deduplicate ``CallerReference``. The gate checks the batch (``Quantity`` equal to the
-    number of paths, paths starting with ``/``, ``*`` only last), keeps the in-progress
-    budget (3,000 paths and 15 wildcards per distribution, ``TooManyInvalidationsInProgress``),
+    number of paths, paths starting with ``/``, ``*`` only last, ``#tag`` items in the
+    format CloudFront documents for invalidation by cache tag), keeps the in-progress
+    budget (3,000 paths, a tag counting as one, and 15 wildcards per distribution,
+    ``TooManyInvalidationsInProgress``),
     answers 201 with ``InProgress``, replays the first answer for a repeated reference
     with the same paths (``InvalidationBatchAlreadyExists`` with other paths), and
     reports an invalidation ``InProgress`` for its first ``in_progress_gets`` status
@@ -559,6 +561,12 @@ class CloudFrontGate(FakeAPI):
                 400, "InconsistentQuantities", "Quantity must equal the number of paths"
             )
         for path in paths:
+            if path.startswith("#"):
+                # A cache tag (CloudFront's invalidation by tag): visible ASCII but the
+                # comma, at most 256 characters, no wildcard.
+                if not re.fullmatch(r"[\x21-\x29\x2b\x2d-\x7e]{1,256}", path[1:]):
+                    return cloudfront_error(400, "InvalidArgument", f"Invalid tag: {path}")
+                continue
             if not path.startswith("/") or "*" in path[:-1]:
                 return cloudfront_error(400, "InvalidArgument", f"Invalid path: {path}")
         if reference in self.references:

@@ -40,3 +40,16 @@ class Post(models.Model):
 class Comment(models.Model):
     post = models.ForeignKey(Post, on_delete=models.CASCADE, related_name="comments")
     text = models.TextField()
+
+
+class Event(models.Model):
+    """Content with dates: published at ``publish_at``, off the lists at ``expires_at``."""
+
+    title = models.CharField(max_length=200)
+    slug = models.CharField(max_length=200, unique=True)
+    publish_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    day = models.DateField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.title
