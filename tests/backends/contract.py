@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from roan.models import PurgeAttempt
 from tests.backends import (
@@ -28,7 +30,9 @@ from tests.backends import (
     test_cloudflare,
     test_cloudfront,
     test_fastly,
+    test_http,
 )
+from tests.support.caches import FakeCache
 from tests.support.cdn_fakes import (
     Answer,
     FakeAkamai,
@@ -61,6 +65,12 @@ class Contract:
     save_requests: ClassVar[int] = 1
     #: Lines of roan's own log that prove it logged at all.
     log_lines: ClassVar[tuple[str, ...]]
+    #: Its server can be made to answer 5xx or refuse the credential (a fake can; a real
+    #: nginx or Varnish cannot, and test_nginx.py/test_varnish.py cover those answers).
+    scripted: ClassVar[bool] = True
+
+    def warm(self, server: Server, paths: list[str]) -> None:
+        """Pages a real cache holds before the save."""
 
     def serve(self, request: pytest.FixtureRequest) -> Server:
         raise NotImplementedError
@@ -335,6 +345,136 @@ class AzureFrontDoor(Contract):
         assert {a.completion for a in attempts} == {"in_progress"}
 
 
+class HTTP(Contract):
+    """The generic backend, against a scripted server that records what it was sent."""
+
+    name, alias = "http", "cdn"
+    secrets = (test_http.SECRET,)
+    refused_options = [
+        ({"METHOD": "PURGE ME"}, "['METHOD'] must be an HTTP method"),
+        ({"HEADERS": {"X": "a\r\nInjected: 1"}}, "line break"),
+        ({"HOSTS": []}, "['HOSTS'] is required"),
+        ({"URL": "https://api/{secret}"}, "{url}, {path}, {host} and {target} only"),
+    ]
+    five_xx = Answer(503)
+    five_xx_error = "HTTP 503"
+    save_requests = 3  # one URL a request
+    log_lines = ("cdn: POST /ok",)
+
+    def serve(self, request: pytest.FixtureRequest) -> Server:
+        server = FakeCache()
+        request.addfinalizer(server.close)
+        return server
+
+    def config(self, server: Server, **options: Any) -> dict[str, Any]:
+        return {
+            "BACKEND": "roan.backends.http.HTTPBackend",
+            "URL": f"{server.url}/purge?url={{url}}",
+            "METHOD": "POST",
+            "HEADERS": {"Authorization": f"Bearer {self.secrets[0]}"},
+            "HOSTS": ["www.example.com"],
+            **options,
+        }
+
+    def fail_once(self, server: Server) -> None:
+        server.script = [self.five_xx.status]
+
+    def refuse(self, server: Server, settings: Any) -> None:
+        server.status = 401
+
+    def check_refused(self, attempt: PurgeAttempt) -> None:
+        assert "credentials" in attempt.error
+
+    def purged(self, server: Server) -> list[list[str]]:
+        return [parse_qs(urlsplit(path).query)["url"] for _method, path, _h in server.calls]
+
+
+class RealCache(Contract):
+    """nginx or Varnish, the real servers of tests/support/caches.py (one a session).
+
+    A save's purges are seen as the server keeps them: the pages it held are misses after
+    the save. The credentials are user info in the node's URL.
+    """
+
+    fixture: ClassVar[str]
+    status_header: ClassVar[str]
+    secrets = ("roan-Cache-Password-do-not-leak",)
+    five_xx = Answer(503)
+    five_xx_error = ""
+    scripted = False
+    log_lines = ()
+
+    def __init__(self) -> None:
+        self.warmed: list[str] = []
+
+    def serve(self, request: pytest.FixtureRequest) -> Server:
+        return request.getfixturevalue(self.fixture)
+
+    def node(self, server: Server) -> str:
+        return f"http://roan:{self.secrets[0]}@127.0.0.1:{server.port}"
+
+    def status(self, server: Server, path: str) -> str:
+        answer = requests.get(f"{server.url}{path}", headers={"Host": "www.example.com"}, timeout=5)
+        return str(answer.headers[self.status_header])
+
+    def warm(self, server: Server, paths: list[str]) -> None:
+        for path in paths:
+            self.status(server, path)
+            assert self.status(server, path) == "HIT"
+        self.warmed = paths
+
+    def purged(self, server: Server) -> list[list[str]]:
+        return [
+            [f"https://www.example.com{path}"]
+            for path in self.warmed
+            if self.status(server, path) == "MISS"
+        ]
+
+
+class NginxCache(RealCache):
+    name, alias = "nginx", "nginx"
+    fixture, status_header = "nginx_cache", "X-Cache-Status"
+    refused_options = [
+        ({"LOCATION": None}, "needs LOCATION or NODES"),
+        (
+            {"LOCATION": "ftp://roan:roan-Cache-Password-do-not-leak@x/purge"},
+            "is not an http(s) URL",
+        ),
+        ({"NODES": ["http://a/purge"]}, "not both"),
+        ({"METHOD": "DELETE"}, "['METHOD'] must be"),
+        ({"LOCATION": "http://a/purge?x=1"}, "cannot have a query"),
+    ]
+    save_requests = 3  # a URL a request
+
+    def config(self, server: Server, **options: Any) -> dict[str, Any]:
+        return {
+            "BACKEND": "roan.backends.nginx.NginxBackend",
+            "LOCATION": f"{self.node(server)}/purge",
+            "HOSTS": ["www.example.com"],
+            **options,
+        }
+
+
+class VarnishCache(RealCache):
+    name, alias = "varnish", "varnish"
+    fixture, status_header = "varnish_cache", "X-Cache"
+    refused_options = [
+        ({"NODES": None}, "needs LOCATION or NODES"),
+        ({"XKEY": "x"}, "unknown option(s) XKEY"),
+        ({"BAN_URL_HEADER": "X Ban"}, "['BAN_URL_HEADER'] must be an HTTP header"),
+        ({"NODES": ["http://u:pw@a", "http://u:other@a"]}, "differ only in their credentials"),
+    ]
+    save_requests = 3
+
+    def config(self, server: Server, **options: Any) -> dict[str, Any]:
+        return {
+            "BACKEND": "roan.backends.varnish.VarnishBackend",
+            "NODES": [self.node(server)],
+            "HOSTS": ["www.example.com"],
+            **options,
+        }
+
+
 BACKENDS: list[Contract] = [
     Cloudflare(),
     Fastly(),
@@ -342,4 +482,9 @@ BACKENDS: list[Contract] = [
     CloudFront(),
     Akamai(),
     AzureFrontDoor(),
+    HTTP(),
+    NginxCache(),
+    VarnishCache(),
 ]
+#: Those whose server can be told to fail.
+SCRIPTED = [b for b in BACKENDS if b.scripted]

@@ -8,6 +8,7 @@ The cases only one provider has sit in test_<provider>.py.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from django.utils.module_loading import import_string
 import roan
 from roan.models import PurgeAttempt
 from roan.outbox import sender
-from tests.backends.contract import BACKENDS, Contract
+from tests.backends.contract import BACKENDS, SCRIPTED, Contract
 from tests.backends.test_cloudfront import (  # noqa: F401 (fixtures of the CloudFront adapter)
     distribution,
     gate,
@@ -40,6 +41,12 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
 
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
 def contract(request: pytest.FixtureRequest) -> Contract:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=SCRIPTED, ids=[b.name for b in SCRIPTED])
+def scripted(request: pytest.FixtureRequest) -> Contract:
+    """A backend whose server can be told to answer 5xx or refuse the credential."""
     return request.param  # type: ignore[no-any-return]
 
 
@@ -70,8 +77,9 @@ def test_options_are_checked(
     changed = {**backend.config(started), **change}
     options = {k: v for k, v in changed.items() if v is not None}
     cls = import_string(options["BACKEND"])
-    with pytest.raises(ImproperlyConfigured, match=fragment) as error:
+    with pytest.raises(ImproperlyConfigured, match=re.escape(fragment)) as error:
         cls(backend.alias, {k: v for k, v in options.items() if k != "BACKEND"})
+    assert f"'{backend.alias}'" in str(error.value)  # which backend
     for secret in backend.secrets:
         assert secret not in str(error.value)
     settings.ROAN_BACKENDS = {backend.alias: options}
@@ -81,19 +89,34 @@ def test_options_are_checked(
         assert secret not in errors[0].msg
 
 
-def test_a_save_purges_through_a_rule(contract: Contract, server: Any, make_rule: Any) -> None:
+def test_a_save_purges_through_a_rule(
+    contract: Contract, server: Any, make_rule: Any, caplog: Any
+) -> None:
+    caplog.set_level(logging.DEBUG)
     make_rule("home and lists", "/\n/posts/\n{get_absolute_url}")
+    paths = ["/", "/posts/", Post(title="Hello", slug="hello").get_absolute_url()]
+    contract.warm(server, paths)
     post = Post.objects.create(title="Hello", slug="hello")
+    assert post.get_absolute_url() == paths[2]
     purged = contract.purged(server)
     assert len(purged) == contract.save_requests
-    expected = contract.expected(["/", "/posts/", post.get_absolute_url()])
+    expected = contract.expected(paths)
     assert sorted(url for request in purged for url in request) == sorted(expected)
     attempts = rows()
     assert {(a.status, a.trigger) for a in attempts} == {("ok", "save")}
     contract.check_saved(attempts)
+    dumped = [str(v) for v in PurgeAttempt.objects.values_list()]
+    for text in (*dumped, caplog.text):
+        for secret in contract.secrets:
+            assert secret not in text
 
 
-def test_a_5xx_is_retried_and_then_succeeds(contract: Contract, server: Any) -> None:
+def test_a_5xx_is_retried_and_then_succeeds(
+    scripted: Contract, request: Any, settings: Any
+) -> None:
+    contract = scripted
+    server = contract.serve(request)
+    settings.ROAN_BACKENDS = {contract.alias: contract.config(server)}
     contract.fail_once(server)
     roan.purge_urls(["/a"])
     [attempt] = rows()
@@ -109,8 +132,11 @@ def test_a_5xx_is_retried_and_then_succeeds(contract: Contract, server: Any) -> 
 
 
 def test_the_credentials_are_in_no_row_and_no_log_line(
-    contract: Contract, server: Any, settings: Any, caplog: Any
+    scripted: Contract, request: Any, settings: Any, caplog: Any
 ) -> None:
+    contract = scripted
+    server = contract.serve(request)
+    settings.ROAN_BACKENDS = {contract.alias: contract.config(server)}
     caplog.set_level(logging.DEBUG)
     contract.before_logging()
     roan.purge_urls(["/ok"])
