@@ -6,22 +6,17 @@ What is proved here was checked against that fake only, never against bunny.net.
 from __future__ import annotations
 
 import datetime
-import logging
 from typing import Any
 
 import pytest
-from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 import roan
 from roan.backends.base import PurgeRequest
 from roan.backends.bunny import BunnyBackend
-from roan.models import PurgeAttempt
-from roan.outbox import pipeline, sender
+from roan.outbox import pipeline
 from roan.purges import Cause, Purge
 from tests.support.cdn_fakes import Answer, Bucket, FakeBunny, fresh_buckets, rows  # noqa: F401 (autouse)
-from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,17 +101,6 @@ def test_a_429_is_honoured_and_the_rest_waits_as_long(bunny: FakeBunny) -> None:
         assert attempt.next_attempt_at - before >= datetime.timedelta(seconds=59)
 
 
-def test_a_5xx_is_retried_and_then_succeeds(bunny: FakeBunny) -> None:
-    bunny.script = [Answer(502, "Bad Gateway")]
-    roan.purge_urls(["/a"])
-    [attempt] = rows()
-    assert (attempt.status, attempt.error) == ("failed", "HTTP 502: Bunny failed")
-    PurgeAttempt.objects.update(next_attempt_at=timezone.now())
-    sender.send()
-    attempt.refresh_from_db()
-    assert (attempt.status, attempt.tries) == ("ok", 2)
-
-
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
@@ -135,49 +119,6 @@ def test_a_configuration_error_is_given_up_with_bunnys_message(
     roan.purge_urls(["blog.post"], kind="tag")
     [attempt] = rows()
     assert (attempt.status, attempt.error, attempt.next_attempt_at) == ("gave_up", message, None)
-
-
-def test_the_key_is_in_no_row_and_no_log_line(bunny: FakeBunny, caplog: Any) -> None:
-    caplog.set_level(logging.DEBUG)
-    roan.purge_urls(["/ok"])
-    bunny.script = [Answer(401, {"ErrorKey": "unauthorized", "Message": f"Bad key {KEY}"})]
-    roan.purge_urls(["/refused"])
-    ok, refused = rows()
-    assert (ok.status, refused.status) == ("ok", "gave_up")
-    assert "[redacted]" in refused.error
-    for text in (*[str(v) for v in PurgeAttempt.objects.values_list()], caplog.text):
-        assert KEY not in text
-    assert "bunny: POST https://www.example.com/ok on" in caplog.text
-
-
-def test_an_end_to_end_save_through_the_example_rules(bunny: FakeBunny, make_rule: Any) -> None:
-    make_rule("home and lists", "/\n/posts/\n{get_absolute_url}")
-    post = Post.objects.create(title="Hello", slug="hello")
-    urls = sorted(r.query["url"][0] for r in bunny.purges())
-    assert urls == sorted(
-        f"https://www.example.com{p}" for p in ("/", "/posts/", post.get_absolute_url())
-    )
-    assert {(a.status, a.trigger) for a in rows()} == {("ok", "save")}
-
-
-@pytest.mark.parametrize(
-    ("change", "fragment"),
-    [
-        ({"PULL_ZONE_ID": "zone-a"}, "PULL_ZONE_ID"),
-        ({"API_KEY": None}, "API_KEY"),
-        ({"API_KEY": "two\nlines"}, "API_KEY"),
-        ({"HOSTS": []}, "HOSTS"),
-    ],
-)
-def test_options_are_checked(
-    fake: FakeBunny, settings: Any, change: dict[str, Any], fragment: str
-) -> None:
-    options = {k: v for k, v in {**config(fake), **change}.items() if v is not None}
-    with pytest.raises(ImproperlyConfigured, match=fragment):
-        BunnyBackend("bunny", {k: v for k, v in options.items() if k != "BACKEND"})
-    settings.ROAN_BACKENDS = {"bunny": options}
-    errors = [m for m in checks.run_checks() if m.id == "roan.E002"]
-    assert errors and fragment in errors[0].msg
 
 
 def test_cdn_tag_and_the_exact_bucket_are_declared() -> None:

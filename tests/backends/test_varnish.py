@@ -185,14 +185,7 @@ def test_a_stopped_node_fails_fast_and_the_rest_are_not_sent(cache_origin) -> No
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({}, "needs LOCATION or NODES"),
-        ({"NODES": ["http://a"], "XKEY": "x"}, "unknown option(s) XKEY"),
-        (
-            {"NODES": ["http://a"], "BAN_URL_HEADER": "X Ban"},
-            "['BAN_URL_HEADER'] must be an HTTP header",
-        ),
         ({"NODES": ["http://a"], "XKEY_HEADER": ""}, "['XKEY_HEADER'] must be an HTTP header"),
-        ({"NODES": ["http://u:pw@a", "http://u:other@a"]}, "differ only in their credentials"),
     ],
 )
 def test_bad_options(options: dict, message: str) -> None:

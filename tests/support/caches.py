@@ -189,12 +189,14 @@ class FakeCache(LoopbackServer):
     """A scripted HTTP server standing in for a cache or a purge API.
 
     It records every request as ``(method, path, headers)`` and answers ``status`` with
-    ``headers``, after ``delay`` seconds when set.
+    ``headers``, after ``delay`` seconds when set; the statuses in ``script`` come first,
+    one a request.
     """
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, dict[str, str]]] = []
         self.status = 200
+        self.script: list[int] = []
         self.headers: dict[str, str] = {}
         self.delay = 0.0
         self.release = threading.Event()
@@ -207,7 +209,7 @@ class FakeCache(LoopbackServer):
                 fake.calls.append((self.command, self.path, dict(self.headers)))
                 if fake.delay:
                     fake.release.wait(fake.delay)
-                self.send_response(fake.status)
+                self.send_response(fake.script.pop(0) if fake.script else fake.status)
                 for name, value in fake.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", "0")
