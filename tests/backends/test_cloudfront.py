@@ -33,6 +33,7 @@ from tests.support.cdn_fakes import (  # noqa: F401 (fresh_buckets: autouse)
     fresh_buckets,
     rows,
 )
+from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
