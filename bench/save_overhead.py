@@ -30,6 +30,20 @@ A second table measures the whole default path, sending included, as a new user 
                 disconnected and no rule
     admin-roan  the same POST with the rule, sent inline to a LocMemBackend
 
+And the peers a Django site uses instead of roan (issue 31), roan not installed:
+
+    wagtail         wagtail's way: a ``post_save`` receiver that sends the rule's URLs to
+                    the same nginx inside the request, with a pooled ``requests.Session``
+                    (no outbox, no retries, no log)
+    wagtail-urllib  the same with ``urllib`` (wagtail's own HTTP backend: a new
+                    connection per purge)
+    admin-nginx     the admin POST with the rule, sent inline to the real nginx
+    admin-wagtail   the admin POST with wagtail's receiver (``requests.Session``)
+
+The second table's last part gives each roan setup against wagtail's way of the same
+round (``--setups`` picks setups, e.g. ``none,nginx,wagtail,wagtail-urllib,admin-none,
+admin-nginx,admin-wagtail``).
+
 Saves run in autocommit and in ``atomic()``, alternating in blocks of 50 in one process.
 The ratio is each round's against the baseline of the same round; the table shows their
 median and range (the noise). ``--profile SETUP:MODE[:ENGINE]`` prints a cProfile of one.
@@ -196,8 +210,12 @@ def report(engine: str, url: str, n: int, rounds: int) -> None:
 # -- end to end: the default path, dispatch included ----------------------------------------
 
 #: Setups of the end-to-end table, each in its own process and fresh database.
-E2E_SETUPS = ("none", "locmem", "nginx", "task")
-ADMIN_SETUPS = ("admin-none", "admin-roan")
+E2E_SETUPS = ("none", "locmem", "nginx", "task", "wagtail", "wagtail-urllib")
+ADMIN_SETUPS = ("admin-none", "admin-roan", "admin-nginx", "admin-wagtail")
+#: Setups without roan installed (the peers install their own receiver).
+WITHOUT_ROAN = frozenset({"none", "wagtail", "wagtail-urllib"})
+#: What roan's rule purges, as the peers send it: the same URLs to the same nginx.
+RULE_PATHS = ("/posts/",)
 MODES = ("autocommit", "atomic")
 
 
@@ -212,10 +230,10 @@ def e2e_settings(setup: str, database: dict[str, object], location: str) -> dict
         "roan",
         "tests.testapp",
     ]
-    if setup == "none":
+    if setup in WITHOUT_ROAN:
         apps = ["django.contrib.auth", "django.contrib.contenttypes", "tests.testapp"]
     backend: dict[str, object] = {"BACKEND": "roan.backends.locmem.LocMemBackend"}
-    if setup == "nginx":
+    if setup in {"nginx", "admin-nginx"}:
         backend = {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": location}
     return {
         "INSTALLED_APPS": apps,
@@ -275,7 +293,7 @@ def e2e_worker(
     Post.objects.bulk_create(
         Post(title=f"Post {i}", slug=f"post-{i}", author=authors[i % 10]) for i in range(100)
     )
-    if setup != "none" and setup != "admin-none":
+    if setup not in WITHOUT_ROAN and setup not in {"admin-none", "admin-wagtail"}:
         from django.contrib.contenttypes.models import ContentType
 
         from roan.models import PurgeRule
@@ -285,7 +303,7 @@ def e2e_worker(
             name="post list", content_type=ContentType.objects.get_for_model(Post),
             templates="/posts/",
         )  # fmt: skip
-    if setup == "admin-none":
+    if setup in {"admin-none", "admin-wagtail"}:
         from django.db.models import signals
 
         for signal, uid in [
@@ -294,6 +312,8 @@ def e2e_worker(
             (signals.m2m_changed, "roan.m2m_changed"),
         ]:  # fmt: skip
             signal.disconnect(dispatch_uid=uid)
+    if setup in {"wagtail", "wagtail-urllib", "admin-wagtail"}:
+        _connect_peer(setup, location)
     posts = list(Post.objects.select_related("author").order_by("pk"))
 
     figures: dict[str, float] = {}
@@ -333,13 +353,55 @@ def e2e_worker(
             elapsed[mode] += time.perf_counter() - start
     for mode in modes:
         figures[mode] = elapsed[mode] * 1000 / n
-    if setup not in {"none", "admin-none"}:
+    if setup not in WITHOUT_ROAN and setup not in {"admin-none", "admin-wagtail"}:
         from roan.models import PurgeAttempt
 
         # A benchmark whose purges were not sent would measure the wrong thing.
         left = PurgeAttempt.objects.exclude(status__in=["ok", "not_cached"]).count()
         figures["unsent"] = float(left if setup != "task" else 0)
+    else:
+        figures["unsent"] = float(len(_PEER_FAILURES))
     return figures
+
+
+#: Purges a peer could not send (a benchmark whose purges failed measures the wrong thing).
+_PEER_FAILURES: list[str] = []
+
+
+def _connect_peer(setup: str, location: str) -> None:
+    """wagtail's way: a ``post_save`` receiver that purges the rule's URLs at once, in
+    the request (``frontend_cache``'s ``purge_url_from_cache`` on ``page_published``),
+    failures only logged. ``requests`` with a pooled session, or ``urllib`` as wagtail's
+    ``HTTPBackend`` does (a new connection per purge)."""
+    import urllib.error
+    import urllib.request
+
+    import requests
+    from django.db.models.signals import post_save
+
+    from tests.testapp.models import Post
+
+    urls = [f"{location}{path}" for path in RULE_PATHS]
+    session = requests.Session()
+
+    def with_requests(**kwargs: Any) -> None:
+        for url in urls:
+            try:
+                session.get(url, timeout=5)
+            except requests.RequestException:
+                _PEER_FAILURES.append(url)
+
+    def with_urllib(**kwargs: Any) -> None:
+        for url in urls:
+            try:
+                urllib.request.urlopen(urllib.request.Request(url), timeout=5).close()
+            except urllib.error.HTTPError:  # nginx's 404: "not cached", answered
+                pass
+            except urllib.error.URLError:
+                _PEER_FAILURES.append(url)
+
+    receiver = with_urllib if setup == "wagtail-urllib" else with_requests
+    post_save.connect(receiver, sender=Post, weak=False, dispatch_uid="bench.peer")
 
 
 def _admin_runner(posts: list[Any]) -> Any:
@@ -401,8 +463,10 @@ def run_e2e_once(
     return result
 
 
-def report_e2e(engine: str, url: str, n: int, rounds: int, location: str) -> None:
-    setups = E2E_SETUPS + ADMIN_SETUPS
+def report_e2e(
+    engine: str, url: str, n: int, rounds: int, location: str, wanted: frozenset[str]
+) -> None:
+    setups = tuple(s for s in E2E_SETUPS + ADMIN_SETUPS if not wanted or s in wanted)
     results: dict[str, list[dict[str, float]]] = {s: [] for s in setups}
     with tempfile.TemporaryDirectory(prefix="roan-bench-") as tmp:
         for _ in range(rounds):
@@ -425,15 +489,27 @@ def report_e2e(engine: str, url: str, n: int, rounds: int, location: str) -> Non
             f"{min(ratios):5.2f}-{max(ratios):<5.2f} {q:6.2f}"
         )
 
-    print(f"\n{engine}, end to end: {n} saves per mode x {rounds} rounds, dispatch included")
-    head = f"{'ms':>8} {'ratio':>6} {'range':>11} {'stmts':>6}"
-    print(f"{'setup':<12} {'autocommit':<33}   {'in atomic()':<33}")
-    print(f"{'':<12} {head}   {head}")
-    for setup in E2E_SETUPS:
-        print(f"{setup:<12} {cell(setup, 'autocommit', 'none')}   {cell(setup, 'atomic', 'none')}")
-    print(f"{'admin POST':<12} {head}")
-    for setup in ADMIN_SETUPS:
-        print(f"{setup:<12} {cell(setup, 'admin', 'admin-none')}")
+    def table(title: str, base: str, admin_base: str) -> None:
+        print(f"\n{engine}, {title}: {n} saves per mode x {rounds} rounds, dispatch included")
+        head = f"{'ms':>8} {'ratio':>6} {'range':>11} {'stmts':>6}"
+        print(f"{'setup':<14} {'autocommit':<33}   {'in atomic()':<33}")
+        print(f"{'':<14} {head}   {head}")
+        if base in results:
+            for setup in E2E_SETUPS:
+                if setup in results:
+                    print(
+                        f"{setup:<14} {cell(setup, 'autocommit', base)}   "
+                        f"{cell(setup, 'atomic', base)}"
+                    )
+        if admin_base in results:
+            print(f"{'admin POST':<14} {head}")
+            for setup in ADMIN_SETUPS:
+                if setup in results:
+                    print(f"{setup:<14} {cell(setup, 'admin', admin_base)}")
+
+    table("end to end, ratio to no purging", "none", "admin-none")
+    if "wagtail" in results or "admin-wagtail" in results:
+        table("ratio to wagtail's way (requests.Session)", "wagtail", "admin-wagtail")
 
 
 def main() -> None:
@@ -453,6 +529,9 @@ def main() -> None:
         "--engines",
         default="sqlite,sqlite-wal,postgresql",
         help="comma-separated, of sqlite, sqlite-wal, postgresql (the last needs a URL)",
+    )
+    parser.add_argument(
+        "--setups", default="", help="comma-separated end-to-end setups (default: all)"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--e2e", help=argparse.SUPPRESS)
@@ -489,7 +568,8 @@ def main() -> None:
     if args.only != "transaction":
         with cache_node() as location:
             for engine, url in engines:
-                report_e2e(engine, url, args.n, args.rounds, location)
+                wanted = frozenset(filter(None, args.setups.split(",")))
+                report_e2e(engine, url, args.n, args.rounds, location, wanted)
 
 
 @contextlib.contextmanager
