@@ -1,0 +1,26 @@
+# A tag whose oldest index rows roan_prune forgot (ROAN_TAG_INDEX_MAX_URLS_PER_TAG) is
+# purged wider until those pages leave the caches (issue 30).
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('roan', '0010_tag_index_page_key'),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name='OverflowedTag',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('tag', models.CharField(max_length=255, unique=True, verbose_name='tag')),
+                ('until', models.DateTimeField(verbose_name='until')),
+            ],
+            options={
+                'verbose_name': 'overflowed tag',
+                'verbose_name_plural': 'overflowed tags',
+            },
+        ),
+    ]
