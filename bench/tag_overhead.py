@@ -9,13 +9,16 @@ middleware chain, no network) in two setups, interleaved round by round in one p
     off    the example's MIDDLEWARE without roan.middleware.CacheTagMiddleware, and
            roan's tracking hooks uninstalled (roan.tags.uninstall())
     on     with it, and a Varnish backend configured, so each page gets its xkey header
+           (and an nginx backend, never reached, so that the index is read)
            (the render overhead: tracking, collecting and the header)
-    index  the same, plus the tag index write that a miss costs (one upsert of the
-           page's tags into TaggedURL, for caches that cannot purge by tag)
+    upsert the same, plus the tag index write as it was before notes (one upsert of the
+           page's tags into TaggedURL on every miss, for caches that cannot purge by tag)
+    index  the same with notes in a shared ROAN_CACHE (a file cache here): a miss of a URL
+           indexed already with the same tags reads one note and writes nothing
 
-Django's page cache is swapped for a DummyCache, so every request renders the page. The
-render guard is off unless ``--render-guard`` (then ``ROAN_CACHE`` is a file cache).
-Requests alternate off/on/index one by one; prints the median wall and CPU ms per page of
+Django's page cache is swapped for a DummyCache, so every request renders the page;
+``ROAN_CACHE`` is a file cache. The render guard is off unless ``--render-guard``.
+Requests alternate off/on/upsert/index one by one; prints the median wall and CPU ms per page of
 each setup (CPU time of this process: what other processes on a shared machine disturb
 least), the ratios, the index write's cost per miss, and the tags one page carries.
 Goal: at most 10% render overhead ("on"). SQLite by default; PostgreSQL with
@@ -105,7 +108,7 @@ def timed_request(client: Any) -> tuple[float, float]:
     return elapsed
 
 
-def run(requests: int, rounds: int, guard_dir: str = "") -> None:
+def run(requests: int, rounds: int, cache_dir: str, guard: bool = False) -> None:
     from django.test import override_settings
 
     from roan import tag_index
@@ -113,20 +116,37 @@ def run(requests: int, rounds: int, guard_dir: str = "") -> None:
 
     seed()
     dummy: dict[str, Any] = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
-    extra: dict[str, Any] = {"ROAN_RENDER_GUARD": False}
-    if guard_dir:
-        # The render guard reads ROAN_CACHE once per page: a file cache, like the example's.
-        dummy["roan"] = {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": guard_dir,
-        }
-        extra = {"ROAN_RENDER_GUARD": True, "ROAN_CACHE": "roan"}
+    # The index's notes (and the render guard) read ROAN_CACHE: a file cache, like the
+    # example's, shared by every process.
+    dummy["roan"] = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": cache_dir,
+    }
+    extra: dict[str, Any] = {"ROAN_RENDER_GUARD": guard, "ROAN_CACHE": "roan"}
     varnish = {
-        "edge": {"BACKEND": "roan.backends.varnish.VarnishBackend", "NODES": ["http://127.0.0.1:9"]}
+        "edge": {
+            "BACKEND": "roan.backends.varnish.VarnishBackend",
+            "NODES": ["http://127.0.0.1:9"],
+        },
+        # A cache that purges tags by URL: the index is written only when one reads it.
+        "pages": {
+            "BACKEND": "roan.backends.nginx.NginxBackend",
+            "LOCATION": "http://127.0.0.1:9/p",
+        },
     }
     with override_settings(CACHES=dummy, ROAN_BACKENDS=varnish, **extra):
-        clients = {"off": client_for(False), "on": client_for(True), "index": client_for(True)}
+        clients = {
+            "off": client_for(False),
+            "on": client_for(True),
+            "upsert": client_for(True),
+            "index": client_for(True),
+        }
         remember = tag_index.remember
+        notes_kept = tag_index.notes_kept
+        assert notes_kept(), "ROAN_CACHE is not shared: no notes"
+
+        def no_notes() -> bool:
+            return False
 
         def no_index(*args: Any) -> None:
             return None
@@ -139,7 +159,10 @@ def run(requests: int, rounds: int, guard_dir: str = "") -> None:
         for _ in range(20):  # warm up: templates, statement caches
             for client in clients.values():
                 timed_request(client)
-        setups = ("off", "on", "index")
+        from roan.models import TaggedURL
+
+        assert TaggedURL.objects.filter(path="/posts/").exists(), "the page was not indexed"
+        setups = ("off", "on", "upsert", "index")
         wall: dict[str, list[float]] = {s: [] for s in setups}
         cpu: dict[str, list[float]] = {s: [] for s in setups}
         ratios: list[float] = []
@@ -151,14 +174,20 @@ def run(requests: int, rounds: int, guard_dir: str = "") -> None:
                 # middleware, not one where it is merely idle.
                 for setup in setups:
                     (tags_module.uninstall if setup == "off" else tags_module.install)()
-                    tag_index.remember = remember if setup == "index" else no_index  # type: ignore[assignment]
+                    writes = setup in ("upsert", "index")
+                    tag_index.remember = remember if writes else no_index  # type: ignore[assignment]
+                    tag_index.notes_kept = notes_kept if setup == "index" else no_notes  # type: ignore[assignment]
                     w, c = timed_request(clients[setup])
                     wall[setup].append(w)
                     cpu[setup].append(c)
                     round_cpu[setup].append(c)
             ratios.append(statistics.median(round_cpu["on"]) / statistics.median(round_cpu["off"]))
         tag_index.remember = remember  # type: ignore[assignment]
-    print(f"{requests} requests x {rounds} rounds of /posts/ (50 posts), alternating off/on/index")
+        tag_index.notes_kept = notes_kept  # type: ignore[assignment]
+    print(
+        f"{requests} requests x {rounds} rounds of /posts/ (50 posts), "
+        "alternating off/on/upsert/index"
+    )
     print(f"{'setup':<6} {'wall ms':>8} {'cpu ms':>8} {'cpu ratio':>9}")
     base = statistics.median(cpu["off"])
     for setup in setups:
@@ -169,12 +198,15 @@ def run(requests: int, rounds: int, guard_dir: str = "") -> None:
         f"per-round ratios {min(ratios):.3f}..{max(ratios):.3f}, median "
         f"{statistics.median(ratios):.3f}"
     )
-    write = statistics.median(cpu["index"]) - statistics.median(cpu["on"])
-    write_wall = statistics.median(wall["index"]) - statistics.median(wall["on"])
-    print(
-        f"tag index write per miss: {write:+.3f} ms CPU, {write_wall:+.3f} ms wall "
-        f"({100 * (statistics.median(cpu['index']) / base - 1):+.1f}% with tracking)"
-    )
+    on_cpu, on_wall = statistics.median(cpu["on"]), statistics.median(wall["on"])
+    for setup, what in (("upsert", "every miss upserts"), ("index", "indexed already, noted")):
+        write = statistics.median(cpu[setup]) - on_cpu
+        write_wall = statistics.median(wall[setup]) - on_wall
+        print(
+            f"tag index write per miss ({what}): {write:+.3f} ms CPU "
+            f"({100 * write / on_cpu:+.1f}% of the page), {write_wall:+.3f} ms wall "
+            f"({100 * write_wall / on_wall:+.1f}%)"
+        )
     print(f"{len(tags)} tags, {len(' '.join(tags))} bytes of xkey: {' '.join(tags[:7])} ...")
 
 
@@ -204,7 +236,7 @@ def main() -> None:
                 f"Python {platform.python_version()}, Django {django.get_version()}, "
                 f"{os.cpu_count()} CPUs, {engine}"
             )
-            run(args.requests, args.rounds, str(Path(tmp) / "guard") if args.render_guard else "")
+            run(args.requests, args.rounds, str(Path(tmp) / "roan-cache"), args.render_guard)
         finally:
             if url:
                 from django.db import connections

@@ -179,7 +179,18 @@ class Varnish(CacheServer):
             "-f", str(self.dir / "roan.vcl"),
             "-s", "malloc,32m",
             "-p", "default_grace=0",  # a purged page is gone, not served stale
+            *varnishd_params(),
         ]  # fmt: skip
+
+
+def varnishd_params() -> list[str]:
+    """``-p name=value`` for each line of example/deploy/varnishd.params."""
+    found: list[str] = []
+    for line in (DEPLOY / "varnishd.params").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            found += ["-p", line]
+    return found
 
 
 def _launch(server: CacheServer) -> None:
