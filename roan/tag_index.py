@@ -6,7 +6,8 @@ of each page that carried the tag while it could still be cached: the tag middle
 :func:`remember` for every response it tags (a cache miss: hits never reach Django), which
 writes one row per tag with the page's lifetime, in one statement (none when it is indexed
 already: see :func:`notes_kept`). Rows past their lifetime are never expanded, and
-``roan_prune`` deletes them and keeps the index within ``ROAN_TAG_INDEX_MAX_URLS_PER_TAG`` and ``ROAN_TAG_INDEX_MAX_ROWS``.
+``roan_prune`` deletes them and keeps the index within ``ROAN_TAG_INDEX_MAX_URLS_PER_TAG``
+and ``ROAN_TAG_INDEX_MAX_ROWS``.
 :mod:`roan.tag_purges` turns a tag purge into requests for each backend.
 """
 
@@ -505,3 +506,39 @@ def object_tags_of(model: type[models.Model]) -> Iterator[str]:
 
 
 # -- purging -------------------------------------------------------------------------------
+
+
+# -- size ------------------------------------------------------------------------------------
+
+#: Where the index's last counted size is kept (``ROAN_CACHE``), for the dashboard.
+SIZE_KEY = "roan:tag-index:size:1"
+#: Seconds a counted size is shown before it is counted again.
+SIZE_TTL = 300
+
+
+def size(*, fresh: bool = False) -> dict[str, int]:
+    """``{"rows": live rows, "urls": live URLs}`` of the index, counted at most every
+    ``SIZE_TTL`` seconds (two counts that read the whole index: too slow for every view of
+    the dashboard at a million rows); ``fresh`` counts now (``roan_prune`` does, after its
+    work)."""
+    from roan.models import TaggedURL
+
+    store = shared_cache.cache()
+    if not fresh and not shared_cache.outage.down():
+        try:
+            kept = store.get(SIZE_KEY)
+        except Exception:
+            shared_cache.outage.failed()
+            kept = None
+        if isinstance(kept, dict):
+            return kept
+    live = TaggedURL.objects.filter(expires_at__gt=timezone.now())
+    counted = {
+        "rows": live.count(),
+        "urls": live.order_by().values("url_key").distinct().count(),
+    }
+    try:
+        store.set(SIZE_KEY, counted, SIZE_TTL)
+    except Exception:
+        shared_cache.outage.failed()
+    return counted

@@ -161,3 +161,24 @@ def test_no_bound_per_tag_when_the_setting_is_none(settings: Any) -> None:
         index(f"/none/{n}/", LIST_TAG, age=n)
     prune()
     assert TaggedURL.objects.count() == 5
+
+
+def test_the_dashboard_shows_the_index_size_and_its_bounds(
+    settings: Any, admin_client: Any
+) -> None:
+    settings.ROAN_TAGS = True
+    settings.ROAN_BACKENDS = {"cdn": CDN}
+    settings.ROAN_TAG_INDEX_MAX_ROWS = 500
+    settings.ROAN_TAG_INDEX_MAX_URLS_PER_TAG = 40
+    for n in range(3):
+        index(f"/size/{n}/", LIST_TAG, f"testapp.post:{n}", age=n)
+    prune()  # counts it afresh
+
+    page = admin_client.get("/admin/roan/dashboard/").content.decode()
+
+    assert '<td class="roan-num roan-index-rows">6</td>' in page
+    assert '<td class="roan-num roan-index-urls">3</td>' in page
+    assert "at most 500" in page and "at most 40 per tag" in page
+    # Without a backend that reads the index there is nothing to show.
+    settings.ROAN_BACKENDS = {"edge": {"BACKEND": "roan.backends.locmem.LocMemBackend"}}
+    assert "roan-tag-index" not in admin_client.get("/admin/roan/dashboard/").content.decode()

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from roan import key_misses, pauses, verify
+from roan import key_misses, pauses, tag_index, verify
 from roan.admin import operations, rollup
 from roan.admin.common import (
     ERROR_CHARS,
@@ -566,6 +566,18 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
         "failures": latest_failures(qs),
         "verification": verification_counts(qs, now, counted),
         "keys_differ": keys_differ(dict.fromkeys(alias for alias, _node in configured_nodes())),
+        "tag_index": tag_index_size(),
+    }
+
+
+def tag_index_size() -> dict[str, Any] | None:
+    """The URL<->tag index's size and bounds, when a configured backend reads it."""
+    if not (roan_settings.TAGS and tag_index.url_purging_backends()):
+        return None
+    return {
+        **tag_index.size(),
+        "max_rows": roan_settings.TAG_INDEX_MAX_ROWS,
+        "max_per_tag": roan_settings.TAG_INDEX_MAX_URLS_PER_TAG,
     }
 
 

@@ -72,6 +72,11 @@ class Command(BaseCommand):
                 f"roan_prune: tag index: {verb} {evicted} URL(s) over ROAN_TAG_INDEX_MAX_ROWS "
                 f"({roan_settings.TAG_INDEX_MAX_ROWS})"
             )
+        if not dry_run:
+            counted = tag_index.size(fresh=True)
+            self.stdout.write(
+                f"roan_prune: tag index: {counted['rows']} live row(s), {counted['urls']} URL(s)"
+            )
         if days is None:
             days = roan_settings.RETENTION_DAYS
             if days is None:
