@@ -210,11 +210,140 @@ def run(requests: int, rounds: int, cache_dir: str, guard: bool = False) -> None
     print(f"{len(tags)} tags, {len(' '.join(tags))} bytes of xkey: {' '.join(tags[:7])} ...")
 
 
+# -- the index at scale ------------------------------------------------------------------------
+
+#: Rows the index holds per URL when filled (a list tag, an object tag, filler tags).
+FILL_TAGS_PER_URL = 10
+
+
+def fill_index(rows: int) -> None:
+    """``rows`` live index rows on ``rows / 10`` URLs of host "localhost": the list tag
+    ``blog.post`` on up to 10,000 of them (ROAN_TAG_INDEX_MAX_URLS_PER_TAG's default), an
+    object tag ``blog.post:N`` on each (every post on ``urls / 5000`` pages), and filler
+    tags. One INSERT ... SELECT: a million rows in seconds."""
+    from django.db import connection
+
+    urls = rows // FILL_TAGS_PER_URL
+    if connection.vendor == "postgresql":
+        sql = f"""
+            INSERT INTO roan_taggedurl (tag, host, path, url_key, page_key, expires_at)
+            SELECT CASE WHEN t = 0 AND u < 10000 THEN 'blog.post'
+                        WHEN t = 0 THEN 'fill.list' || (u % 1000)
+                        WHEN t = 1 THEN 'blog.post:' || (u % 5000 + 1000)
+                        ELSE 'fill.model' || t || ':' || (u % 50000) END,
+                   'localhost', '/fill/' || u || '/',
+                   md5('u' || u) || md5('v' || u), md5('p' || u) || md5('q' || u),
+                   now() + (3600 + u % 3600) * interval '1 second'
+            FROM generate_series(0, {urls - 1}) u, generate_series(0, {FILL_TAGS_PER_URL - 1}) t
+        """
+    else:
+        sql = f"""
+            WITH RECURSIVE
+              us(u) AS (SELECT 0 UNION ALL SELECT u + 1 FROM us WHERE u < {urls - 1}),
+              ts(t) AS (SELECT 0 UNION ALL SELECT t + 1 FROM ts WHERE t < {FILL_TAGS_PER_URL - 1})
+            INSERT INTO roan_taggedurl (tag, host, path, url_key, page_key, expires_at)
+            SELECT CASE WHEN t = 0 AND u < 10000 THEN 'blog.post'
+                        WHEN t = 0 THEN 'fill.list' || (u % 1000)
+                        WHEN t = 1 THEN 'blog.post:' || (u % 5000 + 1000)
+                        ELSE 'fill.model' || t || ':' || (u % 50000) END,
+                   'localhost', '/fill/' || u || '/',
+                   lower(hex(randomblob(32))), lower(hex(randomblob(32))),
+                   strftime('%Y-%m-%d %H:%M:%f', 'now', '+' || (3600 + u % 3600) || ' seconds')
+            FROM us, ts
+        """
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        cursor.execute("ANALYZE roan_taggedurl" if connection.vendor == "postgresql" else "ANALYZE")
+
+
+def at_scale(rows: int, calls: int) -> None:
+    """The index write of a page and a tag expansion, on an empty index and on one of
+    ``rows`` rows, in one run: the figures issue 30 asks for."""
+    from django.http import HttpResponse
+    from django.test import RequestFactory, override_settings
+
+    from roan import tag_index
+    from roan.models import TaggedURL
+
+    page_tags = frozenset(
+        ["blog.post", "blog.author", "blog.tag"]
+        + [f"blog.post:{n}" for n in range(1, 51)]
+        + [f"blog.author:{n}" for n in range(1, 6)]
+        + [f"blog.tag:{n}" for n in range(1, 9)]
+    )  # the 65 tags of the example's /posts/
+    factory = RequestFactory()
+    counter = iter(range(10**9))
+
+    def write(path: str, noted: bool) -> float:
+        request = factory.get(path, HTTP_HOST="localhost")
+        response = HttpResponse("page")
+        response["Cache-Control"] = "public, max-age=600"
+        tag_index.notes_kept = lambda: noted  # type: ignore[assignment]
+        started = time.perf_counter()
+        assert tag_index.remember(request, response, page_tags)
+        return (time.perf_counter() - started) * 1000
+
+    def expansion(tags: list[str]) -> float:
+        started = time.perf_counter()
+        found, _more = tag_index.expand(tags, [], 1000)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert found
+        return elapsed
+
+    def measure() -> dict[str, float]:
+        write("/again/", False)
+        cases = {
+            "write, first miss": lambda: write(f"/new/{next(counter)}/", False),
+            "write, miss again (upsert)": lambda: write("/again/", False),
+            "write, miss again (noted)": lambda: write("/again/", True),
+            "expand blog.post:1 (object)": lambda: expansion(["blog.post:1"]),
+            "expand blog.post (list, 10,000 URLs)": lambda: expansion(["blog.post"]),
+        }
+        return {
+            name: statistics.median(case() for _ in range(calls)) for name, case in cases.items()
+        }
+
+    notes_kept = tag_index.notes_kept
+    varnish = {
+        "pages": {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": "http://127.0.0.1:9/p"}
+    }
+    with override_settings(ROAN_BACKENDS=varnish, ROAN_TAGS=True):
+        TaggedURL.objects.all().delete()
+        empty = measure()
+        started = time.perf_counter()
+        fill_index(rows)
+        filled_in = time.perf_counter() - started
+        live = TaggedURL.objects.count()
+        full = measure()
+        TaggedURL.objects.all().delete()
+        again = measure()
+    tag_index.notes_kept = notes_kept  # type: ignore[assignment]
+    print(
+        f"\nthe index at scale: {live:,} rows (filled in {filled_in:.1f} s), "
+        f"median of {calls} calls"
+    )
+    print(f"{'':38} {'empty ms':>9} {'full ms':>9} {'ratio':>6} {'empty again':>11}")
+    for name in empty:
+        print(
+            f"{name:38} {empty[name]:9.3f} {full[name]:9.3f} "
+            f"{full[name] / empty[name]:6.2f} {again[name]:11.3f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100, help="requests per setup and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--index-rows",
+        type=int,
+        default=0,
+        help="also time the index write and a tag expansion at this many index rows "
+        "(e.g. 1000000) next to an empty index",
+    )
+    parser.add_argument("--only-scale", action="store_true", help="skip the page figures")
+    parser.add_argument("--calls", type=int, default=30, help="calls per figure at scale")
     parser.add_argument(
         "--render-guard",
         action="store_true",
@@ -236,7 +365,12 @@ def main() -> None:
                 f"Python {platform.python_version()}, Django {django.get_version()}, "
                 f"{os.cpu_count()} CPUs, {engine}"
             )
-            run(args.requests, args.rounds, str(Path(tmp) / "roan-cache"), args.render_guard)
+            if not args.only_scale:
+                run(args.requests, args.rounds, str(Path(tmp) / "roan-cache"), args.render_guard)
+            else:
+                seed()
+            if args.index_rows:
+                at_scale(args.index_rows, args.calls)
         finally:
             if url:
                 from django.db import connections
