@@ -402,6 +402,9 @@ class TaggedURL(models.Model):
         indexes = [
             models.Index(fields=["expires_at"], name="roan_taggedurl_expiry"),
             models.Index(fields=["page_key"], name="roan_taggedurl_page"),
+            # A tag's newest pages first (the expansion), or its oldest (the bound per
+            # tag), without reading and sorting all of a list tag's rows.
+            models.Index(fields=["tag", "expires_at"], name="roan_taggedurl_tag_expiry"),
         ]
 
     def __str__(self) -> str:

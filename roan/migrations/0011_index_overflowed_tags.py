@@ -1,5 +1,6 @@
 # A tag whose oldest index rows roan_prune forgot (ROAN_TAG_INDEX_MAX_URLS_PER_TAG) is
-# purged wider until those pages leave the caches (issue 30).
+# purged wider until those pages leave the caches (issue 30). An index reads a tag's newest
+# (or oldest) pages without sorting all of its rows.
 
 from django.db import migrations, models
 
@@ -22,5 +23,9 @@ class Migration(migrations.Migration):
                 'verbose_name': 'overflowed tag',
                 'verbose_name_plural': 'overflowed tags',
             },
+        ),
+        migrations.AddIndex(
+            model_name='taggedurl',
+            index=models.Index(fields=['tag', 'expires_at'], name='roan_taggedurl_tag_expiry'),
         ),
     ]
