@@ -23,7 +23,8 @@ from roan.vocabulary import FINAL_STATUSES
 class Command(BaseCommand):
     help = (
         "Delete finished purge attempts older than --days (default: ROAN_RETENTION_DAYS), "
-        "in small batches; and the expired rows of the URL<->tag index."
+        "in small batches; and the expired rows of the URL<->tag index, keeping it within "
+        "ROAN_TAG_INDEX_MAX_URLS_PER_TAG and ROAN_TAG_INDEX_MAX_ROWS."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
