@@ -281,9 +281,14 @@ def evict_over_bound(*, batch: int = 5000, dry_run: bool = False) -> int:
         if dry_run or not urls:
             return evicted + len(urls)
         purges = _url_purges(aliases, [(host, path) for _key, host, path in urls], origin)
-        with transaction.atomic(using=db):
-            pipeline.submit(purges, using=router.db_for_write(PurgeAttempt), capped=False)
-            forget([key for key, _host, _path in urls])
+        try:
+            with transaction.atomic(using=db):
+                pipeline.submit(purges, using=router.db_for_write(PurgeAttempt), capped=False)
+                forget([key for key, _host, _path in urls])
+        except Exception:
+            # ROAN_CACHE did not answer (the notes must go first): nothing forgotten.
+            logger.exception("roan: evicting from the tag index failed; the rows are kept")
+            return evicted
         evicted += len(urls)
 
 
@@ -339,7 +344,11 @@ def evict_tag_overflow(*, batch: int = 5000, dry_run: bool = False) -> int:
                 break
             # Before the rows go (and raising if it cannot): a note left behind would make
             # the next miss of such a page skip its write.
-            drop_notes(list({key for _id, key, _host, _path, _expires in rows}))
+            try:
+                drop_notes(list({key for _id, key, _host, _path, _expires in rows}))
+            except Exception:
+                logger.exception("roan: ROAN_CACHE did not answer; the tag index rows are kept")
+                return evicted
             urls = list(dict.fromkeys((host, path) for _id, _key, host, path, _exp in rows))
             with transaction.atomic(using=db):
                 pipeline.submit(

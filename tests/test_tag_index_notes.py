@@ -137,3 +137,21 @@ def test_forgetting_rows_with_the_shared_cache_down_keeps_them(
     with pytest.raises(ConnectionError):
         tag_index.forget([tag_index.url_key("127.0.0.1", "/n/keep/")])
     assert TaggedURL.objects.count() == 1
+
+
+def test_roan_prune_keeps_the_rows_while_the_shared_cache_is_down(
+    shared: Any, monkeypatch: Any
+) -> None:
+    for n in range(3):
+        remember(f"/n/down-prune/{n}/", "testapp.post")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(type(caches["roan"]), "delete_many", broken)
+    shared.ROAN_TAG_INDEX_MAX_URLS_PER_TAG = 1
+    shared.ROAN_TAG_INDEX_MAX_ROWS = 1
+    out = StringIO()
+    call_command("roan_prune", days=30, stdout=out)  # the attempts are pruned as usual
+    assert "deleted 0 attempt(s)" in out.getvalue()
+    assert TaggedURL.objects.count() == 3
