@@ -245,6 +245,17 @@ class RoanSettings:
         return None if value is None else max(0, int(value))
 
     @property
+    def TAG_INDEX_MAX_URLS_PER_TAG(self) -> int | None:
+        """``ROAN_TAG_INDEX_MAX_URLS_PER_TAG``: the most live URLs the URL<->tag index
+        keeps for one tag. ``roan_prune`` forgets a tag's pages rendered longest ago
+        beyond it: purged at once on the backends that purge URLs only (nginx), and on
+        those that can purge wider (a prefix, everything) the tag is marked overflowed, so
+        that its next purges there are wide until those pages have left the caches.
+        ``None``: no bound. Default 10,000."""
+        value = getattr(settings, "ROAN_TAG_INDEX_MAX_URLS_PER_TAG", 10_000)
+        return None if value is None else max(1, int(value))
+
+    @property
     def TAG_HEADER_LIMIT(self) -> int:
         """``ROAN_TAG_HEADER_LIMIT``: the most bytes of a tag header (``xkey``,
         ``Cache-Tag``...) unless a backend's ``TAG_HEADER_LIMIT`` option says otherwise;

@@ -440,7 +440,29 @@ class TaggedURL(models.Model):
         indexes = [
             models.Index(fields=["expires_at"], name="roan_taggedurl_expiry"),
             models.Index(fields=["page_key"], name="roan_taggedurl_page"),
+            # A tag's newest pages first (the expansion), or its oldest (the bound per
+            # tag), without reading and sorting all of a list tag's rows.
+            models.Index(fields=["tag", "expires_at"], name="roan_taggedurl_tag_expiry"),
         ]
 
     def __str__(self) -> str:
         return _("%(tag)s on %(url)s") % {"tag": self.tag, "url": f"{self.host}{self.path}"}
+
+
+class OverflowedTag(models.Model):
+    """A tag that carried more URLs than ``ROAN_TAG_INDEX_MAX_URLS_PER_TAG``: ``roan_prune``
+    forgot its oldest pages (``roan.tags.purges.evict_tag_overflow``). Until ``until`` (when
+    the last of those pages leaves the caches), a purge of the tag on a backend that reads
+    the index and can purge wider (a prefix, everything) does so: the forgotten pages may
+    still be cached there. Backends that purge URLs only were sent those pages at once.
+    """
+
+    tag = models.CharField(_("tag"), max_length=255, unique=True)
+    until = models.DateTimeField(_("until"))
+
+    class Meta:
+        verbose_name = _("overflowed tag")
+        verbose_name_plural = _("overflowed tags")
+
+    def __str__(self) -> str:
+        return self.tag

@@ -234,6 +234,7 @@ class Varnish(CacheServer):
             "-f", str(self.dir / "roan.vcl"),
             "-s", "malloc,32m",
             "-p", "default_grace=0",
+            *varnishd_params(),
         ]  # fmt: skip
 
     def backend(self, **options: Any) -> dict[str, Any]:
@@ -244,6 +245,17 @@ class Varnish(CacheServer):
             "HOSTS": [f"127.0.0.1:{self.port}"],
             **options,
         }
+
+
+def varnishd_params(path: Path | None = None) -> list[str]:
+    """``-p name=value`` for each line of the shipped ``varnishd.params`` (buffer sizes set
+    explicitly, so that a change of Varnish's defaults cannot surprise)."""
+    found: list[str] = []
+    for line in (path or DEPLOY / "varnishd.params").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            found += ["-p", line]
+    return found
 
 
 def start_nginx(origin_port: int, **options: Any) -> Nginx:

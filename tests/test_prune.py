@@ -72,7 +72,11 @@ def test_rows_go_in_batches_each_its_own_short_statement() -> None:
     attempts(40, *["ok"] * 7)
     with CaptureQueriesContext(connection) as queries:
         assert "deleted 7 " in run("--days", "30", "--batch", "3")
-    deletes = [q["sql"] for q in queries if q["sql"].upper().startswith("DELETE")]
+    deletes = [
+        q["sql"]
+        for q in queries
+        if q["sql"].upper().startswith("DELETE") and "overflowedtag" not in q["sql"]
+    ]
     # 3 + 3 + 1 rows, each batch's kept tries first (by attempt id), then the attempts.
     assert len(deletes) == 3 * 2
     # The table each DELETE names, however the database quotes it ("x" or `x`).

@@ -44,6 +44,7 @@ from roan.backends.base import PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.models import BackendState, PurgeAttempt, PurgeTry
 from roan.outbox import key_misses, verify, warming
+from roan.tags import index as tag_index
 from roan.vocabulary import FAILING_STATUSES, Completion, Status, Warming
 
 SUCCESS = (Status.OK, Status.NOT_CACHED)
@@ -607,6 +608,18 @@ def dashboard_context(now: datetime.datetime | None = None) -> dict[str, Any]:
         # The row of CDN invalidations in progress, only where a backend makes them.
         "completes_later": uses.completes_later() or bool(queue_figures["in_progress"]),
         "last_audit": audit.last(),
+        "tag_index": tag_index_size(),
+    }
+
+
+def tag_index_size() -> dict[str, Any] | None:
+    """The URL<->tag index's size and bounds, when a configured backend reads it."""
+    if not (roan_settings.TAGS and tag_index.url_purging_backends()):
+        return None
+    return {
+        **tag_index.size(),
+        "max_rows": roan_settings.TAG_INDEX_MAX_ROWS,
+        "max_per_tag": roan_settings.TAG_INDEX_MAX_URLS_PER_TAG,
     }
 
 

@@ -14,7 +14,10 @@ vcl 4.1;
 # Every purge carries the page's Host (roan's HOSTS): PURGE finds the object by Host +
 # URL, and BAN only bans objects stored for that Host. X-Purged-Count: 0 tells roan that
 # nothing was cached (recorded as not_cached, not as a failure).
-# roan's tests run this very file, replacing @ORIGIN_HOST@ and @ORIGIN_PORT@.
+# roan's tests run this very file, replacing @ORIGIN_HOST@ and @ORIGIN_PORT@, and start
+# varnishd with the parameters of varnishd.params beside it (-p name=value each): Varnish
+# answers 503 for a response whose headers exceed http_resp_hdr_len (8 KiB by default);
+# roan keeps its xkey header under ROAN_TAG_HEADER_LIMIT (2 KiB). Raise them together.
 #
 # roan settings for this cache:
 #     ROAN_BACKENDS = {"varnish": {
@@ -93,6 +96,11 @@ sub vcl_backend_response {
     if (beresp.status >= 500 && bereq.is_bgfetch) {
         return (abandon);
     }
+    # A 404 for a short time only: crawlers fetch made-up URLs by the thousand. One that
+    # read the database carries xkey tags, and a change purges it like any page.
+    if (beresp.status == 404 && beresp.ttl > 60s) {
+        set beresp.ttl = 60s;
+    }
 }
 
 sub vcl_deliver {
@@ -104,6 +112,12 @@ sub vcl_deliver {
     # The tags are Varnish's (kept with the object, read by a purge): a visitor must not
     # learn them (a draft's 404 names its model and key).
     unset resp.http.xkey;
+    # The other caches' tag headers, for the same reason (delete the line of the one a
+    # CDN in front of this Varnish reads).
+    unset resp.http.Cache-Tag;
+    unset resp.http.Surrogate-Key;
+    unset resp.http.Edge-Cache-Tag;
+    unset resp.http.CDN-Tag;
 }
 
 sub vcl_synth {

@@ -4,8 +4,10 @@ A cache that purges by tag (Varnish with xkey, a CDN) gets a ``tag`` purge as it
 that cannot (nginx, Django's page cache, a plain HTTP purge endpoint) gets a ``url`` purge
 of each page that carried the tag while it could still be cached: the tag middleware calls
 :func:`remember` for every response it tags (a cache miss: hits never reach Django), which
-writes one row per tag with the page's lifetime, in one statement. Rows past their
-lifetime are never expanded, and ``roan_prune`` deletes them.
+writes one row per tag with the page's lifetime, in one statement (none when it is indexed
+already: see :func:`notes_kept`). Rows past their lifetime are never expanded, and
+``roan_prune`` deletes them and keeps the index within ``ROAN_TAG_INDEX_MAX_URLS_PER_TAG``
+and ``ROAN_TAG_INDEX_MAX_ROWS``.
 :mod:`roan.tags.purges` turns a tag purge into requests for each backend.
 """
 
@@ -21,11 +23,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from django.db import models, router, transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 
-from roan import context
+from roan import context, shared_cache
 from roan.backends.base import MAX_TARGET_LENGTH, TAG, BaseBackend
 from roan.conf import roan_settings
 from roan.retrying import retried
@@ -171,7 +173,10 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
 
     Called by the tag middleware once per rendered response (a cache miss). One upsert
     statement (and one look-up for a new query string); a URL rendered again gets its new
-    lifetime. Never raises: the response matters more than the index.
+    lifetime. With a shared ``ROAN_CACHE``, what was written is noted there, and a miss of
+    a URL whose rows hold the same tags for longer than the new copy lives writes nothing
+    (one cache read); rows are then written to live half the page's lifetime longer, so
+    that later misses skip. Never raises: the response matters more than the index.
     """
     if not (roan_settings.ENABLED and roan_settings.TAGS and context.indexing()):
         return True
@@ -207,8 +212,16 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
     from roan.models import TaggedURL
 
     now = timezone.now()
-    expires = now + datetime.timedelta(seconds=ttl + EXPIRY_MARGIN)
+    needed = now + datetime.timedelta(seconds=ttl + EXPIRY_MARGIN)
     key, page = url_key(host, path), url_key(host, base)
+    stored = collapse(kept, max(1, roan_settings.TAG_INDEX_MAX_TAGS))
+    digest = hashlib.sha256("\n".join(stored).encode()).hexdigest()[:32]
+    noting = notes_kept()
+    if noting and _noted(key, digest, needed):
+        return True  # the same tags, indexed for longer than this copy lives: nothing to do
+    # Kept a little longer than the copy lives when the write is noted, so that the next
+    # misses of this URL in that time skip it.
+    expires = needed + datetime.timedelta(seconds=ttl * REFRESH_HEADROOM if noting else 0)
     db = router.db_for_write(TaggedURL)
     try:
         # The bare path is always kept (one per path): crawlers' query strings must not
@@ -220,7 +233,7 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
         return False
     rows = [
         TaggedURL(tag=tag, host=host, path=path, url_key=key, page_key=page, expires_at=expires)
-        for tag in collapse(kept, max(1, roan_settings.TAG_INDEX_MAX_TAGS))
+        for tag in stored
     ]
 
     def write() -> None:
@@ -236,7 +249,58 @@ def remember(request: HttpRequest, response: HttpResponseBase, tags: frozenset[s
     except Exception:
         logger.exception("roan: writing the tag index for %s failed", path)
         return False
+    if noting:
+        _note(key, digest, expires, now)
     return True
+
+
+# -- what is indexed already (notes in ROAN_CACHE) -------------------------------------------
+
+#: A URL's note: ``NOTE_PREFIX + url_key`` -> ``(digest of its stored tags, expiry)``.
+NOTE_PREFIX = "roan:tag-index:url:1:"
+#: A URL's rows are written to live this fraction of the page's lifetime longer than the
+#: copy just rendered: a miss of the same URL with the same tags within that time (another
+#: cache node, a page purged and rendered again) writes nothing.
+REFRESH_HEADROOM = 0.5
+
+
+def notes_kept() -> bool:
+    """Whether :func:`remember` notes what it indexed in ``ROAN_CACHE`` (and skips a
+    write that is noted): only in a cache every process shares (``roan_prune``, which
+    drops the notes of what it forgets, runs in another process), while it answers."""
+    return shared_cache.is_shared() and not shared_cache.outage.down()
+
+
+def _noted(key: str, digest: str, needed: datetime.datetime) -> bool:
+    """Whether ``key``'s rows hold the tags of ``digest`` until ``needed`` or later."""
+    try:
+        note = shared_cache.cache().get(NOTE_PREFIX + key)
+    except Exception:
+        shared_cache.outage.failed()
+        return False
+    return (
+        isinstance(note, tuple)
+        and len(note) == 2
+        and note[0] == digest
+        and isinstance(note[1], float)
+        and note[1] >= needed.timestamp()
+    )
+
+
+def _note(key: str, digest: str, expires: datetime.datetime, now: datetime.datetime) -> None:
+    timeout = max(1, int((expires - now).total_seconds()))
+    try:
+        shared_cache.cache().set(NOTE_PREFIX + key, (digest, expires.timestamp()), timeout)
+    except Exception:
+        shared_cache.outage.failed()  # the next miss writes again: no harm
+
+
+def drop_notes(url_keys: Sequence[str]) -> None:
+    """Forget the notes of ``url_keys`` before their rows go: a note left behind would
+    make the next miss skip a write, and leave a cached page out of the index. Raises
+    when the shared cache does not answer (then the rows must stay)."""
+    if url_keys and shared_cache.is_shared():
+        shared_cache.cache().delete_many([NOTE_PREFIX + key for key in url_keys])
 
 
 def _variant_allowed(page: str, key: str, now: datetime.datetime, db: str) -> bool:
@@ -271,11 +335,13 @@ def _upsert(rows: list[Any], db: str) -> None:
 
 def prune(*, batch: int = 5000, dry_run: bool = False) -> int:
     """Delete expired index rows, ``batch`` at a time (each its own statement)."""
-    from roan.models import TaggedURL
+    from roan.models import OverflowedTag, TaggedURL
 
     expired = TaggedURL.objects.filter(expires_at__lte=timezone.now())
     if dry_run:
         return expired.count()
+    ended = OverflowedTag.objects.filter(until__lte=timezone.now())
+    ended._raw_delete(ended.db)
     deleted = 0
     while True:
         ids = list(expired.order_by("id").values_list("id", flat=True)[:batch])
@@ -306,11 +372,68 @@ def over_the_bound(limit: int, batch: int) -> list[tuple[str, str, str]]:
 
 
 def forget(url_keys: Sequence[str]) -> int:
-    """Delete every index row of ``url_keys``."""
+    """Delete every index row of ``url_keys`` (their notes first, see :func:`drop_notes`)."""
     from roan.models import TaggedURL
 
+    drop_notes(url_keys)
     rows = TaggedURL.objects.filter(url_key__in=list(url_keys))
     return rows._raw_delete(rows.db)
+
+
+def tags_over_the_bound(limit: int) -> list[tuple[str, int]]:
+    """``(tag, how many of its live URLs are over limit)`` for each tag over ``limit``."""
+    from roan.models import TaggedURL
+
+    counts = (
+        TaggedURL.objects.filter(expires_at__gt=timezone.now())
+        .values("tag")
+        .annotate(urls=Count("id"))
+        .filter(urls__gt=limit)
+        .order_by("tag")
+        .values_list("tag", "urls")
+    )
+    return [(tag, urls - limit) for tag, urls in counts]
+
+
+def oldest_of(tag: str, count: int) -> list[tuple[int, str, str, str, datetime.datetime]]:
+    """``(id, url_key, host, path, expires_at)`` of the ``count`` live rows of ``tag``
+    rendered longest ago."""
+    from roan.models import TaggedURL
+
+    rows = TaggedURL.objects.filter(tag=tag, expires_at__gt=timezone.now())
+    return list(
+        rows.order_by("expires_at", "url_key").values_list(
+            "id", "url_key", "host", "path", "expires_at"
+        )[:count]
+    )
+
+
+def forget_rows(ids: Sequence[int]) -> int:
+    from roan.models import TaggedURL
+
+    rows = TaggedURL.objects.filter(id__in=list(ids))
+    return rows._raw_delete(rows.db)
+
+
+def mark_overflowed(tag: str, until: datetime.datetime) -> None:
+    """Note that pages carrying ``tag`` may stay cached until ``until`` without rows."""
+    from roan.models import OverflowedTag
+
+    mark, created = OverflowedTag.objects.get_or_create(tag=tag, defaults={"until": until})
+    if not created and mark.until < until:
+        OverflowedTag.objects.filter(pk=mark.pk, until__lt=until).update(until=until)
+
+
+def overflowed(tags: Sequence[str]) -> list[str]:
+    """Those of ``tags`` marked overflowed (see :func:`mark_overflowed`), in order."""
+    from roan.models import OverflowedTag
+
+    marked = set(
+        OverflowedTag.objects.filter(tag__in=list(tags), until__gt=timezone.now()).values_list(
+            "tag", flat=True
+        )
+    )
+    return [tag for tag in tags if tag in marked]
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -383,3 +506,39 @@ def object_tags_of(model: type[models.Model]) -> Iterator[str]:
 
 
 # -- purging -------------------------------------------------------------------------------
+
+
+# -- size ------------------------------------------------------------------------------------
+
+#: Where the index's last counted size is kept (``ROAN_CACHE``), for the dashboard.
+SIZE_KEY = "roan:tag-index:size:1"
+#: Seconds a counted size is shown before it is counted again.
+SIZE_TTL = 300
+
+
+def size(*, fresh: bool = False) -> dict[str, int]:
+    """``{"rows": live rows, "urls": live URLs}`` of the index, counted at most every
+    ``SIZE_TTL`` seconds (two counts that read the whole index: too slow for every view of
+    the dashboard at a million rows); ``fresh`` counts now (``roan_prune`` does, after its
+    work)."""
+    from roan.models import TaggedURL
+
+    store = shared_cache.cache()
+    if not fresh and not shared_cache.outage.down():
+        try:
+            kept = store.get(SIZE_KEY)
+        except Exception:
+            shared_cache.outage.failed()
+            kept = None
+        if isinstance(kept, dict):
+            return kept
+    live = TaggedURL.objects.filter(expires_at__gt=timezone.now())
+    counted = {
+        "rows": live.count(),
+        "urls": live.order_by().values("url_key").distinct().count(),
+    }
+    try:
+        store.set(SIZE_KEY, counted, SIZE_TTL)
+    except Exception:
+        shared_cache.outage.failed()
+    return counted

@@ -25,7 +25,19 @@ from roan.context import capturing, hold_dispatch, is_active
 from roan.outbox import pipeline
 from roan.purges import Cause, Purge
 from roan.retrying import retried
-from roan.tags.index import expand, forget, over_the_bound, purged_host, without_port
+from roan.tags.index import (
+    drop_notes,
+    expand,
+    forget,
+    forget_rows,
+    mark_overflowed,
+    oldest_of,
+    over_the_bound,
+    overflowed,
+    purged_host,
+    tags_over_the_bound,
+    without_port,
+)
 from roan.vocabulary import Trigger
 
 logger = logging.getLogger(__name__)
@@ -168,6 +180,7 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
         return []
     limit = max(0, roan_settings.MAX_URLS_PER_EVENT)
     purges: list[Purge] = []
+    marked: list[str] | None = None  # the overflowed ones of ``tags``, read when needed
     for alias in aliases:
         try:
             backend = backend_registry.get_backend(alias)
@@ -186,7 +199,32 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
         if more:
             done = {(host, path) for _tag, host, path in rows}
             purges.extend(_past_the_limit(tags, origin, alias, backend, limit, done))
+        elif wider_capable(backend):
+            if marked is None:
+                marked = overflowed(tags)
+            if marked:
+                bound = roan_settings.TAG_INDEX_MAX_URLS_PER_TAG
+                why = (
+                    f"tag(s) {', '.join(marked)} had more than ROAN_TAG_INDEX_MAX_URLS_PER_TAG "
+                    f"({bound}) URLs: their oldest pages are not in the index"
+                )
+                purges.extend(_wider(origin, alias, backend, why))
     return purges
+
+
+def wider_capable(backend: BaseBackend) -> bool:
+    """Whether ``backend`` can purge more than a URL in one request (a prefix, all)."""
+    return PREFIX in backend.capabilities or ALL in backend.capabilities
+
+
+def _wider(origin: Cause, alias: str, backend: BaseBackend, why: str) -> list[Purge]:
+    """One wide purge per host of ``backend``: a prefix purge of ``/``, else everything."""
+    kind, what = (PREFIX, "the whole site") if PREFIX in backend.capabilities else (ALL, "all")
+    named = dataclasses.replace(origin, rule_name=f"{what}: {why}"[:200])
+    # A prefix purge names one host; a purge of everything takes no host.
+    hosts = [_page_host(h, backend.hosts) for h in backend.hosts] if kind == PREFIX else []
+    target = "/" if kind == PREFIX else ""
+    return [Purge(alias, PurgeRequest(kind, target, host), named) for host in hosts or [""]]
 
 
 def _past_the_limit(
@@ -200,13 +238,8 @@ def _past_the_limit(
     """What a backend gets for the pages of ``tags`` past the first ``limit`` (``done``:
     the ``(host, path)`` of those, purged already)."""
     why = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) URLs for tag(s) {', '.join(tags)}"
-    if PREFIX in backend.capabilities or ALL in backend.capabilities:
-        kind, what = (PREFIX, "the whole site") if PREFIX in backend.capabilities else (ALL, "all")
-        named = dataclasses.replace(origin, rule_name=f"{what}: {why}"[:200])
-        # A prefix purge names one host; a purge of everything takes no host.
-        hosts = [_page_host(h, backend.hosts) for h in backend.hosts] if kind == PREFIX else []
-        target = "/" if kind == PREFIX else ""
-        return [Purge(alias, PurgeRequest(kind, target, host), named) for host in hosts or [""]]
+    if wider_capable(backend):
+        return _wider(origin, alias, backend, why)
     rows, _more = expand(tags, backend.hosts, None)
     deferred: list[Purge] = []
     # Not a slice of the same order: a row that expired between the two look-ups would
@@ -248,15 +281,84 @@ def evict_over_bound(*, batch: int = 5000, dry_run: bool = False) -> int:
         urls = over_the_bound(limit, batch)
         if dry_run or not urls:
             return evicted + len(urls)
-        purges = []
-        for alias in aliases:
-            backend = backend_registry.get_backend(alias)
-            for _key, host, path in urls:
-                if backend.hosts and purged_host(host, [backend]) is None:
-                    continue  # another site's page: this cache never had it
-                request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
-                purges.append(Purge(alias, request, origin))
-        with transaction.atomic(using=db):
-            pipeline.submit(purges, using=router.db_for_write(PurgeAttempt), capped=False)
-            forget([key for key, _host, _path in urls])
+        purges = _url_purges(aliases, [(host, path) for _key, host, path in urls], origin)
+        try:
+            with transaction.atomic(using=db):
+                pipeline.submit(purges, using=router.db_for_write(PurgeAttempt), capped=False)
+                forget([key for key, _host, _path in urls])
+        except Exception:
+            # ROAN_CACHE did not answer (the notes must go first): nothing forgotten.
+            logger.exception("roan: evicting from the tag index failed; the rows are kept")
+            return evicted
         evicted += len(urls)
+
+
+def _url_purges(
+    aliases: Sequence[str], urls: Sequence[tuple[str, str]], origin: Cause
+) -> list[Purge]:
+    """A URL purge of each ``(host, path)`` on each backend of ``aliases`` that purges
+    its host."""
+    purges = []
+    for alias in aliases:
+        backend = backend_registry.get_backend(alias)
+        for host, path in urls:
+            if backend.hosts and purged_host(host, [backend]) is None:
+                continue  # another site's page: this cache never had it
+            request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
+            purges.append(Purge(alias, request, origin))
+    return purges
+
+
+def evict_tag_overflow(*, batch: int = 5000, dry_run: bool = False) -> int:
+    """Keep each tag within ``ROAN_TAG_INDEX_MAX_URLS_PER_TAG`` live URLs (``roan_prune``):
+    the rows of its pages rendered longest ago beyond it are forgotten, ``batch`` a
+    transaction. Returns how many rows were (with ``dry_run``: would be) forgotten.
+
+    Never narrower: in the same transaction, the backends that purge URLs only (nginx)
+    get a purge of each of those pages, and the tag is marked overflowed until the last
+    of them expires, so that its purges on the backends that can purge wider (a prefix,
+    everything) are wide meanwhile (:func:`tag_purges`). Backends that purge by tag do
+    not read the index.
+    """
+    limit = roan_settings.TAG_INDEX_MAX_URLS_PER_TAG
+    if limit is None:
+        return 0
+    over = tags_over_the_bound(limit)
+    if dry_run:
+        return sum(excess for _tag, excess in over)
+    from roan.models import PurgeAttempt, TaggedURL
+
+    aliases = [
+        alias for alias, backend in backend_registry.get_backends().items()
+        if TAG not in backend.capabilities and not wider_capable(backend)
+    ]  # fmt: skip
+    origin = Cause(
+        trigger=Trigger.COMMAND,
+        rule_name="roan_prune: evicted from the tag index (over ROAN_TAG_INDEX_MAX_URLS_PER_TAG)",
+    )
+    db = router.db_for_write(TaggedURL)
+    evicted = 0
+    for tag, excess in over:
+        while excess > 0:
+            rows = oldest_of(tag, min(batch, excess))
+            if not rows:
+                break
+            # Before the rows go (and raising if it cannot): a note left behind would make
+            # the next miss of such a page skip its write.
+            try:
+                drop_notes(list({key for _id, key, _host, _path, _expires in rows}))
+            except Exception:
+                logger.exception("roan: ROAN_CACHE did not answer; the tag index rows are kept")
+                return evicted
+            urls = list(dict.fromkeys((host, path) for _id, _key, host, path, _exp in rows))
+            with transaction.atomic(using=db):
+                pipeline.submit(
+                    _url_purges(aliases, urls, origin),
+                    using=router.db_for_write(PurgeAttempt),
+                    capped=False,
+                )
+                mark_overflowed(tag, max(expires for *_rest, expires in rows))
+                forget_rows([row[0] for row in rows])
+            excess -= len(rows)
+            evicted += len(rows)
+    return evicted

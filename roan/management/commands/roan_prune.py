@@ -1,5 +1,6 @@
 """Retention: delete finished attempts older than ``--days`` (or ``ROAN_RETENTION_DAYS``)
-with their kept tries, and the tag index's expired rows (every run: they are never read again).
+with their kept tries, and the tag index's expired rows (every run: they are never read again);
+the index kept within ROAN_TAG_INDEX_MAX_URLS_PER_TAG and ROAN_TAG_INDEX_MAX_ROWS.
 
 Each batch is two short statements, each committed on its own, so a large prune never holds
 locks on the attempt table for long and senders keep writing meanwhile.
@@ -24,7 +25,8 @@ from roan.vocabulary import FINAL_STATUSES
 class Command(BaseCommand):
     help = (
         "Delete finished purge attempts older than --days (default: ROAN_RETENTION_DAYS), "
-        "in small batches; and the expired rows of the URL<->tag index."
+        "in small batches; and the expired rows of the URL<->tag index, keeping it within "
+        "ROAN_TAG_INDEX_MAX_URLS_PER_TAG and ROAN_TAG_INDEX_MAX_ROWS."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -59,12 +61,24 @@ class Command(BaseCommand):
         expired = tag_index.prune(batch=batch, dry_run=dry_run)
         verb = "would remove" if dry_run else "removed"
         self.stdout.write(f"roan_prune: tag index: {verb} {expired} expired row(s)")
+        per_tag = tag_purges.evict_tag_overflow(batch=batch, dry_run=dry_run)
+        if per_tag:
+            verb = "would forget" if dry_run else "forgot"
+            self.stdout.write(
+                f"roan_prune: tag index: {verb} {per_tag} row(s) over "
+                f"ROAN_TAG_INDEX_MAX_URLS_PER_TAG ({roan_settings.TAG_INDEX_MAX_URLS_PER_TAG})"
+            )
         evicted = tag_purges.evict_over_bound(batch=batch, dry_run=dry_run)
         if evicted:
             verb = "would evict" if dry_run else "purged and evicted"
             self.stdout.write(
                 f"roan_prune: tag index: {verb} {evicted} URL(s) over ROAN_TAG_INDEX_MAX_ROWS "
                 f"({roan_settings.TAG_INDEX_MAX_ROWS})"
+            )
+        if not dry_run:
+            counted = tag_index.size(fresh=True)
+            self.stdout.write(
+                f"roan_prune: tag index: {counted['rows']} live row(s), {counted['urls']} URL(s)"
             )
         if days is None:
             days = roan_settings.RETENTION_DAYS
