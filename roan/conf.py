@@ -103,6 +103,14 @@ class RoanSettings:
         return int(getattr(settings, "ROAN_MAX_URLS_PER_EVENT", 1000))
 
     @property
+    def MAX_INLINE_TAG_URLS(self) -> int:
+        """``ROAN_MAX_INLINE_TAG_URLS``: the most pages of a change's cache tags that are
+        purged inside the editor's request (the changed object's own pages first); the
+        others are written with the change and sent once the response is out (or by the
+        worker). Default 50."""
+        return max(0, int(getattr(settings, "ROAN_MAX_INLINE_TAG_URLS", 50)))
+
+    @property
     def SCHEDULE_HORIZON_DAYS(self) -> int:
         """``ROAN_SCHEDULE_HORIZON_DAYS``: how far ahead a rule's ``schedule_fields`` may
         schedule a purge (default 400 days). A date further ahead is not scheduled: the

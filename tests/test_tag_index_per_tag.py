@@ -128,7 +128,7 @@ def test_a_cache_that_purges_prefixes_purges_an_overflowed_tag_wide_until_its_pa
         (URL, "/wide/2/"),
         (PREFIX, "/"),
     ]
-    assert "more than ROAN_TAG_INDEX_MAX_URLS_PER_TAG (2) URLs" in purges[-1].origin.rule_name
+    assert "more than ROAN_TAG_INDEX_MAX_URLS_PER_TAG (2) URLs" in purges[-1].cause.rule_name
     # A tag that never overflowed is purged by its URLs only.
     assert tag_purges(["testapp.post:9"], Cause(trigger="save"), ["cdn"]) == []
 

@@ -169,7 +169,8 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
 
     Never narrower than the index: past ``ROAN_MAX_URLS_PER_EVENT`` URLs on a backend,
     the first ones (the changed object's own pages first, see :func:`expand`) are
-    purged as usual, and for the others the backend gets a wider purge it can do, one
+    purged as usual (the first ``ROAN_MAX_INLINE_TAG_URLS`` inside the editor's request,
+    the rest after the response), and for the others the backend gets a wider purge it can do, one
     request: a prefix purge of ``/`` on each of its hosts, else a purge of everything.
     A backend that can do neither (nginx) gets every URL, those past the limit marked
     :attr:`Purge.deferred`: written with the change, sent after the response (see
@@ -179,6 +180,7 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
     if not tags:
         return []
     limit = max(0, roan_settings.MAX_URLS_PER_EVENT)
+    inline = roan_settings.MAX_INLINE_TAG_URLS
     purges: list[Purge] = []
     marked: list[str] | None = None  # the overflowed ones of ``tags``, read when needed
     for alias in aliases:
@@ -192,10 +194,12 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
                 purges.append(Purge(alias, PurgeRequest(TAG, tag), named))
             continue
         rows, more = expand(tags, backend.hosts, limit)
-        for tag, host, path in rows:
+        for n, (tag, host, path) in enumerate(rows):
             named = dataclasses.replace(origin, rule_name=f"tag {tag}"[:200])
             request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
-            purges.append(Purge(alias, request, named))
+            # The first pages (the changed object's own first) inside the request, the
+            # others once the response is out: a save costs the editor a bounded time.
+            purges.append(Purge(alias, request, named, deferred=n >= inline))
         if more:
             done = {(host, path) for _tag, host, path in rows}
             purges.extend(_past_the_limit(tags, origin, alias, backend, limit, done))
