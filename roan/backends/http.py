@@ -125,6 +125,11 @@ class HTTPBackend(BaseBackend):
     def nodes(self) -> tuple[str, ...]:
         return (self.node,)
 
+    def probe_origin(self, node: str) -> str | None:
+        # Only a cache purged at its own root ("http://cache:8080{path}", a PURGE or BAN
+        # per page) serves the pages there; an API or a webhook does not.
+        return self.origin if self.template == self.origin + "{path}" else None
+
     def render(self, request: PurgeRequest) -> str:
         """The URL to call for ``request``."""
         host = request.host or self.default_host()
