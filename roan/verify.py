@@ -128,7 +128,7 @@ def _sampled(alias: str) -> VerifyOptions | None:
     node = backend.nodes[0] if backend.nodes else ""
     if not backend.hosts or backend.probe_origin(node) is None:
         return None
-    return sampled_verify(sample)
+    return sampled_verify(sample, backend.status_header)
 
 
 # -- reading the answer ------------------------------------------------------------------

@@ -126,9 +126,11 @@ class HTTPBackend(BaseBackend):
         return (self.node,)
 
     def probe_origin(self, node: str) -> str | None:
-        # Only a cache purged at its own root ("http://cache:8080{path}", a PURGE or BAN
-        # per page) serves the pages there; an API or a webhook does not.
-        return self.origin if self.template == self.origin + "{path}" else None
+        # A purge location in front of the page's path ("http://cache:8080/purge{path}",
+        # as nginx's) is taken to be on the cache that serves the pages; a URL that takes
+        # the page in a query or a body (an API, a webhook) is not.
+        shaped = self.template.endswith("{path}") and self.template.count("{") == 1
+        return self.origin if shaped and "?" not in self.template else None
 
     def render(self, request: PurgeRequest) -> str:
         """The URL to call for ``request``."""

@@ -93,14 +93,14 @@ class VerifyOptions:
     sampled: bool = False
 
 
-def sampled_verify(sample: float) -> VerifyOptions:
+def sampled_verify(sample: float, header: str) -> VerifyOptions:
     """The verification a probe-able backend with ``HOSTS`` and no ``VERIFY`` option
     gets: ``sample`` of its purges, at most ``SAMPLED_RATE`` probes a second, fetched
-    from the node the purge went to."""
+    from the node the purge went to, reading ``header`` (or ``Age``)."""
     return VerifyOptions(
         base_url="",
         host="",
-        header="X-Cache-Status",
+        header=header,
         hit=frozenset(DEFAULT_HIT),
         rate=SAMPLED_RATE,
         timeout=2.0,
