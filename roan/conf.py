@@ -102,7 +102,7 @@ class RoanSettings:
     def VERIFY_SAMPLE(self) -> float:
         """``ROAN_VERIFY_SAMPLE``: the fraction of purges (0 to 1, default 0.1) probed on
         backends that have no ``VERIFY`` option and can be probed (nginx, Varnish, an
-        ``HTTPBackend`` purging at the cache's root), with ``HOSTS``. 0 turns the
+        ``HTTPBackend`` whose ``URL`` ends with ``{path}``), with ``HOSTS``. 0 turns the
         sampled verification off everywhere; see docs/topics/verification.md."""
         value = getattr(settings, "ROAN_VERIFY_SAMPLE", 0.1)
         try:

@@ -1,7 +1,7 @@
 """Prove a purge worked: fetch the page right after it and read the cache's status.
 
 Backends that serve the pages where they take the purges (nginx, Varnish, an
-``HTTPBackend`` purging at the cache's root) and list ``HOSTS`` verify a sample of their
+``HTTPBackend`` whose ``URL`` ends with ``{path}``) and list ``HOSTS`` verify a sample of their
 purges by default: ``ROAN_VERIFY_SAMPLE`` (0.1) of them, at most one probe a second per
 backend, fetched from the node the purge went to with the page's host in ``Host``. The
 draw is one ``random()`` per purge in the sender; the rate, the probe and the row's
@@ -11,7 +11,7 @@ drawn, or over the rate, stay "not verified". ``VERIFY: False`` turns it off.
 A backend's ``VERIFY`` option asks for more: every purge (``True``, or a dict)::
 
     "VERIFY": {
-        "BASE_URL": "https://www.example.com",  # required; its host must be in HOSTS
+        "BASE_URL": "https://www.example.com",  # optional; its host must be in HOSTS
         "HEADER": "X-Cache-Status",             # the cache status header (None: Age only)
         "HIT": ["HIT", "STALE", "UPDATING"],    # its values that mean "served from cache"
         "RATE": 5,                              # probes a second at most, per backend

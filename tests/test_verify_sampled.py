@@ -235,3 +235,11 @@ def test_the_sampled_rate_bounds_the_probes_per_backend(
     # One token a second (a burst of one): one probe; the rest stay "not verified".
     assert verdicts.count("") == 9
     assert len(verdicts) == 10
+
+
+@pytest.mark.parametrize("value", ["0.1", -1, 2, True, float("nan")])
+def test_a_sample_that_is_not_a_fraction_is_a_check_error(settings: Any, value: Any) -> None:
+    from roan.checks import check_verify
+
+    settings.ROAN_VERIFY_SAMPLE = value
+    assert [m.id for m in check_verify()] == ["roan.E110"]
