@@ -418,8 +418,10 @@ def run_e2e_once(
     return result
 
 
-def report_e2e(engine: str, url: str, n: int, rounds: int, location: str) -> None:
-    setups = E2E_SETUPS + ADMIN_SETUPS
+def report_e2e(
+    engine: str, url: str, n: int, rounds: int, location: str, only: tuple[str, ...] = ()
+) -> None:
+    setups = tuple(s for s in E2E_SETUPS + ADMIN_SETUPS if not only or s in only)
     results: dict[str, list[dict[str, float]]] = {s: [] for s in setups}
     with tempfile.TemporaryDirectory(prefix="roan-bench-") as tmp:
         for _ in range(rounds):
@@ -447,11 +449,16 @@ def report_e2e(engine: str, url: str, n: int, rounds: int, location: str) -> Non
     print(f"{'setup':<12} {'autocommit':<33}   {'in atomic()':<33}")
     print(f"{'':<12} {head}   {head}")
     for setup in E2E_SETUPS:
-        print(f"{setup:<12} {cell(setup, 'autocommit', 'none')}   {cell(setup, 'atomic', 'none')}")
-    for setup in E2E_SETUPS:
+        if setup in setups:
+            print(
+                f"{setup:<12} {cell(setup, 'autocommit', 'none')}   {cell(setup, 'atomic', 'none')}"
+            )
+    for setup in setups:
         if probed := sum(r.get("probed", 0) for r in results[setup]):
             fresh = sum(r.get("fresh", 0) for r in results[setup])
             print(f"{setup}: {probed:.0f} purges probed, {fresh:.0f} verified fresh")
+    if not set(ADMIN_SETUPS) <= set(setups):
+        return
     print(f"{'admin POST':<12} {head}")
     for setup in ADMIN_SETUPS:
         print(f"{setup:<12} {cell(setup, 'admin', 'admin-none')}")
@@ -474,6 +481,9 @@ def main() -> None:
         "--engines",
         default="sqlite,sqlite-wal,postgresql",
         help="comma-separated, of sqlite, sqlite-wal, postgresql (the last needs a URL)",
+    )
+    parser.add_argument(
+        "--setups", default="", help="comma-separated end-to-end setups (none is always run)"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--e2e", help=argparse.SUPPRESS)
@@ -510,7 +520,8 @@ def main() -> None:
     if args.only != "transaction":
         with cache_node() as location:
             for engine, url in engines:
-                report_e2e(engine, url, args.n, args.rounds, location)
+                only = tuple({"none", *args.setups.split(",")}) if args.setups else ()
+                report_e2e(engine, url, args.n, args.rounds, location, only)
 
 
 @contextlib.contextmanager

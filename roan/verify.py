@@ -289,6 +289,10 @@ def after_send(attempts: Iterable[PurgeAttempt], *, using: str) -> list[Job]:
         return []
 
 
+#: Backend alias -> when this process may queue its next sampled probe (monotonic).
+_next_sampled: dict[str, float] = {}
+
+
 def _after_send(attempts: list[PurgeAttempt], *, using: str) -> list[Job]:
     groups: dict[str, list[PurgeAttempt]] = collections.defaultdict(list)
     seen: set[tuple[str, ...]] = set()
@@ -313,8 +317,13 @@ def _after_send(attempts: list[PurgeAttempt], *, using: str) -> list[Job]:
         if options.sample < 1:
             group = [a for a in group if random.random() < options.sample]
         if options.sampled:
-            # Nothing else here: this may be the editor's request.
-            sampled.extend(_job(a, using, now, sampled=True) for a in group)
+            # Nothing else here: this may be the editor's request. A process queues no
+            # more than the rate lets through anyway (the shared bucket, taken on the
+            # probe thread, has the last word): no thread woken for nothing.
+            clock = time.monotonic()
+            if group and clock >= _next_sampled.get(alias, 0.0):
+                _next_sampled[alias] = clock + 1 / options.rate
+                sampled.append(_job(group[0], using, now, sampled=True))
             continue
         if not group:
             continue
