@@ -24,6 +24,11 @@ A second table measures the whole default path, sending included, as a new user 
     none        roan not installed
     locmem      ROAN_DISPATCH = "inline" (the default) to a LocMemBackend (no network)
     nginx       inline to a real nginx on loopback (the tests' helper starts it)
+    nginx-off   the same with HOSTS and ``VERIFY: False``: no verification
+    nginx-sample  the same with HOSTS and no VERIFY: the sampled verification (the
+                default; ROAN_VERIFY_SAMPLE 0.1, one probe a second, on its own thread)
+    nginx-full  the same with ``VERIFY: True``: every purge marked pending in the
+                request, probed on the thread
     task        ROAN_DISPATCH = "task" on the database task backend: the enqueue
                 included, the worker not
     admin-none  an admin change-form POST through Django's test client, roan's receivers
@@ -210,7 +215,17 @@ def report(engine: str, url: str, n: int, rounds: int) -> None:
 # -- end to end: the default path, dispatch included ----------------------------------------
 
 #: Setups of the end-to-end table, each in its own process and fresh database.
-E2E_SETUPS = ("none", "locmem", "nginx", "task", "wagtail", "wagtail-urllib")
+E2E_SETUPS = (
+    "none",
+    "locmem",
+    "nginx",
+    "nginx-off",
+    "nginx-sample",
+    "nginx-full",
+    "task",
+    "wagtail",
+    "wagtail-urllib",
+)
 ADMIN_SETUPS = ("admin-none", "admin-roan", "admin-nginx", "admin-wagtail")
 #: Setups without roan installed (the peers install their own receiver).
 WITHOUT_ROAN = frozenset({"none", "wagtail", "wagtail-urllib"})
@@ -233,8 +248,13 @@ def e2e_settings(setup: str, database: dict[str, object], location: str) -> dict
     if setup in WITHOUT_ROAN:
         apps = ["django.contrib.auth", "django.contrib.contenttypes", "tests.testapp"]
     backend: dict[str, object] = {"BACKEND": "roan.backends.locmem.LocMemBackend"}
-    if setup in {"nginx", "admin-nginx"}:
+    if setup.startswith("nginx") or setup == "admin-nginx":
         backend = {"BACKEND": "roan.backends.nginx.NginxBackend", "LOCATION": location}
+    if setup != "nginx" and setup.startswith("nginx"):
+        backend["HOSTS"] = ["127.0.0.1"]
+        verify = {"nginx-off": False, "nginx-full": True}
+        if setup in verify:
+            backend["VERIFY"] = verify[setup]
     return {
         "INSTALLED_APPS": apps,
         "DATABASES": {"default": database},
@@ -359,6 +379,13 @@ def e2e_worker(
         # A benchmark whose purges were not sent would measure the wrong thing.
         left = PurgeAttempt.objects.exclude(status__in=["ok", "not_cached"]).count()
         figures["unsent"] = float(left if setup != "task" else 0)
+        from roan.outbox import verify
+
+        # The probes run on their own thread, during the saves: counted once done.
+        verify.verifier.drain(timeout=60)
+        probed = PurgeAttempt.objects.exclude(verification="")
+        figures["probed"] = float(probed.count())
+        figures["fresh"] = float(probed.filter(verification="verified").count())
     else:
         figures["unsent"] = float(len(_PEER_FAILURES))
     return figures
@@ -510,6 +537,10 @@ def report_e2e(
     table("end to end, ratio to no purging", "none", "admin-none")
     if "wagtail" in results or "admin-wagtail" in results:
         table("ratio to wagtail's way (requests.Session)", "wagtail", "admin-wagtail")
+    for setup in setups:
+        if probed := sum(r.get("probed", 0) for r in results.get(setup, [])):
+            fresh = sum(r.get("fresh", 0) for r in results[setup])
+            print(f"{setup}: {probed:.0f} purges probed, {fresh:.0f} verified fresh")
 
 
 def main() -> None:

@@ -114,8 +114,17 @@ def _without_verify(config: Any) -> Any:
 
 def check_verify(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """A backend's VERIFY and WARM options: valid, and fetching only from a host in its
-    HOSTS."""
+    HOSTS; ``ROAN_VERIFY_SAMPLE`` a fraction."""
     messages: list[checks.CheckMessage] = []
+    sample = getattr(settings, "ROAN_VERIFY_SAMPLE", 0.1)
+    if isinstance(sample, bool) or not isinstance(sample, int | float) or not 0 <= sample <= 1:
+        messages.append(
+            checks.Error(
+                f"ROAN_VERIFY_SAMPLE must be a number from 0 to 1, not {sample!r}.",
+                hint="0.1 probes a tenth of the purges; 0 turns the sampled verification off.",
+                id="roan.E110",
+            )
+        )
     for alias, config in roan_settings.BACKENDS.items():
         if not isinstance(config, dict):
             continue  # roan.E002

@@ -99,6 +99,19 @@ class RoanSettings:
         return float(getattr(settings, "ROAN_RULES_TTL", 1.0))
 
     @property
+    def VERIFY_SAMPLE(self) -> float:
+        """``ROAN_VERIFY_SAMPLE``: the fraction of purges (0 to 1, default 0.1) probed on
+        backends that have no ``VERIFY`` option and can be probed (nginx, Varnish, an
+        ``HTTPBackend`` whose ``URL`` ends with ``{path}``), with ``HOSTS``. 0 turns the
+        sampled verification off everywhere; see docs/topics/verification.md."""
+        value = getattr(settings, "ROAN_VERIFY_SAMPLE", 0.1)
+        try:
+            sample = float(value)
+        except (TypeError, ValueError):
+            return 0.0
+        return min(1.0, sample) if sample > 0 else 0.0
+
+    @property
     def MAX_URLS_PER_EVENT(self) -> int:
         return int(getattr(settings, "ROAN_MAX_URLS_PER_EVENT", 1000))
 

@@ -171,15 +171,41 @@ def queue(qs: QuerySet[PurgeAttempt]) -> dict[str, Any]:
 def verification_counts(
     qs: QuerySet[PurgeAttempt], now: datetime.datetime, counted: rollup.Rollup | None = None
 ) -> dict[str, Any]:
-    """Purges probed by a backend's VERIFY in the last 24 hours, by verdict (the rollup's)."""
-    counts = (counted or _rollup(qs, now)).verdicts
+    """Purges probed by verification in the last 24 hours, by verdict (the rollup's),
+    and each backend's rates: verified fresh and still cached, of those probed."""
+    totals: dict[str, int] = {}
+    by_backend: dict[str, dict[str, int]] = {}
+    for key, n in (counted or _rollup(qs, now)).verdicts.items():
+        backend, verdict = rollup.split_verdict(key)
+        totals[verdict] = totals.get(verdict, 0) + n
+        mine = by_backend.setdefault(backend, {})
+        mine[verdict] = mine.get(verdict, 0) + n
     return {
-        "any": bool(counts),
-        "verified": counts.get(verify.VERIFIED, 0),
-        "still_cached": counts.get(verify.STILL_CACHED, 0),
-        "unverified": counts.get(verify.UNVERIFIABLE, 0) + counts.get(verify.PENDING, 0),
-        "pending": counts.get(verify.PENDING, 0),
+        "any": bool(totals),
+        "verified": totals.get(verify.VERIFIED, 0),
+        "still_cached": totals.get(verify.STILL_CACHED, 0),
+        "unverified": totals.get(verify.UNVERIFIABLE, 0) + totals.get(verify.PENDING, 0),
+        "pending": totals.get(verify.PENDING, 0),
         "hint": verify.HINT,
+        "backends": [_rates(backend, counts) for backend, counts in sorted(by_backend.items())],
+    }
+
+
+def _rates(backend: str, counts: dict[str, int]) -> dict[str, Any]:
+    fresh = counts.get(verify.VERIFIED, 0)
+    stale = counts.get(verify.STILL_CACHED, 0)
+    told = fresh + stale  # probes that answered: the rates' denominator
+
+    def percent(n: int) -> int | None:
+        return round(100 * n / told) if told else None
+
+    return {
+        "backend": backend,
+        "probed": sum(counts.values()),
+        "fresh": fresh,
+        "stale": stale,
+        "fresh_percent": percent(fresh),
+        "stale_percent": percent(stale),
     }
 
 

@@ -60,6 +60,18 @@ FINAL = sorted(FINAL_STATUSES)
 Key = tuple[str, str, str]
 
 
+def verdict_key(backend: str, verdict: str) -> str:
+    """How verdicts are counted: per backend, so the dashboard can show each one's
+    rates (a key without a backend is one kept before they were)."""
+    return f"{backend}\n{verdict}"
+
+
+def split_verdict(key: str) -> tuple[str, str]:
+    """``(backend, verdict)`` of a :func:`verdict_key`."""
+    backend, _, verdict = key.rpartition("\n")
+    return backend, verdict
+
+
 @dataclasses.dataclass
 class Cell:
     n: int = 0
@@ -85,7 +97,8 @@ class Rollup:
     hours: dict[datetime.datetime, Cells]
     #: Window start -> attempts per status created since then.
     windows: dict[datetime.datetime, dict[str, int]]
-    #: Attempts per verification verdict created since ``verdicts_since``.
+    #: Attempts per (backend, verification verdict) created since ``verdicts_since``,
+    #: keyed by :func:`verdict_key`.
     verdicts: dict[str, int]
 
 
@@ -159,7 +172,7 @@ def count_hours(
         cells = found.hours.setdefault(hour, {})
         key = (row["backend"], row["node"], row["status"])
         cells.setdefault(key, Cell()).add(row["n"], row["latency_sum"], row["latency_n"])
-        verdict = row["verification"]
+        verdict = verdict_key(row["backend"], row["verification"]) if row["verification"] else ""
         if verdict:
             _add(found.verdicts.setdefault(hour, {}), verdict, row["n"])
         if row["last"] is not None and (
@@ -183,7 +196,7 @@ def count_statuses(
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Rows created in [start, end), per status, and (``verdicts``) per verdict: one
     query over index ranges (the verdicts read the rows too)."""
-    fields = ["status", "verification"] if verdicts else ["status"]
+    fields = ["status", "backend", "verification"] if verdicts else ["status"]
     rows = (
         qs.filter(status__in=PurgeAttempt.Status.values, created_at__gte=start, created_at__lt=end)
         .order_by()
@@ -195,7 +208,7 @@ def count_statuses(
     for row in rows:
         _add(by_status, row["status"], row["n"])
         if row.get("verification"):
-            _add(by_verdict, row["verification"], row["n"])
+            _add(by_verdict, verdict_key(row["backend"], row["verification"]), row["n"])
     return by_status, by_verdict
 
 
@@ -259,7 +272,7 @@ def closed_hours(
         return (
             entry is None
             or entry.waiting != unsettled(hour)
-            or bool(entry.verdicts.get(PENDING_VERDICT))
+            or any(n and split_verdict(k)[1] == PENDING_VERDICT for k, n in entry.verdicts.items())
             or (entry.settles is not None and entry.settles > now)
         )
 

@@ -39,7 +39,7 @@ def build_backend(alias: str, config: dict[str, Any]) -> BaseBackend:
             f"ROAN_BACKENDS[{alias!r}]['BACKEND']: {config['BACKEND']!r} is not a roan backend."
         )
     validate_options(alias, config)
-    parse_verify(alias, config)
+    verify = parse_verify(alias, config)
     parse_warm(alias, config)
     # RATE_LIMIT, PAUSED, VERIFY and WARM are roan's (the sender applies them), so no
     # backend sees them.
@@ -48,7 +48,15 @@ def build_backend(alias: str, config: dict[str, Any]) -> BaseBackend:
         for k, v in config.items()
         if k not in {"BACKEND", "VERIFY", "WARM"} and k not in SENDER_OPTIONS
     }
-    return cls(alias, options)
+    backend = cls(alias, options)
+    node = backend.nodes[0] if backend.nodes else ""
+    if verify is not None and not verify.base_url and backend.probe_origin(node) is None:
+        backend.close()
+        raise ImproperlyConfigured(
+            f"ROAN_BACKENDS[{alias!r}]['VERIFY'] needs a BASE_URL: this backend's purges go "
+            "to a server that does not serve the pages (set BASE_URL to the site's URL)."
+        )
+    return backend
 
 
 def get_backends() -> dict[str, BaseBackend]:

@@ -790,6 +790,11 @@ class HTTPNodesBackend(BaseBackend):
     def node_url(self, node: str) -> str:
         return self._by_name[node]
 
+    def probe_origin(self, node: str) -> str | None:
+        # nginx and Varnish serve the pages they cache where they take the purges.
+        parts = urlsplit(node)
+        return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
     def host_header(self, request: PurgeRequest) -> dict[str, str]:
         """The page's ``Host``: the request's, else the first of ``HOSTS``, else none
         (then the transport sends the node's own host and port)."""

@@ -210,6 +210,17 @@ class BaseBackend:
     def close(self) -> None:
         """Release connections (called when settings change and in tests)."""
 
+    #: The header that tells a hit from a miss on this cache as roan's shipped
+    #: configuration sets it up (example/deploy/); the sampled verification reads it.
+    status_header: ClassVar[str] = "X-Cache-Status"
+
+    def probe_origin(self, node: str) -> str | None:
+        """``scheme://host[:port]`` where ``node`` serves the pages it caches, for a
+        verification probe (with the page's host in the ``Host`` header); ``None`` when
+        the purge's server is not the pages' cache (an API, a webhook), so that only a
+        ``VERIFY`` with a ``BASE_URL`` can probe this backend."""
+        return None
+
     # -- helpers for subclasses --------------------------------------------------------
 
     def default_host(self) -> str:

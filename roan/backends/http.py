@@ -131,6 +131,13 @@ class HTTPBackend(BaseBackend):
     def nodes(self) -> tuple[str, ...]:
         return (self.node,)
 
+    def probe_origin(self, node: str) -> str | None:
+        # A purge location in front of the page's path ("http://cache:8080/purge{path}",
+        # as nginx's) is taken to be on the cache that serves the pages; a URL that takes
+        # the page in a query or a body (an API, a webhook) is not.
+        shaped = self.template.endswith("{path}") and self.template.count("{") == 1
+        return self.origin if shaped and "?" not in self.template else None
+
     def render(self, request: PurgeRequest) -> str:
         """The URL to call for ``request``."""
         host = request.host or self.default_host()

@@ -72,10 +72,14 @@ def validate_options(alias: str, config: Mapping[str, Any]) -> None:
         raise ImproperlyConfigured(f"ROAN_BACKENDS[{alias!r}]['PAUSED'] must be True or False.")
 
 
-OPTION_NAMES = frozenset({"BASE_URL", "HEADER", "HIT", "RATE", "TIMEOUT", "METHOD"})
+OPTION_NAMES = frozenset({"BASE_URL", "HEADER", "HIT", "RATE", "TIMEOUT", "METHOD", "SAMPLE"})
 
 
 DEFAULT_HIT = ("HIT", "STALE", "UPDATING")
+
+#: Probes a second at most, per backend, of the sampled verification a backend without
+#: a VERIFY option gets (see :func:`sampled_verify`).
+SAMPLED_RATE = 1.0
 
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
@@ -83,28 +87,65 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class VerifyOptions:
-    base_url: str  # scheme://host[:port], no trailing slash
-    host: str  # the host name of base_url, lowercase
+    # scheme://host[:port], no trailing slash; "" fetches from the node the purge went
+    # to, with the page's host (one of HOSTS) in the Host header.
+    base_url: str
+    host: str  # the host name of base_url, lowercase ("" with no base_url)
     header: str | None
     hit: frozenset[str]
     rate: float
     timeout: float
     method: str
+    #: The fraction of purges probed.
+    sample: float = 1.0
+    #: The default of a backend without VERIFY: the draw, the rate and the probe happen
+    #: on the probe thread, and purges not probed stay "not verified".
+    sampled: bool = False
+
+
+def sampled_verify(sample: float, header: str) -> VerifyOptions:
+    """The verification a probe-able backend with ``HOSTS`` and no ``VERIFY`` option
+    gets: ``sample`` of its purges, at most ``SAMPLED_RATE`` probes a second, fetched
+    from the node the purge went to, reading ``header`` (or ``Age``)."""
+    return VerifyOptions(
+        base_url="",
+        host="",
+        header=header,
+        hit=frozenset(DEFAULT_HIT),
+        rate=SAMPLED_RATE,
+        timeout=2.0,
+        method="HEAD",
+        sample=sample,
+        sampled=True,
+    )
 
 
 def parse_verify(alias: str, config: Mapping[str, Any]) -> VerifyOptions | None:
-    """The ``VERIFY`` option of backend ``alias`` (``None``: off), validated against its
-    ``HOSTS``. Raises ``ImproperlyConfigured`` with what to fix."""
+    """The ``VERIFY`` option of backend ``alias`` as set (``None``: not set, or
+    ``False``), validated against its ``HOSTS``. ``True`` is ``{}``: every purge probed,
+    from the node it went to. Raises ``ImproperlyConfigured`` with what to fix."""
     value = config.get("VERIFY")
     if value is None or value is False:
         return None
     where = f"ROAN_BACKENDS[{alias!r}]['VERIFY']"
+    if value is True:
+        value = {}
     if not isinstance(value, Mapping):
-        raise ImproperlyConfigured(f'{where} must be a dict like {{"BASE_URL": "https://..."}}.')
+        raise ImproperlyConfigured(
+            f'{where} must be True, False or a dict like {{"BASE_URL": "https://..."}}.'
+        )
     unknown = set(value) - OPTION_NAMES
     if unknown:
         raise ImproperlyConfigured(f"{where}: unknown option(s) {', '.join(sorted(unknown))}.")
-    base_url, host = _base_url(where, value.get("BASE_URL"), config.get("HOSTS", ()))
+    if "BASE_URL" in value:
+        base_url, host = _base_url(where, value["BASE_URL"], config.get("HOSTS", ()))
+    elif not config.get("HOSTS"):
+        raise ImproperlyConfigured(
+            f"{where} needs the backend's HOSTS: the probe only fetches pages of a host "
+            "listed there."
+        )
+    else:
+        base_url, host = "", ""
     header = value.get("HEADER", "X-Cache-Status")
     if header is not None and not (isinstance(header, str) and _HEADER_NAME.fullmatch(header)):
         raise ImproperlyConfigured(f"{where}['HEADER'] must be a header name or None.")
@@ -116,6 +157,7 @@ def parse_verify(alias: str, config: Mapping[str, Any]) -> VerifyOptions | None:
     method = value.get("METHOD", "HEAD")
     if method not in ("HEAD", "GET"):
         raise ImproperlyConfigured(f"{where}['METHOD'] must be 'HEAD' or 'GET'.")
+    sample = _number(where, "SAMPLE", value.get("SAMPLE", 1), 1)
     return VerifyOptions(
         base_url=base_url,
         host=host,
@@ -124,6 +166,7 @@ def parse_verify(alias: str, config: Mapping[str, Any]) -> VerifyOptions | None:
         rate=rate,
         timeout=timeout,
         method=method,
+        sample=sample,
     )
 
 

@@ -90,6 +90,9 @@ class VarnishBackend(HTTPNodesBackend):
     tag_max_length: ClassVar[int] = 256
     tag_forbidden: ClassVar[str] = ","
 
+    # example/deploy/varnish.vcl: "HIT" when obj.hits > 0, else "MISS".
+    status_header: ClassVar[str] = "X-Cache"
+
     def __init__(self, alias: str, options: Mapping[str, Any]) -> None:
         super().__init__(alias, options)
         self.ban_header = self._header_option(options, "BAN_URL_HEADER", "X-Ban-Url")
