@@ -54,6 +54,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "the outbox: pauses, the sender and its policies",
         [
             "roan.pauses",
+            "roan.outbox.background",
             "roan.outbox.limits",
             "roan.outbox.layers",
             "roan.outbox.verify",

@@ -55,13 +55,11 @@ import logging
 import math
 import random
 import re
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from requests.structures import CaseInsensitiveDict
@@ -73,6 +71,7 @@ from roan.backends.options import RateLimit, VerifyOptions, parse_verify, sample
 from roan.conf import roan_settings
 from roan.managers import purge_of
 from roan.outbox import limits
+from roan.outbox.background import BackgroundQueue
 from roan.retrying import retried
 from roan.rules.templating import has_dot_segment
 from roan.tags.index import without_port
@@ -483,68 +482,10 @@ def run_job(job: Job) -> str:
     return verdict
 
 
-class Verifier:
-    """One daemon thread per process that runs queued probes one after the other.
-
-    Probes wait at most ``QUEUE_LIMIT`` deep; the rate limit keeps the queue short in
-    practice. The thread closes its database connections whenever the queue runs dry.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: collections.deque[Job] = collections.deque()
-        self._cond = threading.Condition()
-        self._busy = 0
-        self._thread: threading.Thread | None = None
-
-    def put(self, jobs: Sequence[Job]) -> list[Job]:
-        """Queue ``jobs``; returns those refused because the queue is full."""
-        with self._cond:
-            room = max(0, QUEUE_LIMIT - len(self._jobs) - self._busy)
-            taken, refused = list(jobs[:room]), list(jobs[room:])
-            self._jobs.extend(taken)
-            if taken and (self._thread is None or not self._thread.is_alive()):
-                self._thread = threading.Thread(target=self._run, name="roan-verify", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-        return refused
-
-    def drain(self, timeout: float) -> bool:
-        """Wait until every queued probe has run (or ``timeout`` seconds); True if all did.
-
-        ``roan_dispatch`` calls this before it exits, so its probes are not lost.
-        """
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._jobs or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._jobs:
-                    # Idle: give the thread's database connections back, and end; the
-                    # next put() starts a new thread.
-                    connections.close_all()
-                    self._thread = None
-                    self._cond.notify_all()
-                    return
-                job = self._jobs.popleft()
-                self._busy += 1
-            try:
-                run_job(job)
-            except Exception:
-                logger.exception("roan: the verification probe of attempt %s failed", job.pk)
-            finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._cond.notify_all()
-
-
-verifier = Verifier()
+#: This process's queue (one thread, started by the first job).
+verifier: BackgroundQueue[Job] = BackgroundQueue(
+    "roan-verify", run_job, QUEUE_LIMIT, "roan: a verification probe failed: %r"
+)
 
 
 def expire_pending(*, older_than: float = 300.0, using: str | None = None) -> int:

@@ -38,20 +38,19 @@ import collections
 import dataclasses
 import datetime
 import logging
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import requests
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
 from django.utils import timezone
 
 from roan.backends.base import NOT_CACHED, OK, URL, PurgeResult
 from roan.backends.options import RateLimit, WarmOptions, parse_warm
 from roan.conf import roan_settings
 from roan.outbox import layers, limits
+from roan.outbox.background import BackgroundQueue
 from roan.retrying import retried
 from roan.rules.templating import has_dot_segment
 from roan.vocabulary import Warming
@@ -224,64 +223,10 @@ def run_job(job: Job) -> str:
     return state
 
 
-class Warmer:
-    """One daemon thread per process that fetches queued pages one after the other.
-
-    It closes its database connections whenever the queue runs dry, and ends; the next
-    :meth:`put` starts a new one.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: collections.deque[Job] = collections.deque()
-        self._cond = threading.Condition()
-        self._busy = 0
-        self._thread: threading.Thread | None = None
-
-    def put(self, jobs: Sequence[Job]) -> list[Job]:
-        """Queue ``jobs``; returns those refused because the queue is full."""
-        with self._cond:
-            room = max(0, QUEUE_LIMIT - len(self._jobs) - self._busy)
-            taken, refused = list(jobs[:room]), list(jobs[room:])
-            self._jobs.extend(taken)
-            if taken and (self._thread is None or not self._thread.is_alive()):
-                self._thread = threading.Thread(target=self._run, name="roan-warm", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-        return refused
-
-    def drain(self, timeout: float) -> bool:
-        """Wait until every queued page has been fetched (or ``timeout`` seconds); True if
-        all were. ``roan_dispatch`` calls this before it exits."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._jobs or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._jobs:
-                    connections.close_all()
-                    self._thread = None
-                    self._cond.notify_all()
-                    return
-                job = self._jobs.popleft()
-                self._busy += 1
-            try:
-                run_job(job)
-            except Exception:
-                logger.exception("roan: warming %s on %s failed", job.target, job.backend)
-            finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._cond.notify_all()
-
-
-warmer = Warmer()
+#: This process's queue (one thread, started by the first job).
+warmer: BackgroundQueue[Job] = BackgroundQueue(
+    "roan-warm", run_job, QUEUE_LIMIT, "roan: a warming fetch failed: %r"
+)
 
 
 def expire_warming(*, older_than: float = 600.0, using: str | None = None) -> int:
