@@ -116,6 +116,11 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 RQ_QUEUES: dict[str, dict[str, object]] = {}
 RQ_SHOW_ADMIN_LINK = False
 
+# A sampled verification probe refills the page it checks (fresh, as a reader would), so
+# a test that expects a MISS right after a save would see a HIT one time in ten. The
+# tests of the sampling set it themselves (tests/test_verify_sampled.py).
+ROAN_VERIFY_SAMPLE = 0
+
 # A subprocess started by a test connects to the test database by name.
 if os.environ.get("ROAN_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["ROAN_DB_NAME"]

@@ -126,6 +126,7 @@ def test_without_hosts_nothing_is_probed(settings: Any, nginx_cache: Nginx) -> N
 def test_the_default_sample_is_a_tenth_at_one_probe_a_second(
     settings: Any, nginx_cache: Nginx
 ) -> None:
+    del settings.ROAN_VERIFY_SAMPLE  # the suite's settings turn it off (tests/settings.py)
     settings.ROAN_BACKENDS = nginx(nginx_cache, "default")
     options = verify.options_for("default")
     assert options is not None
@@ -143,6 +144,7 @@ def test_a_backend_whose_purges_go_to_an_api_is_not_probed_without_base_url(
         "HOSTS": ["www.example.com"],
     }
     cache = {**webhook, "URL": "http://127.0.0.1:9/purge{path}"}
+    del settings.ROAN_VERIFY_SAMPLE  # the default, which the suite's settings turn off
     settings.ROAN_BACKENDS = {"webhook": webhook, "cache": cache}
     assert verify.options_for("webhook") is None
     assert verify.options_for("cache") is not None
