@@ -21,8 +21,6 @@ from typing import Any
 import requests
 from django.test import Client, LiveServerTestCase, override_settings
 
-from roan import audit
-
 #: The configurations roan ships, which these servers run.
 DEPLOY = Path(__file__).resolve().parent / "deploy"
 #: Debian's ngx_cache_purge module (``libnginx-mod-http-cache-purge``), which the nginx
@@ -341,6 +339,8 @@ def assert_fresh(
     ``ROAN_AUDIT_IGNORE``) are left out of the comparison. Run it after a change has
     committed (in a ``TestCase``, inside ``captureOnCommitCallbacks(execute=True)``).
     """
+    from roan import audit  # the models: not at import, before settings are read
+
     patterns = audit.ignored_patterns(ignore)
     limits = (min(timeout, 5.0), timeout)
     stale = []

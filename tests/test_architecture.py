@@ -342,3 +342,21 @@ def test_only_the_sql_package_tells_databases_apart() -> None:
             if isinstance(node, ast.Attribute) and node.attr in telling:
                 found.append(f"{name}:{node.lineno} reads .{node.attr}")
     assert not found, "database vendors told apart outside roan.outbox.sql:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("module", ["roan", "roan.testing", "roan.tags", "roan.outbox"])
+def test_a_public_module_imports_before_django_is_set_up(module: str) -> None:
+    """A settings file, a conftest or a script imports these before ``django.setup()``
+    (and benchmarks start nginx with roan.testing before it): importing them must read
+    neither the settings nor the app registry."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        cwd=ROOT.parent, env={**env, "PYTHONPATH": str(ROOT.parent)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
