@@ -17,6 +17,13 @@ pytest_plugins = [
 ]
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A test that drives Chromium is marked ``browser`` (CI runs those in two of its four
+    configurations: what they check does not depend on the database)."""
+    if {"browser", "admin_page"} & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.browser)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``postgres`` run only when the suite runs on PostgreSQL, and tests
     marked ``mysql`` only on MySQL or MariaDB."""

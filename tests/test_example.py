@@ -14,7 +14,11 @@ from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 import requests
+
+# The example runs in its own processes, on its own SQLite database.
+pytestmark = pytest.mark.example
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example"
 

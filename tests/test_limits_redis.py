@@ -128,7 +128,11 @@ def test_three_processes_share_one_bucket(redis_url, tmp_path: Path) -> None:
     grants = [t for times in per_process for t in times]
     # Three separate buckets would give about 3 * (5 + 20 * 1.5) = 105 tokens.
     assert burst < len(grants) <= burst + rate * 1.5 + 2
-    assert_bucket_held(grants, rate, burst, slack=0.0)
+    # A grant is timed by the clock its process read before asking; on a busy machine a
+    # process can stall between that reading and its increment, and a sender in the next
+    # slot has not seen that increment yet. Two refill steps of slack allow for that; three
+    # buckets instead of one would still be far outside.
+    assert_bucket_held(grants, rate, burst, slack=2 * burst / rate / SLOTS)
 
 
 @pytest.mark.postgres

@@ -153,14 +153,24 @@ def test_a_backend_whose_purges_go_to_an_api_is_not_probed_without_base_url(
     build_backend("cache", {**cache, "VERIFY": True}).close()
 
 
-def test_the_draw_leaves_purges_not_drawn_unverified(
+def test_the_first_purge_is_always_proved_and_the_draw_leaves_the_others_unverified(
     transactional_db: None, settings: Any, nginx_cache: Nginx
 ) -> None:
     settings.ROAN_VERIFY_SAMPLE = 0.000001
-    settings.ROAN_BACKENDS = nginx(nginx_cache, "sampled-none")
+    alias = f"sampled-first-{time.time()}"  # new to this process, like a new deploy's
+    settings.ROAN_BACKENDS = nginx(nginx_cache, alias)
+    cached_twice(f"{nginx_cache.url}/sampled/first")
+
+    roan.purge_urls(["/sampled/first"])
+    finish()
+    first = PurgeAttempt.objects.get(target="/sampled/first")
+    assert (first.status, first.verification) == ("ok", "verified")
+
+    time.sleep(1.05)  # past the one-probe-a-second rate: only the draw decides now
     roan.purge_urls([f"/sampled/none/{i}" for i in range(20)])
     finish()
-    assert set(PurgeAttempt.objects.values_list("verification", flat=True)) == {""}
+    later = PurgeAttempt.objects.filter(target__startswith="/sampled/none/")
+    assert set(later.values_list("verification", flat=True)) == {""}
 
 
 def index(tag: str, host: str, *paths: str) -> None:

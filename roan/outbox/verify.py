@@ -4,9 +4,11 @@ Backends that serve the pages where they take the purges (nginx, Varnish, an
 ``HTTPBackend`` whose ``URL`` ends with ``{path}``) and list ``HOSTS`` verify a sample of their
 purges by default: ``ROAN_VERIFY_SAMPLE`` (0.1) of them, at most one probe a second per
 backend, fetched from the node the purge went to with the page's host in ``Host``. The
-draw is one ``random()`` per purge in the sender; the rate, the probe and the row's
-verdict are the probe thread's, so a sampled purge costs a save nothing more. Purges not
-drawn, or over the rate, stay "not verified". ``VERIFY: False`` turns it off.
+draw is one ``random()`` per purge in the sender, except for the first purge a process
+sends to such a backend, which is always probed (a new setup proves itself on its first
+save); the rate, the probe and the row's verdict are the probe thread's, so a sampled
+purge costs a save nothing more. Purges not drawn, or over the rate, stay "not
+verified". ``VERIFY: False`` or ``ROAN_VERIFY_SAMPLE = 0`` turns it off.
 
 A backend's ``VERIFY`` option asks for more: every purge (``True``, or a dict)::
 
@@ -328,7 +330,10 @@ def _after_send(attempts: list[PurgeAttempt], *, using: str) -> list[Job]:
         options = options_for(alias)
         if options is None:
             continue
-        if options.sample < 1:
+        # A process's first purge on a sampled backend is always probed: a new setup
+        # (or a new deploy) is proved, or found wrong, on its first save.
+        first = options.sampled and alias not in _next_sampled
+        if options.sample < 1 and not first:
             group = [a for a in group if random.random() < options.sample]
         if options.sampled:
             # Nothing else here: this may be the editor's request. A process queues no
