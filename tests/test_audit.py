@@ -8,7 +8,6 @@ suppressed stays cached with the old content: the audit must name it and exit 1.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
 from io import StringIO
 from typing import Any
 
@@ -22,31 +21,15 @@ import roan
 from roan import audit
 from roan.models import TaggedURL
 from roan.tags import index as tag_index
-from tests.support.caches import Nginx, start_nginx
+from tests.support.caches import Nginx, serve_tagged_site
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(scope="module")
-def nginx_site(live_server: Any) -> Iterator[Nginx]:
-    node = start_nginx(live_server.thread.port)
-    yield node
-    node.close()
-
-
 @pytest.fixture
 def site(nginx_site: Nginx, settings: Any) -> Nginx:
-    settings.ROOT_URLCONF = "tests.support.tagged_site"
-    settings.ROAN_TAGS = True
-    settings.ROAN_BACKENDS = {
-        "nginx": {
-            "BACKEND": "roan.backends.nginx.NginxBackend",
-            "LOCATION": f"{nginx_site.url}/purge",
-            "HOSTS": ["127.0.0.1"],
-        }
-    }
-    return nginx_site
+    return serve_tagged_site(settings, nginx_site, HOSTS=["127.0.0.1"])
 
 
 def visit(site: Nginx, path: str) -> None:

@@ -9,7 +9,6 @@ MISS after it and shows the new content. The others count the tags a tag backend
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from roan.backends.base import PurgeRequest
 from roan.models import PurgeAttempt
 from roan.tags import bulk_writes
 from roan.tags.names import object_tag
-from tests.support.caches import Nginx, start_nginx
+from tests.support.caches import Nginx, serve_tagged_site
 from tests.testapp.models import Author, Post, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,24 +30,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # -- behind a real nginx -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def nginx_site(live_server: Any) -> Iterator[Nginx]:
-    node = start_nginx(live_server.thread.port)
-    yield node
-    node.close()
-
-
 @pytest.fixture
 def site(nginx_site: Nginx, settings: Any) -> Nginx:
-    settings.ROOT_URLCONF = "tests.support.tagged_site"
-    settings.ROAN_TAGS = True
-    settings.ROAN_BACKENDS = {
-        "nginx": {
-            "BACKEND": "roan.backends.nginx.NginxBackend",
-            "LOCATION": f"{nginx_site.url}/purge",
-        }
-    }
-    return nginx_site
+    return serve_tagged_site(settings, nginx_site)
 
 
 def fetch(site: Nginx, path: str) -> tuple[str, str]:

@@ -34,7 +34,6 @@ from roan.context import hold_dispatch, suppress_purges
 from roan.models import PurgeAttempt
 from roan.outbox import limits
 from roan.outbox.sender import send
-from tests.support.caches import start_nginx
 from tests.testapp.models import Post
 
 
@@ -64,13 +63,6 @@ class ReadingNginx(NginxBackend):
         for request in requests_:
             reads.append(requests.get(base + request.target, timeout=5).text.strip())
         return results
-
-
-@pytest.fixture(scope="module")
-def nginx_site(live_server: Any) -> Iterator[Any]:
-    node = start_nginx(live_server.thread.port)
-    yield node
-    node.close()
 
 
 @pytest.fixture(autouse=True)

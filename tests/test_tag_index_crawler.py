@@ -23,7 +23,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
 from roan.models import PurgeAttempt, TaggedURL
-from tests.support.caches import Nginx, start_nginx
+from tests.support.caches import Nginx
 from tests.testapp.models import Post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,13 +35,6 @@ INLINE = 10
 HOST = "blog.example"
 MAX_VARIANTS = 5
 WORKERS = 4
-
-
-@pytest.fixture(scope="module")
-def nginx_site(live_server: Any) -> Iterator[Nginx]:
-    node = start_nginx(live_server.thread.port)
-    yield node
-    node.close()
 
 
 def crawl_targets(rng: random.Random, pks: list[int], count: int) -> list[tuple[str, str]]:

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
@@ -176,6 +176,32 @@ def nginx_cache(cache_origin: HasPort) -> Iterator[Nginx]:
     node = start_nginx(cache_origin.port)
     yield node
     node.close()
+
+
+@pytest.fixture(scope="module")
+def nginx_site(live_server: Any) -> Iterator[Nginx]:
+    """nginx (``example/deploy/nginx.conf``) in front of Django's live server: pages are
+    rendered by the suite's own URLconf and settings, as in production. One per module,
+    so that no module sees pages another one cached."""
+    node = start_nginx(live_server.thread.port)
+    yield node
+    node.close()
+
+
+def serve_tagged_site(settings: Any, node: Nginx, **backend: Any) -> Nginx:
+    """Set ``settings`` for the tag test site (``tests.support.tagged_site``) behind
+    ``node``, purged through its purge location by a backend named ``nginx`` (with the
+    options in ``backend``, such as ``HOSTS``)."""
+    settings.ROOT_URLCONF = "tests.support.tagged_site"
+    settings.ROAN_TAGS = True
+    settings.ROAN_BACKENDS = {
+        "nginx": {
+            "BACKEND": "roan.backends.nginx.NginxBackend",
+            "LOCATION": f"{node.url}/purge",
+            **backend,
+        }
+    }
+    return node
 
 
 @pytest.fixture(scope="session")
