@@ -194,21 +194,28 @@ def varnish(server: Any, alias: str) -> dict[str, Any]:
     }
 
 
+def purge_indexed_tag(
+    settings: Any, server: Any, alias: str, tag: str, *paths: str
+) -> PurgeAttempt:
+    """Cache ``paths`` in Varnish, index them under ``tag``, purge the tag on a sampled
+    backend ``alias`` (every purge drawn) and return its attempt once probed."""
+    settings.ROAN_VERIFY_SAMPLE = 1
+    settings.ROAN_BACKENDS = varnish(server, alias)
+    for path in paths:
+        cached_twice(server.url + path, "X-Cache")
+    index(tag, f"127.0.0.1:{server.port}", *paths)
+    roan.purge_tags([tag], backends=[alias])
+    finish()
+    return PurgeAttempt.objects.get(kind="tag", target=tag)
+
+
 def test_a_tag_purge_is_verified_by_probing_pages_of_the_tag_index(
     transactional_db: None, settings: Any, varnish_cache: Any
 ) -> None:
-    settings.ROAN_VERIFY_SAMPLE = 1
-    settings.ROAN_BACKENDS = varnish(varnish_cache, "sampled-xkey")
-    host = f"127.0.0.1:{varnish_cache.port}"
     # The origin tags /vtaga/<n> with xkey "section-vtaga".
-    for path in ("/vtaga/1", "/vtaga/2"):
-        cached_twice(varnish_cache.url + path, "X-Cache")
-    index("section-vtaga", host, "/vtaga/1", "/vtaga/2")
-
-    roan.purge_tags(["section-vtaga"], backends=["sampled-xkey"])
-    finish()
-
-    attempt = PurgeAttempt.objects.get(kind="tag", target="section-vtaga")
+    attempt = purge_indexed_tag(
+        settings, varnish_cache, "sampled-xkey", "section-vtaga", "/vtaga/1", "/vtaga/2"
+    )
     assert (attempt.status, attempt.verification) == ("ok", "verified")
     assert attempt.verification_detail.startswith("2 of 2 tagged page(s)")
 
@@ -216,21 +223,13 @@ def test_a_tag_purge_is_verified_by_probing_pages_of_the_tag_index(
 def test_a_tag_purge_that_left_an_indexed_page_cached_is_still_cached(
     transactional_db: None, settings: Any, varnish_cache: Any
 ) -> None:
-    settings.ROAN_VERIFY_SAMPLE = 1
-    settings.ROAN_BACKENDS = varnish(varnish_cache, "sampled-xkey-miss")
-    host = f"127.0.0.1:{varnish_cache.port}"
     # The index says /vtagc/1 carries "section-vtagb" (Django rendered it with the tag),
     # but Varnish's copy carries "section-vtagc" only: the header the cache stores is not
     # the one roan's middleware wrote (a proxy between them rewrote it). The purge
     # succeeds, for /vtagb/1; /vtagc/1 stays.
-    for path in ("/vtagb/1", "/vtagc/1"):
-        cached_twice(varnish_cache.url + path, "X-Cache")
-    index("section-vtagb", host, "/vtagb/1", "/vtagc/1")
-
-    roan.purge_tags(["section-vtagb"], backends=["sampled-xkey-miss"])
-    finish()
-
-    attempt = PurgeAttempt.objects.get(kind="tag", target="section-vtagb")
+    attempt = purge_indexed_tag(
+        settings, varnish_cache, "sampled-xkey-miss", "section-vtagb", "/vtagb/1", "/vtagc/1"
+    )
     assert (attempt.status, attempt.verification) == ("ok", "still_cached")
     assert attempt.verification_detail.startswith("1 of 2 tagged page(s); /vtagc/1:")
     assert "X-Cache: HIT" in attempt.verification_detail
