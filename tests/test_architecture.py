@@ -78,7 +78,6 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.checks",
             "roan.resources",
             "roan.audit",
-            "roan.testkit",
             "roan.testing",
             "roan.management",
         ],
@@ -90,7 +89,7 @@ LAYERS: list[tuple[str, list[str]]] = [
 ]
 
 #: A package of roan's; the modules at the root form the package ``roan``.
-PACKAGES = ("roan.rules", "roan.tags", "roan.outbox", "roan.backends", "roan.admin")
+PACKAGES = ("roan.rules", "roan.tags", "roan.outbox", "roan.backends", "roan.admin", "roan.testing")
 
 
 def package_of(module: str) -> str:

@@ -31,8 +31,8 @@ from typing import Any, Protocol
 import pytest
 
 from roan import testing
-from roan.testkit import NGINX_PURGE_MODULE as PURGE_MODULE
-from roan.testkit import CacheServer, Nginx, Varnish, free_port, stop_process
+from roan.testing.caches import NGINX_PURGE_MODULE as PURGE_MODULE
+from roan.testing.caches import CacheServer, Nginx, Varnish, free_port, stop_process
 
 __all__ = ["PURGE_MODULE", "CacheServer", "Nginx", "Varnish", "free_port", "stop_process"]
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from roan.context import capturing
 from roan.purges import Purge
-from roan.testkit import (
+from roan.testing.caches import (
     CacheServer,
     CacheTestCase,
     CacheUnavailable,

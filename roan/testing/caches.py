@@ -22,7 +22,7 @@ import requests
 from django.test import Client, LiveServerTestCase, override_settings
 
 #: The configurations roan ships, which these servers run.
-DEPLOY = Path(__file__).resolve().parent / "deploy"
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 #: Debian's ngx_cache_purge module (``libnginx-mod-http-cache-purge``), which the nginx
 #: configuration loads.
 NGINX_PURGE_MODULE = Path("/usr/lib/nginx/modules/ngx_http_cache_purge_module.so")
