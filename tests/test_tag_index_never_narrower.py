@@ -240,6 +240,34 @@ def test_a_tag_on_thousands_of_pages_writes_a_bounded_number_of_rows_in_the_requ
         assert status(f"{nginx_cache.url}{page}") == "MISS"
 
 
+def test_re_purging_a_tags_row_purges_every_page_of_the_tag_again(
+    settings: Any, nginx_cache: Nginx, admin_client: Any
+) -> None:
+    nginx_settings(settings, nginx_cache)
+    settings.ROAN_MAX_URLS_PER_EVENT = 2
+    post = Post.objects.create(title="P", slug=uuid.uuid4().hex)
+    run = uuid.uuid4().hex[:8]
+    paths = [f"/again-{run}/{n}/" for n in range(4)]
+    index(paths, object_tag(Post, post.pk))
+    post.save()
+    row = PurgeAttempt.objects.get(kind="tag", target=object_tag(Post, post.pk))
+    for page in paths:
+        status(f"{nginx_cache.url}{page}")
+        assert status(f"{nginx_cache.url}{page}") == "HIT"
+    before = set(PurgeAttempt.objects.values_list("pk", flat=True))
+
+    response = admin_client.post(f"/admin/roan/purgeattempt/{row.pk}/repurge/")
+
+    assert response.status_code == 302
+    new = PurgeAttempt.objects.exclude(pk__in=before)
+    again = new.get(kind="tag")
+    assert (again.target, again.status, again.trigger) == (row.target, "ok", "admin")
+    pages = new.filter(kind=URL)
+    assert sorted(pages.values_list("target", "status")) == [(p, "ok") for p in sorted(paths)]
+    for page in paths:
+        assert status(f"{nginx_cache.url}{page}") == "MISS"
+
+
 urlpatterns = [
     path("save/<int:pk>/", save_view),
     path("count/<int:pk>/", counting_save_view),
