@@ -76,3 +76,7 @@ class Purge:
     #: Past the event's ``ROAN_MAX_URLS_PER_EVENT``: written with the change, sent after
     #: the response (or by the worker), never inside the editor's request.
     deferred: bool = False
+    #: A tag on a backend that purges URLs only: one row, whose sender reads the tag's
+    #: pages from the tag index and writes and sends a URL purge for each (see
+    #: :func:`roan.backends.base.expanded_by_roan`). Always ``deferred`` too.
+    expands: bool = False

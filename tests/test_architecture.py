@@ -61,6 +61,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.outbox.completion",
             "roan.outbox.key_misses",
             "roan.outbox.outcome",
+            "roan.outbox.expansion",
             "roan.outbox.sender",
             "roan.outbox.warming",
         ],

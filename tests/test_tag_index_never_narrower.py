@@ -76,13 +76,26 @@ def test_past_the_cap_the_posts_own_page_is_still_purged_and_no_url_is_dropped(
     post.save()
 
     assert status(page) == "MISS"
-    rows = PurgeAttempt.objects.filter(kind=URL)
-    assert rows.count() == 1101  # every indexed URL, once
     assert not PurgeAttempt.objects.filter(status="skipped").exists()
-    own = rows.get(target=page_path)
-    assert own.rule_name == f"tag {object_tag(Post, post.pk)}"  # in the first thousand
-    # 1,101 URLs, 1,000 a save: 101 are sent after it (at once here: no request runs).
-    assert rows.filter(rule_name__contains="after the response").count() == 101
+    rows = PurgeAttempt.objects.filter(kind=URL)
+    # Every indexed URL is purged: 1,101 URLs are more than one event's 1,000, so the
+    # save wrote the first ROAN_MAX_INLINE_TAG_URLS (50) pages and, per tag, one row
+    # whose sender wrote and sent every page of the tag after it (at once here: no
+    # request runs). The 50 are purged twice: wider, never narrower.
+    assert set(rows.values_list("target", flat=True)) == {
+        *(f"/nn-{run}/missing-{n}/" for n in range(1100)),
+        page_path,
+    }
+    inline = rows.exclude(rule_name__contains="one of its pages")
+    assert inline.count() == 50
+    own = inline.get(target=page_path)
+    assert own.rule_name == f"tag {object_tag(Post, post.pk)}"  # the post's own page first
+    assert rows.filter(rule_name__contains="one of its pages").count() == 1101
+    tags = PurgeAttempt.objects.filter(kind="tag")
+    assert sorted(tags.values_list("target", "status")) == sorted(
+        [(model_tag(Post), "ok"), (object_tag(Post, post.pk), "ok")]
+    )
+    assert all("over ROAN_MAX_URLS_PER_EVENT (1000) URLs" in t.rule_name for t in tags)
 
 
 def test_the_expansion_puts_object_tags_then_the_latest_pages_first(settings: Any) -> None:
@@ -132,9 +145,6 @@ def save_view(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponse("saved")
 
 
-urlpatterns = [path("save/<int:pk>/", save_view)]
-
-
 def test_inside_a_request_the_urls_past_the_cap_are_sent_after_the_response(
     settings: Any, nginx_cache: Nginx
 ) -> None:
@@ -147,8 +157,17 @@ def test_inside_a_request_the_urls_past_the_cap_are_sent_after_the_response(
 
     assert Client().get(f"/save/{post.pk}/").status_code == 200
 
-    assert seen_in_the_request == {"sent": 2, "pending": 3}
-    assert sorted(PurgeAttempt.objects.values_list("status", flat=True)) == ["not_cached"] * 5
+    # Inside the request: the first two pages sent; one row per tag of the post (its own
+    # and its model's) waits for the response, whatever the number of pages.
+    assert seen_in_the_request == {"sent": 2, "pending": 2}
+    # After it: each of those rows wrote and sent a purge of every page of its tag (the
+    # two sent inside the request again).
+    tags = PurgeAttempt.objects.filter(kind="tag").values_list("target", "status")
+    assert sorted(tags) == sorted([(object_tag(Post, post.pk), "ok"), ("testapp.post", "ok")])
+    pages = PurgeAttempt.objects.filter(kind=URL)
+    assert set(pages.values_list("target", flat=True)) == {f"/after/{n}/" for n in range(5)}
+    assert set(pages.values_list("status", flat=True)) == {"not_cached"}
+    assert pages.count() == 7
 
 
 def test_the_editor_hears_how_many_are_queued_for_after_the_response(
@@ -168,6 +187,88 @@ def test_the_editor_hears_how_many_are_queued_for_after_the_response(
 
     said = [str(m) for m in response.context["messages"] if "Cache purges" in str(m)]
     assert len(said) == 1
-    assert "3 queued, sent once this page has loaded" in said[0]
-    statuses = PurgeAttempt.objects.filter(kind=URL).values_list("status", flat=True)
-    assert sorted(statuses) == ["not_cached"] * 5  # the three went out after the response
+    # Two pages sent, and one row for each of the author's two tags (its own, its
+    # model's) queued: each purges every page of its tag once the response is out.
+    assert "2 queued, sent once this page has loaded" in said[0]
+    pages = PurgeAttempt.objects.filter(kind=URL)
+    assert set(pages.values_list("target", flat=True)) == {f"/by/{n}/" for n in range(5)}
+    assert set(pages.values_list("status", flat=True)) == {"not_cached"}
+
+
+rows_in_the_request: list[int] = []
+
+
+def counting_save_view(request: HttpRequest, pk: int) -> HttpResponse:
+    before = PurgeAttempt.objects.count()
+    post = Post.objects.get(pk=pk)
+    post.save()
+    rows_in_the_request.append(PurgeAttempt.objects.count() - before)
+    return HttpResponse("saved")
+
+
+def test_a_tag_on_thousands_of_pages_writes_a_bounded_number_of_rows_in_the_request(
+    settings: Any, nginx_cache: Nginx
+) -> None:
+    """A list tag carried by many pages (a busy site's listings): the editor's request
+    writes the first ROAN_MAX_INLINE_TAG_URLS pages and one row per tag, however many
+    pages there are; every page is purged once the response is out."""
+    nginx_settings(settings, nginx_cache)
+    settings.ROOT_URLCONF = __name__
+    settings.ROAN_MAX_URLS_PER_EVENT = 100
+    settings.ROAN_MAX_INLINE_TAG_URLS = 10
+    post = Post.objects.create(title="P", slug=uuid.uuid4().hex)
+    run = uuid.uuid4().hex[:8]
+    cached = [f"/big-{run}/list/{n}/" for n in range(30)]
+    for page in cached:
+        status(f"{nginx_cache.url}{page}")
+        assert status(f"{nginx_cache.url}{page}") == "HIT"
+    rows_in_the_request.clear()
+    for size in (300, 3000):
+        TaggedURL.objects.all().delete()
+        index(cached + [f"/big-{run}/other/{n}/" for n in range(size)], model_tag(Post))
+        PurgeAttempt.objects.all().delete()
+
+        assert Client().get(f"/count/{post.pk}/").status_code == 200
+
+        every = {*cached, *(f"/big-{run}/other/{n}/" for n in range(size))}
+        pages = PurgeAttempt.objects.filter(kind=URL)
+        assert set(pages.values_list("target", flat=True)) == every
+        assert not PurgeAttempt.objects.exclude(status__in=["ok", "not_cached"]).exists()
+    # Ten pages and two tag rows (the post's own tag and its model's), at either size.
+    assert rows_in_the_request == [12, 12]
+    for page in cached:
+        assert status(f"{nginx_cache.url}{page}") == "MISS"
+
+
+def test_re_purging_a_tags_row_purges_every_page_of_the_tag_again(
+    settings: Any, nginx_cache: Nginx, admin_client: Any
+) -> None:
+    nginx_settings(settings, nginx_cache)
+    settings.ROAN_MAX_URLS_PER_EVENT = 2
+    post = Post.objects.create(title="P", slug=uuid.uuid4().hex)
+    run = uuid.uuid4().hex[:8]
+    paths = [f"/again-{run}/{n}/" for n in range(4)]
+    index(paths, object_tag(Post, post.pk))
+    post.save()
+    row = PurgeAttempt.objects.get(kind="tag", target=object_tag(Post, post.pk))
+    for page in paths:
+        status(f"{nginx_cache.url}{page}")
+        assert status(f"{nginx_cache.url}{page}") == "HIT"
+    before = set(PurgeAttempt.objects.values_list("pk", flat=True))
+
+    response = admin_client.post(f"/admin/roan/purgeattempt/{row.pk}/repurge/")
+
+    assert response.status_code == 302
+    new = PurgeAttempt.objects.exclude(pk__in=before)
+    again = new.get(kind="tag")
+    assert (again.target, again.status, again.trigger) == (row.target, "ok", "admin")
+    pages = new.filter(kind=URL)
+    assert sorted(pages.values_list("target", "status")) == [(p, "ok") for p in sorted(paths)]
+    for page in paths:
+        assert status(f"{nginx_cache.url}{page}") == "MISS"
+
+
+urlpatterns = [
+    path("save/<int:pk>/", save_view),
+    path("count/<int:pk>/", counting_save_view),
+]

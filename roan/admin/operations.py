@@ -30,7 +30,7 @@ from django.utils.translation import ngettext
 from roan import backends as backend_registry
 from roan import context
 from roan.admin.common import can_purge, can_purge_all, log_url
-from roan.backends.base import PREFIX, URL, PurgeRequest, purges_everything
+from roan.backends.base import PREFIX, URL, PurgeRequest, expanded_by_roan, purges_everything
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeRule
 from roan.outbox import pipeline
@@ -119,7 +119,9 @@ def submit_manual(request: HttpRequest, purges: Iterable[Purge]) -> Written:
         raise PermissionDenied
     taken = bounded(purges, may_purge_all=can_purge_all(request))
     with context.collect_written() as ids:
-        if len(taken) <= roan_settings.MAX_INLINE_MANUAL_PURGES:
+        # A tag's pages (an expansion row re-purged) are never sent in the request.
+        small = len(taken) <= roan_settings.MAX_INLINE_MANUAL_PURGES
+        if small and not any(purge.expands for purge in taken):
             written = Written(submit_confirmed(taken, may_purge_all=True))
         elif roan_settings.DISPATCH == "task":
             # The commit enqueues them, as for any save: a worker sends them.
@@ -196,7 +198,12 @@ def repurge(
             object_repr=attempt.object_repr,
             user_id=request.user.pk,
         )
-        purges.setdefault((attempt.backend, request_), Purge(attempt.backend, request_, origin))
+        # A row that stood for a tag's pages on a URL-only backend (nginx) is one again.
+        expands = _expanded_by_roan(attempt.backend, attempt.kind)
+        purges.setdefault(
+            (attempt.backend, request_),
+            Purge(attempt.backend, request_, origin, deferred=expands, expands=expands),
+        )
     if refused:
         messages.error(
             request,
@@ -226,6 +233,13 @@ def repurge(
         ) % {"count": len(purges)}
     tell(request, lead, written, log_url=log_url)
     return SendAfterResponse(back, written.held)
+
+
+def _expanded_by_roan(alias: str, kind: str) -> bool:
+    try:
+        return expanded_by_roan(backend_registry.get_backend(alias), kind)
+    except ImproperlyConfigured:
+        return False
 
 
 def repurge_view(request: HttpRequest, pk: int, *, site: AdminSite, back: str) -> HttpResponse:

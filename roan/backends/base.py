@@ -31,6 +31,16 @@ TAG: str = Kind.TAG
 ALL: str = Kind.ALL
 KINDS = (URL, PREFIX, TAG, ALL)
 
+
+def expanded_by_roan(backend: BaseBackend, kind: str) -> bool:
+    """Whether an attempt of ``kind`` on ``backend`` is a tag that roan turns into URL
+    purges when it is sent: a tag on a backend that cannot purge by tag. Such a row is
+    written only by a tag purge whose pages are too many for one event (one row, not a
+    row per page, in the editor's transaction); anything else asking for a tag there is
+    refused when written (:meth:`BaseBackend.refuse`)."""
+    return kind == TAG and TAG not in backend.capabilities
+
+
 #: Outcomes a backend reports (:class:`roan.vocabulary.Status`).
 OK: str = Status.OK
 NOT_CACHED: str = Status.NOT_CACHED

@@ -307,7 +307,8 @@ def rows_for(purge: Purge, reason: str) -> list[dict[str, Any]]:
     except ImproperlyConfigured as exc:
         backend = None
         reason = reason or str(exc)
-    if backend is not None and not reason:
+    if backend is not None and not reason and not purge.expands:
+        # (A tag the sender expands into URL purges is not for the backend to refuse.)
         reason = backend.refuse(request)
     if not reason and len(request.target) > MAX_TARGET_LENGTH:
         # The column keeps 2,048 characters; a shortened target is another URL, so it

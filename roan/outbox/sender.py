@@ -40,7 +40,7 @@ from roan.backends.base import (
 from roan.conf import roan_settings
 from roan.context import note_recorded
 from roan.managers import purge_of
-from roan.outbox import completion, key_misses, layers, limits, verify, warming
+from roan.outbox import completion, expansion, key_misses, layers, limits, verify, warming
 from roan.outbox.sql import dialect
 
 if TYPE_CHECKING:
@@ -115,6 +115,7 @@ def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAtte
     outcomes, so the batch is sent and recorded as one (send_claimed)."""
     layered = any(layers.layers().values())
     attempts: list[PurgeAttempt] = []
+    expanded: list[PurgeAttempt] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roan-claim") as claimer:
         recorder = None if layered else _Recorder(db, claimer)
         try:
@@ -123,6 +124,9 @@ def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAtte
                 claimed, paused = ahead.result()
                 if index + 1 < len(chunks):
                     ahead = claimer.submit(_claim, chunks[index + 1], len(chunks[index + 1]), db)
+                # Rows that stand for a tag's pages: expanded once this batch is done.
+                claimed, tags = expansion.split(claimed)
+                expanded += tags
                 if not claimed:
                     continue
                 if recorder is None:
@@ -139,6 +143,8 @@ def _send_claiming_ahead(chunks: list[Sequence[int]], db: str) -> list[PurgeAtte
                 recorder.close()
             # The claimer's connection is its thread's own: closed there, before it ends.
             claimer.submit(_close_here, db)
+    if expanded:
+        attempts += _expand(expanded, db)
     return attempts
 
 
@@ -226,7 +232,26 @@ def send_claimed(
 ) -> list[PurgeAttempt]:
     """Send ``attempts`` that this process has claimed (by :func:`send`, or in the same
     transaction that wrote them, see ``roan.outbox.pipeline.submit``), and record the outcomes;
-    ``paused``: the paused backends the claim left out."""
+    ``paused``: the paused backends the claim left out. Rows that stand for a tag's pages
+    are expanded, and their pages sent, after the others (:mod:`roan.outbox.expansion`)."""
+    attempts, expanded = expansion.split(attempts)
+    handled = _send_claimed(attempts, using=using, paused=paused) if attempts else []
+    if expanded:
+        handled += _expand(expanded, using)
+    return handled
+
+
+def _expand(tags: list[PurgeAttempt], db: str) -> list[PurgeAttempt]:
+    """Write a URL attempt for each page of each of these claimed tag rows, record the
+    tag rows, then send the pages; return all of them."""
+    ids, results = expansion.page_rows(tags, using=db)
+    _record(tags, results, using=db)
+    return tags + send_ids(ids, using=db)
+
+
+def _send_claimed(
+    attempts: list[PurgeAttempt], *, using: str, paused: frozenset[str]
+) -> list[PurgeAttempt]:
     db = using
     order = layers.layers()
     if not any(order.values()):

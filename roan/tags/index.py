@@ -127,6 +127,16 @@ def without_port(host: str) -> str:
     return _PORT.sub("", host)
 
 
+def page_host(stored: str, hosts: Sequence[str]) -> str:
+    """The host to purge a page indexed under ``stored`` on a backend with ``hosts``."""
+    if not hosts:
+        return ""  # the backend's own (its only) site
+    host = stored if stored in hosts else without_port(stored)
+    # The default host is written "" by URL rules too: the same page's purges are then
+    # twins, sent once instead of twice (the second one "not cached").
+    return "" if host == hosts[0] else host
+
+
 def purged_host(host: str, backends: Sequence[BaseBackend]) -> str | None:
     """``host`` (as Django saw it) as the purge will name it, or ``None`` when none of
     ``backends`` purges that host.

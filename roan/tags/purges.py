@@ -34,23 +34,13 @@ from roan.tags.index import (
     oldest_of,
     over_the_bound,
     overflowed,
+    page_host,
     purged_host,
     tags_over_the_bound,
-    without_port,
 )
 from roan.vocabulary import Trigger
 
 logger = logging.getLogger(__name__)
-
-
-def _page_host(stored: str, hosts: Sequence[str]) -> str:
-    """The host to purge a page rendered for ``stored`` on a backend with ``hosts``."""
-    if not hosts:
-        return ""  # the backend's own (its only) site
-    host = stored if stored in hosts else without_port(stored)
-    # The default host is written "" by URL rules too: the same page's purges are then
-    # twins, sent once instead of twice (the second one "not cached").
-    return "" if host == hosts[0] else host
 
 
 def submit_tags(
@@ -167,14 +157,18 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
     """The purges of ``tags`` on each backend of ``aliases``: the tags themselves where
     the backend purges by tag, else a URL purge per page the index holds for them.
 
+    The first ``ROAN_MAX_INLINE_TAG_URLS`` pages (the changed object's own pages first,
+    see :func:`expand`) are purged inside the editor's request, the others after the
+    response (:attr:`Purge.deferred`, see :func:`submit_tags`).
+
     Never narrower than the index: past ``ROAN_MAX_URLS_PER_EVENT`` URLs on a backend,
-    the first ones (the changed object's own pages first, see :func:`expand`) are
-    purged as usual (the first ``ROAN_MAX_INLINE_TAG_URLS`` inside the editor's request,
-    the rest after the response), and for the others the backend gets a wider purge it can do, one
-    request: a prefix purge of ``/`` on each of its hosts, else a purge of everything.
-    A backend that can do neither (nginx) gets every URL, those past the limit marked
-    :attr:`Purge.deferred`: written with the change, sent after the response (see
-    :func:`submit_tags`). The rule column says which was done and why.
+    the first ones are purged as usual and for the others the backend gets a wider purge
+    it can do, one request: a prefix purge of ``/`` on each of its hosts, else a purge of
+    everything. A backend that can do neither (nginx) gets the inline pages and, for each
+    tag, one row whose sender reads all of the tag's pages from the index after the
+    response and purges each (:attr:`Purge.expands`): the editor's transaction writes a
+    bounded number of rows however many pages carry a tag. The rule column says which
+    was done and why.
     """
     tags = list(dict.fromkeys(tags))
     if not tags:
@@ -194,15 +188,21 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
                 purges.append(Purge(alias, PurgeRequest(TAG, tag), named))
             continue
         rows, more = expand(tags, backend.hosts, limit)
+        expanding = more and not wider_capable(backend)
+        if expanding:
+            # Every page comes from the expansion rows; only the first go out now.
+            rows = rows[:inline]
         for n, (tag, host, path) in enumerate(rows):
             named = dataclasses.replace(origin, rule_name=f"tag {tag}"[:200])
-            request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
+            request = PurgeRequest(URL, path, page_host(host, backend.hosts))
             # The first pages (the changed object's own first) inside the request, the
             # others once the response is out: a save costs the editor a bounded time.
             purges.append(Purge(alias, request, named, deferred=n >= inline))
-        if more:
-            done = {(host, path) for _tag, host, path in rows}
-            purges.extend(_past_the_limit(tags, origin, alias, backend, limit, done))
+        if expanding:
+            purges.extend(_expansions(tags, origin, alias, limit))
+        elif more:
+            why = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) URLs for tag(s) {', '.join(tags)}"
+            purges.extend(_wider(origin, alias, backend, why))
         elif wider_capable(backend):
             if marked is None:
                 marked = overflowed(tags)
@@ -226,35 +226,28 @@ def _wider(origin: Cause, alias: str, backend: BaseBackend, why: str) -> list[Pu
     kind, what = (PREFIX, "the whole site") if PREFIX in backend.capabilities else (ALL, "all")
     named = dataclasses.replace(origin, rule_name=f"{what}: {why}"[:200])
     # A prefix purge names one host; a purge of everything takes no host.
-    hosts = [_page_host(h, backend.hosts) for h in backend.hosts] if kind == PREFIX else []
+    hosts = [page_host(h, backend.hosts) for h in backend.hosts] if kind == PREFIX else []
     target = "/" if kind == PREFIX else ""
     return [Purge(alias, PurgeRequest(kind, target, host), named) for host in hosts or [""]]
 
 
-def _past_the_limit(
-    tags: Sequence[str],
-    origin: Cause,
-    alias: str,
-    backend: BaseBackend,
-    limit: int,
-    done: set[tuple[str, str]],
-) -> list[Purge]:
-    """What a backend gets for the pages of ``tags`` past the first ``limit`` (``done``:
-    the ``(host, path)`` of those, purged already)."""
-    why = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) URLs for tag(s) {', '.join(tags)}"
-    if wider_capable(backend):
-        return _wider(origin, alias, backend, why)
-    rows, _more = expand(tags, backend.hosts, None)
-    deferred: list[Purge] = []
-    # Not a slice of the same order: a row that expired between the two look-ups would
-    # shift the rest by one, and a page would fall between them.
-    for tag, host, path in rows:
-        if (host, path) in done:
-            continue
-        named = dataclasses.replace(origin, rule_name=f"tag {tag}, after the response: {why}"[:200])
-        request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
-        deferred.append(Purge(alias, request, named, deferred=True))
-    return deferred
+def _expansions(tags: Sequence[str], origin: Cause, alias: str, limit: int) -> list[Purge]:
+    """One row per tag for a backend that purges URLs only: its sender, after the
+    response, purges every page the index then holds for the tag (those purged inside
+    the request again, which costs a "not cached" each and leaves none out)."""
+    why = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) URLs"
+    return [
+        Purge(
+            alias,
+            PurgeRequest(TAG, tag),
+            dataclasses.replace(
+                origin, rule_name=f"tag {tag}: every page in the tag index, {why}"[:200]
+            ),
+            deferred=True,
+            expands=True,
+        )
+        for tag in tags
+    ]
 
 
 def evict_over_bound(*, batch: int = 5000, dry_run: bool = False) -> int:
@@ -308,7 +301,7 @@ def _url_purges(
         for host, path in urls:
             if backend.hosts and purged_host(host, [backend]) is None:
                 continue  # another site's page: this cache never had it
-            request = PurgeRequest(URL, path, _page_host(host, backend.hosts))
+            request = PurgeRequest(URL, path, page_host(host, backend.hosts))
             purges.append(Purge(alias, request, origin))
     return purges
 

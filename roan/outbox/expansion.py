@@ -1,0 +1,134 @@
+"""A tag's pages, purged one by one after the response: the rows that stand for them.
+
+A backend that purges URLs only (nginx) learns a tag's pages from the tag index. When a
+change's tags reach more pages than ``ROAN_MAX_URLS_PER_EVENT``, the editor's transaction
+does not write a row per page (a list tag on a busy site can carry tens of thousands):
+it writes one row per tag and node, kind ``tag`` on that backend (see
+:func:`roan.backends.base.expanded_by_roan`), sent after the response like the other
+deferred purges. The sender that claims such a row reads the tag's pages from the index
+then, writes a pending URL attempt for each (the log shows every page, as for a small
+tag), records the tag's row ``ok`` and sends the URL attempts.
+
+What a process that dies leaves: before the URL rows are written, the tag's row stays
+claimed and is expanded again after its lease; after, those rows are pending and the
+tag's row is expanded again too (each page then purged twice: wider, never narrower).
+A failed read of the index is retried like any failed purge.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from roan import backends as backend_registry
+from roan.backends.base import (
+    FAILED,
+    MAX_TARGET_LENGTH,
+    OK,
+    SKIPPED,
+    URL,
+    BaseBackend,
+    PurgeRequest,
+    PurgeResult,
+    expanded_by_roan,
+)
+from roan.tags.index import expand, page_host
+
+if TYPE_CHECKING:
+    from roan.models import PurgeAttempt
+
+logger = logging.getLogger(__name__)
+
+
+def is_expansion(attempt: PurgeAttempt) -> bool:
+    """Whether ``attempt`` stands for a tag's pages (see above)."""
+    if attempt.kind == URL:
+        return False
+    try:
+        backend = backend_registry.get_backend(attempt.backend)
+    except ImproperlyConfigured:
+        return False  # sent as any row: it fails with the configuration's error
+    return expanded_by_roan(backend, attempt.kind)
+
+
+def split(attempts: Iterable[PurgeAttempt]) -> tuple[list[PurgeAttempt], list[PurgeAttempt]]:
+    """``attempts`` as (those sent to a cache, those that stand for a tag's pages)."""
+    sent: list[PurgeAttempt] = []
+    expanded: list[PurgeAttempt] = []
+    for attempt in attempts:
+        (expanded if is_expansion(attempt) else sent).append(attempt)
+    return sent, expanded
+
+
+def page_rows(
+    attempts: Iterable[PurgeAttempt], *, using: str
+) -> tuple[list[int], dict[int, PurgeResult]]:
+    """Write a pending URL attempt for each page the index holds for each tag row of
+    ``attempts`` (a page once per backend and node); return the ids written and each
+    tag row's result."""
+    from roan.models import PurgeAttempt
+
+    results: dict[int, PurgeResult] = {}
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str, str]] = set()
+    for attempt in attempts:
+        started = time.monotonic()
+        try:
+            backend = backend_registry.get_backend(attempt.backend)
+            pages, _more = expand([attempt.target], backend.hosts, None)
+        except Exception as exc:
+            logger.exception("roan: cannot read the pages of tag %r", attempt.target)
+            results[attempt.pk] = PurgeResult(
+                status=FAILED, error=f"reading the tag index failed: {type(exc).__name__}"
+            )
+            continue
+        for _tag, stored, path in pages:
+            host = page_host(stored, backend.hosts)
+            key = (attempt.backend, attempt.node, host, path)
+            if key not in seen:
+                seen.add(key)
+                rows.append(_row(attempt, backend, host, path))
+        results[attempt.pk] = PurgeResult(status=OK, latency_ms=(time.monotonic() - started) * 1000)
+    written = [attempt for attempt in attempts if results[attempt.pk].status == OK]
+    try:
+        ids = PurgeAttempt.objects.write(rows, using=using)
+    except Exception as exc:
+        logger.exception("roan: cannot write the pages of %d tag(s)", len(written))
+        for attempt in written:
+            results[attempt.pk] = PurgeResult(
+                status=FAILED, error=f"writing the tag's pages failed: {type(exc).__name__}"
+            )
+        return [], results
+    pending = [pk for pk, row in zip(ids, rows, strict=True) if row["status"] == "pending"]
+    return pending, results
+
+
+def _row(attempt: PurgeAttempt, backend: BaseBackend, host: str, path: str) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "backend": attempt.backend,
+        "node": attempt.node,
+        "host": host,
+        "kind": URL,
+        "target": path[:MAX_TARGET_LENGTH],
+        "trigger": attempt.trigger,
+        "rule_id": attempt.rule_id,
+        # "tag ..." as for any page of a tag, so that the log and the Host trap's check
+        # (roan.outbox.key_misses) read it the same way.
+        "rule_name": f"tag {attempt.target}, one of its pages (row #{attempt.pk})"[:200],
+        "content_type_id": attempt.content_type_id,
+        "object_pk": attempt.object_pk,
+        "object_repr": attempt.object_repr,
+        "user_id": attempt.user_id,
+        "status": "pending",
+    }
+    reason = backend.refuse(PurgeRequest(URL, path, host))
+    if not reason and len(path) > MAX_TARGET_LENGTH:
+        reason = f"the target is longer than {MAX_TARGET_LENGTH} characters"
+    if reason:
+        row.update(status=SKIPPED, error=reason[:500], finished_at=timezone.now())
+    return row
