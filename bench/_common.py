@@ -1,4 +1,5 @@
-"""What the benchmarks share: scratch PostgreSQL databases and a worker in a child process."""
+"""What the benchmarks share: the example project, scratch PostgreSQL databases and a worker
+in a child process."""
 
 from __future__ import annotations
 
@@ -80,3 +81,17 @@ def mysql_admin_sql(url: str, sql: str) -> None:
         conn.cursor().execute(sql)
     finally:
         conn.close()
+
+
+def setup_example(sqlite: str, database_url: str) -> None:
+    """Set Django up with the example project's settings, on the SQLite file ``sqlite`` or
+    the PostgreSQL database ``database_url``, without a query log (it would be timed too)."""
+    sys.path[:0] = [str(ROOT / "example"), str(ROOT)]
+    os.environ["DJANGO_SETTINGS_MODULE"] = "exampleproject.settings"
+    os.environ["ROAN_EXAMPLE_SQLITE"] = sqlite
+    if database_url:
+        os.environ["ROAN_EXAMPLE_DATABASE_URL"] = database_url
+    os.environ["ROAN_EXAMPLE_DEBUG"] = "0"
+    import django
+
+    django.setup()

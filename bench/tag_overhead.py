@@ -31,29 +31,16 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import admin_sql
+from _common import admin_sql, setup_example
 
 ROOT = Path(__file__).resolve().parent.parent
 TAG_MIDDLEWARE = "roan.middleware.CacheTagMiddleware"
-
-
-def setup_django(sqlite: str, database_url: str) -> None:
-    sys.path[:0] = [str(ROOT / "example"), str(ROOT)]
-    os.environ["DJANGO_SETTINGS_MODULE"] = "exampleproject.settings"
-    os.environ["ROAN_EXAMPLE_SQLITE"] = sqlite
-    if database_url:
-        os.environ["ROAN_EXAMPLE_DATABASE_URL"] = database_url
-    os.environ["ROAN_EXAMPLE_DEBUG"] = "0"  # no query log: it would be timed too
-    import django
-
-    django.setup()
 
 
 def seed() -> None:
@@ -357,7 +344,7 @@ def main() -> None:
             admin_sql(args.database_url, f'CREATE DATABASE "{name}"')
             url = args.database_url.rsplit("/", 1)[0] + f"/{name}"
         try:
-            setup_django(str(Path(tmp) / "bench.sqlite3"), url)
+            setup_example(str(Path(tmp) / "bench.sqlite3"), url)
             import django
 
             engine = "postgresql" if url else "sqlite"

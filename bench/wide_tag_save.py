@@ -17,27 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def setup_django(sqlite: str, database_url: str) -> None:
-    sys.path[:0] = [str(ROOT / "example"), str(ROOT)]
-    os.environ["DJANGO_SETTINGS_MODULE"] = "exampleproject.settings"
-    os.environ["ROAN_EXAMPLE_SQLITE"] = sqlite
-    if database_url:
-        os.environ["ROAN_EXAMPLE_DATABASE_URL"] = database_url
-    os.environ["ROAN_EXAMPLE_DEBUG"] = "0"
-    import django
-
-    django.setup()
+from _common import setup_example
 
 
 def fill(pages: int, tag: str) -> None:
@@ -98,7 +84,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        setup_django(str(Path(scratch) / "db.sqlite3"), args.database_url)
+        setup_example(str(Path(scratch) / "db.sqlite3"), args.database_url)
         from blog.models import Author, Post
         from django.core.management import call_command
         from django.test.utils import override_settings
