@@ -21,7 +21,7 @@ import requests
 
 from tests.support.caches import (
     PURGE_MODULE,
-    CacheServer,
+    Nginx,
     _launch,
     free_port,
     require,
@@ -37,11 +37,9 @@ TUTORIAL = ROOT / "docs" / "tutorial"
 PASSWORD = "tutorial password 42"
 
 
-class TutorialNginx(CacheServer):
+class TutorialNginx(Nginx):
     """nginx with docs/tutorial/nginx.conf included in an http {} block, as Debian's
     /etc/nginx/nginx.conf includes conf.d/*.conf (and loads the purge module)."""
-
-    name = "nginx"
 
     def configure(self) -> None:
         (self.dir / "logs").mkdir()
@@ -67,15 +65,6 @@ class TutorialNginx(CacheServer):
             "events { worker_connections 64; }\n"
             f"http {{ access_log off; {temp} include {self.dir}/roan.conf; }}\n"
         )
-
-    def command(self) -> list[str]:
-        return [
-            "nginx",
-            "-p", f"{self.dir}/",
-            "-c", str(self.dir / "nginx.conf"),
-            "-e", str(self.dir / "logs" / "error.log"),
-            "-g", "daemon off;",
-        ]  # fmt: skip
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> str:

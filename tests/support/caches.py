@@ -298,9 +298,4 @@ def redis_url() -> Iterator[str]:
         yield url
     finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
