@@ -30,10 +30,10 @@ from django.utils.translation import ngettext
 from roan import backends as backend_registry
 from roan import context
 from roan.admin.common import can_purge, can_purge_all, log_url
-from roan.backends.base import PREFIX, URL, PurgeRequest, expanded_by_roan, purges_everything
+from roan.backends.base import PREFIX, URL, PurgeRequest, purges_everything
 from roan.conf import roan_settings
 from roan.models import PurgeAttempt, PurgeRule
-from roan.outbox import pipeline
+from roan.outbox import expansion, pipeline
 from roan.outbox.outcome import outcome, outcome_message
 from roan.purges import Cause, Purge
 from roan.rules import index as rules
@@ -199,7 +199,7 @@ def repurge(
             user_id=request.user.pk,
         )
         # A row that stood for a tag's pages on a URL-only backend (nginx) is one again.
-        expands = _expanded_by_roan(attempt.backend, attempt.kind)
+        expands = expansion.is_expansion(attempt)
         purges.setdefault(
             (attempt.backend, request_),
             Purge(attempt.backend, request_, origin, deferred=expands, expands=expands),
@@ -233,13 +233,6 @@ def repurge(
         ) % {"count": len(purges)}
     tell(request, lead, written, log_url=log_url)
     return SendAfterResponse(back, written.held)
-
-
-def _expanded_by_roan(alias: str, kind: str) -> bool:
-    try:
-        return expanded_by_roan(backend_registry.get_backend(alias), kind)
-    except ImproperlyConfigured:
-        return False
 
 
 def repurge_view(request: HttpRequest, pk: int, *, site: AdminSite, back: str) -> HttpResponse:
