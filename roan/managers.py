@@ -164,6 +164,8 @@ _CLAIMED = frozenset(
         "coalesced",
         # roan.outbox.key_misses tells the index's purges by their rule name.
         "rule_name",
+        # roan.outbox.pipeline writes a save's outcomes after the response, not others'.
+        "trigger",
         "status",
         "backend",
         "node",

@@ -26,9 +26,9 @@ from django.utils.translation import gettext as _
 
 from roan.context import WrittenIds, acting_user_lookup, collect_written
 from roan.models import PurgeAttempt
+from roan.outbox import after_response
 from roan.outbox.outcome import outcome, outcome_message
 from roan.tags import collect as tags
-from roan.tags import purges as tag_purges
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def tell_admin_change(request: HttpRequest, response: HttpResponse, ids: Written
             outcome(ids, ids.recorded),
             log_url=log_url,
             # A tag's pages past ROAN_MAX_URLS_PER_EVENT go out after this response.
-            queued=tag_purges.sends_after_response(),
+            queued=after_response.sends_queued(),
         )
         messages.add_message(request, level, text, fail_silently=True)
     except Exception:

@@ -60,6 +60,9 @@ class Trigger(models.TextChoices):
 
 #: Triggers of content changes (the ones a rule fires on).
 EVENT_TRIGGERS = frozenset({Trigger.SAVE, Trigger.DELETE, Trigger.M2M})
+#: Triggers of purges a change to content caused (not one someone asked for): inside an
+#: editor's request, their outcomes are written once the response is out.
+CHANGE_TRIGGERS = EVENT_TRIGGERS | {Trigger.CODE_RULE, Trigger.BULK}
 
 
 class Verification(models.TextChoices):

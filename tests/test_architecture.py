@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "roan.retrying",
             "roan.shared_cache",
             "roan.outbox.render_guard",
+            "roan.outbox.after_response",
             "roan.tags.names",
             "roan.rules.access",
             "roan.rules.templating",

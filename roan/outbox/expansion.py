@@ -1,22 +1,28 @@
 """A tag's pages, purged one by one after the response: the rows that stand for them.
 
 A backend that purges URLs only (nginx) learns a tag's pages from the tag index. When a
-change's tags reach more pages than ``ROAN_MAX_URLS_PER_EVENT``, the editor's transaction
-does not write a row per page (a list tag on a busy site can carry tens of thousands):
-it writes one row per tag and node, kind ``tag`` on that backend (see
-:func:`roan.backends.base.expanded_by_roan`), sent after the response like the other
-deferred purges. The sender that claims such a row reads the tag's pages from the index
-then, writes a pending URL attempt for each (the log shows every page, as for a small
-tag), records the tag's row ``ok`` and sends the URL attempts.
+change's tags reach more pages than ``ROAN_MAX_INLINE_TAG_URLS``, the editor's
+transaction does not write a row per page (a list tag on a busy site can carry tens of
+thousands): it writes a row for each of the first pages (the changed object's own
+first), sent inside the request, and one row per tag and node, kind ``tag`` on that
+backend (see :func:`roan.backends.base.expanded_by_roan`), sent after the response. The
+sender that claims such a row reads the tag's pages from the index then, writes a
+pending URL attempt for each page the request did not purge already (the log shows
+every page, as for a small tag), records the tag's row ``ok`` and sends the URL
+attempts. Reading the index after the response also finds the pages rendered from the
+old content and indexed while the change committed.
 
 What a process that dies leaves: before the URL rows are written, the tag's row stays
 claimed and is expanded again after its lease; after, those rows are pending and the
 tag's row is expanded again too (each page then purged twice: wider, never narrower).
+A row expanded by another process than the one that wrote it (a worker, or
+``roan_dispatch``) purges the pages sent inside the request again, a "not cached" each.
 A failed read of the index is retried like any failed purge.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Iterable
@@ -65,6 +71,25 @@ def split(attempts: Iterable[PurgeAttempt]) -> tuple[list[PurgeAttempt], list[Pu
     return sent, expanded
 
 
+#: Expansion row id -> the pages (host, path) by backend that the change which wrote the
+#: row purged inside its request: this process expands the row after the response, and
+#: leaves those out (their own rows, written with the change, purge them and are
+#: retried like any). Bounded: the oldest are forgotten first (then purged twice).
+_inline: collections.OrderedDict[int, dict[str, set[tuple[str, str]]]] = collections.OrderedDict()
+_INLINE_KEPT = 1000
+
+
+def purged_inline(ids: Iterable[int], pages: dict[str, set[tuple[str, str]]]) -> None:
+    """Note that the change which wrote the expansion rows ``ids`` purged ``pages``
+    (by backend) inside its request (see ``roan.tags.purges``)."""
+    if not pages:
+        return
+    for pk in ids:
+        _inline[pk] = pages
+    while len(_inline) > _INLINE_KEPT:
+        _inline.popitem(last=False)
+
+
 def page_rows(
     attempts: Iterable[PurgeAttempt], *, using: str
 ) -> tuple[list[int], dict[int, PurgeResult]]:
@@ -87,9 +112,12 @@ def page_rows(
                 status=FAILED, error=f"reading the tag index failed: {type(exc).__name__}"
             )
             continue
+        done = _inline.pop(attempt.pk, {}).get(attempt.backend, set())
         for _tag, stored, path in pages:
             host = page_host(stored, backend.hosts)
             key = (attempt.backend, attempt.node, host, path)
+            if (host, path) in done:
+                continue
             if key not in seen:
                 seen.add(key)
                 rows.append(_row(attempt, backend, host, path))

@@ -42,9 +42,10 @@ from roan.backends.base import (
 from roan.conf import roan_settings
 from roan.context import capturing, held_ids, is_active, suppress_purges, written_ids
 from roan.outbox import limits, render_guard
-from roan.outbox.sender import SEND_BATCH, send_claimed, send_ids
+from roan.outbox.sender import SEND_BATCH, outcomes_after_response, send_claimed, send_ids
 from roan.purges import Purge
 from roan.signals import backend_resumed
+from roan.vocabulary import CHANGE_TRIGGERS
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt
@@ -279,7 +280,14 @@ def _send_own(claimed: list[PurgeAttempt], db: str) -> None:
             leases = [a.claimed_until for a in batch if a.claimed_until is not None]
             if leases and timezone.now() + margin > min(leases):
                 batch = PurgeAttempt.objects.renew(batch, using=db)
-            if batch:
+            if not batch:
+                continue
+            if all(attempt.trigger in CHANGE_TRIGGERS for attempt in batch):
+                # A save's purges: sent now, their outcomes written after the response.
+                # (A purge someone asked for is recorded first: its page shows the row.)
+                with outcomes_after_response():
+                    send_claimed(batch, using=db, paused=paused)
+            else:
                 send_claimed(batch, using=db, paused=paused)
     except Exception:
         # As dispatch(): the rows stay claimed until the lease ends, then roan_dispatch

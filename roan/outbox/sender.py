@@ -11,6 +11,7 @@ sent again.
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import dataclasses
 import datetime
@@ -18,7 +19,7 @@ import logging
 import math
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,16 @@ from roan.backends.base import (
 from roan.conf import roan_settings
 from roan.context import note_recorded
 from roan.managers import purge_of
-from roan.outbox import completion, expansion, key_misses, layers, limits, verify, warming
+from roan.outbox import (
+    after_response,
+    completion,
+    expansion,
+    key_misses,
+    layers,
+    limits,
+    verify,
+    warming,
+)
 from roan.outbox.sql import dialect
 
 if TYPE_CHECKING:
@@ -286,13 +296,56 @@ def _send_layer(sendable: list[PurgeAttempt], db: str) -> None:
     _finish_layer(sendable, _send_only(sendable), db)
 
 
+#: Set by :func:`outcomes_after_response` around the sends of an editor's request.
+_outcomes_later: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "roan_outcomes_later", default=False
+)
+
+
+@contextlib.contextmanager
+def outcomes_after_response() -> Iterator[None]:
+    """Inside an editor's request, write the outcomes of what is sent in this block once
+    the response is out (``roan.outbox.after_response``): the purges go before the
+    response, their outcomes are kept in memory for the admin's message, and the log
+    row is written a moment later. Elsewhere (and with ``AFTER`` layers, whose outer
+    caches wait for the inner ones' recorded outcomes) nothing changes."""
+    token = _outcomes_later.set(True)
+    try:
+        yield
+    finally:
+        _outcomes_later.reset(token)
+
+
 def _finish_layer(sendable: list[PurgeAttempt], results: dict[int, PurgeResult], db: str) -> None:
     """Record the outcomes of ``sendable``, just sent, and queue their probes."""
+    if (
+        _outcomes_later.get()
+        and after_response.in_request()
+        and not connections[db].in_atomic_block
+        and not any(layers.layers().values())
+    ):
+        now = timezone.now()
+        _apply_all(sendable, results, now)
+        # What the editor is told about this request's purges needs no query.
+        note_recorded(sendable)
+        after_response.later(lambda: _finished(sendable, results, now, db))
+        return
     _record(sendable, results, using=db)
+    _after_record(sendable, results, db)
+
+
+def _after_record(sendable: list[PurgeAttempt], results: dict[int, PurgeResult], db: str) -> None:
     # Probes and warming fetches run on threads of their own: this one may be the
     # editor's request.
     verify.after_send(sendable, using=db)
     warming.after_send(sendable, results, using=db)
+
+
+def _finished(
+    sendable: list[PurgeAttempt], results: dict[int, PurgeResult], now: datetime.datetime, db: str
+) -> None:
+    _write(sendable, results, now, using=db)
+    _after_record(sendable, results, db)
 
 
 def _send_only(sendable: list[PurgeAttempt]) -> dict[int, PurgeResult]:
@@ -428,9 +481,15 @@ def _unrecordable(attempt: PurgeAttempt, tries: int, now: datetime.datetime, wha
 
 
 def _record(attempts: list[PurgeAttempt], results: dict[int, PurgeResult], *, using: str) -> None:
-    from roan.models import PurgeAttempt, PurgeTry
-
     now = timezone.now()
+    _apply_all(attempts, results, now)
+    _write(attempts, results, now, using=using)
+
+
+def _apply_all(
+    attempts: list[PurgeAttempt], results: dict[int, PurgeResult], now: datetime.datetime
+) -> None:
+    """Set each attempt's outcome columns (in memory) from its result."""
     max_tries = int(roan_settings.RETRY["MAX_ATTEMPTS"])
     for attempt in attempts:
         result = results.get(attempt.pk) or PurgeResult(status=FAILED, error="no result")
@@ -442,6 +501,18 @@ def _record(attempts: list[PurgeAttempt], results: dict[int, PurgeResult], *, us
         except Exception as exc:
             logger.exception("roan: cannot record the outcome of attempt %s", attempt.pk)
             _unrecordable(attempt, tries, now, type(exc).__name__)
+
+
+def _write(
+    attempts: list[PurgeAttempt],
+    results: dict[int, PurgeResult],
+    now: datetime.datetime,
+    *,
+    using: str,
+) -> None:
+    """Write the outcomes :func:`_apply_all` set, and what follows from them."""
+    from roan.models import PurgeAttempt, PurgeTry
+
     try:
         with PurgeTry.objects.keeping(attempts, using=using):
             PurgeAttempt.objects.record(attempts, using=using)

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import request_finished, request_started
 from django.db import router, transaction
-from django.dispatch import receiver
 
 from roan import backends as backend_registry
 from roan.backends.base import ALL, PREFIX, TAG, URL, BaseBackend, PurgeRequest
 from roan.conf import roan_settings
 from roan.context import capturing, hold_dispatch, is_active
-from roan.outbox import pipeline
+from roan.outbox import after_response, expansion, pipeline
 from roan.purges import Cause, Purge
 from roan.retrying import retried
 from roan.tags.index import (
@@ -67,8 +63,11 @@ def submit_tags(
     # First, so that the render guard hears of the change before any purge is sent.
     pipeline.note_changed(tags, using=db)
     purges = tag_purges(tags, origin, aliases)
-    written = pipeline.submit([p for p in purges if not p.deferred], using=db)
-    written += submit_deferred([p for p in purges if p.deferred], using=db)
+    # Bounded already (ROAN_MAX_INLINE_TAG_URLS, ROAN_MAX_URLS_PER_EVENT per backend), and
+    # every one must be written: the expansion rows leave out the pages sent here.
+    written = pipeline.submit([p for p in purges if not p.deferred], using=db, capped=False)
+    written += submit_deferred([p for p in purges if p.deferred and not p.expands], using=db)
+    written += _submit_expansions(purges, using=db)
     urls_only = [alias for alias in aliases if not _purges_by_tag(alias)]
     captured = capturing.get() is not None
     if not urls_only or captured or not transaction.get_connection(db).in_atomic_block:
@@ -79,12 +78,13 @@ def submit_tags(
         again = [
             purge
             for purge in tag_purges(tags, origin, urls_only)
-            if purge.request.kind == URL
+            if (purge.request.kind == URL or purge.expands)
             and (purge.backend, purge.request.target, purge.request.host) not in sent
         ]
         if again:
             pipeline.submit([p for p in again if not p.deferred], using=db)
-            submit_deferred([p for p in again if p.deferred], using=db)
+            submit_deferred([p for p in again if p.deferred and not p.expands], using=db)
+            _submit_expansions(again, using=db)
 
     def look_again() -> None:
         # Under concurrent editors a look-up (or its write) may lose a lock race: tried
@@ -95,7 +95,10 @@ def submit_tags(
         except Exception:
             logger.exception("roan: looking at the tag index after commit failed")
 
-    transaction.on_commit(look_again, using=db, robust=True)
+    # After the response, like the pages past the inline bound: what it finds was
+    # rendered in the change's window and is purged a few milliseconds later (a wider
+    # look, not a narrower one), and the editor does not wait for a second read.
+    transaction.on_commit(lambda: after_response.later(look_again), using=db, robust=True)
     return written
 
 
@@ -105,45 +108,44 @@ def submit_deferred(purges: Sequence[Purge], *, using: str) -> int:
     ``ROAN_DISPATCH = "task"``; else once the response is out (``request_finished``),
     or at once when no request is running (a shell, a command). Rows a process never
     sends (it stops first) stay pending for ``roan_dispatch``."""
+    return _write_deferred(purges, using)
+
+
+def _write_deferred(
+    purges: Sequence[Purge], using: str, inline: dict[str, set[tuple[str, str]]] | None = None
+) -> int:
+    """:func:`submit_deferred`; ``inline``: the pages (by backend) the change purges
+    inside the request, which expansion rows this process sends leave out."""
     if not purges:
         return 0
     if roan_settings.DISPATCH == "task" or capturing.get() is not None:
         return pipeline.submit(purges, using=using, capped=False)
     with hold_dispatch() as held:
         written = pipeline.submit(purges, using=using, capped=False)
+    if inline:
+        expansion.purged_inline(held, inline)
     if held:
         transaction.on_commit(lambda: _after_response(held, using), using=using, robust=True)
     return written
 
 
-_request = threading.local()
+def _submit_expansions(purges: Sequence[Purge], *, using: str) -> int:
+    """Write the expansion rows among ``purges`` like :func:`submit_deferred`, and tell
+    their sender (this process, after the response) which pages the same change purged
+    inside the request: those are not purged twice. (Another process that expands the
+    rows, a worker or ``roan_dispatch``, purges every page: wider, never narrower.)"""
+    expansions = [p for p in purges if p.expands]
+    if not expansions:
+        return 0
+    covered: dict[str, set[tuple[str, str]]] = {}
+    for purge in purges:
+        if purge.request.kind == URL and not purge.deferred:
+            covered.setdefault(purge.backend, set()).add((purge.request.host, purge.request.target))
+    return _write_deferred(expansions, using, covered)
 
 
 def _after_response(ids: list[int], using: str) -> None:
-    queue: list[tuple[list[int], str]] | None = getattr(_request, "after", None)
-    if queue is None:
-        pipeline.dispatch(ids, using=using)  # no response to wait for
-    else:
-        queue.append((ids, using))
-
-
-def sends_after_response() -> bool:
-    """Whether this request has purges to send once its response is out (the editor is
-    told they are queued)."""
-    return bool(getattr(_request, "after", None))
-
-
-@receiver(request_started, dispatch_uid="roan.tags.purges.request_started")
-def _on_request_started(**kwargs: Any) -> None:
-    _request.after = []
-
-
-@receiver(request_finished, dispatch_uid="roan.tags.purges.request_finished")
-def _on_request_finished(**kwargs: Any) -> None:
-    queue: list[tuple[list[int], str]] = getattr(_request, "after", None) or []
-    _request.after = None
-    for ids, using in queue:
-        pipeline.dispatch(ids, using=using)  # never raises
+    after_response.later(lambda: pipeline.dispatch(ids, using=using), sends=True)
 
 
 def _purges_by_tag(alias: str) -> bool:
@@ -161,14 +163,15 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
     see :func:`expand`) are purged inside the editor's request, the others after the
     response (:attr:`Purge.deferred`, see :func:`submit_tags`).
 
-    Never narrower than the index: past ``ROAN_MAX_URLS_PER_EVENT`` URLs on a backend,
-    the first ones are purged as usual and for the others the backend gets a wider purge
-    it can do, one request: a prefix purge of ``/`` on each of its hosts, else a purge of
-    everything. A backend that can do neither (nginx) gets the inline pages and, for each
-    tag, one row whose sender reads all of the tag's pages from the index after the
-    response and purges each (:attr:`Purge.expands`): the editor's transaction writes a
-    bounded number of rows however many pages carry a tag. The rule column says which
-    was done and why.
+    Never narrower than the index. A backend that purges URL by URL only (nginx) gets the
+    inline pages and, when there are more, one row per tag whose sender reads the tag's
+    pages from the index after the response and purges the others
+    (:attr:`Purge.expands`): the editor's transaction writes at most
+    ``ROAN_MAX_INLINE_TAG_URLS`` rows and one per tag, however many pages carry a tag.
+    A backend that can purge wider (a CDN's prefix or everything) gets every page up to
+    ``ROAN_MAX_URLS_PER_EVENT``, the first ones inside the request; past that, one purge
+    wider: a prefix purge of ``/`` on each of its hosts, else a purge of everything. The
+    rule column says which was done and why.
     """
     tags = list(dict.fromkeys(tags))
     if not tags:
@@ -187,11 +190,12 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
                 named = dataclasses.replace(origin, rule_name=f"tag {tag}"[:200])
                 purges.append(Purge(alias, PurgeRequest(TAG, tag), named))
             continue
-        rows, more = expand(tags, backend.hosts, limit)
-        expanding = more and not wider_capable(backend)
-        if expanding:
-            # Every page comes from the expansion rows; only the first go out now.
-            rows = rows[:inline]
+        wide = wider_capable(backend)
+        # A backend that can only purge URL by URL (nginx) gets the first pages in the
+        # request and the others from one row per tag, expanded after the response; one
+        # that can purge wider gets every page up to the cap, then a wide purge.
+        rows, more = expand(tags, backend.hosts, limit if wide else inline)
+        expanding = more and not wide
         for n, (tag, host, path) in enumerate(rows):
             named = dataclasses.replace(origin, rule_name=f"tag {tag}"[:200])
             request = PurgeRequest(URL, path, page_host(host, backend.hosts))
@@ -199,7 +203,7 @@ def tag_purges(tags: Sequence[str], origin: Cause, aliases: Iterable[str]) -> li
             # others once the response is out: a save costs the editor a bounded time.
             purges.append(Purge(alias, request, named, deferred=n >= inline))
         if expanding:
-            purges.extend(_expansions(tags, origin, alias, limit))
+            purges.extend(_expansions(tags, origin, alias, inline))
         elif more:
             why = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) URLs for tag(s) {', '.join(tags)}"
             purges.extend(_wider(origin, alias, backend, why))
@@ -231,11 +235,11 @@ def _wider(origin: Cause, alias: str, backend: BaseBackend, why: str) -> list[Pu
     return [Purge(alias, PurgeRequest(kind, target, host), named) for host in hosts or [""]]
 
 
-def _expansions(tags: Sequence[str], origin: Cause, alias: str, limit: int) -> list[Purge]:
+def _expansions(tags: Sequence[str], origin: Cause, alias: str, inline: int) -> list[Purge]:
     """One row per tag for a backend that purges URLs only: its sender, after the
-    response, purges every page the index then holds for the tag (those purged inside
-    the request again, which costs a "not cached" each and leaves none out)."""
-    why = f"over ROAN_MAX_URLS_PER_EVENT ({limit}) URLs"
+    response, purges every page the index then holds for the tag, but those the request
+    purged (see :mod:`roan.outbox.expansion`)."""
+    why = f"more than ROAN_MAX_INLINE_TAG_URLS ({inline}) pages"
     return [
         Purge(
             alias,

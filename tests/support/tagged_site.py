@@ -2,7 +2,7 @@
 
 Each view is wrapped in the middleware itself, so that Django's live server (whose
 middleware chain is built once per test session) tags them like a site that lists the
-middleware in ``MIDDLEWARE``.
+middleware in ``MIDDLEWARE``. The admin is there for the tests that time an editor's save.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template import engines
 from django.template.response import TemplateResponse
@@ -105,6 +106,7 @@ def page_cached(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("front/<int:pk>/", tagged(front)),
     path("one/<int:pk>/", tagged(one)),
     path("lazy/<int:pk>/", tagged(lazy)),
