@@ -98,9 +98,22 @@ def page_rows(
     tag row's result."""
     from roan.models import PurgeAttempt
 
+    attempts = list(attempts)
     results: dict[int, PurgeResult] = {}
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str, str]] = set()
+    # What each page's row copies of its tag's row, read in one query: a claimed row
+    # holds only what sending needs.
+    try:
+        origins = {
+            row["id"]: row
+            for row in PurgeAttempt.objects.using(using)
+            .filter(pk__in=[a.pk for a in attempts])
+            .values("id", *_ORIGIN)
+        }
+    except Exception:  # each row then reads its own columns
+        logger.exception("roan: cannot read the tag rows being expanded")
+        origins = {}
     for attempt in attempts:
         started = time.monotonic()
         try:
@@ -120,7 +133,7 @@ def page_rows(
                 continue
             if key not in seen:
                 seen.add(key)
-                rows.append(_row(attempt, backend, host, path))
+                rows.append(_row(attempt, origins.get(attempt.pk, {}), backend, host, path))
         results[attempt.pk] = PurgeResult(status=OK, latency_ms=(time.monotonic() - started) * 1000)
     written = [attempt for attempt in attempts if results[attempt.pk].status == OK]
     try:
@@ -136,22 +149,24 @@ def page_rows(
     return pending, results
 
 
-def _row(attempt: PurgeAttempt, backend: BaseBackend, host: str, path: str) -> dict[str, Any]:
+#: The columns a page's row copies from its tag's row.
+_ORIGIN = ("trigger", "rule_id", "content_type_id", "object_pk", "object_repr", "user_id")
+
+
+def _row(
+    attempt: PurgeAttempt, origin: dict[str, Any], backend: BaseBackend, host: str, path: str
+) -> dict[str, Any]:
     row: dict[str, Any] = {
         "backend": attempt.backend,
         "node": attempt.node,
         "host": host,
         "kind": URL,
         "target": path[:MAX_TARGET_LENGTH],
-        "trigger": attempt.trigger,
-        "rule_id": attempt.rule_id,
+        # The tag's row read just now; else (deleted meanwhile) from the claimed row.
+        **{name: origin[name] if origin else getattr(attempt, name) for name in _ORIGIN},
         # "tag ..." as for any page of a tag, so that the log and the Host trap's check
         # (roan.outbox.key_misses) read it the same way.
         "rule_name": f"tag {attempt.target}, one of its pages (row #{attempt.pk})"[:200],
-        "content_type_id": attempt.content_type_id,
-        "object_pk": attempt.object_pk,
-        "object_repr": attempt.object_repr,
-        "user_id": attempt.user_id,
         "status": "pending",
     }
     reason = backend.refuse(PurgeRequest(URL, path, host))
