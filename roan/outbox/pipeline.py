@@ -45,7 +45,6 @@ from roan.outbox import limits, render_guard
 from roan.outbox.sender import SEND_BATCH, outcomes_after_response, send_claimed, send_ids
 from roan.purges import Purge
 from roan.signals import backend_resumed
-from roan.vocabulary import CHANGE_TRIGGERS
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt
@@ -86,7 +85,10 @@ class _TransactionState:
         if self.claimed:
             _send_own(self.claimed, self.using)
         if self.ids:
-            dispatch(self.ids, using=self.using)
+            # Inside a request, the outcomes of a change's purges are written once the
+            # response is out (roan.outbox.sender.outcomes_after_response).
+            with outcomes_after_response():
+                dispatch(self.ids, using=self.using)
 
 
 def _state(using: str) -> _TransactionState:
@@ -280,15 +282,9 @@ def _send_own(claimed: list[PurgeAttempt], db: str) -> None:
             leases = [a.claimed_until for a in batch if a.claimed_until is not None]
             if leases and timezone.now() + margin > min(leases):
                 batch = PurgeAttempt.objects.renew(batch, using=db)
-            if not batch:
-                continue
-            if all(attempt.trigger in CHANGE_TRIGGERS for attempt in batch):
-                # A save's purges: sent now, their outcomes written after the response.
-                # (A purge someone asked for is recorded first: its page shows the row.)
-                with outcomes_after_response():
+            if batch:
+                with outcomes_after_response():  # as in flush()
                     send_claimed(batch, using=db, paused=paused)
-            else:
-                send_claimed(batch, using=db, paused=paused)
     except Exception:
         # As dispatch(): the rows stay claimed until the lease ends, then roan_dispatch
         # or a retry sends them. The editor's save goes on.

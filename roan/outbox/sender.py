@@ -32,6 +32,8 @@ from roan import pauses
 from roan.backends.base import (
     FAILED,
     GAVE_UP,
+    NOT_CACHED,
+    OK,
     PurgeRequest,
     PurgeResult,
     is_throttled,
@@ -52,6 +54,7 @@ from roan.outbox import (
     warming,
 )
 from roan.outbox.sql import dialect
+from roan.vocabulary import CHANGE_TRIGGERS
 
 if TYPE_CHECKING:
     from roan.models import PurgeAttempt
@@ -304,11 +307,12 @@ _outcomes_later: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def outcomes_after_response() -> Iterator[None]:
-    """Inside an editor's request, write the outcomes of what is sent in this block once
-    the response is out (``roan.outbox.after_response``): the purges go before the
-    response, their outcomes are kept in memory for the admin's message, and the log
-    row is written a moment later. Elsewhere (and with ``AFTER`` layers, whose outer
-    caches wait for the inner ones' recorded outcomes) nothing changes."""
+    """Inside an editor's request, write the outcomes of a change's purges sent in this
+    block once the response is out (``roan.outbox.after_response``): the purges go
+    before the response, their outcomes are kept in memory for the admin's message, and
+    the log row is written a moment later. Elsewhere nothing changes, nor for a purge
+    someone asked for (not one of ``CHANGE_TRIGGERS``), a batch with a failure, or
+    ``AFTER`` layers (an outer cache waits for the inner one's recorded outcomes)."""
     token = _outcomes_later.set(True)
     try:
         yield
@@ -322,6 +326,11 @@ def _finish_layer(sendable: list[PurgeAttempt], results: dict[int, PurgeResult],
         _outcomes_later.get()
         and after_response.in_request()
         and not connections[db].in_atomic_block
+        # A purge someone asked for is written first: its page shows the row.
+        and all(attempt.trigger in CHANGE_TRIGGERS for attempt in sendable)
+        # A failure is written at once: it is rare, it waited for a cache anyway, and
+        # the log should say it as soon as the editor can look.
+        and all(r.status in (OK, NOT_CACHED) for r in results.values())
         and not any(layers.layers().values())
     ):
         now = timezone.now()
