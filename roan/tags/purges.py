@@ -63,11 +63,7 @@ def submit_tags(
     # First, so that the render guard hears of the change before any purge is sent.
     pipeline.note_changed(tags, using=db)
     purges = tag_purges(tags, origin, aliases)
-    # Bounded already (ROAN_MAX_INLINE_TAG_URLS, ROAN_MAX_URLS_PER_EVENT per backend), and
-    # every one must be written: the expansion rows leave out the pages sent here.
-    written = pipeline.submit([p for p in purges if not p.deferred], using=db, capped=False)
-    written += submit_deferred([p for p in purges if p.deferred and not p.expands], using=db)
-    written += _submit_expansions(purges, using=db)
+    written = _write(purges, db)
     urls_only = [alias for alias in aliases if not _purges_by_tag(alias)]
     captured = capturing.get() is not None
     if not urls_only or captured or not transaction.get_connection(db).in_atomic_block:
@@ -82,9 +78,7 @@ def submit_tags(
             and (purge.backend, purge.request.target, purge.request.host) not in sent
         ]
         if again:
-            pipeline.submit([p for p in again if not p.deferred], using=db)
-            submit_deferred([p for p in again if p.deferred and not p.expands], using=db)
-            _submit_expansions(again, using=db)
+            _write(again, db)
 
     def look_again() -> None:
         # Under concurrent editors a look-up (or its write) may lose a lock race: tried
@@ -100,6 +94,16 @@ def submit_tags(
     # look, not a narrower one), and the editor does not wait for a second read.
     transaction.on_commit(lambda: after_response.later(look_again), using=db, robust=True)
     return written
+
+
+def _write(purges: Sequence[Purge], db: str) -> int:
+    """Write the purges of one look at the index: those sent inside the request, those
+    sent after it, and the expansion rows. Uncapped: bounded already
+    (``ROAN_MAX_INLINE_TAG_URLS``, ``ROAN_MAX_URLS_PER_EVENT`` per backend), and every
+    one must be written, since the expansion rows leave out the pages sent inside."""
+    written = pipeline.submit([p for p in purges if not p.deferred], using=db, capped=False)
+    written += submit_deferred([p for p in purges if p.deferred and not p.expands], using=db)
+    return written + _submit_expansions(purges, using=db)
 
 
 def submit_deferred(purges: Sequence[Purge], *, using: str) -> int:
