@@ -164,7 +164,7 @@ _CLAIMED = frozenset(
         "coalesced",
         # roan.outbox.key_misses tells the index's purges by their rule name.
         "rule_name",
-        # roan.outbox.pipeline writes a save's outcomes after the response, not others'.
+        # roan.outbox.sender writes a save's outcomes after the response, not others'.
         "trigger",
         "status",
         "backend",

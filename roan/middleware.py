@@ -83,7 +83,7 @@ def tell_admin_change(request: HttpRequest, response: HttpResponse, ids: Written
             _("Cache purges for this change:"),
             outcome(ids, ids.recorded),
             log_url=log_url,
-            # A tag's pages past ROAN_MAX_URLS_PER_EVENT go out after this response.
+            # A tag's pages past ROAN_MAX_INLINE_TAG_URLS go out after this response.
             queued=after_response.sends_queued(),
         )
         messages.add_message(request, level, text, fail_silently=True)

@@ -107,7 +107,7 @@ def _write(purges: Sequence[Purge], db: str) -> int:
 
 
 def submit_deferred(purges: Sequence[Purge], *, using: str) -> int:
-    """Write ``purges`` (a tag's pages past ``ROAN_MAX_URLS_PER_EVENT``) with the change,
+    """Write ``purges`` (a tag's pages past ``ROAN_MAX_INLINE_TAG_URLS``) with the change,
     every one of them, and send them outside the editor's request: from the worker with
     ``ROAN_DISPATCH = "task"``; else once the response is out (``request_finished``),
     or at once when no request is running (a shell, a command). Rows a process never
